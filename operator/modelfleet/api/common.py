@@ -1,0 +1,101 @@
+"""Shared pieces of the three CRD models: base class, metadata, conditions."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "modelfleet.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS1123_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS1123_LABEL = re.compile(DNS1123_LABEL_PATTERN)
+
+
+def _check_dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 label: use at most 63 lower-case letters, "
+            "digits and '-', starting and ending with a letter or digit (e.g. 'qwen3-7b')"
+        )
+    return value
+
+
+DnsLabel = Annotated[
+    str,
+    AfterValidator(_check_dns_label),
+    Field(max_length=63, json_schema_extra={"pattern": DNS1123_LABEL_PATTERN}),
+]
+
+
+class FieldError(ValueError):
+    """A validator's complaint about a field below the one it validates."""
+
+    def __init__(self, subpath: str, message: str):
+        self.subpath = subpath
+        self.message = message
+        super().__init__(f"{subpath}: {message}")
+
+
+class KubeModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are errors (typos)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_assignment=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ObjectMeta(BaseModel):
+    """The part of metav1.ObjectMeta the operator reads; the rest is kept as is."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: DnsLabel
+    namespace: DnsLabel = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = Field(default=None, alias="resourceVersion")
+
+
+class Condition(KubeModel):
+    """metav1.Condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = ""
+    last_transition_time: datetime | None = None
+    observed_generation: int | None = None
+
+
+class Resource(KubeModel):
+    """A namespaced custom resource of group modelfleet.io."""
+
+    api_version: Literal["modelfleet.io/v1alpha1"] = API_VERSION  # type: ignore[assignment]
+    kind: str
+    metadata: ObjectMeta
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind} {self.metadata.namespace}/{self.metadata.name}"

@@ -1,0 +1,219 @@
+"""ModelPool: a shared GPU pool and the vLLM variants that run in it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from .common import Condition, DnsLabel, FieldError, KubeModel, Resource
+from .cron import CronError, parse_cron, zone
+
+CEL = "x-kubernetes-validations"
+
+
+class ReplicaRange(KubeModel):
+    model_config = KubeModel.model_config | {
+        "json_schema_extra": {
+            CEL: [
+                {
+                    "rule": "self.min <= self.max",
+                    "message": "replicas.min must be <= replicas.max",
+                    "fieldPath": ".min",
+                }
+            ]
+        }
+    }
+
+    min: int = Field(ge=0, description="Replicas kept at all times.")
+    max: int = Field(ge=0, description="Replicas never exceeded.")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> ReplicaRange:
+        if self.min > self.max:
+            raise FieldError(
+                "min", f"{self.min} is greater than max ({self.max}): lower min or raise max"
+            )
+        return self
+
+
+class Schedule(KubeModel):
+    """A KEDA-cron style window: active from a `start` firing until the next `end` firing."""
+
+    name: DnsLabel
+    start: str = Field(description="Cron (5 fields) in spec.timezone that opens the window.")
+    end: str = Field(description="Cron (5 fields) in spec.timezone that closes the window.")
+    replicas: int = Field(ge=0, description="Replica floor while the window is open.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        try:
+            parse_cron(value)
+        except CronError as err:
+            raise ValueError(str(err)) from None
+        return value
+
+
+class StepPolicy(KubeModel):
+    max_step: int | None = Field(
+        default=None, ge=1, description="Most replicas added or removed per cycle; unset = any."
+    )
+    stabilization_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="A change happens only if every recommendation in this window agrees.",
+    )
+
+
+def _default_scale_down() -> StepPolicy:
+    return StepPolicy(max_step=None, stabilization_seconds=300)
+
+
+class QueueScaling(KubeModel):
+    target_per_replica: float = Field(
+        gt=0, description="Requests (running + waiting) one replica should carry."
+    )
+    scale_up: StepPolicy = Field(default_factory=StepPolicy)
+    scale_down: StepPolicy = Field(default_factory=_default_scale_down)
+
+
+class Variant(KubeModel):
+    model_config = KubeModel.model_config | {
+        "json_schema_extra": {
+            CEL: [
+                {
+                    "rule": "!has(self.schedules) || self.schedules.all(s, "
+                    "s.replicas >= self.replicas.min && s.replicas <= self.replicas.max)",
+                    "message": "every schedule's replicas must lie within replicas.min..max",
+                    "fieldPath": ".schedules",
+                }
+            ]
+        }
+    }
+
+    name: DnsLabel
+    model: str = Field(min_length=1, description="Model to load and the served model name.")
+    image: str = Field(default="vllm/vllm-openai:v0.11.0", min_length=1)
+    args: list[str] = Field(default_factory=list, description="Extra vLLM server arguments.")
+    port: int = Field(default=8000, ge=1, le=65535)
+    gpus_per_replica: int = Field(ge=1, description="GPUs per replica (tensor parallel size).")
+    gpu_type: str | None = Field(default=None, description="nvidia.com/gpu.product to select.")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    priority: int = Field(default=0, description="Higher is more important under the budget.")
+    cost_per_replica_hour: float = Field(default=0.0, ge=0)
+    startup_seconds: int = Field(default=300, ge=0, description="Model load time.")
+    requests_per_second_per_replica: float | None = Field(
+        default=None,
+        gt=0,
+        description="Expected throughput of one replica, used for cost estimates "
+        "before observations exist.",
+    )
+    replicas: ReplicaRange
+    schedules: list[Schedule] = Field(default_factory=list)
+    queue: QueueScaling | None = None
+
+    @model_validator(mode="after")
+    def _schedules_within_range(self) -> Variant:
+        names: set[str] = set()
+        for index, schedule in enumerate(self.schedules):
+            if schedule.name in names:
+                raise FieldError(
+                    f"schedules[{index}].name",
+                    f"{schedule.name!r} is used twice: give each schedule its own name",
+                )
+            names.add(schedule.name)
+            if not self.replicas.min <= schedule.replicas <= self.replicas.max:
+                raise FieldError(
+                    f"schedules[{index}].replicas",
+                    f"{schedule.replicas} lies outside replicas.min..max "
+                    f"({self.replicas.min}..{self.replicas.max}): "
+                    "change the schedule or widen the range",
+                )
+        return self
+
+
+class MetricsSource(KubeModel):
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus base URL; unset = the operator's default."
+    )
+    refresh_seconds: int = Field(default=30, ge=1, le=3600)
+    stale_after_seconds: int = Field(default=120, ge=1)
+
+
+class ModelPoolSpec(KubeModel):
+    gpu_budget: int = Field(ge=0, description="GPUs the pool may use across all variants.")
+    timezone: str = Field(default="UTC", description="IANA zone for schedules.")
+    metrics: MetricsSource = Field(default_factory=MetricsSource)
+    variants: list[Variant] = Field(
+        min_length=1,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_exists(cls, value: str) -> str:
+        try:
+            zone(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as 'Asia/Shanghai' or 'UTC'"
+            ) from None
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names_unique(cls, variants: list[Variant]) -> list[Variant]:
+        seen: set[str] = set()
+        for index, variant in enumerate(variants):
+            if variant.name in seen:
+                raise FieldError(
+                    f"[{index}].name",
+                    f"{variant.name!r} is used twice: give each variant its own name",
+                )
+            seen.add(variant.name)
+        return variants
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+
+class RecommendationSample(KubeModel):
+    at: datetime
+    replicas: int
+
+
+class VariantStatus(KubeModel):
+    name: str
+    desired_replicas: int = 0
+    ready_replicas: int | None = None
+    reason: str = ""
+    message: str = ""
+    gpus: int = 0
+    waiting: float | None = None
+    running: float | None = None
+    qps: float | None = None
+    p99_latency_seconds: float | None = None
+    error_rate: float | None = None
+    sampled_at: datetime | None = None
+    last_scale_time: datetime | None = None
+    recommendations: list[RecommendationSample] = Field(default_factory=list)
+
+
+class ModelPoolStatus(KubeModel):
+    observed_generation: int | None = None
+    planned_at: datetime | None = None
+    desired_replicas: int | None = None
+    ready_replicas: int | None = None
+    gpus_planned: int | None = None
+    variants: list[VariantStatus] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class ModelPool(Resource):
+    kind: Literal["ModelPool"] = "ModelPool"
+    spec: ModelPoolSpec
+    status: ModelPoolStatus | None = None

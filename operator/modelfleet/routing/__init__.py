@@ -1,0 +1,1 @@
+"""Pure: (RoutingPolicy, ModelPool, observations) -> RoutingTable."""

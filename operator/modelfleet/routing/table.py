@@ -1,0 +1,35 @@
+"""The routing table: what the gateway should do, before it is Envoy config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class WeightedBackend:
+    variant: str
+    weight: int  # integer share; a route's weights sum to 100 unless it has no ready backend
+
+
+@dataclass(frozen=True)
+class RouteMatchSpec:
+    task_types: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # all must match (name, exact value)
+
+
+@dataclass(frozen=True)
+class TableRoute:
+    name: str
+    match: RouteMatchSpec
+    backends: tuple[WeightedBackend, ...]
+    degraded_from: str | None = None  # set on a degrade companion: the route it shadows
+    note: str = ""  # why the weights differ from the spec, for status and people
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    namespace: str
+    policy: str
+    pool: str
+    routes: tuple[TableRoute, ...] = field(default_factory=tuple)
