@@ -84,6 +84,21 @@ class Condition(KubeModel):
 class Resource(KubeModel):
     """A namespaced custom resource of group modelfleet.io."""
 
+    # The API server accepts any DNS-1123 subdomain as a name, but the operator derives
+    # Deployment, Service and label values from it, so refuse dotted or long names at admission.
+    model_config = KubeModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.metadata.name.size() <= 63 && "
+                    f"self.metadata.name.matches('{DNS1123_LABEL_PATTERN}')",
+                    "message": "metadata.name must be a DNS-1123 label: at most 63 lower-case "
+                    "letters, digits and '-', starting and ending with a letter or digit",
+                }
+            ]
+        }
+    }
+
     api_version: Literal["modelfleet.io/v1alpha1"] = API_VERSION  # type: ignore[assignment]
     kind: str
     metadata: ObjectMeta

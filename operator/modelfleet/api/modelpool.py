@@ -13,6 +13,11 @@ from .cron import CronError, parse_cron, zone
 
 CEL = "x-kubernetes-validations"
 
+# The API server refuses a CRD whose CEL rules could cost too much on the largest object a
+# request can hold; bounding the lists that rules run over or inside keeps that estimate small.
+MAX_VARIANTS = 64
+MAX_SCHEDULES = 32
+
 
 class ReplicaRange(KubeModel):
     model_config = KubeModel.model_config | {
@@ -113,7 +118,14 @@ class Variant(KubeModel):
         "before observations exist.",
     )
     replicas: ReplicaRange
-    schedules: list[Schedule] = Field(default_factory=list)
+    schedules: list[Schedule] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "maxItems": MAX_SCHEDULES,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
     queue: QueueScaling | None = None
 
     @model_validator(mode="after")
@@ -150,7 +162,11 @@ class ModelPoolSpec(KubeModel):
     metrics: MetricsSource = Field(default_factory=MetricsSource)
     variants: list[Variant] = Field(
         min_length=1,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra={
+            "maxItems": MAX_VARIANTS,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
     )
 
     @field_validator("timezone")

@@ -17,8 +17,8 @@ class Window(KubeModel):
         "json_schema_extra": {
             CEL: [
                 {
-                    "rule": "!has(self.start) || !has(self.end) || "
-                    "timestamp(self.end) > timestamp(self.start)",
+                    # date-time strings already reach CEL as timestamps
+                    "rule": "!has(self.start) || !has(self.end) || self.end > self.start",
                     "message": "window.end must be after window.start",
                     "fieldPath": ".end",
                 }

@@ -10,6 +10,11 @@ from .common import Condition, DnsLabel, FieldError, KubeModel, Resource
 
 CEL = "x-kubernetes-validations"
 
+# Bounds for the API server's CEL cost estimate (see modelpool.py).
+MAX_ROUTES = 128
+MAX_BACKENDS = 64
+MAX_DEGRADE_RULES = 64
+
 
 class HeaderMatch(KubeModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9-]+$")
@@ -47,7 +52,14 @@ class Route(KubeModel):
 
     name: DnsLabel
     match: RouteMatch = Field(default_factory=RouteMatch)
-    backends: list[Backend] = Field(min_length=1)
+    backends: list[Backend] = Field(
+        min_length=1,
+        json_schema_extra={
+            "maxItems": MAX_BACKENDS,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["variant"],
+        },
+    )
     max_cost_per_request: float | None = Field(default=None, gt=0)
     slo: RouteSlo | None = None
 
@@ -67,6 +79,18 @@ class Route(KubeModel):
 
 
 class DegradeRule(KubeModel):
+    model_config = KubeModel.model_config | {
+        "json_schema_extra": {
+            CEL: [
+                {
+                    "rule": "self.fallback != self.variant",
+                    "message": "fallback must name another variant than the watched one",
+                    "fieldPath": ".fallback",
+                }
+            ]
+        }
+    }
+
     variant: DnsLabel = Field(description="The variant whose backlog is watched.")
     waiting_above: int = Field(ge=0, description="Waiting requests that trip the rule.")
     priority: str = Field(
@@ -104,9 +128,15 @@ class RoutingPolicySpec(KubeModel):
     gateway: Gateway
     routes: list[Route] = Field(
         min_length=1,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra={
+            "maxItems": MAX_ROUTES,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
     )
-    degrade: list[DegradeRule] = Field(default_factory=list)
+    degrade: list[DegradeRule] = Field(
+        default_factory=list, json_schema_extra={"maxItems": MAX_DEGRADE_RULES}
+    )
 
     @field_validator("routes")
     @classmethod

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class WeightedBackend:
     variant: str
-    weight: int  # integer share; a route's weights sum to 100 unless it has no ready backend
+    weight: int  # 1..100; a route's weights sum to 100 (backends with no share are left out)
 
 
 @dataclass(frozen=True)
