@@ -55,16 +55,17 @@ def load_observations(path: str | Path, default_time: datetime) -> dict[str, Var
         data = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
         raise InvalidInput([InputError(source, "", "", f"cannot read metrics: {err}")]) from None
-    try:
-        parsed = _MetricsFile.model_validate(data)
-    except ValidationError as err:
-        raise InvalidInput(validation_errors(err, source, "metrics")) from None
+    raw_variants = data.get("variants") if isinstance(data, dict) else None
     errors = [
         InputError(source, "metrics", f"variants.{key}",
                    "key must be '<namespace>/<pool>/<variant>'")
-        for key in parsed.variants
-        if key.count("/") != 2
+        for key in (raw_variants if isinstance(raw_variants, dict) else {})
+        if str(key).count("/") != 2
     ]
+    try:
+        parsed = _MetricsFile.model_validate(data)
+    except ValidationError as err:
+        raise InvalidInput(errors + validation_errors(err, source, "metrics")) from None
     for key, entry in parsed.variants.items():
         if entry.sampled_at is not None and entry.sampled_at.tzinfo is None:
             errors.append(InputError(source, "metrics", f"variants.{key}.sampledAt",

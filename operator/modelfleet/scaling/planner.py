@@ -60,9 +60,11 @@ def stabilize(
     up: StepPolicy,
     down: StepPolicy,
     floor: int,
+    ceiling: int,
 ) -> Decision:
     """HPA-style: move only as far as every recommendation in the window agrees, then at most
-    maxStep per cycle; never below the floor."""
+    maxStep per cycle; never below the floor, never above replicas.max (which may have been
+    lowered since the previous plan)."""
     if current is None or decision.replicas == current:
         return decision
     raw = decision.replicas
@@ -72,7 +74,7 @@ def stabilize(
     else:
         agreed = min(current, max(_within(history, now, down.stabilization_seconds)))
         limited = agreed if down.max_step is None else max(agreed, current - down.max_step)
-    limited = max(limited, floor)
+    limited = min(max(limited, floor), ceiling)
     if limited == raw:
         return decision
     if limited != agreed:
@@ -81,9 +83,8 @@ def stabilize(
     else:
         window = up.stabilization_seconds if raw > current else down.stabilization_seconds
         why = f"waiting out the {window}s stabilization window"
-    return Decision(
-        limited, "stabilizing", f"{current} -> {limited} toward {raw} ({why}); {decision.message}"
-    )
+    move = f"holding {current}" if limited == current else f"{current} -> {limited}"
+    return Decision(limited, "stabilizing", f"{move} toward {raw} ({why}); {decision.message}")
 
 
 def _history(previous: PreviousVariant | None, now: datetime, keep_seconds: int, raw: int):
@@ -124,7 +125,9 @@ def plan_variant(
     keep = max(up.stabilization_seconds, down.stabilization_seconds)
     history = _history(previous, now, keep, decision.replicas)
     current = previous.desired_replicas if previous else None
-    decision = stabilize(decision, current, history, now, up, down, floor)
+    decision = stabilize(
+        decision, current, history, now, up, down, floor, variant.replicas.max
+    )
     changed = current is not None and decision.replicas != current
     return VariantPlan(
         name=variant.name,
