@@ -57,8 +57,9 @@ def load_observations(path: str | Path, default_time: datetime) -> dict[str, Var
         raise InvalidInput([InputError(source, "", "", f"cannot read metrics: {err}")]) from None
     raw_variants = data.get("variants") if isinstance(data, dict) else None
     errors = [
-        InputError(source, "metrics", f"variants.{key}",
-                   "key must be '<namespace>/<pool>/<variant>'")
+        InputError(
+            source, "metrics", f"variants.{key}", "key must be '<namespace>/<pool>/<variant>'"
+        )
         for key in (raw_variants if isinstance(raw_variants, dict) else {})
         if str(key).count("/") != 2
     ]
@@ -68,8 +69,14 @@ def load_observations(path: str | Path, default_time: datetime) -> dict[str, Var
         raise InvalidInput(errors + validation_errors(err, source, "metrics")) from None
     for key, entry in parsed.variants.items():
         if entry.sampled_at is not None and entry.sampled_at.tzinfo is None:
-            errors.append(InputError(source, "metrics", f"variants.{key}.sampledAt",
-                                     "has no UTC offset: write e.g. 2026-11-27T10:00:00+08:00"))
+            errors.append(
+                InputError(
+                    source,
+                    "metrics",
+                    f"variants.{key}.sampledAt",
+                    "has no UTC offset: write e.g. 2026-11-27T10:00:00+08:00",
+                )
+            )
     if errors:
         raise InvalidInput(errors)
     return {

@@ -67,7 +67,9 @@ def test_bad_metrics_file(tmp_path, capsys):
 
 def test_bad_previous_plan(tmp_path, capsys):
     previous = tmp_path / "prev.json"
-    previous.write_text('{"at": "2026-11-27T10:00:00+08:00", "pools": [{"name": "chat", '
-                        '"variants": [{"name": "qwen3-7b", "desiredReplicas": -3}]}]}')
+    previous.write_text(
+        '{"at": "2026-11-27T10:00:00+08:00", "pools": [{"name": "chat", '
+        '"variants": [{"name": "qwen3-7b", "desiredReplicas": -3}]}]}'
+    )
     assert main(["plan", "-f", "manifests/samples", "--previous", str(previous)]) == 2
     assert "pools[0].variants[0].desiredReplicas" in capsys.readouterr().err

@@ -70,8 +70,12 @@ QUEUE = {"targetPerReplica": 10}
 def test_samples_daytime_and_night_counts():
     resources = load_resources(["manifests/samples"])
     chat = resources.pools[0]
-    day = plan_pool(chat, resources.reservations, {}, datetime.fromisoformat("2026-11-27T10:00:00+08:00"))
-    night = plan_pool(chat, resources.reservations, {}, datetime.fromisoformat("2026-11-28T02:00:00+08:00"))
+    day = plan_pool(
+        chat, resources.reservations, {}, datetime.fromisoformat("2026-11-27T10:00:00+08:00")
+    )
+    night = plan_pool(
+        chat, resources.reservations, {}, datetime.fromisoformat("2026-11-28T02:00:00+08:00")
+    )
     assert {v.name: (v.desired_replicas, v.reason) for v in day.variants} == {
         "qwen3-235b": (20, "schedule"),
         "qwen3-70b": (2, "min"),
@@ -79,7 +83,10 @@ def test_samples_daytime_and_night_counts():
         "qwen3-7b": (2, "min"),
     }
     assert {v.name: v.desired_replicas for v in night.variants} == {
-        "qwen3-235b": 5, "qwen3-70b": 2, "qwen3-30b-moe": 10, "qwen3-7b": 2,
+        "qwen3-235b": 5,
+        "qwen3-70b": 2,
+        "qwen3-30b-moe": 10,
+        "qwen3-7b": 2,
     }
     assert night.variant("qwen3-30b-moe").floor == 10  # min 10 > the 5 reserved
 
@@ -151,9 +158,16 @@ def test_reservation_above_max_is_granted_only_in_part():
 
 def test_reservations_of_another_pool_are_ignored():
     other = Reservation.model_validate(
-        {"metadata": {"name": "x", "namespace": "ns"},
-         "spec": {"pool": "other", "variant": "v", "tenant": "t", "replicas": 9,
-                  "billing": {"mode": "reserved", "reservedPricePerReplicaHour": 1}}}
+        {
+            "metadata": {"name": "x", "namespace": "ns"},
+            "spec": {
+                "pool": "other",
+                "variant": "v",
+                "tenant": "t",
+                "replicas": 9,
+                "billing": {"mode": "reserved", "reservedPricePerReplicaHour": 1},
+            },
+        }
     )
     assert plan_pool(pool([variant(lo=1)]), [other], {}, NOW).variants[0].desired_replicas == 1
 

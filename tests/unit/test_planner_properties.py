@@ -26,15 +26,23 @@ def variants(draw, index: int):
         "priority": draw(st.integers(0, 3)),
         "replicas": {"min": lo, "max": hi},
         "schedules": [
-            {"name": "day", "start": "0 8 * * *", "end": "0 20 * * *",
-             "replicas": draw(st.integers(lo, hi))}
+            {
+                "name": "day",
+                "start": "0 8 * * *",
+                "end": "0 20 * * *",
+                "replicas": draw(st.integers(lo, hi)),
+            }
         ],
         "queue": {
             "targetPerReplica": draw(st.sampled_from([1, 5, 10, 32])),
-            "scaleUp": {"maxStep": draw(step),
-                        "stabilizationSeconds": draw(st.sampled_from([0, 60, 300]))},
-            "scaleDown": {"maxStep": draw(step),
-                          "stabilizationSeconds": draw(st.sampled_from([0, 60, 300]))},
+            "scaleUp": {
+                "maxStep": draw(step),
+                "stabilizationSeconds": draw(st.sampled_from([0, 60, 300])),
+            },
+            "scaleDown": {
+                "maxStep": draw(step),
+                "stabilizationSeconds": draw(st.sampled_from([0, 60, 300])),
+            },
         },
     }
 
@@ -53,9 +61,13 @@ def scenarios(draw):
         Reservation.model_validate(
             {
                 "metadata": {"name": f"r{i}", "namespace": "ns"},
-                "spec": {"pool": "p", "variant": f"v{draw(st.integers(0, count - 1))}",
-                         "tenant": "t", "replicas": draw(st.integers(1, 6)),
-                         "billing": {"mode": "reserved", "reservedPricePerReplicaHour": 1}},
+                "spec": {
+                    "pool": "p",
+                    "variant": f"v{draw(st.integers(0, count - 1))}",
+                    "tenant": "t",
+                    "replicas": draw(st.integers(1, 6)),
+                    "billing": {"mode": "reserved", "reservedPricePerReplicaHour": 1},
+                },
             }
         )
         for i in range(draw(st.integers(0, 2)))
@@ -77,7 +89,13 @@ def scenarios(draw):
                 for s in (240, 120, 30)
             )
             previous[spec["name"]] = PreviousVariant(draw(st.integers(0, 30)), history)
-    return pool, reservations, observations, PreviousPlan(now - timedelta(seconds=30), previous), now
+    return (
+        pool,
+        reservations,
+        observations,
+        PreviousPlan(now - timedelta(seconds=30), previous),
+        now,
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -108,7 +126,14 @@ def test_every_decision_has_a_known_reason(scenario):
     plan = plan_pool(pool, reservations, observations, now, previous)
     for variant in plan.variants:
         assert variant.reason in {
-            "schedule", "queue", "reservation", "min", "max", "budget", "hold", "stabilizing"
+            "schedule",
+            "queue",
+            "reservation",
+            "min",
+            "max",
+            "budget",
+            "hold",
+            "stabilizing",
         }
         assert variant.message
 
@@ -141,4 +166,6 @@ def test_monotone_in_queue_depth(scenario, extra):
     low = plan_pool(pool, reservations, {**observations, key: base}, now, previous)
     high = plan_pool(pool, reservations, {**observations, key: deeper}, now, previous)
     assert high.variants[0].desired_replicas >= low.variants[0].desired_replicas
-    assert high.gpus_planned >= low.gpus_planned or high.condition("CapacityLimited").status == "True"
+    assert (
+        high.gpus_planned >= low.gpus_planned or high.condition("CapacityLimited").status == "True"
+    )

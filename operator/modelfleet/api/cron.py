@@ -13,9 +13,9 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-UTC = ZoneInfo("UTC")
-
 from croniter import croniter
+
+UTC = ZoneInfo("UTC")
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",

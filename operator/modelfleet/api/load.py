@@ -46,9 +46,7 @@ class Resources:
     policies: list[RoutingPolicy] = field(default_factory=list)
 
     def pool(self, namespace: str, name: str) -> ModelPool | None:
-        return next(
-            (p for p in self.pools if p.namespace == namespace and p.name == name), None
-        )
+        return next((p for p in self.pools if p.namespace == namespace and p.name == name), None)
 
     def reservations_for(self, pool: ModelPool) -> list[Reservation]:
         return [
@@ -143,8 +141,12 @@ def parse_resource(data: Any, source: str = "") -> tuple[Any | None, list[InputE
     kind = data.get("kind")
     if api_version is None or kind is None:
         return None, [
-            InputError(source, "", "apiVersion" if api_version is None else "kind",
-                       "missing: every object needs apiVersion and kind")
+            InputError(
+                source,
+                "",
+                "apiVersion" if api_version is None else "kind",
+                "missing: every object needs apiVersion and kind",
+            )
         ]
     if not str(api_version).startswith("modelfleet.io/"):
         return None, []
@@ -154,14 +156,16 @@ def parse_resource(data: Any, source: str = "") -> tuple[Any | None, list[InputE
     obj = f"{kind} {namespace}/{name}"
     if api_version != API_VERSION:
         return None, [
-            InputError(source, obj, "apiVersion",
-                       f"{api_version!r} is not served: use {API_VERSION!r}")
+            InputError(
+                source, obj, "apiVersion", f"{api_version!r} is not served: use {API_VERSION!r}"
+            )
         ]
     model = KINDS.get(kind)
     if model is None:
         return None, [
-            InputError(source, obj, "kind",
-                       f"unknown kind {kind!r}: use one of {', '.join(sorted(KINDS))}")
+            InputError(
+                source, obj, "kind", f"unknown kind {kind!r}: use one of {', '.join(sorted(KINDS))}"
+            )
         ]
     try:
         return model.model_validate(data), []
@@ -192,14 +196,18 @@ def iter_documents(paths: Sequence[str | Path]) -> Iterator[tuple[str, Any]]:
                 yield f"{file}#{index + 1}" if len(documents) > 1 else str(file), doc
 
 
-def check_references(resources: Resources, sources: dict[int, str] | None = None) -> list[InputError]:
+def check_references(
+    resources: Resources, sources: dict[int, str] | None = None
+) -> list[InputError]:
     """Every pool/variant a Reservation or RoutingPolicy names must exist among `resources`."""
     sources = sources or {}
     errors: list[InputError] = []
 
     def missing_pool(obj: Any) -> InputError:
         return InputError(
-            sources.get(id(obj), ""), obj.ref, "spec.pool",
+            sources.get(id(obj), ""),
+            obj.ref,
+            "spec.pool",
             f"no ModelPool {obj.spec.pool!r} in namespace {obj.namespace!r}: "
             "create it or fix the name",
         )
@@ -207,7 +215,9 @@ def check_references(resources: Resources, sources: dict[int, str] | None = None
     def missing_variant(obj: Any, pool: ModelPool, path: str, name: str) -> InputError:
         known = ", ".join(v.name for v in pool.spec.variants)
         return InputError(
-            sources.get(id(obj), ""), obj.ref, path,
+            sources.get(id(obj), ""),
+            obj.ref,
+            path,
             f"pool {pool.name!r} has no variant {name!r}: use one of {known}",
         )
 
@@ -252,8 +262,12 @@ def load_resources(paths: Sequence[str | Path]) -> Resources:
         key = (obj.kind, obj.namespace, obj.name)
         if key in seen:
             errors.append(
-                InputError(source, obj.ref, "metadata.name",
-                           f"defined twice (first in {seen[key]}): rename or remove one")
+                InputError(
+                    source,
+                    obj.ref,
+                    "metadata.name",
+                    f"defined twice (first in {seen[key]}): rename or remove one",
+                )
             )
             continue
         seen[key] = source

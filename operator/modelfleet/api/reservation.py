@@ -85,9 +85,7 @@ class Billing(KubeModel):
     @model_validator(mode="after")
     def _prices_for_mode(self) -> Billing:
         if self.mode != "onDemand" and self.reserved_price_per_replica_hour is None:
-            raise FieldError(
-                "reservedPricePerReplicaHour", f"mode {self.mode!r} needs it: add it"
-            )
+            raise FieldError("reservedPricePerReplicaHour", f"mode {self.mode!r} needs it: add it")
         if self.mode != "reserved" and self.on_demand_price_per_request is None:
             raise FieldError("onDemandPricePerRequest", f"mode {self.mode!r} needs it: add it")
         return self

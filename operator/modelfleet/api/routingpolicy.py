@@ -94,7 +94,9 @@ class DegradeRule(KubeModel):
     variant: DnsLabel = Field(description="The variant whose backlog is watched.")
     waiting_above: int = Field(ge=0, description="Waiting requests that trip the rule.")
     priority: str = Field(
-        default="low", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+        default="low",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
         description="Value of the x-priority header that is sent to the fallback.",
     )
     fallback: DnsLabel

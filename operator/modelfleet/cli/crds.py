@@ -10,7 +10,9 @@ import yaml
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("crds", help="write or print the CRD YAML generated from the models")
+    parser = commands.add_parser(
+        "crds", help="write or print the CRD YAML generated from the models"
+    )
     parser.add_argument("--out", type=Path, help="directory to write one file per CRD into")
     parser.set_defaults(handler=run)
 

@@ -24,7 +24,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "RoutingPolicies read from YAML, at --at, from --metrics observations.",
     )
     add_input_arguments(parser)
-    parser.add_argument("--at", type=parse_instant, help="ISO-8601 instant to plan for (default: now)")
+    parser.add_argument(
+        "--at", type=parse_instant, help="ISO-8601 instant to plan for (default: now)"
+    )
     parser.add_argument("--previous", type=Path, help="an earlier `plan -o json` output")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     parser.set_defaults(handler=run)
@@ -32,10 +34,17 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-f", "--filename", dest="files", action="append", required=True, metavar="FILE_OR_DIR",
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="FILE_OR_DIR",
         help="YAML file or directory of them (repeatable)",
     )
-    parser.add_argument("--metrics", type=Path, help="observations: {variants: {ns/pool/variant: {...}}}")
+    parser.add_argument(
+        "--metrics", type=Path, help="observations: {variants: {ns/pool/variant: {...}}}"
+    )
 
 
 def parse_instant(text: str) -> datetime:
@@ -69,7 +78,10 @@ def plan_all(
 ) -> list[PoolPlan]:
     return [
         plan_pool(
-            pool, resources.reservations_for(pool), observations, at,
+            pool,
+            resources.reservations_for(pool),
+            observations,
+            at,
             previous.get((pool.namespace, pool.name)),
         )
         for pool in resources.pools

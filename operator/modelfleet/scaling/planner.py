@@ -42,8 +42,9 @@ def combine_signals(variant: Variant, results: Sequence[SignalResult]) -> Decisi
         wanted = "" if best is None else f" ({best.detail})"
         return Decision(low, "min", f"replicas.min {low}{wanted}")
     if best.replicas > high:
-        return Decision(high, "max", f"capped at replicas.max {high}; wanted {best.replicas}: "
-                        f"{best.detail}")
+        return Decision(
+            high, "max", f"capped at replicas.max {high}; wanted {best.replicas}: {best.detail}"
+        )
     return Decision(best.replicas, best.reason, best.detail)
 
 
@@ -125,9 +126,7 @@ def plan_variant(
     keep = max(up.stabilization_seconds, down.stabilization_seconds)
     history = _history(previous, now, keep, decision.replicas)
     current = previous.desired_replicas if previous else None
-    decision = stabilize(
-        decision, current, history, now, up, down, floor, variant.replicas.max
-    )
+    decision = stabilize(decision, current, history, now, up, down, floor, variant.replicas.max)
     changed = current is not None and decision.replicas != current
     return VariantPlan(
         name=variant.name,
@@ -205,7 +204,9 @@ def _conditions(pool: ModelPool, plans: Sequence[VariantPlan], overcommitted: bo
 
 
 def grant_reservations(
-    pool: ModelPool, reservations: Sequence[Reservation], plans: Sequence[VariantPlan],
+    pool: ModelPool,
+    reservations: Sequence[Reservation],
+    plans: Sequence[VariantPlan],
     now: datetime,
 ) -> tuple[ReservationGrant, ...]:
     """Reservations are granted in name order while they fit under the variant's max."""
@@ -216,10 +217,19 @@ def grant_reservations(
         active = reservation.spec.active_at(now)
         wanted = reservation.spec.replicas
         if variant not in room:
-            grants.append(ReservationGrant(
-                reservation.namespace, reservation.name, reservation.spec.tenant, variant, wanted,
-                active, False, 0, f"pool {pool.name} has no variant {variant}",
-            ))
+            grants.append(
+                ReservationGrant(
+                    reservation.namespace,
+                    reservation.name,
+                    reservation.spec.tenant,
+                    variant,
+                    wanted,
+                    active,
+                    False,
+                    0,
+                    f"pool {pool.name} has no variant {variant}",
+                )
+            )
             continue
         if not active:
             window = reservation.spec.window
@@ -228,10 +238,19 @@ def grant_reservations(
                 if window and window.start and now < window.start
                 else "window has closed"
             )
-            grants.append(ReservationGrant(
-                reservation.namespace, reservation.name, reservation.spec.tenant, variant, wanted,
-                False, False, 0, message,
-            ))
+            grants.append(
+                ReservationGrant(
+                    reservation.namespace,
+                    reservation.name,
+                    reservation.spec.tenant,
+                    variant,
+                    wanted,
+                    False,
+                    False,
+                    0,
+                    message,
+                )
+            )
             continue
         granted = min(wanted, room[variant])
         room[variant] -= granted
@@ -242,10 +261,19 @@ def grant_reservations(
             else f"only {granted} of {wanted} fit under {variant}'s replicas.max: "
             "raise replicas.max or lower the reservation"
         )
-        grants.append(ReservationGrant(
-            reservation.namespace, reservation.name, reservation.spec.tenant, variant, wanted,
-            True, ok, granted, message,
-        ))
+        grants.append(
+            ReservationGrant(
+                reservation.namespace,
+                reservation.name,
+                reservation.spec.tenant,
+                variant,
+                wanted,
+                True,
+                ok,
+                granted,
+                message,
+            )
+        )
     return tuple(grants)
 
 
@@ -259,12 +287,14 @@ def plan_pool(
     """The whole pool's plan at `now`. `reservations` may include other pools' (ignored)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    own = [
-        r for r in reservations if r.namespace == pool.namespace and r.spec.pool == pool.name
-    ]
+    own = [r for r in reservations if r.namespace == pool.namespace and r.spec.pool == pool.name]
     plans = [
         plan_variant(
-            pool, variant, own, observations, now,
+            pool,
+            variant,
+            own,
+            observations,
+            now,
             previous.variants.get(variant.name) if previous else None,
         )
         for variant in pool.spec.variants
