@@ -11,6 +11,7 @@ from typing import Any
 
 from ..api.load import InputError, InvalidInput, Resources, load_resources
 from ..observations import Observations, load_observations
+from ..routing import plan_routing, routing_table_json
 from ..scaling.planner import plan_pool
 from ..scaling.serialize import pool_plan_json, previous_plans_from_json
 from ..scaling.types import PoolPlan, PreviousPlan
@@ -88,8 +89,19 @@ def plan_all(
     ]
 
 
-def plan_document(at: datetime, plans: list[PoolPlan]) -> dict[str, Any]:
-    return {"at": at.isoformat(), "pools": [pool_plan_json(p) for p in plans], "routing": []}
+def routing_all(resources: Resources, observations: Observations) -> list[dict[str, Any]]:
+    tables = []
+    for policy in resources.policies:
+        pool = resources.pool(policy.namespace, policy.spec.pool)
+        assert pool is not None, "load_resources checked every reference"
+        tables.append(routing_table_json(plan_routing(policy, pool, observations)))
+    return tables
+
+
+def plan_document(
+    at: datetime, plans: list[PoolPlan], routing: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {"at": at.isoformat(), "pools": [pool_plan_json(p) for p in plans], "routing": routing}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     except InvalidInput as err:
         print_errors(err)
         return 2
-    document = plan_document(at, plan_all(resources, observations, at, previous))
+    document = plan_document(
+        at, plan_all(resources, observations, at, previous), routing_all(resources, observations)
+    )
     if args.output == "json":
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")

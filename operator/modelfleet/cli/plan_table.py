@@ -46,9 +46,9 @@ def print_plan_tables(document: dict[str, Any], console: Console | None = None) 
         table = Table(
             title=f"RoutingPolicy {policy['namespace']}/{policy['policy']}", title_justify="left"
         )
-        table.add_column("route")
-        table.add_column("backends")
+        for column in ("route", "backends", "note"):
+            table.add_column(column, overflow="fold")
         for route in policy["routes"]:
             backends = ", ".join(f"{b['variant']} {b['weight']}" for b in route["backends"])
-            table.add_row(route["name"], backends)
+            table.add_row(route["name"], backends, route.get("note", ""))
         console.print(table)

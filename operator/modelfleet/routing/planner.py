@@ -48,9 +48,9 @@ class _Fleet:
         # No observation means the variant's Deployment exists but metrics have not arrived:
         # routing away from it would turn a metrics outage into a traffic outage.
         observation = self.observation(variant)
-        return observation is None or observation.ready_replicas is None or (
-            observation.ready_replicas > 0
-        )
+        if observation is None or observation.ready_replicas is None:
+            return True
+        return observation.ready_replicas > 0
 
     def cost(self, variant: str) -> CostEstimate | None:
         spec = self.pool.spec.variant(variant)
@@ -122,7 +122,9 @@ def _within_cost(
 ) -> tuple[list[Backend], list[str]]:
     estimates = [(b, fleet.cost(b.variant)) for b in backends]
     kept = [b for b, cost in estimates if cost is None or cost.per_request <= max_cost]
-    too_dear = [(b, cost) for b, cost in estimates if cost is not None and cost.per_request > max_cost]
+    too_dear = [
+        (b, cost) for b, cost in estimates if cost is not None and cost.per_request > max_cost
+    ]
     notes = []
     unknown = _names(b for b, cost in estimates if cost is None)
     if unknown:
@@ -138,7 +140,8 @@ def _within_cost(
             f"every backend costs more than maxCostPerRequest {max_cost:g}: kept the cheapest, "
             f"{cheapest.variant} ({cost.describe()})"
         )
-    elif too_dear:
+        too_dear = [(b, c) for b, c in too_dear if b is not cheapest]
+    if too_dear:
         dropped = ", ".join(f"{b.variant} ({cost.describe()})" for b, cost in too_dear)
         notes.append(f"over maxCostPerRequest {max_cost:g}, dropped: {dropped}")
     return kept, notes
@@ -201,7 +204,7 @@ def _companion_note(rules: Sequence[DegradeRule], fleet: _Fleet) -> str:
         f"{rule.waiting_above}): {PRIORITY_HEADER}: {rule.priority} goes to {rule.fallback}"
     ]
     if not fleet.is_ready(rule.fallback):
-        notes.append(f"{rule.fallback} has no ready replica either: Envoy answers 503")
+        notes.append(f"{rule.fallback} has no ready replica: Envoy answers 503 for these requests")
     for shadowed in rules[1:]:
         notes.append(
             f"the rule for {shadowed.variant} (fallback {shadowed.fallback}) uses the same "
