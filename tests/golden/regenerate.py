@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib
 import sys
 
-GENERATORS = ("tests.golden.plan_cases", "tests.golden.envoy.regenerate")
+GENERATORS = (
+    "tests.golden.plan_cases",
+    "tests.golden.kube_cases",
+    "tests.golden.envoy.regenerate",
+)
 
 
 def main() -> int:

@@ -1,0 +1,85 @@
+"""`modelfleet run`: the operator (kopf), in a cluster or against a kubeconfig."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "run", help="run the operator (in-cluster config, --kubeconfig or $KUBECONFIG)"
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG)")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        metavar="NS",
+        help="watch this namespace (repeatable)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch all namespaces")
+    parser.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("MODELFLEET_PROMETHEUS_URL"),
+        help="Prometheus for pools without spec.metrics.prometheusUrl",
+    )
+    parser.add_argument(
+        "--health",
+        default="0.0.0.0:8080",
+        metavar="HOST:PORT",
+        help="liveness/readiness endpoint (GET /healthz)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=8081, help="port of the operator's /metrics (0: off)"
+    )
+    parser.add_argument(
+        "--metrics-host", default="0.0.0.0", help="address of the operator's /metrics"
+    )
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--peering",
+        default="modelfleet",
+        help="kopf peering name: replicas with one name never act at once",
+    )
+    peering.add_argument("--standalone", action="store_true", help="no peering (one replica)")
+    parser.add_argument("--priority", type=int, default=0, help="peering priority")
+    parser.add_argument("--log-level", default="INFO")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from ..logs import configure_logging
+    from ..runtime import build_runtime, serve_operator_metrics
+
+    configure_logging(args.log_level)
+    if args.kubeconfig:
+        if not args.kubeconfig.exists():
+            logging.getLogger("modelfleet").error("kubeconfig %s does not exist", args.kubeconfig)
+            return 2
+        os.environ["KUBECONFIG"] = str(args.kubeconfig)
+    runtime = build_runtime(prometheus_url=args.prometheus_url)
+    serve_operator_metrics(runtime, args.metrics_host, args.metrics_port)
+    options: dict[str, Any] = {
+        "liveness_endpoint": f"http://{args.health}/healthz",
+        "memo": kopf.Memo(runtime=runtime),
+        "priority": args.priority,
+    }
+    if args.standalone:
+        options["standalone"] = True
+    else:
+        options["peering_name"] = args.peering
+    if args.all_namespaces or not args.namespaces:
+        options["clusterwide"] = True
+    else:
+        options["namespaces"] = args.namespaces
+    asyncio.run(kopf.operator(**options))
+    return 0

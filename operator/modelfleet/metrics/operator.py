@@ -1,0 +1,92 @@
+"""The operator's own /metrics (prometheus-client): what it planned, how long it took."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..scaling.types import PoolPlan
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        pool_labels = ("namespace", "pool")
+        variant_labels = (*pool_labels, "variant")
+        self.desired = Gauge(
+            "modelfleet_variant_desired_replicas",
+            "Replicas the plan wants, with its reason.",
+            (*variant_labels, "reason"),
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "modelfleet_variant_ready_replicas",
+            "Ready replicas of the variant's Deployment.",
+            variant_labels,
+            registry=self.registry,
+        )
+        self.staleness = Gauge(
+            "modelfleet_variant_metrics_age_seconds",
+            "Age of the newest queue sample the plan used (absent: no sample).",
+            variant_labels,
+            registry=self.registry,
+        )
+        self.gpus_planned = Gauge(
+            "modelfleet_pool_gpus_planned",
+            "GPUs the plan uses.",
+            pool_labels,
+            registry=self.registry,
+        )
+        self.gpu_budget = Gauge(
+            "modelfleet_pool_gpu_budget",
+            "The pool's spec.gpuBudget.",
+            pool_labels,
+            registry=self.registry,
+        )
+        self.overcommitted = Gauge(
+            "modelfleet_pool_overcommitted",
+            "1 when the floors exceed the GPU budget.",
+            pool_labels,
+            registry=self.registry,
+        )
+        self.plan_seconds = Histogram(
+            "modelfleet_plan_duration_seconds",
+            "Time to plan one pool.",
+            pool_labels,
+            registry=self.registry,
+        )
+        self.cycle_seconds = Histogram(
+            "modelfleet_cycle_duration_seconds",
+            "Time of one whole cycle (read, plan, apply).",
+            pool_labels,
+            registry=self.registry,
+        )
+        self.apply_errors = Counter(
+            "modelfleet_apply_errors_total",
+            "API calls that failed after retries.",
+            pool_labels,
+            registry=self.registry,
+        )
+        self._reasons: dict[tuple[str, str, str], str] = {}
+
+    def record_plan(self, plan: PoolPlan, ready: Mapping[str, int], now: datetime) -> None:
+        pool = (plan.namespace, plan.name)
+        for variant in plan.variants:
+            key = (*pool, variant.name)
+            old_reason = self._reasons.get(key)
+            if old_reason is not None and old_reason != variant.reason:
+                self.desired.remove(*key, old_reason)
+            self._reasons[key] = variant.reason
+            self.desired.labels(*key, variant.reason).set(variant.desired_replicas)
+            self.ready.labels(*key).set(ready.get(variant.name, 0))
+            sampled = variant.observation.sampled_at if variant.observation else None
+            if sampled is not None:
+                self.staleness.labels(*key).set((now - sampled).total_seconds())
+        self.gpus_planned.labels(*pool).set(plan.gpus_planned)
+        self.gpu_budget.labels(*pool).set(plan.gpu_budget)
+        overcommitted = plan.condition("Overcommitted")
+        self.overcommitted.labels(*pool).set(
+            1 if overcommitted is not None and overcommitted.status == "True" else 0
+        )
