@@ -39,6 +39,13 @@ def overlap_hours(reservation: Reservation, start: datetime, end: datetime) -> f
     return max(0.0, (hi - lo).total_seconds() / 3600.0)
 
 
+def _line(reservation: Reservation, item: str, quantity: float, price: float | None) -> CostLine:
+    spec, billing = reservation.spec, reservation.spec.billing
+    return CostLine(
+        spec.tenant, spec.variant, billing.mode, item, quantity, price or 0.0, billing.currency
+    )
+
+
 def reservation_lines(
     reservations: Sequence[Reservation],
     start: datetime,
@@ -51,30 +58,16 @@ def reservation_lines(
         spec, billing = reservation.spec, reservation.spec.billing
         held = spec.replicas * overlap_hours(reservation, start, end)
         calls = requests.get((spec.tenant, spec.variant), 0.0)
-
-        def line(item: str, quantity: float, price: float | None) -> CostLine:
-            return CostLine(
-                spec.tenant,
-                spec.variant,
-                billing.mode,
-                item,
-                quantity,
-                price or 0.0,
-                billing.currency,
-            )
-
         if billing.mode in ("reserved", "hybrid"):
-            lines.append(line("replica-hours", held, billing.reserved_price_per_replica_hour))
-        if billing.mode == "onDemand":
-            lines.append(line("requests", calls, billing.on_demand_price_per_request))
-        if billing.mode == "hybrid":
-            included = billing.included_requests_per_replica_hour * held
             lines.append(
-                line(
-                    "overage-requests",
-                    max(0.0, calls - included),
-                    billing.on_demand_price_per_request,
-                )
+                _line(reservation, "replica-hours", held, billing.reserved_price_per_replica_hour)
+            )
+        if billing.mode == "onDemand":
+            lines.append(_line(reservation, "requests", calls, billing.on_demand_price_per_request))
+        if billing.mode == "hybrid":
+            overage = max(0.0, calls - billing.included_requests_per_replica_hour * held)
+            lines.append(
+                _line(reservation, "overage-requests", overage, billing.on_demand_price_per_request)
             )
     return lines
 
