@@ -66,12 +66,15 @@ _PLURALS = {
     ("v1", "Service"): "services",
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Secret"): "secrets",
+    ("modelfleet.io/v1alpha1", "ModelPool"): "modelpools",
+    ("modelfleet.io/v1alpha1", "Reservation"): "reservations",
+    ("modelfleet.io/v1alpha1", "RoutingPolicy"): "routingpolicies",
 }
 
 
 def object_path(obj: Mapping[str, Any], subresource: str | None = None) -> str:
     api_version, kind = obj["apiVersion"], obj["kind"]
-    plural = _PLURALS.get((api_version, kind)) or f"{kind.lower()}s"
+    plural = _PLURALS[(api_version, kind)]
     meta = obj["metadata"]
     return resource_path(api_version, plural, meta.get("namespace"), meta["name"], subresource)
 

@@ -15,6 +15,8 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "modelfleet"}
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 PROBE_PERIOD_SECONDS = 10
+# Informational in a cluster; the local cluster's node agent delays readiness by it.
+STARTUP_ANNOTATION = "modelfleet.io/startup-seconds"
 
 
 def workload_name(pool: str, variant: str) -> str:
@@ -98,6 +100,7 @@ def render_deployment(pool: ModelPool, variant: Variant, replicas: int) -> dict[
                 "metadata": {
                     "labels": dict(labels),
                     "annotations": {
+                        STARTUP_ANNOTATION: str(variant.startup_seconds),
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(variant.port),
                         "prometheus.io/path": "/metrics",

@@ -1,0 +1,19 @@
+"""OpenAI-style error bodies the gateway answers with itself."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def error_object(message: str, kind: str, code: str, param: str | None = None) -> dict[str, Any]:
+    """The `{"error": {...}}` shape OpenAI clients parse."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def error_body(message: str, kind: str, code: str, param: str | None = None) -> str:
+    return json.dumps(error_object(message, kind, code, param), separators=(",", ":"))
+
+
+def invalid_request(message: str, code: str, param: str | None = None) -> str:
+    return error_body(message, "invalid_request_error", code, param)

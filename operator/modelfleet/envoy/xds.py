@@ -1,0 +1,47 @@
+"""Small builders shared by the xDS documents."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+HostPort = tuple[str, int]
+
+
+def any_of(type_name: str) -> str:
+    return f"type.googleapis.com/{type_name}"
+
+
+def filter_name(short: str) -> str:
+    return f"envoy.filters.http.{short}"
+
+
+def socket_address(address: HostPort) -> dict[str, Any]:
+    host, port = address
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def file_config_source(path: str, directory: str) -> dict[str, Any]:
+    """A config source read from `path`, re-read whenever a file is moved into `directory`
+    (how both our atomic writer and a Kubernetes volume's `..data` swap publish)."""
+    return {
+        "resource_api_version": "V3",
+        "path_config_source": {"path": path, "watched_directory": {"path": directory}},
+    }
+
+
+def discovery_response(resources: Sequence[dict[str, Any]], canonical: str) -> dict[str, Any]:
+    """A file-based xDS document; version_info is a digest of the content, so the version
+    Envoy reports in /config_dump tells which render it runs."""
+    version = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return {"version_info": version, "resources": list(resources)}

@@ -1,0 +1,129 @@
+"""What the gateway refuses before a model server sees it: no or unknown key (401), empty
+or broken input (400), too many requests for a key (429); and what the backend is told."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from .traffic import CHAT, MESSAGES, bearer, call
+
+pytestmark = pytest.mark.envoy
+
+ROUTED = {"model": "mid", "messages": MESSAGES}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, bearer("sk-not-a-key"), {"x-api-key": "sk-not-a-key"}, {"authorization": "sk-test"}],
+    ids=["no-key", "wrong-bearer", "wrong-x-api-key", "not-bearer"],
+)
+def test_missing_or_unknown_key_is_401_and_never_reaches_a_backend(gateway, backends, headers):
+    before = backends.hits()
+    reply = call(gateway.url, CHAT, ROUTED, headers)
+    assert reply.status == 401
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.json()["error"]["code"] == "invalid_api_key"
+    assert backends.hits() == before
+
+
+@pytest.mark.parametrize("key_header", ["authorization", "x-api-key"])
+def test_backend_sees_key_id_and_tenant_never_the_key(gateway, fleet, key_header):
+    key = fleet.key("other")
+    credentials = (
+        # Authorization wins when both are sent; the other header must not leak either.
+        {"authorization": f"Bearer {key.key}", "x-api-key": "sk-stray"}
+        if key_header == "authorization"
+        else {"x-api-key": key.key}
+    )
+    spoofed = {"x-client-id": "app", "x-tenant": "acme"}
+    reply = call(gateway.url, CHAT, ROUTED, {**credentials, **spoofed})
+    assert reply.status == 200, reply.text
+    seen = reply.json()["headers"]
+    assert seen["x-client-id"] == "other"
+    assert seen["x-tenant"] == "globex"
+    assert "authorization" not in seen and "x-api-key" not in seen
+    assert key.key not in json.dumps(seen)
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "code", "param"),
+    [
+        (CHAT, b'{"model": "mid", "messages": []}', "empty_input", "messages"),
+        (CHAT, b'{"model": "mid", "messages": [ \n ] }', "empty_input", "messages"),
+        (CHAT, b'{"model": "mid"}', "missing_required_parameter", "messages"),
+        (CHAT, b'{"model": "mid", "messages": null}', "empty_input", "messages"),
+        # Only the top-level field counts, not one nested or inside a string.
+        (
+            CHAT,
+            b'{"meta": {"messages": [1]}, "note": "\\"messages\\": [1]", "messages": []}',
+            "empty_input",
+            "messages",
+        ),
+        (CHAT, b'{"model": "mid", "messages": [}', "invalid_json", None),
+        (CHAT, b"model=mid&messages=hi", "invalid_json", None),
+        (CHAT, b'["messages"]', "invalid_json", None),
+        (CHAT, b"", "missing_body", None),
+        ("/v1/completions", b'{"model": "mid", "prompt": ""}', "empty_input", "prompt"),
+        ("/v1/completions", b'{"model": "mid", "prompt": []}', "empty_input", "prompt"),
+        ("/v1/embeddings", b'{"model": "mid"}', "missing_required_parameter", "input"),
+        ("/v1/embeddings", b'{"model": "mid", "input": ""}', "empty_input", "input"),
+    ],
+)
+def test_empty_or_broken_input_is_400_before_any_backend(
+    gateway, fleet, backends, path, raw, code, param
+):
+    before = backends.hits()
+    reply = call(gateway.url, path, headers=bearer(fleet.key("app").key), raw=raw, method="POST")
+    assert reply.status == 400, reply.text
+    assert reply.headers["content-type"] == "application/json"
+    error = reply.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, param)
+    assert backends.hits() == before
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"messages": [{"role": "user", "content": "{[\\"]}"}], "model": "mid"}',
+        b'{"note": "\\\\", "messages": [{"role": "user", "content": "x"}], "model": "mid"}',
+        b'  {"model":"mid","messages":[{"content":"hi","role":"user"}]}  ',
+    ],
+)
+def test_non_empty_input_passes_however_it_is_written(gateway, fleet, raw):
+    reply = call(gateway.url, CHAT, headers=bearer(fleet.key("app").key), raw=raw, method="POST")
+    assert reply.status == 200, reply.text
+    assert reply.variant == "mid"
+
+
+def test_requests_past_a_keys_limit_get_429_and_other_keys_are_unaffected(gateway, fleet):
+    limited = bearer(fleet.key("limited").key)
+    statuses = [call(gateway.url, CHAT, ROUTED, limited).status for _ in range(7)]
+    # perKey allows `limited` 5 a minute (and nothing else ran under this key).
+    assert statuses == [200] * 5 + [429] * 2
+    refused = call(gateway.url, CHAT, ROUTED, limited)
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert refused.headers["x-ratelimit-limit"] == "5"
+    assert call(gateway.url, CHAT, ROUTED, bearer(fleet.key("app").key)).status == 200
+
+
+def test_an_oversized_body_is_413(gateway, fleet, backends):
+    before = backends.hits()
+    huge = {"model": "mid", "messages": [{"role": "user", "content": "x" * (17 * 2**20)}]}
+    reply = call(gateway.url, CHAT, huge, bearer(fleet.key("app").key))
+    assert reply.status == 413
+    assert reply.json()["error"]["code"] == "request_too_large"
+    assert backends.hits() == before
+
+
+def test_an_unreachable_variant_is_an_openai_style_5xx(live_gateway, fleet):
+    with socket.socket() as probe:  # a port nothing listens on once this is closed
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    live_gateway.apply(backends={"mid": ("127.0.0.1", closed)})
+    reply = call(live_gateway.url, CHAT, ROUTED, bearer(fleet.key("app").key))
+    assert reply.status == 503
+    error = reply.json()["error"]
+    assert (error["type"], error["code"]) == ("server_error", "upstream_unavailable")
