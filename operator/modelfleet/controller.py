@@ -17,8 +17,14 @@ import structlog
 from .api.load import InputError, parse_resource
 from .api.modelpool import ModelPool
 from .api.reservation import Reservation
-from .kube.client import ApiError, Conflict, KubeClient, object_path, resource_path
-from .kube.status import invalid_spec_status, pool_status, previous_from_status, reservation_status
+from .kube.client import ApiError, Conflict, KubeClient, object_path, object_ref, resource_path
+from .kube.status import (
+    errors_message,
+    invalid_spec_status,
+    pool_status,
+    previous_from_status,
+    reservation_status,
+)
 from .kube.workloads import POOL_LABEL, VARIANT_LABEL, render_deployment, render_service
 from .metrics.operator import OperatorMetrics
 from .metrics.prometheus import MetricsUnavailable
@@ -101,7 +107,7 @@ class PoolController:
             metrics_error,
         )
         await self.kube.merge_patch(
-            object_path(body_ref(body)), {"status": status}, subresource="status"
+            object_path(object_ref(body)), {"status": status}, subresource="status"
         )
         await self._record_reservations(reservations, plan, now)
         self.metrics.record_plan(plan, ready, now)
@@ -122,13 +128,13 @@ class PoolController:
             errors, meta.get("generation"), (body.get("status") or {}).get("conditions"), now
         )
         await self.kube.merge_patch(
-            object_path(body_ref(body)), {"status": status}, subresource="status"
+            object_path(object_ref(body)), {"status": status}, subresource="status"
         )
         self.post_event(
             body,
             type="Warning",
             reason="InvalidSpec",
-            message="; ".join(f"{e.path}: {e.message}" for e in errors)[:1000],
+            message=errors_message(errors, 1000),
         )
 
     async def _reservations(self, pool: ModelPool) -> list[Reservation]:
@@ -239,19 +245,10 @@ class PoolController:
                 now,
             )
             await self.kube.merge_patch(
-                object_path(body_ref(reservation.to_wire())),
+                object_path(object_ref(reservation.to_wire())),
                 {"status": status},
                 subresource="status",
             )
-
-
-def body_ref(body: Mapping[str, Any]) -> dict[str, Any]:
-    meta = body["metadata"]
-    return {
-        "apiVersion": body["apiVersion"],
-        "kind": body["kind"],
-        "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
-    }
 
 
 def ready_replicas(deployment: Mapping[str, Any]) -> int:

@@ -12,6 +12,7 @@ from prometheus_client import start_http_server
 
 from .api.modelpool import ModelPool
 from .controller import PoolController
+from .gateways import GatewayPublisher, GatewaySettings
 from .handlers import Runtime
 from .kube.client import KubeClient
 from .metrics.operator import OperatorMetrics
@@ -33,6 +34,7 @@ def build_runtime(
     prometheus_url: str | None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     login: Callable[..., kopf.ConnectionInfo | None] | None = None,
+    gateway: GatewaySettings | None = None,
 ) -> Runtime:
     metrics = OperatorMetrics()
     sources: dict[str, PrometheusSource] = {}
@@ -52,6 +54,7 @@ def build_runtime(
             post_event=post_kopf_event,
             clock=clock,
             metrics=metrics,
+            after_plan=[GatewayPublisher(kube, gateway or GatewaySettings(), clock=clock)],
         )
 
     return Runtime(build_controller, metrics, settings_hook=kopf_settings, login_hook=login)

@@ -50,6 +50,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     peering.add_argument("--standalone", action="store_true", help="no peering (one replica)")
     parser.add_argument("--priority", type=int, default=0, help="peering priority")
+    parser.add_argument(
+        "--gateway-config-dir",
+        default="/etc/modelfleet/gateway",
+        help="where the gateway pods' Envoy reads its files (the sidecar writes them there)",
+    )
+    parser.add_argument(
+        "--gateway-listen-host", default="0.0.0.0", help="address the gateway listener binds"
+    )
+    parser.add_argument(
+        "--gateway-admin",
+        default="0.0.0.0:9901",
+        metavar="HOST:PORT",
+        help="the gateway's Envoy admin address (serves /stats/prometheus)",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(handler=run)
 
@@ -57,6 +71,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
+    from ..gateways import GatewaySettings
     from ..logs import configure_logging
     from ..runtime import build_runtime, serve_operator_metrics
 
@@ -66,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger("modelfleet").error("kubeconfig %s does not exist", args.kubeconfig)
             return 2
         os.environ["KUBECONFIG"] = str(args.kubeconfig)
-    runtime = build_runtime(prometheus_url=args.prometheus_url)
+    admin_host, _, admin_port = args.gateway_admin.rpartition(":")
+    gateway = GatewaySettings(
+        config_dir=args.gateway_config_dir,
+        listen_host=args.gateway_listen_host,
+        admin=(admin_host, int(admin_port)),
+    )
+    runtime = build_runtime(prometheus_url=args.prometheus_url, gateway=gateway)
     serve_operator_metrics(runtime, args.metrics_host, args.metrics_port)
     options: dict[str, Any] = {
         "liveness_endpoint": f"http://{args.health}/healthz",

@@ -14,7 +14,7 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -77,6 +77,16 @@ def object_path(obj: Mapping[str, Any], subresource: str | None = None) -> str:
     plural = _PLURALS[(api_version, kind)]
     meta = obj["metadata"]
     return resource_path(api_version, plural, meta.get("namespace"), meta["name"], subresource)
+
+
+def object_ref(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Just what `object_path` needs, from a full object."""
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
+    }
 
 
 def _material(path: Any, data: Any, directory: str, name: str) -> str | None:
@@ -214,6 +224,21 @@ class KubeClient:
         return await self.request(
             "PATCH", target, body=patch, content_type="application/merge-patch+json"
         )
+
+    async def watch(
+        self, path: str, params: Mapping[str, str] | None = None, timeout_seconds: int = 300
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events of a collection, one dict per event, until the server ends it."""
+        session = await self._ensure_session()
+        query = {"watch": "true", "timeoutSeconds": str(timeout_seconds), **(params or {})}
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
+        async with session.get(path.lstrip("/"), params=query, timeout=timeout) as response:
+            if response.status >= 400:
+                text = await response.text()
+                raise ApiError(response.status, "WATCH", path, text)
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)
 
     async def delete(self, path: str) -> None:
         with contextlib.suppress(NotFound):

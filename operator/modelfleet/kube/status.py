@@ -112,6 +112,10 @@ def pool_status(
     }
 
 
+def errors_message(errors: Sequence[InputError], limit: int = 4000) -> str:
+    return "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors)[:limit]
+
+
 def invalid_spec_status(
     errors: Sequence[InputError],
     generation: int | None,
@@ -119,8 +123,7 @@ def invalid_spec_status(
     now: datetime,
 ) -> dict[str, Any]:
     """Only conditions change: the last good plan stays in status and in the cluster."""
-    message = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors)
-    invalid = PlanCondition("Ready", "False", "InvalidSpec", message[:4000])
+    invalid = PlanCondition("Ready", "False", "InvalidSpec", errors_message(errors))
     others = [c for c in previous_conditions or [] if c.get("type") != "Ready"]
     return {
         "conditions": [*others, *merge_conditions(previous_conditions, [invalid], now, generation)]

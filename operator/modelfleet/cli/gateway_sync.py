@@ -1,0 +1,49 @@
+"""`modelfleet gateway-sync`: the gateway pod's sidecar (see modelfleet.gateway_sync)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "gateway-sync",
+        help="keep an Envoy config directory in step with the operator's ConfigMap and Secret",
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: in-cluster)")
+    parser.add_argument("-n", "--namespace", required=True)
+    parser.add_argument("--config-map", required=True, help="spec.gateway.configMap")
+    parser.add_argument("--out", type=Path, required=True, help="directory Envoy watches")
+    parser.add_argument("--log-level", default="INFO")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from ..gateway_sync import GatewaySync
+    from ..kube.client import KubeClient
+    from ..logs import configure_logging
+
+    configure_logging(args.log_level)
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = str(args.kubeconfig)
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        raise SystemExit("no cluster credentials: run in a pod or pass --kubeconfig")
+
+    async def main() -> None:
+        kube = KubeClient(info)
+        try:
+            await GatewaySync(kube, args.namespace, args.config_map, args.out).run()
+        finally:
+            await kube.close()
+
+    asyncio.run(main())
+    return 0
