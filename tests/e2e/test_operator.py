@@ -345,7 +345,7 @@ def test_kubectl_applies_the_samples_and_reads_their_status(fleet):
         v["name"]: v["desiredReplicas"] for v in json.loads(plan.stdout)["pools"][0]["variants"]
     }
     for variant, replicas in expected.items():
-        eventually(lambda v=variant: fleet.replicas(f"chat-{v}") == replicas, 20, variant)
+        eventually(lambda v=variant, n=replicas: fleet.replicas(f"chat-{v}") == n, 20, variant)
     jsonpath = "{.status.desiredReplicas}/{.status.gpusPlanned}"
     shown = fleet.kubectl("get", "modelpool", "chat", "-n", "llm", "-o", f"jsonpath={jsonpath}")
     assert (
