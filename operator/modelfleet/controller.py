@@ -17,6 +17,7 @@ import structlog
 from .api.load import InputError, parse_resource
 from .api.modelpool import ModelPool
 from .api.reservation import Reservation
+from .billing.ledger import pool_lines, requests_by_reservation, reservation_lines
 from .kube.client import ApiError, Conflict, KubeClient, object_path, object_ref, resource_path
 from .kube.status import (
     errors_message,
@@ -40,6 +41,8 @@ APPLY_ATTEMPTS = 3
 
 class ObservationSource(Protocol):
     async def observe_pool(self, namespace: str, pool: str) -> dict[str, VariantObservation]: ...
+
+    async def tenant_requests(self, seconds: float) -> dict[str, float]: ...
 
 
 class EventSink(Protocol):
@@ -111,6 +114,8 @@ class PoolController:
         )
         await self._record_reservations(reservations, plan, now)
         self.metrics.record_plan(plan, ready, now)
+        if previous is not None and now > previous.at:
+            await self._accrue_costs(pool, reservations, ready, previous.at, now)
         for hook in self.after_plan:
             await hook(pool, plan, observations)
         logger.info(
@@ -221,6 +226,27 @@ class PoolController:
                     raise
                 # Someone changed it between our read and write: read again, then re-apply.
                 await self.kube.get(object_path(manifest))
+
+    async def _accrue_costs(
+        self,
+        pool: ModelPool,
+        reservations: list[Reservation],
+        ready: Mapping[str, int],
+        since: datetime,
+        now: datetime,
+    ) -> None:
+        hours = (now - since).total_seconds() / 3600
+        lines = pool_lines(pool, {name: count * hours for name, count in ready.items()})
+        by_tenant: dict[str, float] = {}
+        source = self.metrics_for(pool)
+        if source is not None and reservations:
+            try:
+                by_tenant = await source.tenant_requests((now - since).total_seconds())
+            except MetricsUnavailable:
+                by_tenant = {}
+        requests = requests_by_reservation(reservations, by_tenant)
+        lines += reservation_lines(reservations, since, now, requests)
+        self.metrics.record_costs(pool.namespace, pool.name, lines)
 
     async def _record_reservations(
         self, reservations: list[Reservation], plan: PoolPlan, now: datetime

@@ -25,6 +25,7 @@ def pool_manifest(name: str = "e2e", budget: int = 64, **small_overrides) -> dic
         "model": "org/tiny-7b",
         "gpusPerReplica": 1,
         "priority": 10,
+        "costPerReplicaHour": 2.0,
         "startupSeconds": 0,
         "replicas": {"min": 1, "max": 6},
         "schedules": [{**ALWAYS, "replicas": 2}],
@@ -40,6 +41,7 @@ def pool_manifest(name: str = "e2e", budget: int = 64, **small_overrides) -> dic
         "model": "org/large-70b",
         "gpusPerReplica": 4,
         "priority": 100,
+        "costPerReplicaHour": 20.0,
         "startupSeconds": 0,
         "replicas": {"min": 1, "max": 3},
         "queue": {"targetPerReplica": 8},
@@ -191,6 +193,12 @@ def test_a_reservation_raises_the_floor_at_once_and_reports_its_grant(fleet, poo
         "the grant in the Reservation's status",
     )
     assert granted is True
+    accrued = eventually(
+        lambda: 'mode="reserved"' in fleet.operator_metrics() and fleet.operator_metrics(),
+        10,
+        "reserved cost accruing in the operator's /metrics",
+    )
+    assert 'tenant="batch-team"' in accrued and 'mode="pool"' in accrued
     fleet.kubectl("delete", "reservation", "batch", "-n", "llm")
     eventually(lambda: fleet.replicas("e2e-small") == 2, 20, "the floor released")
 

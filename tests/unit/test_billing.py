@@ -74,3 +74,17 @@ def test_pool_cost_and_totals_for_the_samples():
     by_mode = totals_by(lines, "mode")
     assert by_mode[("pool",)] == pytest.approx(10 * 78.4 + 4 * 2.1)
     assert by_mode[("hybrid",)] == pytest.approx(5 * 10 * 8.5)
+
+
+def test_a_tenants_gateway_requests_are_split_over_its_reserved_variants():
+    from modelfleet.billing.ledger import requests_by_reservation
+
+    first = reservation("onDemand", name="a", onDemandPricePerRequest=0.01)
+    second = Reservation.model_validate(
+        {
+            "metadata": {"name": "b"},
+            "spec": {**first.spec.model_dump(by_alias=True), "variant": "w"},
+        }
+    )
+    split = requests_by_reservation([first, second], {"a": 100.0, "nobody": 5.0})
+    assert split == {("a", "v"): 50.0, ("a", "w"): 50.0}

@@ -93,3 +93,19 @@ def totals_by(lines: Sequence[CostLine], *keys: str) -> dict[tuple, float]:
         key = tuple(getattr(line, k) for k in keys)
         totals[key] = totals.get(key, 0.0) + line.amount
     return totals
+
+
+def requests_by_reservation(
+    reservations: Sequence[Reservation], by_tenant: Mapping[str, float]
+) -> dict[tuple[str, str], float]:
+    """The gateway counts requests per tenant; a tenant with reservations on several
+    variants has its requests split evenly over them (the gateway cannot tell which
+    variant a tenant's request was held for)."""
+    variants_of: dict[str, list[str]] = {}
+    for reservation in reservations:
+        variants_of.setdefault(reservation.spec.tenant, []).append(reservation.spec.variant)
+    split = {}
+    for tenant, variants in variants_of.items():
+        for variant in variants:
+            split[(tenant, variant)] = by_tenant.get(tenant, 0.0) / len(variants)
+    return split

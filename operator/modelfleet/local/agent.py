@@ -12,6 +12,8 @@
 - ConfigMaps and Secrets can be projected into directories like kubelet's volumes.
 - Running replicas of pods annotated `prometheus.io/scrape: "true"` are written into a
   Prometheus file_sd target file, labelled with namespace, pod, pool and variant.
+- Services are reachable at their cluster IP (a loopback address): `proxy.ServiceProxy`
+  forwards each connection to a ready selected pod, and keeps the Endpoints objects.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ import structlog
 
 from .errors import ApiError
 from .projection import project_files
+from .proxy import PORT_ANNOTATION, ServiceProxy
 from .store import ObjectStore, now_rfc3339
 
 log = structlog.get_logger(__name__)
 
 DEPLOYMENTS = "apps/v1/deployments"
 PODS = "v1/pods"
-PORT_ANNOTATION = "modelfleet.io/local-port"
 STARTUP_ANNOTATION = "modelfleet.io/startup-seconds"
 DEFAULT_TARGET_LABELS = {"pool": "modelfleet.io/pool", "variant": "modelfleet.io/variant"}
 MANAGER = "local-node-agent"
@@ -156,12 +158,14 @@ class NodeAgent:
         self._order = itertools.count()
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
+        self.proxy = ServiceProxy(store)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
         self._write_targets()
+        await self.proxy.__aenter__()
         self._tasks = [
             asyncio.create_task(self._watch_deployments(), name="agent-deployments"),
             asyncio.create_task(self._watch_pods(), name="agent-pods"),
@@ -176,6 +180,7 @@ class NodeAgent:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.proxy.__aexit__(None, None, None)
         for task in self._tasks:
             task.cancel()
         workers = list(self._workers.values())

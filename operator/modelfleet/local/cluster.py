@@ -31,6 +31,7 @@ BUILTIN_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...], tuple[str, ...]]
     ("v1/configmaps", "ConfigMap", True, (), ("cm",)),
     ("v1/secrets", "Secret", True, (), ()),
     ("v1/services", "Service", True, ("status",), ("svc",)),
+    ("v1/endpoints", "Endpoints", True, (), ("ep",)),
     ("v1/pods", "Pod", True, ("status",), ("po",)),
     ("v1/serviceaccounts", "ServiceAccount", True, (), ("sa",)),
     ("apps/v1/deployments", "Deployment", True, ("scale", "status"), ("deploy",)),

@@ -30,6 +30,13 @@ from .apply import (
     render_managed_fields,
     server_side_apply,
 )
+from .cluster_ips import (
+    HEADLESS,
+    ClusterIPAllocator,
+    gets_cluster_ip,
+    requested_ip,
+    tcp_ports,
+)
 from .errors import ApiError, conflict, not_found
 from .merging import (
     BUILTIN_LIST_SCHEMAS,
@@ -43,6 +50,7 @@ from .merging import (
 from .selectors import match_labels_selector
 
 NAMESPACES = kmock.resource("", "v1", "namespaces")
+SERVICES = kmock.resource("", "v1", "services")
 PATCH_TYPES = ("json", "merge", "strategic", "apply")
 _GENERATED_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _GENERATION_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"}
@@ -137,6 +145,7 @@ class ObjectStore:
         self._log_floor = first_revision
         self._subscriptions: set[Subscription] = set()
         self._terminating: set[str] = set()
+        self._cluster_ips = ClusterIPAllocator()
 
     # -- resource types --------------------------------------------------------------------
 
@@ -272,6 +281,8 @@ class ObjectStore:
         if resource_type.status_separate:
             obj.pop("status", None)
         obj = _defaulted(resource_type, obj)
+        if resource_type.resource == SERVICES:
+            self._assign_cluster_ip(obj, None, dry_run=dry_run)
         entries = _entries
         if entries is None:
             entries = record_update(
@@ -592,6 +603,8 @@ class ObjectStore:
                     new.pop("status", None)
         new.update(apiVersion=resource_type.api_version, kind=resource_type.kind)
         new = _defaulted(resource_type, new)
+        if resource_type.resource == SERVICES:
+            self._assign_cluster_ip(new, old, dry_run=dry_run)
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         new["metadata"]["managedFields"] = old["metadata"].get("managedFields", [])
         if resource_type.tracks_generation and _spec_part(old) != _spec_part(new):
@@ -702,6 +715,44 @@ class ObjectStore:
         return self._replace(
             resource_type, key, old, merged, manager, subresource, entries=entries, dry_run=dry_run
         )
+
+    def _assign_cluster_ip(
+        self, service: dict[str, Any], old: Mapping[str, Any] | None, *, dry_run: bool
+    ) -> None:
+        """Allocate `spec.clusterIP(s)` at create and keep them on every later write (a
+        write that leaves them out keeps them, one that changes them is refused)."""
+        spec = service.setdefault("spec", {})
+        if not gets_cluster_ip(spec):
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+            return
+        old_spec = (old or {}).get("spec") or {}
+        allocated = requested_ip(old_spec) if gets_cluster_ip(old_spec) else None
+        wanted = requested_ip(spec)
+        if allocated:
+            if wanted not in (None, allocated):
+                raise ApiError(
+                    422,
+                    f'Service "{service["metadata"]["name"]}" is invalid: spec.clusterIPs[0]: '
+                    f'Invalid value: []string{{"{wanted}"}}: may not change once set '
+                    f"(it is {allocated}; delete and re-create the Service to change it)",
+                )
+            address = allocated
+        elif wanted == HEADLESS:
+            address = HEADLESS
+        else:
+            in_use = {
+                str((svc.get("spec") or {}).get("clusterIP"))
+                for svc in self.list_raw(SERVICES)
+                if svc["metadata"].get("uid") != service["metadata"].get("uid")
+            }
+            if wanted:
+                self._cluster_ips.check_requested(wanted, in_use)
+                address = wanted
+            else:
+                address = self._cluster_ips.allocate(in_use, tcp_ports(spec), dry_run=dry_run)
+        spec["clusterIP"] = address
+        spec["clusterIPs"] = [address]
 
     def _stamp_entries(
         self,

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..billing.ledger import CostLine
 from ..scaling.types import PoolPlan
 
 
@@ -69,6 +70,13 @@ class OperatorMetrics:
             pool_labels,
             registry=self.registry,
         )
+        self.cost = Counter(
+            "modelfleet_cost_accrued",
+            "Cost accrued since the operator started, by billing mode: 'pool' is what the "
+            "variant's replicas cost, the others what tenants owe by their Reservations.",
+            (*variant_labels, "tenant", "mode", "item", "currency"),
+            registry=self.registry,
+        )
         self._reasons: dict[tuple[str, str, str], str] = {}
 
     def record_plan(self, plan: PoolPlan, ready: Mapping[str, int], now: datetime) -> None:
@@ -90,3 +98,16 @@ class OperatorMetrics:
         self.overcommitted.labels(*pool).set(
             1 if overcommitted is not None and overcommitted.status == "True" else 0
         )
+
+    def record_costs(self, namespace: str, pool: str, lines: list[CostLine]) -> None:
+        for line in lines:
+            if line.amount > 0:
+                self.cost.labels(
+                    namespace,
+                    pool,
+                    line.variant,
+                    line.tenant or "",
+                    line.mode,
+                    line.item,
+                    line.currency,
+                ).inc(line.amount)

@@ -18,6 +18,10 @@ from prometheus_api_client import PrometheusConnect
 from ..observations import VariantObservation, variant_key
 
 RATE_WINDOW = "1m"
+# The gateways' per-key virtual clusters carry a `tenant` label (see docs/gateway.md).
+TENANT_REQUESTS = (
+    "sum by (tenant) (increase(envoy_vhost_vcluster_upstream_rq_completed[{window}s]))"
+)
 
 
 class MetricsUnavailable(Exception):
@@ -103,6 +107,27 @@ class PrometheusSource:
                 ) from None
             results[name] = _by_variant(answer, query)
         return results
+
+    async def tenant_requests(self, seconds: float) -> dict[str, float]:
+        """Requests per tenant that reached a backend through the gateways, over `seconds`."""
+        window = max(1, round(seconds))
+        query = TENANT_REQUESTS.format(window=window)
+        try:
+            answer = await asyncio.wait_for(
+                asyncio.to_thread(self._client.custom_query, query), timeout=self._timeout
+            )
+        except Exception as err:
+            raise MetricsUnavailable(f"Prometheus at {self.url} failed: {err}") from None
+        counts: dict[str, float] = {}
+        for sample in answer if isinstance(answer, list) else []:
+            tenant = sample.get("metric", {}).get("tenant")
+            try:
+                value = float(sample["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            if tenant and not math.isnan(value):
+                counts[tenant] = value
+        return counts
 
     async def observe_pool(self, namespace: str, pool: str) -> dict[str, VariantObservation]:
         queries = PoolQueries(namespace, pool).all()
