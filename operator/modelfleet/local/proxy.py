@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import struct
 from collections import Counter
@@ -43,6 +44,7 @@ PORT_ANNOTATION = "modelfleet.io/local-port"  # where the node agent runs the po
 MANAGER = "endpoint-controller"
 _CHUNK = 64 * 1024
 _BACKLOG = 128
+_ACCEPT_RETRY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def cluster_ip_of(service: Mapping[str, Any] | None) -> str | None:
 @dataclass(eq=False)
 class _Listener:
     sock: socket.socket
-    accepting: asyncio.Task[None]
+    paused: asyncio.TimerHandle | None = None  # accepting again after an error, at this time
 
 
 @dataclass(eq=False)
@@ -258,23 +260,23 @@ class ServiceProxy:
                 )
                 self._unbound.add(key)
                 continue
-            accepting = asyncio.create_task(
-                self._accept(frontend, port, sock), name=f"proxy-{address}:{port}"
-            )
-            frontend.listeners[port] = _Listener(sock, accepting)
+            listener = _Listener(sock)
+            frontend.listeners[port] = listener
+            self._start_accepting(frontend, port, listener)
             log.info(
                 "service proxied", namespace=key[0], service=key[1], address=address, port=port
             )
 
     async def _stop_listening(self, frontend: _Frontend, port: int) -> None:
         listener = frontend.listeners.pop(port)
-        listener.accepting.cancel()
+        asyncio.get_running_loop().remove_reader(listener.sock)
+        if listener.paused is not None:
+            listener.paused.cancel()
+        listener.sock.close()
         doomed = [task for task, on_port in frontend.connections.items() if on_port == port]
         for task in doomed:
             task.cancel()
-        # The accept must be off the selector before its socket closes.
-        await asyncio.gather(listener.accepting, *doomed, return_exceptions=True)
-        listener.sock.close()
+        await asyncio.gather(*doomed, return_exceptions=True)
 
     async def _close(self, frontend: _Frontend) -> None:
         await asyncio.gather(*(self._stop_listening(frontend, p) for p in list(frontend.listeners)))
@@ -286,18 +288,30 @@ class ServiceProxy:
 
     # -- connections -----------------------------------------------------------------------
 
-    async def _accept(self, frontend: _Frontend, port: int, sock: socket.socket) -> None:
+    # Accepting in a reader callback, not awaiting `sock_accept`: a connection accepted just
+    # as the listener closes would be lost in a cancelled await, its socket never closed.
+    def _start_accepting(self, frontend: _Frontend, port: int, listener: _Listener) -> None:
+        listener.paused = None
+        asyncio.get_running_loop().add_reader(listener.sock, self._accept, frontend, port, listener)
+
+    def _accept(self, frontend: _Frontend, port: int, listener: _Listener) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        for _ in range(_BACKLOG):
             try:
-                client, _ = await loop.sock_accept(sock)
-            except OSError as error:  # e.g. out of file descriptors: back off, keep serving
+                client, _ = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # out of file descriptors, say: pause, do not spin
                 log.warning("accept failed", address=frontend.address, port=port, error=str(error))
-                await asyncio.sleep(0.1)
-                continue
-            task = asyncio.create_task(self._serve(frontend, port, client))
+                loop.remove_reader(listener.sock)
+                listener.paused = loop.call_later(
+                    _ACCEPT_RETRY_SECONDS, self._start_accepting, frontend, port, listener
+                )
+                return
+            client.setblocking(False)
+            task = loop.create_task(self._serve(frontend, port, client))
             frontend.connections[task] = port
-            task.add_done_callback(lambda done: frontend.connections.pop(done, None))
+            task.add_done_callback(functools.partial(_forget, frontend, client))
 
     async def _serve(self, frontend: _Frontend, port: int, client: socket.socket) -> None:
         upstream = None
@@ -405,7 +419,6 @@ def endpoints_object(service: Mapping[str, Any], pods: list[dict[str, Any]]) -> 
         "metadata": {
             "name": metadata["name"],
             "namespace": metadata["namespace"],
-            "labels": dict(metadata.get("labels") or {}),
             "ownerReferences": [
                 {
                     "apiVersion": "v1",
@@ -418,9 +431,19 @@ def endpoints_object(service: Mapping[str, Any], pods: list[dict[str, Any]]) -> 
             ],
         },
     }
+    if metadata.get("labels"):
+        body["metadata"]["labels"] = dict(metadata["labels"])
     if subsets:
         body["subsets"] = subsets
     return body
+
+
+def _forget(frontend: _Frontend, client: socket.socket, task: asyncio.Task[None]) -> None:
+    frontend.connections.pop(task, None)
+    if task.cancelled():
+        # Cancelled before it ran, the task never took charge of the socket. (Otherwise the
+        # socket's transport is already aborted, and closing twice is harmless.)
+        client.close()
 
 
 def _listening_socket(address: str, port: int) -> socket.socket:
