@@ -8,10 +8,10 @@ import json
 import subprocess
 import time
 
-import aiohttp
 import pytest
 import yaml
 
+from modelfleet.local.traffic import chat_burst, served_by
 from tests.e2e.operator_harness import BIN, Fleet, eventually
 
 pytestmark = pytest.mark.e2e
@@ -91,29 +91,12 @@ def test_pool_gets_deployments_and_services_with_the_schedule_counts(fleet, pool
     assert "modelfleet_variant_desired_replicas" in fleet.operator_metrics()
 
 
-async def _burst(urls: list[str], count: int, max_tokens: int) -> list[int]:
-    async with aiohttp.ClientSession() as session:
-
-        async def one(index: int) -> int:
-            body = {
-                "model": "org/tiny-7b",
-                "messages": [{"role": "user", "content": "hello " * 50}],
-                "max_tokens": max_tokens,
-            }
-            url = urls[index % len(urls)] + "/v1/chat/completions"
-            async with session.post(url, json=body) as response:
-                await response.read()
-                return response.status
-
-        return await asyncio.gather(*(one(i) for i in range(count)))
-
-
 def test_a_burst_scales_up_within_two_refresh_periods_and_down_after_the_window(fleet, pool):
     eventually(lambda: fleet.ready("e2e-small") == 2, 20, "2 ready replicas")
     urls = fleet.replica_urls("e2e-small")
     started = time.monotonic()
     burst = asyncio.run_coroutine_threadsafe(
-        _burst(urls, count=48, max_tokens=500), fleet.background.loop
+        chat_burst(urls, "org/tiny-7b", count=48, max_tokens=500), fleet.background.loop
     )
     eventually(lambda: (fleet.replicas("e2e-small") or 0) > 2, 10, "a scale-up")
     # Two refresh periods (2 s), plus a 1 s scrape and the query, plus slack for 2 cores.
@@ -349,24 +332,10 @@ KEYS = {"keys": [{"id": "app", "key": API_KEY, "tenant": "team-a"}]}
 
 
 def _served_by(listen: int, count: int) -> list[str]:
-    async def send() -> list[str]:
-        headers = {"Authorization": f"Bearer {API_KEY}"}
-        body = {
-            "task_type": "chat",
-            "messages": [{"role": "user", "content": "hi"}],
-            "max_tokens": 4,
-        }
-        async with aiohttp.ClientSession(headers=headers) as session:
-            served = []
-            for _ in range(count):
-                url = f"http://127.0.0.1:{listen}/v1/chat/completions"
-                async with session.post(url, json=body) as response:
-                    await response.read()
-                    assert response.status == 200, response.status
-                    served.append(response.headers["x-served-by"].rsplit("-", 2)[0])
-            return served
-
-    return asyncio.run(send())
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    body = {"task_type": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    url = f"http://127.0.0.1:{listen}/v1/chat/completions"
+    return asyncio.run(served_by(url, count, headers, body))
 
 
 @pytest.fixture(scope="module")
