@@ -436,6 +436,66 @@ def test_a_variant_scaled_to_zero_loses_its_weight_fast(fleet, gateway):
     eventually(lambda: fleet.ready("e2e-big") == 1, 20, "big back")
 
 
+def test_a_second_operator_replica_waits_while_the_first_acts(fleet, pool):
+    from modelfleet.local.processes import free_port
+
+    standby = fleet.spawn_operator(free_port(), priority=10)
+    try:
+        # While the first replica runs, the standby plans nothing, even across a spec change.
+        fleet.kubectl(
+            "patch",
+            "modelpool",
+            "e2e",
+            "-n",
+            "llm",
+            "--type",
+            "merge",
+            "-p",
+            '{"spec": {"gpuBudget": 63}}',
+        )
+        eventually(
+            lambda: (
+                fleet.get("modelpool", "e2e")["status"]["observedGeneration"]
+                == fleet.get("modelpool", "e2e")["metadata"]["generation"]
+            ),
+            10,
+            "the change planned",
+        )
+        time.sleep(2)
+        assert "pool.planned" not in standby.log_tail(400)
+        fleet.stop_operator()
+        # Now the standby acts: a spec change is planned and applied by it.
+        fleet.kubectl(
+            "patch",
+            "modelpool",
+            "e2e",
+            "-n",
+            "llm",
+            "--type",
+            "merge",
+            "-p",
+            '{"spec": {"gpuBudget": 5}}',
+        )
+        eventually(lambda: fleet.replicas("e2e-small") == 1, 20, "the standby's cut")
+        assert "pool.planned" in standby.log_tail(400)
+    finally:
+        fleet.kubectl(
+            "patch",
+            "modelpool",
+            "e2e",
+            "-n",
+            "llm",
+            "--type",
+            "merge",
+            "-p",
+            '{"spec": {"gpuBudget": 64}}',
+        )
+        eventually(lambda: fleet.replicas("e2e-small") == 2, 20, "budget restored")
+        standby.stop(timeout=10)
+        if fleet.operator is None:
+            fleet.start_operator()
+
+
 def test_kubectl_applies_the_samples_and_reads_their_status(fleet):
     fleet.kubectl("apply", "--validate=false", "-f", "manifests/samples/")
     # What the operator must do right now, by the offline planner on the same files.

@@ -41,7 +41,8 @@ KOPF_PEERINGS = (
     ("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", False),
     ("kopf.dev/v1/kopfpeerings", "KopfPeering", True),
 )
-PEERING_NAME = "default"
+# kopf's own default, and the one `modelfleet run` uses (the chart creates it too).
+PEERING_NAMES = ("default", "modelfleet")
 
 
 def plural_of(kind: str) -> str:
@@ -208,18 +209,19 @@ class LocalCluster:
             store.create(
                 "v1/namespaces", {"metadata": {"name": namespace}}, manager="local-cluster"
             )
-        store.create(
-            "kopf.dev/v1/clusterkopfpeerings",
-            {"metadata": {"name": PEERING_NAME}},
-            manager="local-cluster",
-        )
-        for namespace in self.namespaces:
+        for peering in PEERING_NAMES:
             store.create(
-                "kopf.dev/v1/kopfpeerings",
-                {"metadata": {"name": PEERING_NAME}},
-                namespace=namespace,
+                "kopf.dev/v1/clusterkopfpeerings",
+                {"metadata": {"name": peering}},
                 manager="local-cluster",
             )
+            for namespace in self.namespaces:
+                store.create(
+                    "kopf.dev/v1/kopfpeerings",
+                    {"metadata": {"name": peering}},
+                    namespace=namespace,
+                    manager="local-cluster",
+                )
 
     async def _handle(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw_request.path in ("/healthz", "/livez", "/readyz"):

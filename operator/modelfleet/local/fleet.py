@@ -104,6 +104,11 @@ class LocalFleet:
 
     def start_operator(self) -> None:
         self.operator_metrics_port = free_port()
+        self.operator = self.spawn_operator(self.operator_metrics_port, priority=100)
+
+    def spawn_operator(self, metrics_port: int, priority: int) -> ManagedProcess:
+        """One more `modelfleet run` replica; replicas with one peering name never act at
+        once (the highest priority acts)."""
         health = free_port()
         argv = [
             str(BIN / "modelfleet"),
@@ -112,13 +117,16 @@ class LocalFleet:
             str(self.cluster.kubeconfig_path),
             "--prometheus-url",
             self.prometheus.url,
-            "--standalone",
+            "--peering",
+            "modelfleet",
+            "--priority",
+            str(priority),
             "--health",
             f"127.0.0.1:{health}",
             "--metrics-host",
             "127.0.0.1",
             "--metrics-port",
-            str(self.operator_metrics_port),
+            str(metrics_port),
             "--gateway-config-dir",
             str(self.gateway_dir),
             "--gateway-listen-host",
@@ -128,11 +136,12 @@ class LocalFleet:
             "-n",
             "llm",
         ]
-        self.operator = ManagedProcess(argv, self.workdir / f"operator-{health}.log")
-        self.operator.start()
-        self.operator.wait_until(
+        process = ManagedProcess(argv, self.workdir / f"operator-{health}.log")
+        process.start()
+        process.wait_until(
             lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), 20, "the operator's /healthz"
         )
+        return process
 
     def stop_operator(self) -> None:
         if self.operator is not None:
