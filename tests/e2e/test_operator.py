@@ -436,6 +436,59 @@ def test_a_variant_scaled_to_zero_loses_its_weight_fast(fleet, gateway):
     eventually(lambda: fleet.ready("e2e-big") == 1, 20, "big back")
 
 
+def test_replicas_changed_by_hand_are_restored_with_an_event(fleet, pool):
+    eventually(lambda: fleet.replicas("e2e-small") == 2, 20, "small at 2")
+    fleet.kubectl("scale", "deployment/e2e-small", "-n", "llm", "--replicas=5")
+    eventually(lambda: fleet.replicas("e2e-small") == 2, 10, "the plan restored")
+    restored = eventually(lambda: fleet.events("ReplicasRestored"), 10, "a ReplicasRestored event")
+    assert "had 5 replicas" in restored[-1]["message"]
+
+
+def test_an_invalid_routing_policy_keeps_the_last_good_gateway(fleet, gateway):
+    good = fleet.get("configmap", "e2e-gateway")["metadata"]["annotations"]
+    fleet.kubectl(
+        "patch",
+        "routingpolicy",
+        "e2e-gw",
+        "-n",
+        "llm",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec": {"routes": [{"name": "chat", "match": {"taskType": ["chat"]}, '
+        '"backends": [{"variant": "nope", "weight": 1}]}]}}',
+    )
+    refused = eventually(
+        lambda: (
+            fleet.condition("routingpolicy", "e2e-gw", "Ready").get("reason") == "InvalidSpec"
+            and fleet.condition("routingpolicy", "e2e-gw", "Ready")
+        ),
+        10,
+        "the policy refused",
+    )
+    assert "spec.routes[0].backends[0].variant" in refused["message"]
+    assert fleet.get("configmap", "e2e-gateway")["metadata"]["annotations"] == good
+    assert set(_served_by(gateway, 4)) <= {"e2e-small", "e2e-big"}
+    fleet.kubectl(
+        "patch",
+        "routingpolicy",
+        "e2e-gw",
+        "-n",
+        "llm",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec": {"routes": [{"name": "chat", "match": {"taskType": ["chat"]}, '
+        '"backends": [{"variant": "small", "weight": 50}, '
+        '{"variant": "big", "weight": 50}]}]}}',
+    )
+    eventually(
+        lambda: fleet.condition("routingpolicy", "e2e-gw", "Ready").get("status") == "True",
+        10,
+        "the policy valid again",
+    )
+
+
 def test_a_second_operator_replica_waits_while_the_first_acts(fleet, pool):
     from modelfleet.local.processes import free_port
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
 
 from ..observations import VariantObservation, variant_key
 
@@ -94,7 +95,10 @@ class PrometheusSource:
     def __init__(self, url: str, timeout_seconds: float = 5.0):
         self.url = url
         self._timeout = timeout_seconds
-        self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=timeout_seconds)
+        # No retries inside a cycle: the next cycle is the retry, and a hold meanwhile is safe.
+        self._client = PrometheusConnect(
+            url=url, disable_ssl=True, timeout=timeout_seconds, retry=Retry(total=0)
+        )
 
     def _query_all(self, queries: Mapping[str, str]) -> dict[str, dict[str, float]]:
         results = {}
