@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -18,6 +18,7 @@ from .api.load import InputError, parse_resource
 from .api.modelpool import ModelPool
 from .api.reservation import Reservation
 from .billing.ledger import pool_lines, requests_by_reservation, reservation_lines
+from .clock import ScaledClock, WallClock
 from .kube.client import ApiError, Conflict, KubeClient, object_path, object_ref, resource_path
 from .kube.status import (
     errors_message,
@@ -69,7 +70,7 @@ class PoolController:
     kube: KubeClient
     metrics_for: Callable[[ModelPool], ObservationSource | None]
     post_event: EventSink
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: WallClock | ScaledClock = field(default_factory=WallClock)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     after_plan: list[Callable[..., Any]] = field(default_factory=list)
 
@@ -86,7 +87,7 @@ class PoolController:
             self.metrics.cycle_seconds.labels(*labels).observe(time.perf_counter() - started)
 
     async def _cycle(self, body: Mapping[str, Any]) -> CycleResult:
-        now = self.clock()
+        now = self.clock.now()
         meta = body.get("metadata", {})
         logger = log.bind(namespace=meta.get("namespace"), name=meta.get("name"), kind="ModelPool")
         pool, errors = parse_object(body)
@@ -172,9 +173,16 @@ class PoolController:
             error = "no Prometheus URL: set spec.metrics.prometheusUrl or run with --prometheus-url"
         else:
             try:
-                observations = dict(await source.observe_pool(pool.namespace, pool.name))
+                observed = await source.observe_pool(pool.namespace, pool.name)
             except MetricsUnavailable as err:
                 error = str(err)
+            else:
+                observations = {
+                    key: replace(obs, sampled_at=self.clock.from_wall(obs.sampled_at))
+                    if obs.sampled_at
+                    else obs
+                    for key, obs in observed.items()
+                }
         # Ready replicas come from the Deployments themselves, never from metrics.
         for variant, deployment in deployments.items():
             key = variant_key(pool.namespace, pool.name, variant)

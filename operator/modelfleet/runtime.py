@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
 from .api.modelpool import ModelPool
+from .clock import ScaledClock, WallClock
 from .controller import PoolController
 from .gateways import GatewayPublisher, GatewaySettings
 from .handlers import Runtime
@@ -32,10 +32,11 @@ def kopf_settings(settings: kopf.OperatorSettings) -> None:
 
 def build_runtime(
     prometheus_url: str | None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: WallClock | ScaledClock | None = None,
     login: Callable[..., kopf.ConnectionInfo | None] | None = None,
     gateway: GatewaySettings | None = None,
 ) -> Runtime:
+    clock = clock or WallClock()
     metrics = OperatorMetrics()
     sources: dict[str, PrometheusSource] = {}
 
@@ -54,7 +55,7 @@ def build_runtime(
             post_event=post_kopf_event,
             clock=clock,
             metrics=metrics,
-            after_plan=[GatewayPublisher(kube, gateway or GatewaySettings(), clock=clock)],
+            after_plan=[GatewayPublisher(kube, gateway or GatewaySettings(), clock=clock.now)],
         )
 
     return Runtime(build_controller, metrics, settings_hook=kopf_settings, login_hook=login)

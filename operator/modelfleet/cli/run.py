@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
+
+from .plan import parse_instant
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -64,6 +67,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="HOST:PORT",
         help="the gateway's Envoy admin address (serves /stats/prometheus)",
     )
+    parser.add_argument(
+        "--clock-start", type=parse_instant, help=argparse.SUPPRESS
+    )  # demos: the operator's virtual time at --clock-origin
+    parser.add_argument("--clock-origin", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--clock-speed", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(handler=run)
 
@@ -71,6 +79,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
+    from ..clock import ScaledClock
     from ..gateways import GatewaySettings
     from ..logs import configure_logging
     from ..runtime import build_runtime, serve_operator_metrics
@@ -87,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
         listen_host=args.gateway_listen_host,
         admin=(admin_host, int(admin_port)),
     )
-    runtime = build_runtime(prometheus_url=args.prometheus_url, gateway=gateway)
+    clock = None
+    if args.clock_start is not None:
+        clock = ScaledClock(args.clock_start, args.clock_speed, args.clock_origin or time.time())
+    runtime = build_runtime(prometheus_url=args.prometheus_url, gateway=gateway, clock=clock)
     serve_operator_metrics(runtime, args.metrics_host, args.metrics_port)
     options: dict[str, Any] = {
         "liveness_endpoint": f"http://{args.health}/healthz",

@@ -89,7 +89,12 @@ def xds_file(resources: list[dict[str, Any]]) -> dict[str, Any]:
     return discovery_response(resources, canonical)
 
 
-class _Dumper(yaml.SafeDumper):
+# libyaml's emitter writes the same bytes as the pure-Python one, about 6x faster
+# (bench/results/operator.json: YAML emission dominated a cycle over 1,000 gateways).
+_BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):
     def ignore_aliases(self, data: Any) -> bool:
         # Shared sub-documents are written out in full: anchors make the files hard to read.
         return True

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..clock import ScaledClock
 from .agent import NodeAgent
 from .cluster import LocalCluster
 from .envoy import Envoy
@@ -65,7 +66,16 @@ def eventually(check: Callable[[], T], timeout: float, what: str, interval: floa
 
 
 class LocalFleet:
-    def __init__(self, *, speedup: float = 1.0, max_num_seqs: int = 4):
+    def __init__(
+        self,
+        *,
+        speedup: float = 1.0,
+        max_num_seqs: int = 4,
+        clock: ScaledClock | None = None,
+        namespaces: tuple[str, ...] = ("llm",),
+    ):
+        self.clock = clock
+        self.namespaces = namespaces
         self.workdir = Path(tempfile.mkdtemp(prefix="modelfleet-e2e-"))
         self.background = BackgroundLoop()
         self.launcher = SimulatedReplicaLauncher(speedup=speedup, max_num_seqs=max_num_seqs)
@@ -78,7 +88,11 @@ class LocalFleet:
         self.gateway_sync: ManagedProcess | None = None
         targets = self.workdir / "targets.json"
         self.agent = NodeAgent(
-            self.cluster.store, self.launcher, probe_interval=0.1, file_sd_path=targets
+            self.cluster.store,
+            self.launcher,
+            probe_interval=0.1,
+            file_sd_path=targets,
+            startup_scale=1 / clock.speed if clock else 1.0,
         )
         gateway_scrape = {
             "job_name": "gateway",
@@ -133,8 +147,8 @@ class LocalFleet:
             "127.0.0.1",
             "--gateway-admin",
             f"127.0.0.1:{self.gateway_admin_port}",
-            "-n",
-            "llm",
+            *(arg for namespace in self.namespaces for arg in ("-n", namespace)),
+            *self._clock_arguments(),
         ]
         process = ManagedProcess(argv, self.workdir / f"operator-{health}.log")
         process.start()
@@ -142,6 +156,18 @@ class LocalFleet:
             lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), 20, "the operator's /healthz"
         )
         return process
+
+    def _clock_arguments(self) -> list[str]:
+        if self.clock is None:
+            return []
+        return [
+            "--clock-start",
+            self.clock.start.isoformat(),
+            "--clock-origin",
+            repr(self.clock.origin),
+            "--clock-speed",
+            repr(self.clock.speed),
+        ]
 
     def stop_operator(self) -> None:
         if self.operator is not None:

@@ -1,0 +1,101 @@
+"""The operator benchmark at a tiny scale, through the same path as `make bench`: a fresh
+process measures, the parent writes the JSON. Shape and arithmetic only, never timings."""
+
+import json
+import types
+
+import bench.operator as operator_bench
+import pytest
+from bench import MissingTool
+from bench.__main__ import discover, run_one
+
+POOLS = 2
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "operator.json"
+    returned = operator_bench.run(pools=POOLS, seed=7, results=path)
+    assert json.loads(path.read_text()) == returned
+    return returned
+
+
+def test_json_says_what_was_measured_and_where(result):
+    assert result["benchmark"] == "operator"
+    assert "Envoy validation" in result["not_included"]
+    assert result["date"].endswith("+00:00")
+    machine = result["machine"]
+    assert machine["nproc"] >= 1
+    assert machine["python"].count(".") == 2
+    assert {"load_average_1m_before", "load_average_1m_after"} <= set(machine)
+    for number in result["memory"].values():
+        assert number > 0
+
+
+def test_every_phase_is_timed_and_the_total_is_their_sum(result):
+    for cycle in (result["cycle"], result["first_cycle"]):
+        assert tuple(cycle["phases"]) == operator_bench.PHASES
+        for clock in ("cpu_seconds", "wall_seconds"):
+            parts = sum(phase[clock] for phase in cycle["phases"].values())
+            assert cycle["total"][clock] == pytest.approx(parts, abs=1e-3)
+
+
+def test_scale_matches_the_request(result):
+    scale = result["scale"]
+    assert scale["pools"] == scale["routing_policies"] == POOLS
+    assert scale["variants"] == 4 * POOLS
+    assert scale["observations_moved"] == round(scale["observed_variants"] * 0.1)
+
+
+def test_every_rendered_object_is_diffed_once(result):
+    for counts in (result["counts"], result["first_cycle_counts"]):
+        plan, render, diff = counts["plan"], counts["render"], counts["diff"]
+        assert sum(plan["by_reason"].values()) == plan["variants"] == 4 * POOLS
+        assert render["deployments"] == render["services"] == plan["variants"]
+        assert render["gateways"] == POOLS
+        assert sum(diff["deployments"].values()) == render["deployments"]
+        assert sum(diff["services"].values()) == render["services"]
+        assert sum(diff["gateways"].values()) == render["gateways"]
+        # A gateway that changed is applied as a ConfigMap and a Secret.
+        published = diff["gateways"]["new"] + diff["gateways"]["changed"]
+        assert diff["gateway_objects_to_apply"] == 2 * published
+
+
+def test_first_cycle_creates_everything_second_applies_only_scaled_deployments(result):
+    first = result["first_cycle_counts"]["diff"]
+    assert first["deployments"]["new"] == first["services"]["new"] == 4 * POOLS
+    assert first["gateways"]["new"] == POOLS
+    counts = result["counts"]
+    diff = counts["diff"]
+    assert diff["deployments"]["new"] == diff["services"]["new"] == diff["gateways"]["new"] == 0
+    # Only the replica count of a Deployment follows the plan; Services never change.
+    assert diff["deployments"]["changed"] == counts["plan"]["scaled"]
+    assert diff["services"]["changed"] == 0
+
+
+def test_discovery_finds_the_benchmarks_and_not_their_helpers():
+    found, broken = discover()
+    assert broken == {}
+    assert {"gateway", "operator"} <= set(found)
+    assert "operator_fleet" not in found
+
+
+def test_a_benchmark_whose_tool_is_missing_is_skipped_with_the_message():
+    def wrk_binary():
+        raise RuntimeError("the gateway benchmark needs wrk: apt-get install wrk")
+
+    def never():
+        raise AssertionError("run() must not be called when a tool is missing")
+
+    module = types.SimpleNamespace(wrk_binary=wrk_binary, run=never)
+    outcome = run_one("fake", module)
+    assert (outcome.status, outcome.detail) == (
+        "skipped",
+        "wrk is missing: the gateway benchmark needs wrk: apt-get install wrk",
+    )
+
+    def needs_tool():
+        raise MissingTool("install thing")
+
+    outcome = run_one("fake", types.SimpleNamespace(run=needs_tool))
+    assert (outcome.status, outcome.detail) == ("skipped", "install thing")
