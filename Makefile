@@ -22,8 +22,11 @@ test: setup
 test-unit: setup
 	$(BIN)/pytest -q tests/unit tests/golden
 
+# What the operator would do with the sample fleet through a weekday (Asia/Shanghai).
+DEMO_TIMES := 2026-11-30T03:00:00+08:00 2026-11-30T09:00:00+08:00 2026-11-30T14:00:00+08:00 2026-11-30T21:00:00+08:00
+
 demo: setup
-	$(BIN)/modelfleet demo
+	@for at in $(DEMO_TIMES); do $(BIN)/modelfleet plan -f manifests/samples/ --at $$at; done
 
 crds: setup
 	$(BIN)/modelfleet crds --out crds/

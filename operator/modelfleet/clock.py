@@ -16,6 +16,9 @@ class WallClock:
     def from_wall(self, instant: datetime) -> datetime:
         return instant
 
+    def wall_seconds(self, virtual_seconds: float) -> float:
+        return virtual_seconds
+
 
 @dataclass(frozen=True)
 class ScaledClock:

@@ -249,7 +249,9 @@ class PoolController:
         source = self.metrics_for(pool)
         if source is not None and reservations:
             try:
-                by_tenant = await source.tenant_requests((now - since).total_seconds())
+                # Prometheus counts in wall time, whatever the operator's clock runs at.
+                window = self.clock.wall_seconds((now - since).total_seconds())
+                by_tenant = await source.tenant_requests(window)
             except MetricsUnavailable:
                 by_tenant = {}
         requests = requests_by_reservation(reservations, by_tenant)
