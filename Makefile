@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-unit demo crds golden lint bench clean
+.PHONY: setup test test-unit demo plan-day crds golden lint bench clean
 
 setup: $(STAMP)
 
@@ -22,11 +22,14 @@ test: setup
 test-unit: setup
 	$(BIN)/pytest -q tests/unit tests/golden
 
-# What the operator would do with the sample fleet through a weekday (Asia/Shanghai).
-DEMO_TIMES := 2026-11-30T03:00:00+08:00 2026-11-30T09:00:00+08:00 2026-11-30T14:00:00+08:00 2026-11-30T21:00:00+08:00
-
 demo: setup
-	@for at in $(DEMO_TIMES); do $(BIN)/modelfleet plan -f manifests/samples/ --at $$at; done
+	$(BIN)/modelfleet demo
+
+# What the operator would decide for the sample fleet at a few times of a weekday, offline.
+PLAN_TIMES := 2026-11-30T03:00:00+08:00 2026-11-30T09:00:00+08:00 2026-11-30T14:00:00+08:00 2026-11-30T21:00:00+08:00
+
+plan-day: setup
+	@for at in $(PLAN_TIMES); do $(BIN)/modelfleet plan -f manifests/samples/ --at $$at; done
 
 crds: setup
 	$(BIN)/modelfleet crds --out crds/

@@ -7,7 +7,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from . import crds, gateway_sync, plan, render, run, simulate
+from . import crds, demo, gateway_sync, plan, render, run, simulate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run and plan a pooled GPU fleet of vLLM model servers behind one gateway.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (plan, render, run, gateway_sync, crds, simulate):
+    for module in (plan, render, run, gateway_sync, simulate, demo, crds):
         module.register(commands)
     return parser
 

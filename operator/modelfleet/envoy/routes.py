@@ -103,7 +103,13 @@ def route_action(route: TableRoute) -> dict[str, Any]:
             # Generation can run for many minutes; the stream idle timeout still ends a
             # request whose backend stops sending.
             "timeout": "0s",
-            "retry_policy": {"retry_on": "connect-failure,refused-stream", "num_retries": 1},
+            # A replica that is shutting down refuses with 503 before any work: safe to retry.
+            "retry_policy": {
+                "retry_on": "connect-failure,refused-stream,reset-before-request,"
+                "retriable-status-codes",
+                "retriable_status_codes": [503],
+                "num_retries": 2,
+            },
         }
     }
 

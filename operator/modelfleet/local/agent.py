@@ -460,6 +460,10 @@ class NodeAgent:
         self._replicas_by_pod.pop((replica.namespace, replica.pod_name), None)
         if replica.probe is not None:
             replica.probe.cancel()
+        if replica.ready and delete_pod:
+            # As the endpoints controller does for a terminating pod: no new connections.
+            replica.ready = False
+            self._report_pod(replica)
         self._write_targets()
         try:
             await replica.handle.stop()

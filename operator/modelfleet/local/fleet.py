@@ -76,7 +76,7 @@ class LocalFleet:
     ):
         self.clock = clock
         self.namespaces = namespaces
-        self.workdir = Path(tempfile.mkdtemp(prefix="modelfleet-e2e-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="modelfleet-fleet-"))
         self.background = BackgroundLoop()
         self.launcher = SimulatedReplicaLauncher(speedup=speedup, max_num_seqs=max_num_seqs)
         self.cluster = LocalCluster(workdir=self.workdir / "cluster")

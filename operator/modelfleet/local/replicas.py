@@ -23,6 +23,9 @@ def _flag(args: Sequence[str], name: str) -> list[str]:
     return values
 
 
+DRAIN_SECONDS = 5.0
+
+
 @dataclass(eq=False)
 class LaunchedReplica:
     """What the agent holds for one Pod; stopping it also forgets it in the launcher."""
@@ -40,7 +43,8 @@ class LaunchedReplica:
 
     async def stop(self) -> None:
         self.registry.pop(self.replica.name, None)
-        await self.replica.stop()
+        # Like a pod's termination grace period: running requests finish, new ones get 503.
+        await self.replica.stop(grace_seconds=DRAIN_SECONDS)
 
 
 class SimulatedReplicaLauncher:

@@ -1,0 +1,1 @@
+"""`modelfleet demo`: the whole loop on one machine, over a compressed day."""
