@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-unit demo plan-day crds golden lint bench clean
+.PHONY: setup test test-unit demo prometheus plan-day crds golden lint bench clean
 
 setup: $(STAMP)
 
@@ -22,8 +22,15 @@ test: setup
 test-unit: setup
 	$(BIN)/pytest -q tests/unit tests/golden
 
-demo: setup
+demo: setup prometheus
 	$(BIN)/modelfleet demo
+
+# Debian's Prometheus for the demo and the e2e tests (its system service is not used).
+prometheus:
+	@command -v prometheus >/dev/null || test -x /usr/bin/prometheus || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  else echo "The demo needs Prometheus: sudo apt-get install prometheus"; exit 1; fi; }
 
 # What the operator would decide for the sample fleet at a few times of a weekday, offline.
 PLAN_TIMES := 2026-11-30T03:00:00+08:00 2026-11-30T09:00:00+08:00 2026-11-30T14:00:00+08:00 2026-11-30T21:00:00+08:00
