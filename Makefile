@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-unit demo prometheus plan-day crds golden lint bench clean
+.PHONY: setup test test-unit demo prometheus plan-day crds golden lint bench clean image
 
 setup: $(STAMP)
 
@@ -40,6 +40,7 @@ plan-day: setup
 
 crds: setup
 	$(BIN)/modelfleet crds --out crds/
+	cp crds/*.yaml charts/modelfleet/crds/
 
 golden: setup
 	$(BIN)/python -m tests.golden.regenerate
@@ -53,3 +54,9 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+IMAGE ?= modelfleet/modelfleet:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+image:
+	@command -v docker >/dev/null || { echo "make image needs Docker"; exit 1; }
+	docker build -t $(IMAGE) .

@@ -30,6 +30,7 @@ from .envoy.validate import InvalidEnvoyConfig, validate_with_envoy
 from .kube.client import KubeClient, object_path, object_ref, resource_path
 from .kube.status import errors_message, merge_conditions
 from .kube.workloads import MANAGED_BY, workload_name
+from .metrics.operator import OperatorMetrics
 from .observations import Observations
 from .routing import plan_routing, routing_table_json
 from .scaling.types import PlanCondition, PoolPlan
@@ -107,11 +108,13 @@ class GatewayPublisher:
         settings: GatewaySettings,
         validate: Callable[[Mapping[str, str]], None] = validate_with_envoy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: OperatorMetrics | None = None,
     ):
         self.kube = kube
         self.settings = settings
         self.validate = validate
         self.clock = clock
+        self.metrics = metrics
 
     async def __call__(self, pool: ModelPool, plan: PoolPlan, observations: Observations):
         items = await self.kube.list(resource_path(API, "routingpolicies", pool.namespace))
@@ -133,6 +136,8 @@ class GatewayPublisher:
             await self._conditions(body, now, _invalid("InvalidSpec", errors))
             logger.warning("gateway.invalid_spec", errors=[str(e) for e in errors])
             return
+        if self.metrics is not None:
+            self.metrics.record_degrade_rules(policy)
         try:
             keys = await self._api_keys(policy)
         except InvalidInput as err:

@@ -55,7 +55,11 @@ def build_runtime(
             post_event=post_kopf_event,
             clock=clock,
             metrics=metrics,
-            after_plan=[GatewayPublisher(kube, gateway or GatewaySettings(), clock=clock.now)],
+            after_plan=[
+                GatewayPublisher(
+                    kube, gateway or GatewaySettings(), clock=clock.now, metrics=metrics
+                )
+            ],
         )
 
     return Runtime(build_controller, metrics, settings_hook=kopf_settings, login_hook=login)

@@ -8,6 +8,7 @@ import sys
 GENERATORS = (
     "tests.golden.plan_cases",
     "tests.golden.kube_cases",
+    "tests.golden.chart_cases",
     "tests.golden.envoy.regenerate",
 )
 

@@ -26,7 +26,10 @@ def test_deployment_carries_replicas_gpus_and_probes(chat):
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert deployment["spec"]["replicas"] == 17
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
-    assert vllm_args(variant)[vllm_args(variant).index("--tensor-parallel-size") + 1] == "8"
+    args = vllm_args(chat, variant)
+    assert args[args.index("--tensor-parallel-size") + 1] == "8"
+    names = args[args.index("--served-model-name") + 1 : args.index("--tensor-parallel-size")]
+    assert names == ["Qwen/Qwen3-235B-A22B-Instruct-2507", "qwen3-235b", "chat"]
     # 900 s of model load must fit in the startup probe's budget.
     probe = container["startupProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] >= variant.startup_seconds

@@ -48,14 +48,17 @@ def owner_reference(pool: ModelPool) -> dict[str, Any]:
     }
 
 
-def vllm_args(variant: Variant) -> list[str]:
-    # Served under both the model id and the variant name, so clients may use either.
+def vllm_args(pool: ModelPool, variant: Variant) -> list[str]:
+    # Served under the model id, the variant name and the pool name: clients that pick a
+    # model name one of the first two; clients routed by task_type send `model: <pool>`,
+    # which every variant of the pool accepts (vLLM refuses names it does not serve).
     return [
         "--model",
         variant.model,
         "--served-model-name",
         variant.model,
         variant.name,
+        pool.name,
         "--tensor-parallel-size",
         str(variant.gpus_per_replica),
         "--port",
@@ -111,7 +114,7 @@ def render_deployment(pool: ModelPool, variant: Variant, replicas: int) -> dict[
                         {
                             "name": "vllm",
                             "image": variant.image,
-                            "args": vllm_args(variant),
+                            "args": vllm_args(pool, variant),
                             "ports": [{"name": "http", "containerPort": variant.port}],
                             "resources": {
                                 "limits": {GPU_RESOURCE: gpus},

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..api.routingpolicy import RoutingPolicy
 from ..billing.ledger import CostLine
 from ..scaling.types import PoolPlan
 
@@ -77,7 +78,15 @@ class OperatorMetrics:
             (*variant_labels, "tenant", "mode", "item", "currency"),
             registry=self.registry,
         )
+        self.degrade_threshold = Gauge(
+            "modelfleet_degrade_threshold_waiting",
+            "A RoutingPolicy degrade rule's waitingAbove: while the variant's waiting requests "
+            "are above it, requests of the rule's priority go to the fallback.",
+            (*variant_labels, "policy", "priority", "fallback"),
+            registry=self.registry,
+        )
         self._reasons: dict[tuple[str, str, str], str] = {}
+        self._degrade_rules: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
     def record_plan(self, plan: PoolPlan, ready: Mapping[str, int], now: datetime) -> None:
         pool = (plan.namespace, plan.name)
@@ -98,6 +107,26 @@ class OperatorMetrics:
         self.overcommitted.labels(*pool).set(
             1 if overcommitted is not None and overcommitted.status == "True" else 0
         )
+
+    def record_degrade_rules(self, policy: RoutingPolicy) -> None:
+        """The policy's thresholds, so that alerts compare each variant's queue with its
+        own; rules removed from the policy disappear from /metrics."""
+        current = set()
+        for rule in policy.spec.degrade:
+            labels = (
+                policy.namespace,
+                policy.spec.pool,
+                rule.variant,
+                policy.name,
+                rule.priority,
+                rule.fallback,
+            )
+            self.degrade_threshold.labels(*labels).set(rule.waiting_above)
+            current.add(labels)
+        key = (policy.namespace, policy.name)
+        for stale in self._degrade_rules.get(key, set()) - current:
+            self.degrade_threshold.remove(*stale)
+        self._degrade_rules[key] = current
 
     def record_costs(self, namespace: str, pool: str, lines: list[CostLine]) -> None:
         for line in lines:

@@ -1,0 +1,436 @@
+"""The simulation report: one JSON document, the same as Markdown, and the series as CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ..api.modelpool import ModelPool
+from ..api.reservation import Reservation
+from ..api.routingpolicy import RoutingPolicy
+from .baselines import describe
+from .diurnal import Envelope
+from .fleet import ReplayResult, ReplaySettings
+from .replica_set import EngineConfig
+from .summary import summarize
+from .traces import Trace
+from .workload import Workload
+
+AZURE_CITATION = (
+    "Azure LLM inference trace 2023 (Azure/AzurePublicDataset), CC-BY 4.0; Patel et al., "
+    '"Splitwise: Efficient generative LLM inference using phase splitting", ISCA 2024'
+)
+SIGNIFICANT = 6
+
+
+def assumptions(settings: ReplaySettings, pool: ModelPool) -> list[str]:
+    refresh = pool.spec.metrics.refresh_seconds
+    return [
+        f"The planner (the operator's scaling.plan_pool) runs every {refresh} s "
+        "(spec.metrics.refreshSeconds); the previous cycle's plan is its previous plan.",
+        f"Queue metrics lag {settings.scrape_lag:g} s: each cycle sees vllm:num_requests_running"
+        " and vllm:num_requests_waiting summed over the ready replicas as they were "
+        f"{settings.scrape_lag:g} s earlier, and the finished-request rate over the "
+        f"{settings.rate_window} s before that; ready replicas are current, as the operator "
+        "reads them from the Deployments.",
+        "The fleet starts warm: the first plan (no metrics yet) is ready at the start.",
+        "A scale-up's replicas hold their GPUs at once and become ready startupSeconds later.",
+        "A scale-down removes starting replicas first, then the most recently ready; they leave"
+        " the Service at once and finish what they hold; requests still running "
+        f"{settings.termination_grace:g} s later (the pod's termination grace period) are "
+        "dropped as `terminated`. Draining replicas are not scraped.",
+        "The routing table (the operator's routing.plan_routing) is re-planned each cycle from"
+        " the same observations and takes effect at once.",
+        (
+            "Within a variant a request goes to a ready replica at random, as kube-proxy spreads"
+            " connections over a Service."
+            if settings.balance == "random"
+            else "Within a variant requests wait in one queue at the gateway for the first "
+            "replica with a free batch slot (max_num_seqs)."
+        ),
+        "GPUs are assumed free when a replica is created; the planner keeps the plan within "
+        "gpuBudget, replicas still draining come on top.",
+        "Cost: the pool pays costPerReplicaHour for every replica-hour a replica holds GPUs "
+        "(starting, ready or draining); tenants with a Reservation are billed by the "
+        "billing ledger on their served requests.",
+        "SLO attainment counts a dropped request as a miss.",
+    ]
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return None
+        return float(f"{value:.{SIGNIFICANT}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _trace_json(trace: Trace | None) -> dict[str, Any]:
+    if trace is None:
+        return {"format": "synthetic"}
+    out: dict[str, Any] = {
+        "source": Path(trace.source).name,
+        "format": trace.format,
+        "requests": len(trace),
+        "periodSeconds": trace.period,
+        "meanRate": trace.mean_rate,
+        "origin": trace.origin.isoformat() if trace.origin else None,
+    }
+    if trace.format == "azure":
+        out["citation"] = AZURE_CITATION
+    return out
+
+
+def _envelope_statement(trace: Trace | None, shape: Envelope, days: float | None) -> str:
+    curve = shape.profile.describe()
+    if trace is None:
+        return f"Synthetic arrivals shaped by the day curve {curve}, mean 1 over the replay."
+    covers = f"The trace covers {trace.period / 3600:.3g} h"
+    if shape.profile.name == "flat":
+        if days is None:
+            return f"{covers}; replayed as recorded (no day curve)."
+        return f"{covers}; repeated end to end over {days:g} days at a flat rate (no day curve)."
+    return (
+        f"{covers}; repeated end to end over the replay, its arrival process modulated by the "
+        f"day curve {curve} in the pool's time zone, scaled to a mean of 1 over the replay. "
+        "This day curve is assumed, not observed."
+    )
+
+
+def build_report(
+    *,
+    options,
+    pool: ModelPool,
+    policy: RoutingPolicy,
+    reservations: Sequence[Reservation],
+    pools: Mapping[str, ModelPool],
+    results: Mapping[str, ReplayResult],
+    workload: Workload,
+    configs: Mapping[str, EngineConfig],
+    trace: Trace | None,
+    shape: Envelope,
+    settings: ReplaySettings,
+) -> dict[str, Any]:
+    start = settings.start
+    requests = len(workload.arrivals)
+    runs = [
+        summarize(
+            name,
+            describe(name),
+            result,
+            workload,
+            pools[name],
+            reservations,
+            policy,
+            start,
+        )
+        for name, result in results.items()
+    ]
+    report = {
+        "kind": "modelfleet-simulate-report",
+        "pool": f"{pool.namespace}/{pool.name}",
+        "policy": f"{policy.namespace}/{policy.name}",
+        "reservations": [r.name for r in reservations],
+        "seed": options.seed,
+        "trace": _trace_json(trace),
+        "replay": {
+            "start": start.isoformat(),
+            "end": (start + timedelta(seconds=settings.duration)).isoformat(),
+            "timezone": pool.spec.timezone,
+            "durationSeconds": settings.duration,
+            "requests": requests,
+            "meanRate": requests / settings.duration,
+            "arrivals": workload.arrivals.description,
+            "diurnal": {
+                "profile": shape.profile.name,
+                "weekday": list(shape.profile.weekday),
+                "weekend": list(shape.profile.weekend),
+                "statement": _envelope_statement(trace, shape, options.days),
+            },
+        },
+        "mix": {
+            **workload.mix.as_json(),
+            "classes": [c.describe() for c in workload.classes],
+            "statement": (
+                "Each request was given a route (and the task type or model that route "
+                "matches), a tenant and an x-priority value, drawn with seed "
+                f"{options.seed} from the shares above; where the trace names a task type, "
+                "tenant or priority, that was used instead."
+            ),
+        },
+        "model": {
+            "speedModel": "modelfleet.sim.gpu + modelfleet.sim.batching",
+            "speedModelSource": (
+                "step times from PyPI vllm-sr-sim 0.1.0 (package fleet_sim, Apache-2.0) "
+                "profiles; continuous batching as vLLM's v1 scheduler"
+            ),
+            "variants": {
+                variant.name: {
+                    "profile": configs[variant.name].profile.name,
+                    "maxNumSeqs": configs[variant.name].max_num_seqs,
+                    "maxNumBatchedTokens": configs[variant.name].max_num_batched_tokens,
+                    "tokenLimit": configs[variant.name].token_limit,
+                    "startupSeconds": variant.startup_seconds,
+                    "gpusPerReplica": variant.gpus_per_replica,
+                }
+                for variant in pool.spec.variants
+            },
+            "balance": settings.balance,
+            "scrapeLagSeconds": settings.scrape_lag,
+            "terminationGraceSeconds": settings.termination_grace,
+            "assumptions": assumptions(settings, pool),
+        },
+        "runs": runs,
+    }
+    return _rounded(report)
+
+
+# -- Markdown ----------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    replay = report["replay"]
+    trace = report["trace"]
+    lines = [
+        f"# What would it cost? ModelPool {report['pool']}, RoutingPolicy {report['policy']}",
+        "",
+        f"Replay from {replay['start']} to {replay['end']} ({replay['timezone']}): "
+        f"{replay['requests']:,} requests, {replay['meanRate']:.3g}/s on average, seed "
+        f"{report['seed']}.",
+        "",
+        f"- Arrivals: {replay['arrivals']}.",
+        f"- Day curve: {replay['diurnal']['statement']}",
+    ]
+    if trace.get("citation"):
+        lines.append(f"- Trace: {trace['citation']}.")
+    lines += ["", "## Runs", ""]
+    rows = []
+    for run in report["runs"]:
+        cost = run["cost"]
+        billing = ", ".join(f"{m} {_num(a, 2)}" for m, a in cost["byMode"].items()) or "-"
+        dropped = sum(run["requests"]["dropped"].values())
+        rows.append(
+            [
+                run["name"],
+                _num(run["gpuHours"]),
+                _num(cost["poolTotal"], 2),
+                billing,
+                _num(run["requests"]["served"]),
+                _num(dropped),
+                _pct(run["sloAttainment"]["ttft"]),
+                _pct(run["sloAttainment"]["e2e"]),
+                _num(run["peakGpus"]),
+            ]
+        )
+    lines += _table(
+        [
+            "run",
+            "GPU-hours",
+            "pool cost",
+            "tenant billing",
+            "served",
+            "dropped",
+            "TTFT SLO",
+            "e2e SLO",
+            "peak GPUs",
+        ],
+        rows,
+    )
+    lines += [""]
+    lines += [f"- **{run['name']}**: {run['description']}." for run in report["runs"]]
+    for run in report["runs"]:
+        lines += _run_section(run)
+    lines += ["", "## Request mix", ""]
+    mix = report["mix"]
+    lines.append(mix["statement"])
+    lines.append("")
+    for key in ("routes", "tenants", "priorities"):
+        shares = ", ".join(f"{name} {_pct(share)}" for name, share in mix[key].items())
+        lines.append(f"- {key}: {shares}")
+    lines += ["", "## Model", ""]
+    model = report["model"]
+    lines.append(f"Speed model: {model['speedModel']} ({model['speedModelSource']}).")
+    lines.append("")
+    lines += _table(
+        ["variant", "profile", "max seqs", "batched tokens", "token limit", "startup s"],
+        [
+            [
+                name,
+                v["profile"],
+                _num(v["maxNumSeqs"]),
+                _num(v["maxNumBatchedTokens"]),
+                _num(v["tokenLimit"]),
+                _num(v["startupSeconds"]),
+            ]
+            for name, v in model["variants"].items()
+        ],
+    )
+    lines += ["", "Assumptions:", ""]
+    lines += [f"- {line}" for line in model["assumptions"]]
+    lines += ["", "Plots: `replicas.png`, `queue.png`; every cycle: `series.csv`.", ""]
+    return "\n".join(lines)
+
+
+def _run_section(run: dict[str, Any]) -> list[str]:
+    lines = ["", f"## {run['name']}", ""]
+    dropped = ", ".join(f"{k} {v:,}" for k, v in run["requests"]["dropped"].items() if v)
+    lines.append(
+        f"{run['requests']['served']:,} of {run['requests']['total']:,} requests served"
+        + (f"; dropped: {dropped}" if dropped else "; none dropped")
+        + f". {_num(run['gpuHours'])} GPU-hours, peak {run['peakGpus']} of "
+        f"{run['gpuBudget']} GPUs."
+    )
+    lines.append("")
+    lines += _table(
+        [
+            "variant",
+            "served",
+            "replica-h",
+            "GPU-h",
+            "replicas min-peak",
+            "max waiting",
+            "ups",
+            "downs",
+        ],
+        [
+            [
+                name,
+                _num(v["served"]),
+                _num(v["replicaHours"]),
+                _num(v["gpuHours"]),
+                f"{v['minReplicas']}-{v['peakReplicas']}",
+                _num(v["maxWaiting"], 0),
+                _num(v["scaleUps"]),
+                _num(v["scaleDowns"]),
+            ]
+            for name, v in run["variants"].items()
+        ],
+    )
+    lines.append("")
+    lines += _table(
+        ["route", "requests", "TTFT p50/p99 s", "TTFT SLO", "e2e p50/p99 s", "e2e SLO", "degraded"],
+        [
+            [
+                name,
+                _num(r["requests"]),
+                f"{_seconds(r['ttft']['p50'])} / {_seconds(r['ttft']['p99'])}",
+                _slo_cell(r["ttft"]),
+                f"{_seconds(r['e2e']['p50'])} / {_seconds(r['e2e']['p99'])}",
+                _slo_cell(r["e2e"]),
+                _num(r["degraded"]),
+            ]
+            for name, r in run["slo"].items()
+        ],
+    )
+    cost = run["cost"]
+    lines += ["", f"Pool cost {_num(cost['poolTotal'], 2)}"]
+    if cost["billing"]:
+        lines += [""]
+        lines += _table(
+            ["tenant", "variant", "mode", "item", "quantity", "unit price", "amount"],
+            [
+                [
+                    b["tenant"],
+                    b["variant"],
+                    b["mode"],
+                    b["item"],
+                    _num(b["quantity"], 2),
+                    _num(b["unitPrice"], 4),
+                    f"{_num(b['amount'], 2)} {b['currency']}",
+                ]
+                for b in cost["billing"]
+            ],
+        )
+    events = run["scaleEvents"]
+    lines += ["", f"{len(events)} scale events" + (":" if events else "."), ""]
+    shown = events[:20]
+    lines += [f"- {e['at']} {e['variant']} {e['from']} -> {e['to']} ({e['reason']})" for e in shown]
+    if len(events) > len(shown):
+        lines.append(f"- ... {len(events) - len(shown)} more in report.json")
+    return lines
+
+
+def _slo_cell(latency: dict[str, Any]) -> str:
+    if latency.get("targetSeconds") is None:
+        return "-"
+    return f"{_pct(latency['attainment'])} <= {latency['targetSeconds']:g} s"
+
+
+# -- files -------------------------------------------------------------------------
+
+
+def write_series(path: Path, results: Mapping[str, ReplayResult], start) -> None:
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(
+            [
+                "run",
+                "t",
+                "time",
+                "variant",
+                "desired",
+                "replicas",
+                "ready",
+                "waiting",
+                "running",
+                "reason",
+            ]
+        )
+        for name, result in results.items():
+            for point in result.series:
+                when = (start + timedelta(seconds=point.t)).isoformat()
+                for v, variant in enumerate(result.variants):
+                    out.writerow(
+                        [
+                            name,
+                            f"{point.t:g}",
+                            when,
+                            variant,
+                            point.desired[v],
+                            point.allocated[v],
+                            point.ready[v],
+                            "" if point.waiting[v] is None else f"{point.waiting[v]:g}",
+                            "" if point.running[v] is None else f"{point.running[v]:g}",
+                            point.reasons[v],
+                        ]
+                    )
+
+
+def write_report(out: Path, report: dict[str, Any], results, start) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "report.json", out / "report.md", out / "series.csv"]
+    paths[0].write_text(json.dumps(report, indent=2) + "\n")
+    paths[1].write_text(markdown(report))
+    write_series(paths[2], results, start)
+    return paths

@@ -1,0 +1,62 @@
+"""RBAC rules against the API calls a real run made: what the rules grant, what the calls
+(and the admission checks behind them) need."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from modelfleet.local.cluster import plural_of
+from modelfleet.local.faults import ApiCall
+
+# (apiGroup, resource as RBAC names it, verb)
+Permission = tuple[str, str, str]
+
+# The operator's own client and kopf's (`kopf/<version>`).
+OPERATOR_AGENTS = ("modelfleet-operator", "kopf/")
+APPLY_MANAGER = "modelfleet"
+
+
+def granted(rules: Iterable[Mapping[str, Any]]) -> set[Permission]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def needed_by_calls(calls: Iterable[ApiCall]) -> set[Permission]:
+    return {(call.api_group, call.rbac_resource, call.verb) for call in calls}
+
+
+def made_by(calls: Iterable[ApiCall], agents: tuple[str, ...]) -> set[ApiCall]:
+    return {call for call in calls if call.user_agent.startswith(agents)}
+
+
+def needed_by_admission(objects: Iterable[Mapping[str, Any]]) -> set[Permission]:
+    """What the API server checks beyond the call's own verb, for the objects the operator
+    wrote:
+
+    - server-side apply that creates an object is authorized as `create` as well;
+    - an owner reference with blockOwnerDeletion needs `update` on the owner's finalizers
+      (the OwnerReferencesPermissionEnforcement admission plugin).
+    """
+    needed = set()
+    for obj in objects:
+        meta = obj["metadata"]
+        applied = [
+            entry
+            for entry in meta.get("managedFields") or []
+            if entry.get("manager") == APPLY_MANAGER and entry.get("operation") == "Apply"
+        ]
+        if not applied:
+            continue
+        group = obj["apiVersion"].rpartition("/")[0]
+        needed.add((group, plural_of(obj["kind"]), "create"))
+        for owner in meta.get("ownerReferences") or []:
+            if owner.get("blockOwnerDeletion"):
+                owner_group = owner["apiVersion"].rpartition("/")[0]
+                needed.add((owner_group, f"{plural_of(owner['kind'])}/finalizers", "update"))
+    return needed

