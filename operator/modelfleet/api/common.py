@@ -42,6 +42,15 @@ class FieldError(ValueError):
         super().__init__(f"{subpath}: {message}")
 
 
+def check_unique(values: list[str], field: str, fix: str, within: str = "") -> None:
+    """Raise FieldError at the first repeated value: `<within>[index].<field>`."""
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            raise FieldError(f"{within}[{index}].{field}", f"{value!r} is listed twice: {fix}")
+        seen.add(value)
+
+
 class KubeModel(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields are errors (typos)."""
 

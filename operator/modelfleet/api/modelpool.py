@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from .common import Condition, DnsLabel, FieldError, KubeModel, Resource
+from .common import Condition, DnsLabel, FieldError, KubeModel, Resource, check_unique
 from .cron import CronError, parse_cron, zone
 
 CEL = "x-kubernetes-validations"
@@ -130,14 +130,13 @@ class Variant(KubeModel):
 
     @model_validator(mode="after")
     def _schedules_within_range(self) -> Variant:
-        names: set[str] = set()
+        try:
+            check_unique(
+                [s.name for s in self.schedules], "name", "give each schedule its own name"
+            )
+        except FieldError as err:
+            raise FieldError(f"schedules{err.subpath}", err.message) from None
         for index, schedule in enumerate(self.schedules):
-            if schedule.name in names:
-                raise FieldError(
-                    f"schedules[{index}].name",
-                    f"{schedule.name!r} is used twice: give each schedule its own name",
-                )
-            names.add(schedule.name)
             if not self.replicas.min <= schedule.replicas <= self.replicas.max:
                 raise FieldError(
                     f"schedules[{index}].replicas",
@@ -183,14 +182,7 @@ class ModelPoolSpec(KubeModel):
     @field_validator("variants")
     @classmethod
     def _variant_names_unique(cls, variants: list[Variant]) -> list[Variant]:
-        seen: set[str] = set()
-        for index, variant in enumerate(variants):
-            if variant.name in seen:
-                raise FieldError(
-                    f"[{index}].name",
-                    f"{variant.name!r} is used twice: give each variant its own name",
-                )
-            seen.add(variant.name)
+        check_unique([v.name for v in variants], "name", "give each variant its own name")
         return variants
 
     def variant(self, name: str) -> Variant | None:

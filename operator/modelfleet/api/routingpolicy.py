@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .common import Condition, DnsLabel, FieldError, KubeModel, Resource
+from .common import Condition, DnsLabel, FieldError, KubeModel, Resource, check_unique
 
 CEL = "x-kubernetes-validations"
 
@@ -68,13 +68,7 @@ class Route(KubeModel):
     def _weights_positive_sum(cls, backends: list[Backend]) -> list[Backend]:
         if sum(b.weight for b in backends) <= 0:
             raise ValueError("all weights are 0: give at least one backend a positive weight")
-        seen: set[str] = set()
-        for index, backend in enumerate(backends):
-            if backend.variant in seen:
-                raise FieldError(
-                    f"[{index}].variant", f"{backend.variant!r} is listed twice: merge the weights"
-                )
-            seen.add(backend.variant)
+        check_unique([b.variant for b in backends], "variant", "merge the weights")
         return backends
 
 
@@ -143,13 +137,7 @@ class RoutingPolicySpec(KubeModel):
     @field_validator("routes")
     @classmethod
     def _route_names_unique(cls, routes: list[Route]) -> list[Route]:
-        seen: set[str] = set()
-        for index, route in enumerate(routes):
-            if route.name in seen:
-                raise FieldError(
-                    f"[{index}].name", f"{route.name!r} is used twice: give each route its own name"
-                )
-            seen.add(route.name)
+        check_unique([r.name for r in routes], "name", "give each route its own name")
         return routes
 
 
