@@ -445,6 +445,21 @@ def test_replicas_changed_by_hand_are_restored_with_an_event(fleet, pool):
 
 
 def test_an_invalid_routing_policy_keeps_the_last_good_gateway(fleet, gateway):
+    # Start from a settled gateway: every replica ready, the published config the current one.
+    eventually(
+        lambda: fleet.condition("modelpool", "e2e", "Ready").get("status") == "True", 20, "ready"
+    )
+    eventually(
+        lambda: (
+            fleet.get("configmap", "e2e-gateway")["metadata"]["annotations"][
+                "modelfleet.io/config-hash"
+            ]
+            == fleet.get("routingpolicy", "e2e-gw")["status"]["configHash"]
+        ),
+        10,
+        "the published config settled",
+    )
+    time.sleep(2)
     good = fleet.get("configmap", "e2e-gateway")["metadata"]["annotations"]
     fleet.kubectl(
         "patch",
