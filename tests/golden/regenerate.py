@@ -9,6 +9,7 @@ GENERATORS = (
     "tests.golden.plan_cases",
     "tests.golden.kube_cases",
     "tests.golden.chart_cases",
+    "tests.golden.simulate_cases",
     "tests.golden.envoy.regenerate",
 )
 

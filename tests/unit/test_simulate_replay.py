@@ -9,7 +9,8 @@ import pytest
 
 from modelfleet.api.load import load_resources
 from modelfleet.sim.arrivals import from_trace
-from modelfleet.sim.fleet import (
+from modelfleet.sim.fleet import replay
+from modelfleet.sim.outcome import (
     DROP_REASONS,
     NO_READY,
     NO_ROUTE,
@@ -18,7 +19,6 @@ from modelfleet.sim.fleet import (
     TERMINATED,
     TOO_LONG,
     ReplaySettings,
-    replay,
 )
 from modelfleet.sim.run import SimulationOptions, engine_configs, simulate
 from modelfleet.sim.traces import Trace

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..api.load import InputError, InvalidInput
 from ..sim.baselines import BASELINES, parse_compare
 from ..sim.diurnal import PROFILES
-from ..sim.fleet import BALANCES
+from ..sim.outcome import BALANCES
 from ..sim.run import Simulation, SimulationOptions, simulate
 from ..sim.traces import FORMATS
 from .plan import parse_instant, print_errors
@@ -102,7 +102,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         choices=BALANCES,
         default="random",
         help="random: a random ready replica (kube-proxy); gateway-queue: one queue per "
-        "variant at the gateway, first free batch slot",
+        "variant at the gateway, then the least busy replica with a free batch slot",
     )
     parser.add_argument(
         "--gpu-profile",
@@ -221,9 +221,10 @@ def _print_summary(simulation: Simulation, seconds: float) -> None:
     report = simulation.report
     replay = report["replay"]
     table = Table(
-        title=f"{report['pool']}: {replay['requests']:,} requests, {replay['start']} .. "
-        f"{replay['end']}",
+        title=f"ModelPool {report['pool']}: {replay['requests']:,} requests",
+        caption=f"{replay['start']} .. {replay['end']}",
         title_justify="left",
+        caption_justify="left",
     )
     for column in ("run", "GPU-hours", "pool cost", "served", "dropped", "TTFT SLO", "e2e SLO"):
         table.add_column(column, justify="right" if column != "run" else "left")

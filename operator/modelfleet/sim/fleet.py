@@ -16,7 +16,8 @@ What is modelled, and how (every report repeats it):
   until the next. Each request takes the first route that matches it, a backend drawn by
   the route's weights, then (balance "random") a ready replica at random, as kube-proxy
   spreads connections over a Service; or (balance "gateway-queue") waits in one queue per
-  variant at the gateway for the first replica with a free batch slot.
+  variant at the gateway until a replica has a free batch slot, then goes to the ready
+  replica holding the fewest requests.
 - Requests queue and batch on each replica's `BatchEngine`; a request whose prompt plus
   output exceeds the KV cache or `--max-model-len` is refused (`too-long`); one with no
   matching route gets `no-route`, one sent to a variant with no ready replica
@@ -33,9 +34,7 @@ import random
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from itertools import accumulate
+from datetime import timedelta
 from typing import Any
 
 from ..api.modelpool import ModelPool
@@ -43,77 +42,30 @@ from ..api.reservation import Reservation
 from ..api.routingpolicy import RoutingPolicy
 from ..observations import VariantObservation, variant_key
 from ..routing import plan_routing, routing_table_json
-from ..routing.table import RouteMatchSpec, RoutingTable
+from ..routing.table import RoutingTable
 from ..scaling.planner import plan_pool
 from ..scaling.serialize import pool_plan_json
 from ..scaling.types import PoolPlan, PreviousPlan, PreviousVariant
 from .batching import FinishedRequest
+from .dispatch import Dispatch, dispatch_table
+from .outcome import (
+    BALANCES,
+    NO_READY,
+    NO_ROUTE,
+    PENDING,
+    SERVED,
+    TERMINATED,
+    TOO_LONG,
+    CyclePoint,
+    ReplayResult,
+    ReplaySettings,
+    ScaleEvent,
+)
 from .replica_set import DRAINING, GONE, READY, EngineConfig, SimReplica, VariantFleet
-from .workload import RequestClass, Workload
+from .workload import Workload
 
-PENDING, SERVED, NO_ROUTE, NO_READY, TOO_LONG, TERMINATED = range(6)
-DROP_REASONS = {
-    NO_ROUTE: "no-route",
-    NO_READY: "no-ready-replica",
-    TOO_LONG: "too-long",
-    TERMINATED: "terminated",
-}
-BALANCES = ("random", "gateway-queue")
 # Heap events at one instant run in this order, and before arrivals at that instant.
 _READY, _WAKE, _SCRAPE, _CYCLE = range(4)
-
-
-@dataclass(frozen=True)
-class ReplaySettings:
-    start: datetime
-    duration: float  # seconds of arrivals, planning and accounting
-    scrape_lag: float = 15.0
-    termination_grace: float = 30.0
-    rate_window: int = 60  # seconds, as the operator's rate(...[1m]) queries
-    balance: str = "random"
-    seed: int = 0
-    log_plans: bool = False  # keep each cycle's observations and `plan -o json` document
-    keep_replica_of_request: bool = False
-
-
-@dataclass(frozen=True)
-class ScaleEvent:
-    t: float
-    variant: str
-    before: int
-    after: int
-    reason: str
-    message: str
-    ready_at: float | None  # for a scale-up: when the new replicas become ready
-
-
-@dataclass(frozen=True)
-class CyclePoint:
-    t: float
-    desired: tuple[int, ...]  # per variant, in the pool's order
-    allocated: tuple[int, ...]  # starting + ready (not draining)
-    ready: tuple[int, ...]
-    waiting: tuple[float | None, ...]  # as scraped at t - scrape_lag (None: no sample)
-    running: tuple[float | None, ...]
-    reasons: tuple[str, ...]
-
-
-@dataclass
-class ReplayResult:
-    variants: tuple[str, ...]
-    duration: float
-    status: bytearray
-    ttft: array
-    e2e: array
-    queued: array
-    variant_of: array  # 'b': index into variants, -1 when no variant was chosen
-    route_of: array  # 'h': index into the policy's routes, -1 for no route
-    degraded: bytearray  # 1 when a degrade companion route sent it to the fallback
-    replica_of: array | None
-    replicas: list[SimReplica] = field(default_factory=list)  # every replica, in creation order
-    series: list[CyclePoint] = field(default_factory=list)
-    scale_events: list[ScaleEvent] = field(default_factory=list)
-    plans: list[dict[str, Any]] = field(default_factory=list)
 
 
 def previous_of(plan: PoolPlan) -> PreviousPlan:
@@ -125,17 +77,6 @@ def previous_of(plan: PoolPlan) -> PreviousPlan:
             for v in plan.variants
         },
     )
-
-
-def class_matches(match: RouteMatchSpec, request: RequestClass) -> bool:
-    """Envoy's match of one table route (see envoy/matching.py): any listed task type,
-    any listed model, every listed header."""
-    if match.task_types and request.task_type not in match.task_types:
-        return False
-    if match.models and request.model not in match.models:
-        return False
-    headers = dict(request.headers)
-    return all(headers.get(name.lower()) == value for name, value in match.headers)
 
 
 def _metrics_json(observations: Mapping[str, VariantObservation]) -> dict[str, Any]:
@@ -201,7 +142,7 @@ class Replay:
         self._next_ident = 0
         self._previous: PreviousPlan | None = None
         self._samples: dict[int, list[tuple[float, float, float, float]]] = {}
-        self._dispatch: list[tuple[int, int, tuple[int, ...], tuple[int, ...]] | None] = []
+        self._dispatch: list[Dispatch | None] = []
 
     # -- the loop ------------------------------------------------------------------
 
@@ -314,8 +255,11 @@ class Replay:
         self._dispatch_queue(fleet, t)
 
     def _free_replica(self, fleet: VariantFleet) -> SimReplica | None:
-        limit = fleet.config.max_num_seqs
-        return next((r for r in fleet.routable if len(r.inflight) < limit), None)
+        """The ready replica holding the fewest requests, if it has a free batch slot."""
+        if not fleet.routable:
+            return None
+        best = min(fleet.routable, key=lambda r: len(r.inflight))
+        return best if len(best.inflight) < fleet.config.max_num_seqs else None
 
     def _dispatch_queue(self, fleet: VariantFleet, t: float) -> None:
         while fleet.queue:
@@ -478,7 +422,9 @@ class Replay:
                     )
                 )
         table = plan_routing(self.policy, self.pool, observations)
-        self._dispatch = self._dispatch_table(table)
+        self._dispatch = dispatch_table(
+            table, self.workload.classes, self.variant_index, self.route_index
+        )
         self._record(cycle, t, plan, observations, table)
         if self.progress is not None:
             self.progress(t)
@@ -490,21 +436,6 @@ class Replay:
         at = cycle * self.refresh - self.settings.scrape_lag
         if at >= 0 and cycle * self.refresh < self.settings.duration:
             self._push(at, _SCRAPE, cycle)
-
-    def _dispatch_table(self, table: RoutingTable):
-        dispatch = []
-        for request in self.workload.classes:
-            route = next((r for r in table.routes if class_matches(r.match, request)), None)
-            if route is None:
-                dispatch.append(None)
-                continue
-            variants = tuple(self.variant_index[b.variant] for b in route.backends)
-            cumulative = tuple(accumulate(b.weight for b in route.backends))
-            name = route.degraded_from or route.name
-            dispatch.append(
-                (self.route_index[name], int(route.degraded_from is not None), variants, cumulative)
-            )
-        return dispatch
 
     def _record(self, cycle, t, plan: PoolPlan, observations, table: RoutingTable) -> None:
         key = variant_key

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from .fleet import ReplayResult
+from .outcome import ReplayResult
 from .workload import Workload
 
 MAX_POINTS = 2000
 
 
 def _axis(duration: float) -> tuple[float, str]:
-    return (86400.0, "days") if duration > 2 * 86400 else (3600.0, "hours")
+    if duration > 2 * 86400:
+        return 86400.0, "days"
+    return (3600.0, "hours") if duration > 2 * 3600 else (60.0, "minutes")
 
 
 def _thin(xs: list[float], ys: list, limit: int = MAX_POINTS) -> tuple[list[float], list]:
@@ -22,7 +24,7 @@ def _thin(xs: list[float], ys: list, limit: int = MAX_POINTS) -> tuple[list[floa
 
 
 def _arrival_rate(workload: Workload, duration: float) -> tuple[list[float], list[float]]:
-    bucket = max(60.0, duration / 500)
+    bucket = max(5.0, duration / 200)
     counts = [0] * (int(duration // bucket) + 1)
     for t in workload.arrivals.times:
         counts[int(t // bucket)] += 1
@@ -58,6 +60,7 @@ def write_plots(
             xs_run, ys = _thin(times, [p.allocated[v] for p in result.series])
             axis.step(xs_run, ys, where="post", label=run, linewidth=1)
         axis.set_ylabel(f"{name}\nreplicas")
+        axis.set_ylim(bottom=0, top=max(1.0, axis.get_ylim()[1]))
         axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].legend(loc="upper right", fontsize="small")
     axes[-1].set_xlabel(xlabel)
@@ -76,6 +79,7 @@ def write_plots(
             xs_run, ys = _thin([p.t / unit for p in points], [p.waiting[v] for p in points])
             axis.plot(xs_run, ys, label=run, linewidth=1)
         axis.set_ylabel(f"{name}\nwaiting")
+        axis.set_ylim(bottom=0, top=max(1.0, axis.get_ylim()[1]))
         axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(loc="upper right", fontsize="small")
     axes[-1].set_xlabel(xlabel)

@@ -1,4 +1,5 @@
-"""The simulation report: one JSON document, the same as Markdown, and the series as CSV."""
+"""The simulation report: one JSON document (and the same as Markdown, see markdown.py),
+and every planning cycle as CSV."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from ..api.reservation import Reservation
 from ..api.routingpolicy import RoutingPolicy
 from .baselines import describe
 from .diurnal import Envelope
-from .fleet import ReplayResult, ReplaySettings
+from .markdown import markdown
+from .outcome import ReplayResult, ReplaySettings
 from .replica_set import EngineConfig
 from .summary import summarize
 from .traces import Trace
@@ -50,8 +52,9 @@ def assumptions(settings: ReplaySettings, pool: ModelPool) -> list[str]:
             "Within a variant a request goes to a ready replica at random, as kube-proxy spreads"
             " connections over a Service."
             if settings.balance == "random"
-            else "Within a variant requests wait in one queue at the gateway for the first "
-            "replica with a free batch slot (max_num_seqs)."
+            else "Within a variant requests wait in one queue at the gateway until a replica "
+            "has a free batch slot (max_num_seqs), then go to the ready replica holding the "
+            "fewest requests."
         ),
         "GPUs are assumed free when a replica is created; the planner keeps the plan within "
         "gpuBudget, replicas still draining come on top.",
@@ -192,199 +195,6 @@ def build_report(
         "runs": runs,
     }
     return _rounded(report)
-
-
-# -- Markdown ----------------------------------------------------------------------
-
-
-def _num(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
-def markdown(report: dict[str, Any]) -> str:
-    replay = report["replay"]
-    trace = report["trace"]
-    lines = [
-        f"# What would it cost? ModelPool {report['pool']}, RoutingPolicy {report['policy']}",
-        "",
-        f"Replay from {replay['start']} to {replay['end']} ({replay['timezone']}): "
-        f"{replay['requests']:,} requests, {replay['meanRate']:.3g}/s on average, seed "
-        f"{report['seed']}.",
-        "",
-        f"- Arrivals: {replay['arrivals']}.",
-        f"- Day curve: {replay['diurnal']['statement']}",
-    ]
-    if trace.get("citation"):
-        lines.append(f"- Trace: {trace['citation']}.")
-    lines += ["", "## Runs", ""]
-    rows = []
-    for run in report["runs"]:
-        cost = run["cost"]
-        billing = ", ".join(f"{m} {_num(a, 2)}" for m, a in cost["byMode"].items()) or "-"
-        dropped = sum(run["requests"]["dropped"].values())
-        rows.append(
-            [
-                run["name"],
-                _num(run["gpuHours"]),
-                _num(cost["poolTotal"], 2),
-                billing,
-                _num(run["requests"]["served"]),
-                _num(dropped),
-                _pct(run["sloAttainment"]["ttft"]),
-                _pct(run["sloAttainment"]["e2e"]),
-                _num(run["peakGpus"]),
-            ]
-        )
-    lines += _table(
-        [
-            "run",
-            "GPU-hours",
-            "pool cost",
-            "tenant billing",
-            "served",
-            "dropped",
-            "TTFT SLO",
-            "e2e SLO",
-            "peak GPUs",
-        ],
-        rows,
-    )
-    lines += [""]
-    lines += [f"- **{run['name']}**: {run['description']}." for run in report["runs"]]
-    for run in report["runs"]:
-        lines += _run_section(run)
-    lines += ["", "## Request mix", ""]
-    mix = report["mix"]
-    lines.append(mix["statement"])
-    lines.append("")
-    for key in ("routes", "tenants", "priorities"):
-        shares = ", ".join(f"{name} {_pct(share)}" for name, share in mix[key].items())
-        lines.append(f"- {key}: {shares}")
-    lines += ["", "## Model", ""]
-    model = report["model"]
-    lines.append(f"Speed model: {model['speedModel']} ({model['speedModelSource']}).")
-    lines.append("")
-    lines += _table(
-        ["variant", "profile", "max seqs", "batched tokens", "token limit", "startup s"],
-        [
-            [
-                name,
-                v["profile"],
-                _num(v["maxNumSeqs"]),
-                _num(v["maxNumBatchedTokens"]),
-                _num(v["tokenLimit"]),
-                _num(v["startupSeconds"]),
-            ]
-            for name, v in model["variants"].items()
-        ],
-    )
-    lines += ["", "Assumptions:", ""]
-    lines += [f"- {line}" for line in model["assumptions"]]
-    lines += ["", "Plots: `replicas.png`, `queue.png`; every cycle: `series.csv`.", ""]
-    return "\n".join(lines)
-
-
-def _run_section(run: dict[str, Any]) -> list[str]:
-    lines = ["", f"## {run['name']}", ""]
-    dropped = ", ".join(f"{k} {v:,}" for k, v in run["requests"]["dropped"].items() if v)
-    lines.append(
-        f"{run['requests']['served']:,} of {run['requests']['total']:,} requests served"
-        + (f"; dropped: {dropped}" if dropped else "; none dropped")
-        + f". {_num(run['gpuHours'])} GPU-hours, peak {run['peakGpus']} of "
-        f"{run['gpuBudget']} GPUs."
-    )
-    lines.append("")
-    lines += _table(
-        [
-            "variant",
-            "served",
-            "replica-h",
-            "GPU-h",
-            "replicas min-peak",
-            "max waiting",
-            "ups",
-            "downs",
-        ],
-        [
-            [
-                name,
-                _num(v["served"]),
-                _num(v["replicaHours"]),
-                _num(v["gpuHours"]),
-                f"{v['minReplicas']}-{v['peakReplicas']}",
-                _num(v["maxWaiting"], 0),
-                _num(v["scaleUps"]),
-                _num(v["scaleDowns"]),
-            ]
-            for name, v in run["variants"].items()
-        ],
-    )
-    lines.append("")
-    lines += _table(
-        ["route", "requests", "TTFT p50/p99 s", "TTFT SLO", "e2e p50/p99 s", "e2e SLO", "degraded"],
-        [
-            [
-                name,
-                _num(r["requests"]),
-                f"{_seconds(r['ttft']['p50'])} / {_seconds(r['ttft']['p99'])}",
-                _slo_cell(r["ttft"]),
-                f"{_seconds(r['e2e']['p50'])} / {_seconds(r['e2e']['p99'])}",
-                _slo_cell(r["e2e"]),
-                _num(r["degraded"]),
-            ]
-            for name, r in run["slo"].items()
-        ],
-    )
-    cost = run["cost"]
-    lines += ["", f"Pool cost {_num(cost['poolTotal'], 2)}"]
-    if cost["billing"]:
-        lines += [""]
-        lines += _table(
-            ["tenant", "variant", "mode", "item", "quantity", "unit price", "amount"],
-            [
-                [
-                    b["tenant"],
-                    b["variant"],
-                    b["mode"],
-                    b["item"],
-                    _num(b["quantity"], 2),
-                    _num(b["unitPrice"], 4),
-                    f"{_num(b['amount'], 2)} {b['currency']}",
-                ]
-                for b in cost["billing"]
-            ],
-        )
-    events = run["scaleEvents"]
-    lines += ["", f"{len(events)} scale events" + (":" if events else "."), ""]
-    shown = events[:20]
-    lines += [f"- {e['at']} {e['variant']} {e['from']} -> {e['to']} ({e['reason']})" for e in shown]
-    if len(events) > len(shown):
-        lines.append(f"- ... {len(events) - len(shown)} more in report.json")
-    return lines
-
-
-def _slo_cell(latency: dict[str, Any]) -> str:
-    if latency.get("targetSeconds") is None:
-        return "-"
-    return f"{_pct(latency['attainment'])} <= {latency['targetSeconds']:g} s"
 
 
 # -- files -------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from . import arrivals as make_arrivals
 from .arrivals import Arrivals
 from .baselines import POLICY, baseline_pool
 from .diurnal import PROFILES, Envelope, envelope, parse_profile
-from .fleet import BALANCES, ReplayResult, ReplaySettings, replay
+from .fleet import replay
 from .gpu import GpuProfile, get_profile, profile_for_model
+from .outcome import BALANCES, ReplayResult, ReplaySettings
 from .replica_set import EngineConfig, engine_config
 from .report import build_report
 from .traces import Trace, read_trace

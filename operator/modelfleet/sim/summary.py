@@ -12,7 +12,7 @@ from ..api.modelpool import ModelPool
 from ..api.reservation import Reservation
 from ..api.routingpolicy import RoutingPolicy
 from ..billing.ledger import pool_lines, requests_by_reservation, reservation_lines, totals_by
-from .fleet import DROP_REASONS, SERVED, ReplayResult
+from .outcome import DROP_REASONS, SERVED, ReplayResult
 from .workload import Workload
 
 PERCENTILES = (50, 90, 99)
