@@ -89,3 +89,44 @@ def test_outputs_and_a_clean_exit(demo):
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass
     assert not Path(summary["settings"]["workdir"]).exists()
+
+
+def test_keep_running_serves_the_printed_curl_until_ctrl_c(tmp_path):
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [
+            str(BIN / "modelfleet"),
+            "demo",
+            "--no-ui",
+            "--duration",
+            "30",
+            "--keep-running",
+            "--out",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 150
+        curl = ""
+        while time.monotonic() < deadline and not curl:
+            line = process.stdout.readline()
+            assert line or process.poll() is None, process.stderr.read()[-2000:]
+            if line.strip().startswith("curl "):
+                curl = line.strip()
+        assert curl, "no curl command printed"
+        answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
+        assert answer.stdout.startswith("{"), (curl, answer.stdout, answer.stderr)
+        assert json.loads(answer.stdout)["choices"][0]["message"]["content"]
+        workdir = json.loads((tmp_path / "demo.json").read_text())["settings"]["workdir"]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+        assert processes_mentioning(workdir) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -268,9 +268,9 @@ def run_demo(duration: float, ui: bool, keep_running: bool, out: Path) -> dict[s
         asyncio.run(demo.play(ui))
         summary = demo.report()
         if keep_running:
-            console.print(
-                f"\nThe gateway stays up; try it (Ctrl-C ends the demo):\n  {demo.curl_hint()}\n"
-            )
+            console.print("\nThe gateway stays up; try it (Ctrl-C ends the demo):")
+            # Plain print: a terminal-wide wrap would break the command for copy and paste.
+            print(f"  {demo.curl_hint()}\n", flush=True)
             while True:
                 time.sleep(1)
         return summary
