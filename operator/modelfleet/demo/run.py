@@ -66,6 +66,8 @@ class Demo:
         self.timeline = Timeline()
         self.listen = free_port()
         self.load: LoadGenerator | None = None
+        self.began = time.monotonic()
+        self.seconds_to_first_request: float | None = None
 
     def hour(self) -> float:
         return (self.clock.now() - self.clock.start).total_seconds() / 3600
@@ -151,6 +153,8 @@ class Demo:
             await asyncio.sleep(0.05)
         self.load = LoadGenerator(f"http://127.0.0.1:{self.listen}", self.hour)
         started = time.monotonic()
+        self.seconds_to_first_request = round(started - self.began, 2)
+        self.say(f"the day begins: first requests {self.seconds_to_first_request} s after start")
         load = asyncio.create_task(self.load.run(until=lambda: self.hour() >= 24))
         live = Live(console=self.console, refresh_per_second=4) if ui else None
         if live:
@@ -183,6 +187,7 @@ class Demo:
             "clock_speed": self.speed,
             "day": self.clock.start.isoformat(),
             "gateway": f"http://127.0.0.1:{self.listen}",
+            "seconds_to_first_request": self.seconds_to_first_request,
             "workdir": str(self.fleet.workdir),
             "phases": [p.__dict__ for p in PHASES],
             "trace": "Azure LLM inference trace 2023 (conversation), CC-BY 4.0, Patel et al., "
