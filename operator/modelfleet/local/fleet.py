@@ -235,6 +235,15 @@ class LocalFleet:
         obj = self.get("deployment", deployment, namespace)
         return None if obj is None else obj["spec"]["replicas"]
 
+    def deployment_replicas(self, deployment: str, namespace: str = "llm") -> int:
+        """`spec.replicas` read in-process: for timing, where a kubectl call is too slow."""
+
+        async def read() -> int:
+            obj = self.cluster.store.get_raw("apps/v1/deployments", namespace, deployment)
+            return int(((obj or {}).get("spec") or {}).get("replicas") or 0)
+
+        return self.background.run(read())
+
     def ready(self, deployment: str, namespace: str = "llm") -> int:
         obj = self.get("deployment", deployment, namespace) or {}
         return int((obj.get("status") or {}).get("readyReplicas") or 0)
