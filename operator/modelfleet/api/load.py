@@ -96,8 +96,6 @@ _BOUNDS = {
     "greater_than": ">",
     "less_than_equal": "<=",
     "less_than": "<",
-    "too_short": "at least this long:",
-    "too_long": "at most this long:",
     "string_too_short": "at least this many characters:",
     "string_too_long": "at most this many characters:",
 }
@@ -111,6 +109,11 @@ def _describe(error: dict[str, Any]) -> str:
         got = error.get("input")
         shown = "" if kind in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
         return _HINTS[kind] + shown
+    if kind in ("too_short", "too_long"):
+        ctx = error.get("ctx", {})
+        limit = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        bound = "at least" if kind == "too_short" else "at most"
+        return f"has {ctx.get('actual_length')} items; {bound} {limit} are allowed"
     if kind in _BOUNDS:
         bound = next(iter(error.get("ctx", {}).values()), "?")
         return f"must be {_BOUNDS[kind]} {bound} (got {error.get('input')!r})"

@@ -120,8 +120,8 @@ class Variant(KubeModel):
     replicas: ReplicaRange
     schedules: list[Schedule] = Field(
         default_factory=list,
+        max_length=MAX_SCHEDULES,
         json_schema_extra={
-            "maxItems": MAX_SCHEDULES,
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
         },
@@ -161,8 +161,8 @@ class ModelPoolSpec(KubeModel):
     metrics: MetricsSource = Field(default_factory=MetricsSource)
     variants: list[Variant] = Field(
         min_length=1,
+        max_length=MAX_VARIANTS,
         json_schema_extra={
-            "maxItems": MAX_VARIANTS,
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
         },

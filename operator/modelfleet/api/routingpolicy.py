@@ -54,8 +54,8 @@ class Route(KubeModel):
     match: RouteMatch = Field(default_factory=RouteMatch)
     backends: list[Backend] = Field(
         min_length=1,
+        max_length=MAX_BACKENDS,
         json_schema_extra={
-            "maxItems": MAX_BACKENDS,
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["variant"],
         },
@@ -124,15 +124,13 @@ class RoutingPolicySpec(KubeModel):
     gateway: Gateway
     routes: list[Route] = Field(
         min_length=1,
+        max_length=MAX_ROUTES,
         json_schema_extra={
-            "maxItems": MAX_ROUTES,
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
         },
     )
-    degrade: list[DegradeRule] = Field(
-        default_factory=list, json_schema_extra={"maxItems": MAX_DEGRADE_RULES}
-    )
+    degrade: list[DegradeRule] = Field(default_factory=list, max_length=MAX_DEGRADE_RULES)
 
     @field_validator("routes")
     @classmethod
