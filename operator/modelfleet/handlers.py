@@ -71,15 +71,18 @@ async def refresh_pool(
 ) -> None:
     wakeup = memo.runtime.wakeups.event(namespace, name)
     logger = log.bind(namespace=namespace, name=name, kind="ModelPool")
-    while not stopped:
-        wakeup.clear()
-        delay = _refresh_seconds(body)
-        try:
-            await memo.runtime.controller().reconcile(body)
-        except ApiError as err:
-            logger.warning("pool.cycle_failed", error=str(err))
-            delay = min(delay, ERROR_BACKOFF_SECONDS)
-        await _sleep_until(wakeup, stopped, delay)
+    try:
+        while not stopped:
+            wakeup.clear()
+            delay = _refresh_seconds(body)
+            try:
+                await memo.runtime.controller().reconcile(body)
+            except ApiError as err:
+                logger.warning("pool.cycle_failed", error=str(err))
+                delay = min(delay, ERROR_BACKOFF_SECONDS)
+            await _sleep_until(wakeup, stopped, delay)
+    finally:
+        memo.runtime.metrics.forget_pool(namespace, name)
 
 
 def _refresh_seconds(body: Mapping[str, Any]) -> float:

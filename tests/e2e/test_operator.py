@@ -608,3 +608,12 @@ def test_deleting_the_pool_removes_everything_it_owned(fleet, pool):
         "Deployments and Services of the deleted pool gone",
     )
     assert fleet.replica_urls("e2e-small") == []
+    # The deleted pool's plan leaves the operator's gauges with it.
+    eventually(
+        lambda: (
+            'modelfleet_pool_gpus_planned{namespace="llm",pool="e2e"}'
+            not in fleet.operator_metrics()
+        ),
+        10,
+        "the pool's gauges gone",
+    )

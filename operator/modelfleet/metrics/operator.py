@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -107,6 +108,22 @@ class OperatorMetrics:
         self.overcommitted.labels(*pool).set(
             1 if overcommitted is not None and overcommitted.status == "True" else 0
         )
+
+    def forget_pool(self, namespace: str, pool: str) -> None:
+        """Drop a pool's gauges when this replica stops acting for it (the pool is gone, or
+        a peer took over): a standby must not keep exporting a frozen plan."""
+        for key in [k for k in self._reasons if k[:2] == (namespace, pool)]:
+            reason = self._reasons.pop(key)
+            for gauge, labels in (
+                (self.desired, (*key, reason)),
+                (self.ready, key),
+                (self.staleness, key),
+            ):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+        for gauge in (self.gpus_planned, self.gpu_budget, self.overcommitted):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, pool)
 
     def record_degrade_rules(self, policy: RoutingPolicy) -> None:
         """The policy's thresholds, so that alerts compare each variant's queue with its
