@@ -127,8 +127,10 @@ class Runtime:
         self._controller = None
         self.kube: KubeClient | None = None
         self.connection: kopf.ConnectionInfo | None = None
+        self._login_kwargs: dict[str, Any] = {}
 
     def login(self, **kwargs: Any) -> kopf.ConnectionInfo | None:
+        self._login_kwargs = kwargs
         info = self._login_hook(**kwargs) if self._login_hook else None
         if info is None:
             info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
@@ -142,7 +144,9 @@ class Runtime:
     def controller(self):
         if self._controller is None:
             assert self.connection is not None, "kopf logs in before any handler runs"
-            self.kube = KubeClient(self.connection)
+            self.kube = KubeClient(
+                self.connection, relogin=lambda: self.login(**self._login_kwargs)
+            )
             self._controller = self._build_controller(self.kube)
         return self._controller
 

@@ -14,7 +14,7 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -107,8 +107,17 @@ def _material(path: Any, data: Any, directory: str, name: str) -> str | None:
 
 
 class KubeClient:
-    def __init__(self, info: kopf.ConnectionInfo, *, max_retries: int = 5, backoff: float = 0.2):
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo,
+        *,
+        max_retries: int = 5,
+        backoff: float = 0.2,
+        relogin: Callable[[], kopf.ConnectionInfo | None] | None = None,
+    ):
         self._info = info
+        # Service-account tokens are projected and rotate: on a 401, log in again once.
+        self._relogin = relogin
         self._max_retries = max_retries
         self._backoff = backoff
         self._session: aiohttp.ClientSession | None = None
@@ -149,6 +158,11 @@ class KubeClient:
             )
         return self._session
 
+    async def _reset_session(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -167,6 +181,7 @@ class KubeClient:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
         delay = self._backoff
+        relogged = False
         for attempt in range(self._max_retries + 1):
             try:
                 async with session.request(
@@ -184,6 +199,14 @@ class KubeClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            if status == 401 and self._relogin is not None and not relogged:
+                fresh = self._relogin()
+                if fresh is not None:
+                    relogged = True
+                    self._info = fresh
+                    await self._reset_session()
+                    session = await self._ensure_session()
+                    continue
             if status == 404:
                 raise NotFound(status, method, path, text)
             if status == 409:
