@@ -15,16 +15,9 @@ from modelfleet.api.load import parse_resource
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.kube.workloads import render_deployment, render_service
 from modelfleet.scaling.planner import plan_pool
+from tests.golden.cases import GoldenCases
 
 CASES_DIR = Path(__file__).parent / "kube"
-
-
-def case_inputs() -> list[Path]:
-    return sorted(CASES_DIR.glob("*.in.yaml"))
-
-
-def expected_output(case: Path) -> Path:
-    return case.with_name(case.name.replace(".in.yaml", ".out.yaml"))
 
 
 def run_case(case: Path) -> str:
@@ -46,10 +39,7 @@ def run_case(case: Path) -> str:
     return yaml.safe_dump_all(manifests, sort_keys=False)
 
 
-def regenerate() -> list[Path]:
-    written = []
-    for case in case_inputs():
-        out = expected_output(case)
-        out.write_text(run_case(case))
-        written.append(out)
-    return written
+CASES = GoldenCases(CASES_DIR, ".out.yaml", run_case)
+case_inputs = CASES.inputs
+expected_output = CASES.expected
+regenerate = CASES.regenerate

@@ -16,17 +16,10 @@ from pathlib import Path
 import yaml
 
 from modelfleet.cli import main
+from tests.golden.cases import GoldenCases
 
 CASES_DIR = Path(__file__).parent / "plan"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def case_inputs() -> list[Path]:
-    return sorted(CASES_DIR.glob("*.in.yaml"))
-
-
-def expected_output(case: Path) -> Path:
-    return case.with_name(case.name.replace(".in.yaml", ".out.json"))
 
 
 def run_case(case: Path) -> str:
@@ -52,10 +45,7 @@ def run_case(case: Path) -> str:
     return stdout.getvalue()
 
 
-def regenerate() -> list[Path]:
-    written = []
-    for case in case_inputs():
-        out = expected_output(case)
-        out.write_text(run_case(case))
-        written.append(out)
-    return written
+CASES = GoldenCases(CASES_DIR, ".out.json", run_case)
+case_inputs = CASES.inputs
+expected_output = CASES.expected
+regenerate = CASES.regenerate

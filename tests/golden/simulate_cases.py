@@ -16,16 +16,9 @@ from pathlib import Path
 import yaml
 
 from modelfleet.cli import main
+from tests.golden.cases import GoldenCases
 
 CASES_DIR = Path(__file__).parent / "simulate"
-
-
-def case_inputs() -> list[Path]:
-    return sorted(CASES_DIR.glob("*.in.yaml"))
-
-
-def expected_output(case: Path) -> Path:
-    return case.with_name(case.name.replace(".in.yaml", ".report.json"))
 
 
 def _resolve(arg: str) -> str:
@@ -44,10 +37,7 @@ def run_case(case: Path) -> str:
         return (Path(tmp) / "report.json").read_text()
 
 
-def regenerate() -> list[Path]:
-    written = []
-    for case in case_inputs():
-        out = expected_output(case)
-        out.write_text(run_case(case))
-        written.append(out)
-    return written
+CASES = GoldenCases(CASES_DIR, ".report.json", run_case)
+case_inputs = CASES.inputs
+expected_output = CASES.expected
+regenerate = CASES.regenerate
