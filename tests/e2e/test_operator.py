@@ -128,6 +128,11 @@ def test_a_burst_scales_up_within_two_refresh_periods_and_down_after_the_window(
     assert fleet.events("Scaled"), "no Scaled event was posted"
 
 
+def merge_patch(fleet: Fleet, kind: str, name: str, patch: str) -> None:
+    """`kubectl patch --type merge`, as a user edits a resource."""
+    fleet.kubectl("patch", kind, name, "-n", "llm", "--type", "merge", "-p", patch)
+
+
 def _desired(fleet: Fleet, variant: str) -> tuple[int | None, str | None]:
     status = fleet.variant_status("e2e", variant)
     return status.get("desiredReplicas"), status.get("reason")
@@ -135,34 +140,14 @@ def _desired(fleet: Fleet, variant: str) -> tuple[int | None, str | None]:
 
 def test_the_gpu_budget_cuts_the_lowest_priority_variant_first(fleet, pool):
     eventually(lambda: fleet.replicas("e2e-small") == 2, 40, "small back at its schedule count")
-    fleet.kubectl(
-        "patch",
-        "modelpool",
-        "e2e",
-        "-n",
-        "llm",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec": {"gpuBudget": 5}}',
-    )
+    merge_patch(fleet, "modelpool", "e2e", '{"spec": {"gpuBudget": 5}}')
     # small (1 GPU, priority 10) gives up a replica; big (4 GPUs, priority 100) keeps its own.
     eventually(lambda: _desired(fleet, "small") == (1, "budget"), 10, "small cut by the budget")
     eventually(lambda: fleet.replicas("e2e-small") == 1, 10, "the cut applied")
     assert fleet.replicas("e2e-big") == 1
     limited = fleet.condition("modelpool", "e2e", "CapacityLimited")
     assert limited["status"] == "True" and "small: budget" in limited["message"]
-    fleet.kubectl(
-        "patch",
-        "modelpool",
-        "e2e",
-        "-n",
-        "llm",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec": {"gpuBudget": 64}}',
-    )
+    merge_patch(fleet, "modelpool", "e2e", '{"spec": {"gpuBudget": 64}}')
     eventually(lambda: fleet.replicas("e2e-small") == 2, 10, "small restored")
 
 
@@ -203,17 +188,7 @@ def test_an_invalid_spec_is_refused_with_its_field_path_and_changes_nothing(flee
     bad = pool_manifest(name="broken")
     bad["spec"]["variants"][0]["replicas"] = {"min": 5, "max": 2}
     fleet.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(bad))
-    fleet.kubectl(
-        "patch",
-        "modelpool",
-        "e2e",
-        "-n",
-        "llm",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec": {"timezone": "Mars/Olympus"}}',
-    )
+    merge_patch(fleet, "modelpool", "e2e", '{"spec": {"timezone": "Mars/Olympus"}}')
     refused = eventually(
         lambda: (
             fleet.condition("modelpool", "broken", "Ready").get("reason") == "InvalidSpec"
@@ -236,17 +211,7 @@ def test_an_invalid_spec_is_refused_with_its_field_path_and_changes_nothing(flee
     assert fleet.get("deployment", "e2e-small")["spec"] == before["spec"]
     assert any("spec.timezone" in e["message"] for e in fleet.events("InvalidSpec"))
     fleet.kubectl("delete", "modelpool", "broken", "-n", "llm")
-    fleet.kubectl(
-        "patch",
-        "modelpool",
-        "e2e",
-        "-n",
-        "llm",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec": {"timezone": "UTC"}}',
-    )
+    merge_patch(fleet, "modelpool", "e2e", '{"spec": {"timezone": "UTC"}}')
     eventually(
         lambda: fleet.condition("modelpool", "e2e", "Ready").get("reason") != "InvalidSpec",
         10,
@@ -284,29 +249,14 @@ def test_the_operator_recovers_from_api_conflicts_errors_and_throttling(fleet, p
     faults.add("patch", "deployments", 409, count=2)
     faults.add("patch", "deployments", 500, count=2)
     faults.add("list", "reservations", 429, count=2)
-    fleet.kubectl(
-        "patch",
+    merge_patch(
+        fleet,
         "modelpool",
         "e2e",
-        "-n",
-        "llm",
-        "--type",
-        "merge",
-        "-p",
         '{"spec": {"variants": ' + _variants_json(small_max=3, small_min=3) + "}}",
     )
     eventually(lambda: fleet.replicas("e2e-small") == 3, 30, "the change applied despite faults")
-    fleet.kubectl(
-        "patch",
-        "modelpool",
-        "e2e",
-        "-n",
-        "llm",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec": {"variants": ' + _variants_json() + "}}",
-    )
+    merge_patch(fleet, "modelpool", "e2e", '{"spec": {"variants": ' + _variants_json() + "}}")
     eventually(lambda: fleet.replicas("e2e-small") == 2, 30, "back to the schedule count")
 
 
@@ -406,15 +356,10 @@ def test_a_routing_policy_becomes_a_gateway_that_real_envoy_serves(fleet, gatewa
 
 def test_a_variant_scaled_to_zero_loses_its_weight_fast(fleet, gateway):
     before = fleet.get("routingpolicy", "e2e-gw")["status"]["configHash"]
-    fleet.kubectl(
-        "patch",
+    merge_patch(
+        fleet,
         "modelpool",
         "e2e",
-        "-n",
-        "llm",
-        "--type",
-        "merge",
-        "-p",
         '{"spec": {"variants": ' + _variants_json(big={"replicas": {"min": 0, "max": 0}}) + "}}",
     )
     eventually(lambda: fleet.ready("e2e-big") == 0, 20, "big scaled to zero")
@@ -430,17 +375,7 @@ def test_a_variant_scaled_to_zero_loses_its_weight_fast(fleet, gateway):
     assert time.monotonic() - changed_at < 3.0
     routes = fleet.get("routingpolicy", "e2e-gw")["status"]["routes"]
     assert routes == [{"name": "chat", "backends": [{"variant": "small", "weight": 100}]}]
-    fleet.kubectl(
-        "patch",
-        "modelpool",
-        "e2e",
-        "-n",
-        "llm",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec": {"variants": ' + _variants_json() + "}}",
-    )
+    merge_patch(fleet, "modelpool", "e2e", '{"spec": {"variants": ' + _variants_json() + "}}")
     eventually(lambda: fleet.ready("e2e-big") == 1, 20, "big back")
 
 
@@ -469,15 +404,10 @@ def test_an_invalid_routing_policy_keeps_the_last_good_gateway(fleet, gateway):
     )
     time.sleep(2)
     good = fleet.get("configmap", "e2e-gateway")["metadata"]["annotations"]
-    fleet.kubectl(
-        "patch",
+    merge_patch(
+        fleet,
         "routingpolicy",
         "e2e-gw",
-        "-n",
-        "llm",
-        "--type",
-        "merge",
-        "-p",
         '{"spec": {"routes": [{"name": "chat", "match": {"taskType": ["chat"]}, '
         '"backends": [{"variant": "nope", "weight": 1}]}]}}',
     )
@@ -492,15 +422,10 @@ def test_an_invalid_routing_policy_keeps_the_last_good_gateway(fleet, gateway):
     assert "spec.routes[0].backends[0].variant" in refused["message"]
     assert fleet.get("configmap", "e2e-gateway")["metadata"]["annotations"] == good
     assert set(_served_by(gateway, 4)) <= {"e2e-small", "e2e-big"}
-    fleet.kubectl(
-        "patch",
+    merge_patch(
+        fleet,
         "routingpolicy",
         "e2e-gw",
-        "-n",
-        "llm",
-        "--type",
-        "merge",
-        "-p",
         '{"spec": {"routes": [{"name": "chat", "match": {"taskType": ["chat"]}, '
         '"backends": [{"variant": "small", "weight": 50}, '
         '{"variant": "big", "weight": 50}]}]}}',
@@ -518,17 +443,7 @@ def test_a_second_operator_replica_waits_while_the_first_acts(fleet, pool):
     standby = fleet.spawn_operator(free_port(), priority=10)
     try:
         # While the first replica runs, the standby plans nothing, even across a spec change.
-        fleet.kubectl(
-            "patch",
-            "modelpool",
-            "e2e",
-            "-n",
-            "llm",
-            "--type",
-            "merge",
-            "-p",
-            '{"spec": {"gpuBudget": 63}}',
-        )
+        merge_patch(fleet, "modelpool", "e2e", '{"spec": {"gpuBudget": 63}}')
         eventually(
             lambda: (
                 fleet.get("modelpool", "e2e")["status"]["observedGeneration"]
@@ -541,31 +456,11 @@ def test_a_second_operator_replica_waits_while_the_first_acts(fleet, pool):
         assert "pool.planned" not in standby.log_tail(400)
         fleet.stop_operator()
         # Now the standby acts: a spec change is planned and applied by it.
-        fleet.kubectl(
-            "patch",
-            "modelpool",
-            "e2e",
-            "-n",
-            "llm",
-            "--type",
-            "merge",
-            "-p",
-            '{"spec": {"gpuBudget": 5}}',
-        )
+        merge_patch(fleet, "modelpool", "e2e", '{"spec": {"gpuBudget": 5}}')
         eventually(lambda: fleet.replicas("e2e-small") == 1, 20, "the standby's cut")
         assert "pool.planned" in standby.log_tail(400)
     finally:
-        fleet.kubectl(
-            "patch",
-            "modelpool",
-            "e2e",
-            "-n",
-            "llm",
-            "--type",
-            "merge",
-            "-p",
-            '{"spec": {"gpuBudget": 64}}',
-        )
+        merge_patch(fleet, "modelpool", "e2e", '{"spec": {"gpuBudget": 64}}')
         eventually(lambda: fleet.replicas("e2e-small") == 2, 20, "budget restored")
         standby.stop(timeout=10)
         if fleet.operator is None:
