@@ -130,18 +130,7 @@ class ChartFleet(Fleet):
                 {"kubeconfig": str(self.cluster.kubeconfig_path), "out": str(self.gateway_dir)},
             ),
         ]
-        self.gateway_sync = ManagedProcess(argv, self.workdir / "gateway-sync.log")
-        self.gateway_sync.start()
-        self.gateway_sync.wait_until(
-            lambda: (self.gateway_dir / "rds.yaml").exists(), 20, "the gateway's files"
-        )
-        self.gateway = Envoy(
-            self.gateway_dir,
-            admin_port=self.gateway_admin_port,
-            log_path=self.workdir / "gateway-envoy.log",
-        )
-        self.gateway.start()
-        return self.gateway
+        return self.run_gateway(argv)
 
 
 def _http_ok(url: str) -> bool:

@@ -188,7 +188,11 @@ class LocalFleet:
             "--out",
             str(self.gateway_dir),
         ]
-        self.gateway_sync = ManagedProcess(argv, self.workdir / "gateway-sync.log")
+        return self.run_gateway(argv)
+
+    def run_gateway(self, sidecar_argv: list[str]) -> Envoy:
+        """Start the sidecar from its full command line, then Envoy once its files exist."""
+        self.gateway_sync = ManagedProcess(sidecar_argv, self.workdir / "gateway-sync.log")
         self.gateway_sync.start()
         self.gateway_sync.wait_until(
             lambda: (self.gateway_dir / "rds.yaml").exists(), 20, "the gateway files"
