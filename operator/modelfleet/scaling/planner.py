@@ -203,6 +203,21 @@ def _conditions(pool: ModelPool, plans: Sequence[VariantPlan], overcommitted: bo
     )
 
 
+def _grant(reservation: Reservation, active: bool, granted: int, message: str) -> ReservationGrant:
+    spec = reservation.spec
+    return ReservationGrant(
+        reservation.namespace,
+        reservation.name,
+        spec.tenant,
+        spec.variant,
+        spec.replicas,
+        active,
+        active and granted == spec.replicas,
+        granted,
+        message,
+    )
+
+
 def grant_reservations(
     pool: ModelPool,
     reservations: Sequence[Reservation],
@@ -213,67 +228,29 @@ def grant_reservations(
     grants = []
     room = {v.name: v.replicas.max for v in pool.spec.variants}
     for reservation in sorted(reservations, key=lambda r: r.name):
-        variant = reservation.spec.variant
-        active = reservation.spec.active_at(now)
-        wanted = reservation.spec.replicas
+        variant, wanted = reservation.spec.variant, reservation.spec.replicas
         if variant not in room:
-            grants.append(
-                ReservationGrant(
-                    reservation.namespace,
-                    reservation.name,
-                    reservation.spec.tenant,
-                    variant,
-                    wanted,
-                    active,
-                    False,
-                    0,
-                    f"pool {pool.name} has no variant {variant}",
-                )
-            )
+            message = f"pool {pool.name} has no variant {variant}"
+            grants.append(_grant(reservation, reservation.spec.active_at(now), 0, message))
             continue
-        if not active:
+        if not reservation.spec.active_at(now):
             window = reservation.spec.window
             message = (
                 f"window opens at {window.start.isoformat()}"
                 if window and window.start and now < window.start
                 else "window has closed"
             )
-            grants.append(
-                ReservationGrant(
-                    reservation.namespace,
-                    reservation.name,
-                    reservation.spec.tenant,
-                    variant,
-                    wanted,
-                    False,
-                    False,
-                    0,
-                    message,
-                )
-            )
+            grants.append(_grant(reservation, False, 0, message))
             continue
         granted = min(wanted, room[variant])
         room[variant] -= granted
-        ok = granted == wanted
         message = (
             f"{granted} replicas of {variant} held"
-            if ok
+            if granted == wanted
             else f"only {granted} of {wanted} fit under {variant}'s replicas.max: "
             "raise replicas.max or lower the reservation"
         )
-        grants.append(
-            ReservationGrant(
-                reservation.namespace,
-                reservation.name,
-                reservation.spec.tenant,
-                variant,
-                wanted,
-                True,
-                ok,
-                granted,
-                message,
-            )
-        )
+        grants.append(_grant(reservation, True, granted, message))
     return tuple(grants)
 
 
