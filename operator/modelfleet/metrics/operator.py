@@ -102,6 +102,10 @@ class OperatorMetrics:
             sampled = variant.observation.sampled_at if variant.observation else None
             if sampled is not None:
                 self.staleness.labels(*key).set((now - sampled).total_seconds())
+            else:
+                # No sample at all: no age to report (the stale-metrics alert covers absence).
+                with contextlib.suppress(KeyError):
+                    self.staleness.remove(*key)
         self.gpus_planned.labels(*pool).set(plan.gpus_planned)
         self.gpu_budget.labels(*pool).set(plan.gpu_budget)
         overcommitted = plan.condition("Overcommitted")
