@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -40,12 +39,6 @@ def two_container_deployment(name: str = "web") -> dict[str, Any]:
             },
         },
     }
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[LocalCluster]:
-    async with LocalCluster() as local_cluster:
-        yield local_cluster
 
 
 def test_paths_of_namespaces_are_namespaces() -> None:

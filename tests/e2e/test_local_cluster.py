@@ -132,12 +132,6 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str 
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[LocalCluster]:
-    async with LocalCluster() as local_cluster:
-        yield local_cluster
-
-
-@pytest.fixture
 def launcher() -> TinyLauncher:
     return TinyLauncher()
 

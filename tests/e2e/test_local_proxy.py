@@ -199,12 +199,6 @@ async def eventually_fate(expected: str, address: str, port: int = PORT) -> None
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[LocalCluster]:
-    async with LocalCluster() as local_cluster:
-        yield local_cluster
-
-
-@pytest.fixture
 def launcher() -> Launcher:
     return Launcher()
 

