@@ -21,6 +21,8 @@ import aiohttp
 import kopf
 import structlog
 
+from ..api.common import API_VERSION
+from ..api.crd import NAMES
 from .workloads import FIELD_MANAGER
 
 log = structlog.get_logger(__name__)
@@ -66,9 +68,8 @@ _PLURALS = {
     ("v1", "Service"): "services",
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Secret"): "secrets",
-    ("modelfleet.io/v1alpha1", "ModelPool"): "modelpools",
-    ("modelfleet.io/v1alpha1", "Reservation"): "reservations",
-    ("modelfleet.io/v1alpha1", "RoutingPolicy"): "routingpolicies",
+    # The CRDs' own plurals, from the same table that generates crds/.
+    **{(API_VERSION, kind): names.plural for kind, names in NAMES.items()},
 }
 
 
