@@ -26,11 +26,12 @@ from typing import Any
 
 import yaml
 
+from modelfleet.api.keys import ApiKey
 from modelfleet.api.load import load_resources
-from modelfleet.envoy import ApiKey, render_gateway
-from modelfleet.envoy.publish import publish_gateway
-from modelfleet.envoy.validate import envoy_binary
-from modelfleet.routing import plan_routing
+from modelfleet.apply.files import publish_gateway
+from modelfleet.apply.validate import envoy_binary
+from modelfleet.plan.routing import plan_routing
+from modelfleet.render.envoy.render import render_gateway
 
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
 WARMUP_SECONDS = 1

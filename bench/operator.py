@@ -45,14 +45,14 @@ from modelfleet.api.load import parse_resource
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.envoy.render import render_gateway
-from modelfleet.gateways import GatewaySettings, config_hash, gateway_objects
-from modelfleet.kube.status import pool_status, previous_from_status
-from modelfleet.kube.workloads import render_deployment, render_service
-from modelfleet.observations import VariantObservation
-from modelfleet.routing import RoutingTable, plan_routing, routing_table_json
-from modelfleet.scaling.planner import plan_pool
-from modelfleet.scaling.types import PoolPlan, PreviousPlan
+from modelfleet.controller.gateways import GatewaySettings, config_hash, gateway_objects
+from modelfleet.observe.observation import VariantObservation
+from modelfleet.plan.routing import RoutingTable, plan_routing, routing_table_json
+from modelfleet.plan.scaling.planner import plan_pool
+from modelfleet.plan.scaling.types import PoolPlan, PreviousPlan
+from modelfleet.render.envoy.render import render_gateway
+from modelfleet.render.status import pool_status, previous_from_status
+from modelfleet.render.workloads import render_deployment, render_service
 
 from .operator_fleet import REFRESH_SECONDS, SyntheticFleet, build_fleet, next_observations
 

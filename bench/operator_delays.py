@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from modelfleet.local.fleet import LocalFleet, eventually
-from modelfleet.local.processes import free_port
-from modelfleet.local.traffic import chat_burst, served_by
+from modelfleet_testbed.local.fleet import LocalFleet, eventually
+from modelfleet_testbed.local.processes import free_port
+from modelfleet_testbed.local.traffic import chat_burst, served_by
 
 RESULTS = Path(__file__).parent / "results" / "operator_delays.json"
 TRIALS = 3

@@ -20,11 +20,11 @@ from typing import Any
 
 import yaml
 
+from modelfleet.api.keys import ApiKey
 from modelfleet.api.load import parse_resource
-from modelfleet.envoy.keys import ApiKey
-from modelfleet.kube.status import pool_status, previous_from_status
-from modelfleet.observations import VariantObservation, variant_key
-from modelfleet.scaling.planner import plan_pool
+from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.plan.scaling.planner import plan_pool
+from modelfleet.render.status import pool_status, previous_from_status
 
 SAMPLES = Path(__file__).resolve().parents[1] / "manifests" / "samples"
 # A Friday: business-hours schedules are open in some of the zones below and closed in others.

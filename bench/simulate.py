@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelfleet.sim.run import SimulationOptions, simulate
+from modelfleet_testbed.sim.run import SimulationOptions, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "simulate.json"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from modelfleet.local.cluster import plural_of
-from modelfleet.local.faults import ApiCall
+from modelfleet_testbed.local.cluster import plural_of
+from modelfleet_testbed.local.faults import ApiCall
 
 # (apiGroup, resource as RBAC names it, verb)
 Permission = tuple[str, str, str]

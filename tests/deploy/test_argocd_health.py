@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from modelfleet.api.load import InputError, load_resources
-from modelfleet.kube.status import (
+from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.plan.scaling.planner import plan_pool
+from modelfleet.plan.scaling.types import PlanCondition, ReservationGrant
+from modelfleet.render.status import (
     invalid_spec_status,
     merge_conditions,
     pool_status,
     reservation_status,
 )
-from modelfleet.observations import VariantObservation, variant_key
-from modelfleet.scaling.planner import plan_pool
-from modelfleet.scaling.types import PlanCondition, ReservationGrant
 from tests.deploy.argocd_health import health
 
 from .chart import ROOT

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from modelfleet.api.load import load_resources
-from modelfleet.kube.workloads import POOL_LABEL, VARIANT_LABEL, render_deployment
+from modelfleet.render.workloads import POOL_LABEL, VARIANT_LABEL, render_deployment
 from tests.deploy.chart import (
     ALL_FEATURES,
     CHART,

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from modelfleet.local.envoy import Envoy
-from modelfleet.local.faults import ApiCall
-from modelfleet.local.processes import ManagedProcess, free_port
+from modelfleet_testbed.local.envoy import Envoy
+from modelfleet_testbed.local.faults import ApiCall
+from modelfleet_testbed.local.processes import ManagedProcess, free_port
 from tests.deploy.argocd_health import health
 from tests.deploy.chart import Render, container_args, pod_fields, render
 from tests.deploy.monitoring import (

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelfleet.local.processes import find_binary
+from modelfleet_testbed.local.processes import find_binary
 from tests.deploy.chart import ROOT
 from tests.deploy.validation import invalid_objects
 

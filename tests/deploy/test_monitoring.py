@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelfleet.metrics.prometheus import PoolQueries
+from modelfleet.observe.prometheus import PoolQueries
 from tests.deploy.chart import ALL_FEATURES, Render, load_values, render
 from tests.deploy.monitoring import dashboard, dashboard_queries, metric_names, rule_groups
 

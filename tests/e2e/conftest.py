@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from modelfleet.local.cluster import LocalCluster
+from modelfleet_testbed.local.cluster import LocalCluster
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import os
 import kopf
 import pytest
 
-from modelfleet.kube.client import KubeClient, resource_path
-from modelfleet.local.cluster import LocalCluster
+from modelfleet.apply.kube import KubeClient, resource_path
+from modelfleet_testbed.local.cluster import LocalCluster
 
 pytestmark = pytest.mark.e2e
 

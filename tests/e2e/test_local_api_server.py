@@ -11,10 +11,10 @@ import aiohttp
 import kmock
 import pytest
 
-from modelfleet.local.cluster import LocalCluster
-from modelfleet.local.emulator import parse_api_path
-from modelfleet.local.errors import ApiError
-from modelfleet.local.store import ObjectStore, managers_of
+from modelfleet_testbed.local.cluster import LocalCluster
+from modelfleet_testbed.local.emulator import parse_api_path
+from modelfleet_testbed.local.errors import ApiError
+from modelfleet_testbed.local.store import ObjectStore, managers_of
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
 """The local cluster as its users see it: kubectl, a kopf operator, the node agent,
 ConfigMap projection, Prometheus scraping the replicas, Envoy, and injected API faults.
 
-Replicas here are a tiny aiohttp app (the simulated vLLM replica lives in modelfleet.sim).
+Replicas here are a tiny aiohttp app (the simulated vLLM replica lives in modelfleet_testbed.sim).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import kopf
 import pytest
 import yaml
 
-from modelfleet.local.agent import PORT_ANNOTATION, NodeAgent
-from modelfleet.local.cluster import LocalCluster
-from modelfleet.local.envoy import Envoy
-from modelfleet.local.processes import MissingBinary, find_binary, free_port
-from modelfleet.local.prometheus import Prometheus
+from modelfleet_testbed.local.agent import PORT_ANNOTATION, NodeAgent
+from modelfleet_testbed.local.cluster import LocalCluster
+from modelfleet_testbed.local.envoy import Envoy
+from modelfleet_testbed.local.processes import MissingBinary, find_binary, free_port
+from modelfleet_testbed.local.prometheus import Prometheus
 
 pytestmark = pytest.mark.e2e
 

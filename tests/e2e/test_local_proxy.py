@@ -20,9 +20,9 @@ import aiohttp
 import aiohttp.web
 import pytest
 
-from modelfleet.local.agent import NodeAgent
-from modelfleet.local.cluster import LocalCluster
-from modelfleet.local.errors import ApiError
+from modelfleet_testbed.local.agent import NodeAgent
+from modelfleet_testbed.local.cluster import LocalCluster
+from modelfleet_testbed.local.errors import ApiError
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from modelfleet.local.traffic import chat_burst, served_by
+from modelfleet_testbed.local.traffic import chat_burst, served_by
 from tests.e2e.operator_harness import BIN, Fleet, eventually
 
 pytestmark = pytest.mark.e2e
@@ -298,7 +298,7 @@ def _served_by(listen: int, count: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def gateway(fleet, pool):
-    from modelfleet.local.processes import free_port
+    from modelfleet_testbed.local.processes import free_port
 
     listen = free_port()
     secret = {
@@ -438,7 +438,7 @@ def test_an_invalid_routing_policy_keeps_the_last_good_gateway(fleet, gateway):
 
 
 def test_a_second_operator_replica_waits_while_the_first_acts(fleet, pool):
-    from modelfleet.local.processes import free_port
+    from modelfleet_testbed.local.processes import free_port
 
     standby = fleet.spawn_operator(free_port(), priority=10)
     try:

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import yaml
 
+from modelfleet.api.keys import ApiKey, load_api_keys
 from modelfleet.api.load import load_resources
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.envoy import ApiKey, load_api_keys, render_gateway
-from modelfleet.envoy.names import CLUSTERS_FILE, ROUTES_FILE
-from modelfleet.envoy.publish import publish_gateway
-from modelfleet.observations import VariantObservation, variant_key
-from modelfleet.routing import plan_routing
+from modelfleet.apply.files import publish_gateway
+from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.plan.routing import plan_routing
+from modelfleet.render.envoy.names import CLUSTERS_FILE, ROUTES_FILE
+from modelfleet.render.envoy.render import render_gateway
 
 from .processes import EchoBackends, EnvoyProcess, wait_until
 

@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelfleet.envoy.validate import envoy_binary
+from modelfleet.apply.validate import envoy_binary
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 15

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from modelfleet.envoy.publish import publish_gateway
-from modelfleet.envoy.validate import InvalidEnvoyConfig, validate_with_envoy
+from modelfleet.apply.files import publish_gateway
+from modelfleet.apply.validate import InvalidEnvoyConfig, validate_with_envoy
 
 from .traffic import CHAT, MESSAGES, bearer, call, steady_load
 

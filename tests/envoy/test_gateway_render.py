@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from modelfleet.api.keys import ApiKey, load_api_keys, parse_api_keys
 from modelfleet.api.load import InvalidInput
-from modelfleet.envoy import ApiKey, parse_api_keys, render_gateway
-from modelfleet.envoy.keys import load_api_keys
-from modelfleet.envoy.lua import lua_string
-from modelfleet.envoy.matching import re2_literal, route_matches
-from modelfleet.envoy.publish import publish_gateway
-from modelfleet.routing import plan_routing
-from modelfleet.routing.table import RouteMatchSpec, RoutingTable, TableRoute, WeightedBackend
+from modelfleet.apply.files import publish_gateway
+from modelfleet.plan.routing import plan_routing
+from modelfleet.plan.routing.table import RouteMatchSpec, RoutingTable, TableRoute, WeightedBackend
+from modelfleet.render.envoy.lua import lua_string
+from modelfleet.render.envoy.matching import re2_literal, route_matches
+from modelfleet.render.envoy.render import render_gateway
 
 from .fleet import Fleet
 
@@ -140,7 +140,7 @@ def test_publish_renames_clusters_before_routes_and_skips_unchanged(tmp_path, mo
     moves = []
     real_replace = __import__("os").replace
     monkeypatch.setattr(
-        "modelfleet.envoy.publish.os.replace",
+        "modelfleet.apply.files.os.replace",
         lambda src, dst: (moves.append(dst.name), real_replace(src, dst)),
     )
     files = {"rds.yaml": "r1", "lds.yaml": "l1", "cds.yaml": "c1", "envoy.yaml": "b1"}

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from modelfleet.observations import VariantObservation
+from modelfleet.observe.observation import VariantObservation
 
 from .traffic import CHAT, MESSAGES, bearer, call, send_many
 

@@ -13,8 +13,8 @@ import yaml
 
 from modelfleet.api.load import parse_resource
 from modelfleet.api.modelpool import ModelPool
-from modelfleet.kube.workloads import render_deployment, render_service
-from modelfleet.scaling.planner import plan_pool
+from modelfleet.plan.scaling.planner import plan_pool
+from modelfleet.render.workloads import render_deployment, render_service
 from tests.golden.cases import GoldenCases
 
 CASES_DIR = Path(__file__).parent / "kube"

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelfleet.sim.gpu import GpuProfile
+from modelfleet_testbed.sim.gpu import GpuProfile
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden" / "simulate"

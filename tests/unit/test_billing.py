@@ -4,7 +4,7 @@ import pytest
 
 from modelfleet.api.load import load_resources
 from modelfleet.api.reservation import Reservation
-from modelfleet.billing.ledger import pool_lines, reservation_lines, totals_by
+from modelfleet.plan.billing import pool_lines, reservation_lines, totals_by
 
 START = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
 END = START + timedelta(hours=10)
@@ -77,7 +77,7 @@ def test_pool_cost_and_totals_for_the_samples():
 
 
 def test_a_tenants_gateway_requests_are_split_over_its_reserved_variants():
-    from modelfleet.billing.ledger import requests_by_reservation
+    from modelfleet.plan.billing import requests_by_reservation
 
     first = reservation("onDemand", name="a", onDemandPricePerRequest=0.01)
     second = Reservation.model_validate(

@@ -6,7 +6,7 @@ import pytest
 
 from modelfleet.api.cron import CronError, last_firing_at_or_before, parse_cron, zone
 from modelfleet.api.modelpool import Schedule
-from modelfleet.scaling.signals import schedule_is_active
+from modelfleet.plan.scaling.signals import schedule_is_active
 
 
 def utc(*args) -> datetime:

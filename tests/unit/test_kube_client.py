@@ -4,7 +4,7 @@ import kopf
 import pytest
 from aiohttp import web
 
-from modelfleet.kube.client import ApiError, Conflict, KubeClient
+from modelfleet.apply.kube import ApiError, Conflict, KubeClient
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 from prometheus_client import generate_latest
 
 from modelfleet.api.load import load_resources
-from modelfleet.metrics.operator import OperatorMetrics
-from modelfleet.scaling.planner import plan_pool
+from modelfleet.controller.metrics import OperatorMetrics
+from modelfleet.plan.scaling.planner import plan_pool
 
 NOW = datetime(2026, 11, 27, 2, tzinfo=UTC)
 

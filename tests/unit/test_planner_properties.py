@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.reservation import Reservation
-from modelfleet.observations import VariantObservation, variant_key
-from modelfleet.scaling.planner import plan_pool
-from modelfleet.scaling.types import PreviousPlan, PreviousVariant, Recommendation
+from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.plan.scaling.planner import plan_pool
+from modelfleet.plan.scaling.types import PreviousPlan, PreviousVariant, Recommendation
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from modelfleet.metrics.prometheus import MetricsUnavailable, PrometheusSource
+from modelfleet.observe.prometheus import MetricsUnavailable, PrometheusSource
 
 SAMPLED = 1_795_000_000.0
 

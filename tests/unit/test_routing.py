@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from modelfleet.api.load import InvalidInput, load_resources
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.observations import VariantObservation, variant_key
-from modelfleet.routing import plan_routing, routing_table_json, table_hash
-from modelfleet.routing.cost import cost_per_request
-from modelfleet.routing.table import RoutingTable, TableRoute
-from modelfleet.routing.weights import apportion
+from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.plan.routing import plan_routing, routing_table_json, table_hash
+from modelfleet.plan.routing.cost import cost_per_request
+from modelfleet.plan.routing.table import RoutingTable, TableRoute
+from modelfleet.plan.routing.weights import apportion
 
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelfleet.sim.batching import BatchEngine, FinishedRequest, RequestTooLong
-from modelfleet.sim.gpu import PROFILES, PrefillChunk, get_profile, profile_for_model
+from modelfleet_testbed.sim.batching import BatchEngine, FinishedRequest, RequestTooLong
+from modelfleet_testbed.sim.gpu import PROFILES, PrefillChunk, get_profile, profile_for_model
 
 ALL_PROFILES = pytest.mark.parametrize("profile", PROFILES.values(), ids=list(PROFILES))
 SEVENTY_B = PROFILES["llama-3.1-70b/4xH100"]

@@ -21,10 +21,10 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelfleet.sim.batching import BatchEngine, FinishedRequest
-from modelfleet.sim.gpu import get_profile
-from modelfleet.sim.openai_api import fake_text
-from modelfleet.sim.replica import RunningReplica, start_replica
+from modelfleet_testbed.sim.batching import BatchEngine, FinishedRequest
+from modelfleet_testbed.sim.gpu import get_profile
+from modelfleet_testbed.sim.openai_api import fake_text
+from modelfleet_testbed.sim.replica import RunningReplica, start_replica
 
 MODEL = "Qwen/Qwen3-30B-A3B-Instruct-2507"
 ALIAS = "qwen3-30b-moe"
@@ -327,7 +327,7 @@ def test_module_entry_serves_until_terminated():
     command = [
         sys.executable,
         "-m",
-        "modelfleet.sim.replica",
+        "modelfleet_testbed.sim.replica",
         "--model",
         "Qwen/Qwen2.5-7B-Instruct",
     ]

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from modelfleet.cli import main
-from modelfleet.cli.simulate import _run_with_progress
-from modelfleet.sim.run import SimulationOptions, simulate
+from modelfleet_testbed.cli.simulate import _run_with_progress
+from modelfleet_testbed.sim.run import SimulationOptions, simulate
 
 from .simulate_support import MINI_FLEET, REPO, SMALL_TRACE
 

@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from modelfleet.api.load import InvalidInput, load_resources
-from modelfleet.sim.arrivals import from_trace, synthetic
-from modelfleet.sim.diurnal import PROFILES, envelope, parse_profile
-from modelfleet.sim.traces import Trace, read_trace
-from modelfleet.sim.workload import Mix, build_workload, default_mix, parse_shares
+from modelfleet_testbed.sim.arrivals import from_trace, synthetic
+from modelfleet_testbed.sim.diurnal import PROFILES, envelope, parse_profile
+from modelfleet_testbed.sim.traces import Trace, read_trace
+from modelfleet_testbed.sim.workload import Mix, build_workload, default_mix, parse_shares
 
 from .simulate_support import REPO
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from modelfleet.api.load import load_resources
-from modelfleet.sim.arrivals import from_trace
-from modelfleet.sim.fleet import replay
-from modelfleet.sim.outcome import (
+from modelfleet_testbed.sim.arrivals import from_trace
+from modelfleet_testbed.sim.fleet import replay
+from modelfleet_testbed.sim.outcome import (
     DROP_REASONS,
     NO_READY,
     NO_ROUTE,
@@ -20,9 +20,9 @@ from modelfleet.sim.outcome import (
     TOO_LONG,
     ReplaySettings,
 )
-from modelfleet.sim.run import SimulationOptions, engine_configs, simulate
-from modelfleet.sim.traces import Trace
-from modelfleet.sim.workload import build_workload, default_mix
+from modelfleet_testbed.sim.run import SimulationOptions, engine_configs, simulate
+from modelfleet_testbed.sim.traces import Trace
+from modelfleet_testbed.sim.workload import build_workload, default_mix
 
 from .simulate_support import (
     MINI_FLEET,

@@ -4,7 +4,7 @@ import kubernetes_validate
 import pytest
 
 from modelfleet.api.load import load_resources
-from modelfleet.kube.workloads import render_deployment, render_service, vllm_args
+from modelfleet.render.workloads import render_deployment, render_service, vllm_args
 
 K8S_VERSION = "1.34"
 

@@ -1,9 +1,9 @@
 """pydantic models of the three CRDs: the single source of truth for crds/."""
 
-from .common import API_VERSION, GROUP, VERSION, Condition, ObjectMeta
-from .modelpool import ModelPool, ModelPoolSpec, Variant
-from .reservation import Reservation, ReservationSpec
-from .routingpolicy import RoutingPolicy, RoutingPolicySpec
+from modelfleet.api.common import API_VERSION, GROUP, VERSION, Condition, ObjectMeta
+from modelfleet.api.modelpool import ModelPool, ModelPoolSpec, Variant
+from modelfleet.api.reservation import Reservation, ReservationSpec
+from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicySpec
 
 KINDS = {"ModelPool": ModelPool, "Reservation": Reservation, "RoutingPolicy": RoutingPolicy}
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from . import GROUP, KINDS, VERSION
-from .structural import structural_schema
+from modelfleet.api import GROUP, KINDS, VERSION
+from modelfleet.api.structural import structural_schema
 
 GENERATED_HEADER = (
     "# Generated from the models in operator/modelfleet/api by `make crds`.\n"

@@ -10,11 +10,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from . import KINDS
-from .common import API_VERSION, FieldError
-from .modelpool import ModelPool
-from .reservation import Reservation
-from .routingpolicy import RoutingPolicy
+from modelfleet.api import KINDS
+from modelfleet.api.common import API_VERSION, FieldError
+from modelfleet.api.modelpool import ModelPool
+from modelfleet.api.reservation import Reservation
+from modelfleet.api.routingpolicy import RoutingPolicy
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 

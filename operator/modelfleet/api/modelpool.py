@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from .common import Condition, DnsLabel, FieldError, KubeModel, Resource, check_unique
-from .cron import CronError, parse_cron, zone
+from modelfleet.api.common import Condition, DnsLabel, FieldError, KubeModel, Resource, check_unique
+from modelfleet.api.cron import CronError, parse_cron, zone
 
 CEL = "x-kubernetes-validations"
 

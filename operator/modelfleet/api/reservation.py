@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .common import Condition, DnsLabel, FieldError, KubeModel, Resource
+from modelfleet.api.common import Condition, DnsLabel, FieldError, KubeModel, Resource
 
 CEL = "x-kubernetes-validations"
 

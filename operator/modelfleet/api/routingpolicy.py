@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .common import Condition, DnsLabel, FieldError, KubeModel, Resource, check_unique
+from modelfleet.api.common import Condition, DnsLabel, FieldError, KubeModel, Resource, check_unique
 
 CEL = "x-kubernetes-validations"
 

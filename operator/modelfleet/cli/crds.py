@@ -18,7 +18,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api.crd import crd_documents, write_crds
+    from modelfleet.api.crd import crd_documents, write_crds
 
     if args.out:
         for path in write_crds(args.out):

@@ -1,4 +1,4 @@
-"""`modelfleet gateway-sync`: the gateway pod's sidecar (see modelfleet.gateway_sync)."""
+"""`modelfleet gateway-sync`: the gateway pod's sidecar (see modelfleet.sidecar.gateway_sync)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    from ..gateway_sync import GatewaySync
-    from ..kube.client import KubeClient
-    from ..logs import configure_logging
+    from modelfleet.apply.kube import KubeClient
+    from modelfleet.cli.logs import configure_logging
+    from modelfleet.sidecar.gateway_sync import GatewaySync
 
     configure_logging(args.log_level)
     if args.kubeconfig:

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..api.load import InputError, InvalidInput, Resources, load_resources
-from ..observations import Observations, load_observations
-from ..routing import plan_routing, routing_table_json
-from ..scaling.planner import plan_pool
-from ..scaling.serialize import pool_plan_json, previous_plans_from_json
-from ..scaling.types import PoolPlan, PreviousPlan
+from modelfleet.api.load import InputError, InvalidInput, Resources, load_resources
+from modelfleet.observe.observation import Observations, load_observations
+from modelfleet.plan.routing import plan_routing, routing_table_json
+from modelfleet.plan.scaling.planner import plan_pool
+from modelfleet.plan.scaling.serialize import pool_plan_json, previous_plans_from_json
+from modelfleet.plan.scaling.types import PoolPlan, PreviousPlan
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        from .plan_table import print_plan_tables
+        from modelfleet.cli.plan_table import print_plan_tables
 
         print_plan_tables(document)
     return 0

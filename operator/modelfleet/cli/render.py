@@ -8,16 +8,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..api.load import InputError, InvalidInput, Resources, load_resources
-from ..api.routingpolicy import RoutingPolicy
-from ..envoy.keys import ApiKey, load_api_keys
-from ..envoy.publish import publish_gateway
-from ..envoy.render import DEFAULT_ACCESS_LOG, render_gateway
-from ..envoy.validate import EnvoyNotFound, InvalidEnvoyConfig
-from ..envoy.xds import HostPort, is_ip
-from ..observations import load_observations
-from ..routing import plan_routing
-from .plan import add_input_arguments, print_errors
+from modelfleet.api.keys import ApiKey, load_api_keys
+from modelfleet.api.load import InputError, InvalidInput, Resources, load_resources
+from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.apply.files import publish_gateway
+from modelfleet.apply.validate import EnvoyNotFound, InvalidEnvoyConfig
+from modelfleet.cli.plan import add_input_arguments, print_errors
+from modelfleet.observe.observation import load_observations
+from modelfleet.plan.routing import plan_routing
+from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, render_gateway
+from modelfleet.render.envoy.xds import HostPort, is_ip
 
 DEFAULT_ADMIN = ("127.0.0.1", 9901)
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .plan import parse_instant
+from modelfleet.cli.plan import parse_instant
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -79,10 +79,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    from ..clock import ScaledClock
-    from ..gateways import GatewaySettings
-    from ..logs import configure_logging
-    from ..runtime import build_runtime, serve_operator_metrics
+    from modelfleet.cli.logs import configure_logging
+    from modelfleet.controller.clock import ScaledClock
+    from modelfleet.controller.gateways import GatewaySettings
+    from modelfleet.controller.runtime import build_runtime, serve_operator_metrics
 
     configure_logging(args.log_level)
     if args.kubeconfig:

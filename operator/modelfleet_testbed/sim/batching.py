@@ -1,0 +1,395 @@
+"""Continuous batching on one simulated vLLM replica, in virtual (GPU) time. Pure: no I/O.
+
+The engine plays vLLM's v1 scheduler step by step: each step every decoding sequence
+emits a token, ongoing prefills continue, and waiting requests are admitted in FIFO
+order while the token budget (``max_num_batched_tokens``) lasts, fewer than
+``max_num_seqs`` run, and their prompt plus output fits the free KV cache. A step's
+length comes from the GPU profile. A request that does not fit waits.
+
+Time only moves through ``advance_to(t)``, which commits every step that ends by ``t``
+and returns what happened (first tokens, finished requests) with exact times. Stretches
+of decode-only steps with an unchanged batch are summed in closed form, so the cost is
+per request event, not per token; the replica server and the trace simulator both rely
+on that.
+
+KV blocks are reserved for the whole request at admission, so nothing is preempted.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from modelfleet_testbed.sim.gpu import GpuProfile, PrefillChunk
+
+__all__ = ["BatchEngine", "FinishedRequest", "FirstToken", "RequestTooLong"]
+
+
+class RequestTooLong(ValueError):
+    """The prompt plus output tokens exceed what the replica's KV cache can ever hold."""
+
+
+@dataclass(frozen=True)
+class FirstToken:
+    request_id: Hashable
+    at: float
+
+
+@dataclass(frozen=True)
+class FinishedRequest:
+    request_id: Hashable
+    arrived_at: float
+    admitted_at: float
+    first_token_at: float
+    finished_at: float
+    prompt_tokens: int
+    output_tokens: int
+
+    @property
+    def queued_seconds(self) -> float:
+        return self.admitted_at - self.arrived_at
+
+    @property
+    def ttft_seconds(self) -> float:
+        return self.first_token_at - self.arrived_at
+
+    @property
+    def e2e_seconds(self) -> float:
+        return self.finished_at - self.arrived_at
+
+
+Event = FirstToken | FinishedRequest
+
+
+@dataclass(eq=False)
+class _Sequence:
+    request_id: Hashable
+    prompt_tokens: int
+    output_tokens: int
+    arrived_at: float
+    admitted_at: float | None = None
+    prefilled: int = 0
+    first_token_at: float = 0.0
+    # Value of the engine's decode-step counter when the first token came out.
+    origin: int = 0
+    finish_step: int = 0
+    cancelled: bool = False
+
+    @property
+    def reserved_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+
+@dataclass
+class _StepPlan:
+    end: float
+    steps: int
+    admitted: list[_Sequence] = field(default_factory=list)
+    chunks: list[tuple[_Sequence, int]] = field(default_factory=list)
+
+
+class BatchEngine:
+    """The scheduler and batch of one replica. Times are GPU seconds on any clock."""
+
+    def __init__(
+        self,
+        profile: GpuProfile,
+        max_num_seqs: int | None = None,
+        max_num_batched_tokens: int | None = None,
+        start: float = 0.0,
+    ) -> None:
+        self.profile = profile
+        self.max_num_seqs = max_num_seqs or profile.default_max_num_seqs
+        self.max_num_batched_tokens = (
+            max_num_batched_tokens or profile.default_max_num_batched_tokens
+        )
+        if self.max_num_seqs < 1:
+            raise ValueError("max_num_seqs must be >= 1")
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            # vLLM refuses this too: a full decode batch would not fit one step.
+            raise ValueError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
+                f"max_num_seqs ({self.max_num_seqs})"
+            )
+        self.now = start  # the latest time advance_to was called with
+        self._clock = start  # start of the next uncommitted step
+        self._waiting: deque[_Sequence] = deque()
+        self._prefilling: list[_Sequence] = []
+        self._decoding: dict[Hashable, _Sequence] = {}
+        self._finish_heap: list[tuple[int, int, _Sequence]] = []
+        self._heap_order = 0
+        self._decode_steps = 0
+        # sum over decoding sequences of (prompt + 1 - origin): their context at
+        # decode-step counter d is this plus len(decoding) * d.
+        self._context_base = 0
+        self._kv_reserved = 0
+        self._ids: dict[Hashable, _Sequence] = {}
+        # The step under way: fixed when it starts, so later arrivals and cancels
+        # cannot reach back into it.
+        self._current: _StepPlan | None = None
+        # Running sequences cancelled during the step under way; they leave at its end.
+        self._cancelled: list[_Sequence] = []
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self._prefilling) + len(self._decoding)
+
+    @property
+    def kv_cache_usage(self) -> float:
+        return self._kv_reserved / self.profile.kv_cache_tokens
+
+    @property
+    def idle(self) -> bool:
+        return not self._ids and not self.num_running
+
+    def __contains__(self, request_id: Hashable) -> bool:
+        return request_id in self._ids
+
+    def generated_tokens(self, request_id: Hashable) -> int:
+        """Output tokens of a live request so far (0 while waiting or prefilling)."""
+        seq = self._ids[request_id]
+        if request_id not in self._decoding:
+            return 0
+        return 1 + self._decode_steps - seq.origin
+
+    # -- input -------------------------------------------------------------------
+
+    def submit(
+        self, request_id: Hashable, prompt_tokens: int, output_tokens: int, at: float
+    ) -> None:
+        """Queue a request that arrived at ``at`` (not before the last ``advance_to``)."""
+        if request_id in self._ids:
+            raise ValueError(f"request {request_id!r} is already in the engine")
+        if prompt_tokens < 1 or output_tokens < 1:
+            raise ValueError("prompt_tokens and output_tokens must be >= 1")
+        if prompt_tokens + output_tokens > self.profile.kv_cache_tokens:
+            raise RequestTooLong(
+                f"prompt ({prompt_tokens}) plus output ({output_tokens}) tokens exceed the "
+                f"{self.profile.kv_cache_tokens} tokens of KV cache of {self.profile.name}"
+            )
+        if at < self.now:
+            raise ValueError(
+                f"request arrives at {at} but the engine is already at {self.now}; "
+                "submit in time order"
+            )
+        seq = _Sequence(request_id, prompt_tokens, output_tokens, arrived_at=at)
+        self._ids[request_id] = seq
+        self._waiting.append(seq)
+
+    def cancel(self, request_id: Hashable) -> bool:
+        """Drop a request (client gone); False if it is not here. A running one stays in
+        the step under way and leaves the batch when that step ends, as in vLLM."""
+        seq = self._ids.pop(request_id, None)
+        if seq is None:
+            return False
+        if seq.admitted_at is None:
+            self._waiting.remove(seq)
+        else:
+            seq.cancelled = True
+            self._cancelled.append(seq)
+        return True
+
+    # -- time --------------------------------------------------------------------
+
+    def advance_to(self, t: float) -> list[Event]:
+        """Commit every step that ends by ``t`` and start the next; return the events
+        in time order."""
+        if t < self.now:
+            raise ValueError(f"time goes forward only: {t} < {self.now}")
+        self.now = t
+        events: list[Event] = []
+        while True:
+            if not self.num_running:
+                if not self._waiting or self._waiting[0].arrived_at > t:
+                    self._clock = t
+                    break
+                # An idle GPU starts on a request the moment it arrives.
+                self._clock = max(self._clock, self._waiting[0].arrived_at)
+            plan = self._plan(until=t)
+            if plan is None:
+                break
+            self._start(plan)
+            if plan.end > t:
+                break
+            self._commit(plan, events)
+        return events
+
+    def next_event_time(self) -> float | None:
+        """When the next step boundary that can change a request's state comes, given
+        no new arrivals; None when idle. Waking then is enough to miss nothing."""
+        if self.num_running:
+            plan = self._plan(until=None)
+            return None if plan is None else plan.end
+        if not self._waiting:
+            return None
+        saved = self._clock
+        self._clock = max(self._clock, self._waiting[0].arrived_at)
+        try:
+            plan = self._plan(until=None)
+        finally:
+            self._clock = saved
+        return None if plan is None else plan.end
+
+    # -- scheduling ----------------------------------------------------------------
+
+    def _head_admissible(self) -> bool:
+        if not self._waiting or self.num_running >= self.max_num_seqs:
+            return False
+        head = self._waiting[0]
+        return self._kv_reserved + head.reserved_tokens <= self.profile.kv_cache_tokens
+
+    def _plan(self, until: float | None) -> _StepPlan | None:
+        """The step under way, or the next step or decode-only stretch from the clock;
+        a stretch ends by ``until`` if it can (always one step at least)."""
+        if self._current is not None:
+            return self._current
+        batch_is_steady = not (self._prefilling or self._cancelled or self._head_admissible())
+        if batch_is_steady and self._decoding:
+            return self._plan_decode_stretch(until)
+        return self._plan_single_step()
+
+    def _plan_decode_stretch(self, until: float | None) -> _StepPlan:
+        decoding = len(self._decoding)
+        context = self._context_base + decoding * self._decode_steps
+        until_finish = self._next_finish_step() - self._decode_steps
+
+        def end(steps: int) -> float:
+            return self._clock + self.profile.decode_stretch_seconds(decoding, context, steps)
+
+        if until is None or end(until_finish) <= until:
+            return _StepPlan(end(until_finish), until_finish)
+        # The most steps that still end by ``until``.
+        low, high = 1, until_finish
+        while low < high:
+            middle = (low + high + 1) // 2
+            if end(middle) <= until:
+                low = middle
+            else:
+                high = middle - 1
+        return _StepPlan(end(low), low)
+
+    def _next_finish_step(self) -> int:
+        heap = self._finish_heap
+        while self._decoding.get(heap[0][2].request_id) is not heap[0][2]:
+            heapq.heappop(heap)  # left the batch already
+        return heap[0][0]
+
+    def _plan_single_step(self) -> _StepPlan | None:
+        decoding = len(self._decoding)
+        token_budget = self.max_num_batched_tokens - decoding
+        chunks: list[tuple[_Sequence, int]] = []
+        for seq in self._prefilling:
+            if token_budget <= 0:
+                break
+            take = min(token_budget, seq.prompt_tokens - seq.prefilled)
+            chunks.append((seq, take))
+            token_budget -= take
+        admitted: list[_Sequence] = []
+        running = self.num_running
+        kv_reserved = self._kv_reserved
+        for seq in self._waiting:
+            if token_budget <= 0 or running >= self.max_num_seqs or seq.arrived_at > self._clock:
+                break
+            if kv_reserved + seq.reserved_tokens > self.profile.kv_cache_tokens:
+                break
+            take = min(token_budget, seq.prompt_tokens)
+            admitted.append(seq)
+            chunks.append((seq, take))
+            token_budget -= take
+            running += 1
+            kv_reserved += seq.reserved_tokens
+        if not decoding and not chunks:
+            return None
+        seconds = self.profile.step_seconds(
+            decoding,
+            self._context_base + decoding * self._decode_steps,
+            [PrefillChunk(take, seq.prefilled) for seq, take in chunks],
+        )
+        return _StepPlan(self._clock + seconds, 1, admitted, chunks)
+
+    def _start(self, plan: _StepPlan) -> None:
+        """Admit the step's new requests as it begins, as vLLM's scheduler does."""
+        if plan is self._current or not plan.chunks:
+            return
+        for seq in plan.admitted:
+            self._waiting.popleft()
+            seq.admitted_at = self._clock
+            self._prefilling.append(seq)
+            self._kv_reserved += seq.reserved_tokens
+        self._current = plan
+
+    def _commit(self, plan: _StepPlan, events: list[Event]) -> None:
+        end = plan.end
+        self._current = None
+        self._decode_steps += plan.steps
+        self._clock = end
+        self._finish_decoding(end, events)
+        for seq, take in plan.chunks:
+            seq.prefilled += take
+            if seq.prefilled < seq.prompt_tokens:
+                continue
+            self._prefilling.remove(seq)
+            if seq.cancelled:
+                self._kv_reserved -= seq.reserved_tokens
+                continue
+            seq.first_token_at = end
+            events.append(FirstToken(seq.request_id, end))
+            if seq.output_tokens == 1:
+                self._release(seq, end, events)
+                continue
+            seq.origin = self._decode_steps
+            seq.finish_step = seq.origin + seq.output_tokens - 1
+            self._decoding[seq.request_id] = seq
+            self._context_base += seq.prompt_tokens + 1 - seq.origin
+            heapq.heappush(self._finish_heap, (seq.finish_step, self._heap_order, seq))
+            self._heap_order += 1
+        for seq in self._cancelled:
+            self._drop(seq)
+        self._cancelled.clear()
+
+    def _finish_decoding(self, at: float, events: list[Event]) -> None:
+        heap = self._finish_heap
+        while heap and heap[0][0] <= self._decode_steps:
+            _, _, seq = heapq.heappop(heap)
+            if self._decoding.get(seq.request_id) is not seq:
+                continue  # left the batch already
+            del self._decoding[seq.request_id]
+            self._context_base -= seq.prompt_tokens + 1 - seq.origin
+            if seq.cancelled:
+                self._kv_reserved -= seq.reserved_tokens
+            else:
+                self._release(seq, at, events)
+
+    def _drop(self, seq: _Sequence) -> None:
+        """Take a cancelled sequence out of the batch, wherever it still is."""
+        if self._decoding.get(seq.request_id) is seq:
+            del self._decoding[seq.request_id]
+            self._context_base -= seq.prompt_tokens + 1 - seq.origin
+            self._kv_reserved -= seq.reserved_tokens
+        elif seq in self._prefilling:
+            self._prefilling.remove(seq)
+            self._kv_reserved -= seq.reserved_tokens
+
+    def _release(self, seq: _Sequence, at: float, events: list[Event]) -> None:
+        del self._ids[seq.request_id]
+        self._kv_reserved -= seq.reserved_tokens
+        assert seq.admitted_at is not None
+        events.append(
+            FinishedRequest(
+                request_id=seq.request_id,
+                arrived_at=seq.arrived_at,
+                admitted_at=seq.admitted_at,
+                first_token_at=seq.first_token_at,
+                finished_at=at,
+                prompt_tokens=seq.prompt_tokens,
+                output_tokens=seq.output_tokens,
+            )
+        )

@@ -1,0 +1,504 @@
+"""The discrete-event replay of one pool in virtual time, through the operator's own
+planner (`scaling.plan_pool`) and router (`routing.plan_routing`).
+
+What is modelled, and how (every report repeats it):
+- The planner runs every `spec.metrics.refreshSeconds` from the replay's start. Its queue
+  metrics (running and waiting per variant, and the finished-request rate over the last
+  minute) are what the replicas exported `scrape_lag` seconds earlier; ready replicas are
+  current, as the operator reads them from the Deployments. The previous cycle's plan is
+  its `previous`, as the operator's status is.
+- At the start the fleet is warm: the planner's first plan (no metrics) is ready at once.
+- A scale-up's replicas take GPUs at once and become ready `startupSeconds` later. A
+  scale-down takes first the replicas still starting, then the most recently ready; those
+  leave the Service at once, finish what they hold and are gone; requests still running
+  `termination_grace` seconds later are dropped (`terminated`).
+- The routing table is re-planned each cycle from the same observations and used as is
+  until the next. Each request takes the first route that matches it, a backend drawn by
+  the route's weights, then (balance "random") a ready replica at random, as kube-proxy
+  spreads connections over a Service; or (balance "gateway-queue") waits in one queue per
+  variant at the gateway until a replica has a free batch slot, then goes to the ready
+  replica holding the fewest requests.
+- Requests queue and batch on each replica's `BatchEngine`; a request whose prompt plus
+  output exceeds the KV cache or `--max-model-len` is refused (`too-long`); one with no
+  matching route gets `no-route`, one sent to a variant with no ready replica
+  `no-ready-replica` (Envoy's 503).
+- Arrivals stop at the replay's end, so do the planner and the accounting; requests
+  still in flight then run to completion on the fleet as it is.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from modelfleet.api.modelpool import ModelPool
+from modelfleet.api.reservation import Reservation
+from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.plan.routing import plan_routing, routing_table_json
+from modelfleet.plan.routing.table import RoutingTable
+from modelfleet.plan.scaling.planner import plan_pool
+from modelfleet.plan.scaling.serialize import pool_plan_json
+from modelfleet.plan.scaling.types import PoolPlan, PreviousPlan, PreviousVariant
+from modelfleet_testbed.sim.batching import FinishedRequest
+from modelfleet_testbed.sim.dispatch import Dispatch, dispatch_table
+from modelfleet_testbed.sim.outcome import (
+    BALANCES,
+    NO_READY,
+    NO_ROUTE,
+    PENDING,
+    SERVED,
+    TERMINATED,
+    TOO_LONG,
+    CyclePoint,
+    ReplayResult,
+    ReplaySettings,
+    ScaleEvent,
+)
+from modelfleet_testbed.sim.replica_set import (
+    DRAINING,
+    GONE,
+    READY,
+    EngineConfig,
+    SimReplica,
+    VariantFleet,
+)
+from modelfleet_testbed.sim.workload import Workload
+
+# Heap events at one instant run in this order, and before arrivals at that instant.
+_READY, _WAKE, _SCRAPE, _CYCLE = range(4)
+
+
+def previous_of(plan: PoolPlan) -> PreviousPlan:
+    """What the operator reads back from the status it wrote for `plan`."""
+    return PreviousPlan(
+        plan.at,
+        {
+            v.name: PreviousVariant(v.desired_replicas, v.recommendations, v.last_scale_time)
+            for v in plan.variants
+        },
+    )
+
+
+def _metrics_json(observations: Mapping[str, VariantObservation]) -> dict[str, Any]:
+    variants = {}
+    for key, obs in observations.items():
+        entry = {
+            "readyReplicas": obs.ready_replicas,
+            "running": obs.running,
+            "waiting": obs.waiting,
+            "qps": obs.qps,
+            "sampledAt": obs.sampled_at.isoformat() if obs.sampled_at else None,
+        }
+        variants[key] = {k: v for k, v in entry.items() if v is not None}
+    return {"variants": variants}
+
+
+class Replay:
+    def __init__(
+        self,
+        pool: ModelPool,
+        reservations: Sequence[Reservation],
+        policy: RoutingPolicy,
+        workload: Workload,
+        configs: Mapping[str, EngineConfig],
+        settings: ReplaySettings,
+        progress: Callable[[float], None] | None = None,
+    ):
+        if settings.balance not in BALANCES:
+            raise ValueError(f"balance must be one of {', '.join(BALANCES)}")
+        self.pool = pool
+        self.reservations = list(reservations)
+        self.policy = policy
+        self.workload = workload
+        self.settings = settings
+        self.progress = progress
+        self.fleets = [
+            VariantFleet(i, v, configs[v.name]) for i, v in enumerate(pool.spec.variants)
+        ]
+        self.variant_index = {f.variant.name: f.index for f in self.fleets}
+        self.route_index = {r.name: i for i, r in enumerate(policy.spec.routes)}
+        self.refresh = float(pool.spec.metrics.refresh_seconds)
+        # Scrapes are scheduled this many cycles ahead, so a lag longer than a cycle works.
+        self.scrape_ahead = int(settings.scrape_lag // self.refresh) + 1
+        n = len(workload.arrivals)
+        self.times = workload.arrivals.times
+        self.prompt = workload.arrivals.prompt_tokens
+        self.output = workload.arrivals.output_tokens
+        self.result = ReplayResult(
+            variants=tuple(f.variant.name for f in self.fleets),
+            duration=settings.duration,
+            status=bytearray(n),
+            ttft=array("d", bytes(8 * n)),
+            e2e=array("d", bytes(8 * n)),
+            queued=array("d", bytes(8 * n)),
+            variant_of=array("b", b"\xff" * n),
+            route_of=array("h", b"\xff\xff" * n),
+            degraded=bytearray(n),
+            replica_of=array("l", bytes(8 * n)) if settings.keep_replica_of_request else None,
+        )
+        self._rng = random.Random(f"route:{settings.seed}")
+        self._heap: list[tuple[float, int, int, Any]] = []
+        self._order = 0
+        self._next_ident = 0
+        self._previous: PreviousPlan | None = None
+        self._samples: dict[int, list[tuple[float, float, float, float]]] = {}
+        self._dispatch: list[Dispatch | None] = []
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run(self) -> ReplayResult:
+        self._cycle(0, 0.0)
+        times = self.times
+        heap = self._heap
+        pop = heapq.heappop
+        arrive = self._arrive_gateway if self.settings.balance == "gateway-queue" else self._arrive
+        for i in range(len(times)):
+            t = times[i]
+            while heap and heap[0][0] <= t:
+                self._event(pop(heap))
+            arrive(i, t)
+        while heap:
+            self._event(pop(heap))
+        self._finish()
+        return self.result
+
+    def _push(self, at: float, kind: int, payload: Any) -> None:
+        self._order += 1
+        heapq.heappush(self._heap, (at, kind, self._order, payload))
+
+    def _event(self, entry: tuple[float, int, int, Any]) -> None:
+        at, kind, _, payload = entry
+        if kind == _READY:
+            self._ready(payload, at)
+        elif kind == _WAKE:
+            self._wake(payload, at)
+        elif kind == _SCRAPE:
+            self._scrape(payload, at)
+        else:
+            self._cycle(payload, at)
+
+    # -- requests ------------------------------------------------------------------
+
+    def _route(self, i: int) -> VariantFleet | None:
+        """The variant the gateway sends request i to; None when it is dropped already."""
+        result = self.result
+        choice = self._dispatch[self.workload.class_of[i]]
+        if choice is None:
+            result.status[i] = NO_ROUTE
+            return None
+        route, degraded, variants, cumulative = choice
+        if len(variants) == 1:
+            index = variants[0]
+        else:
+            index = variants[bisect_right(cumulative, self._rng.random() * cumulative[-1])]
+        result.route_of[i] = route
+        result.degraded[i] = degraded
+        result.variant_of[i] = index
+        fleet = self.fleets[index]
+        if self.prompt[i] + self.output[i] > fleet.config.token_limit:
+            result.status[i] = TOO_LONG
+            return None
+        return fleet
+
+    def _arrive(self, i: int, t: float) -> None:
+        fleet = self._route(i)
+        if fleet is None:
+            return
+        ready = fleet.routable
+        if not ready:
+            self.result.status[i] = NO_READY
+            return
+        replica = ready[int(self._rng.random() * len(ready))] if len(ready) > 1 else ready[0]
+        self._submit(fleet, replica, i, t)
+
+    def _submit(self, fleet: VariantFleet, replica: SimReplica, i: int, t: float) -> None:
+        engine = replica.engine
+        events = engine.advance_to(t)
+        if events:
+            self._collect(fleet, replica, events, True)
+        engine.submit(i, self.prompt[i], self.output[i], t)
+        replica.inflight.add(i)
+        fleet.busy[replica.ident] = replica
+        if self.result.replica_of is not None:
+            self.result.replica_of[i] = replica.ident
+
+    def _collect(
+        self, fleet: VariantFleet, replica: SimReplica, events: list, counted: bool
+    ) -> float:
+        """Record finished requests; returns the latest finish time seen (or -inf)."""
+        result, times = self.result, self.times
+        latest = -math.inf
+        per_second = fleet.finished_per_second
+        for event in events:
+            if event.__class__ is not FinishedRequest:
+                continue
+            i = event.request_id
+            arrived = times[i]
+            result.ttft[i] = event.first_token_at - arrived
+            result.e2e[i] = event.finished_at - arrived
+            result.queued[i] = event.admitted_at - arrived
+            result.status[i] = SERVED
+            replica.inflight.discard(i)
+            latest = event.finished_at
+            if counted:
+                second = int(latest)
+                per_second[second] = per_second.get(second, 0) + 1
+        return latest
+
+    # -- gateway-queue balancing ---------------------------------------------------
+
+    def _arrive_gateway(self, i: int, t: float) -> None:
+        fleet = self._route(i)
+        if fleet is None:
+            return
+        fleet.queue.append(i)
+        self._dispatch_queue(fleet, t)
+
+    def _free_replica(self, fleet: VariantFleet) -> SimReplica | None:
+        """The ready replica holding the fewest requests, if it has a free batch slot."""
+        if not fleet.routable:
+            return None
+        best = min(fleet.routable, key=lambda r: len(r.inflight))
+        return best if len(best.inflight) < fleet.config.max_num_seqs else None
+
+    def _dispatch_queue(self, fleet: VariantFleet, t: float) -> None:
+        while fleet.queue:
+            replica = self._free_replica(fleet)
+            if replica is None:
+                return
+            self._submit(fleet, replica, fleet.queue.popleft(), t)
+            self._schedule_wake(replica)
+
+    def _schedule_wake(self, replica: SimReplica) -> None:
+        replica.version += 1
+        at = replica.engine.next_event_time()
+        if at is not None:
+            self._push(at, _WAKE, (replica, replica.version))
+
+    def _wake(self, payload: tuple[SimReplica, int], at: float) -> None:
+        replica, version = payload
+        if version != replica.version or replica.state != READY:
+            return
+        fleet = self._fleet_of(replica)
+        self._collect(fleet, replica, replica.engine.advance_to(at), True)
+        self._dispatch_queue(fleet, at)
+        self._schedule_wake(replica)
+
+    def _fleet_of(self, replica: SimReplica) -> VariantFleet:
+        return self.fleets[replica.fleet]
+
+    # -- replicas ------------------------------------------------------------------
+
+    def _ready(self, replica: SimReplica, at: float) -> None:
+        fleet = self._fleet_of(replica)
+        if replica.state == GONE:
+            return  # scaled down while it was starting
+        fleet.starting.remove(replica)
+        replica.state = READY
+        fleet.routable.append(replica)
+        if fleet.queue:
+            self._dispatch_queue(fleet, at)
+
+    def _scale(self, fleet: VariantFleet, desired: int, t: float, warm: bool) -> None:
+        current = fleet.current
+        if desired > current:
+            startup = 0.0 if warm else float(fleet.variant.startup_seconds)
+            for _ in range(desired - current):
+                replica = fleet.create(self._next_ident, t, t + startup)
+                self.result.replicas.append(replica)
+                self._next_ident += 1
+                fleet.starting.append(replica)
+                if warm:
+                    self._ready(replica, t)
+                else:
+                    self._push(t + startup, _READY, replica)
+        for replica in fleet.victims(current - desired) if desired < current else ():
+            if replica in fleet.starting:
+                fleet.starting.remove(replica)
+                replica.state = GONE
+                replica.gone_at = t
+            else:
+                self._drain(fleet, replica, t)
+
+    def _drain(self, fleet: VariantFleet, replica: SimReplica, t: float) -> None:
+        """Out of the Service now; serve what it holds until the grace period ends."""
+        fleet.routable.remove(replica)
+        fleet.busy.pop(replica.ident, None)
+        replica.state = DRAINING
+        replica.drain_at = t
+        replica.version += 1
+        deadline = t + self.settings.termination_grace
+        engine = replica.engine
+        gone = t
+        while replica.inflight:
+            at = engine.next_event_time()
+            if at is None or at > deadline:
+                break
+            gone = max(gone, self._collect(fleet, replica, engine.advance_to(at), False))
+        if replica.inflight:
+            for i in replica.inflight:
+                self.result.status[i] = TERMINATED
+            replica.inflight.clear()
+            gone = deadline
+        replica.state = GONE
+        replica.gone_at = gone
+
+    # -- observing and planning ----------------------------------------------------
+
+    def _scrape(self, cycle: int, s: float) -> None:
+        """What Prometheus holds for cycle `cycle`: the replicas' gauges at time s."""
+        window = self.settings.rate_window
+        now_second = int(s)
+        sample = []
+        for fleet in self.fleets:
+            running = waiting = 0
+            for replica in list(fleet.busy.values()):
+                engine = replica.engine
+                events = engine.advance_to(s)
+                if events:
+                    self._collect(fleet, replica, events, True)
+                if engine.idle:
+                    del fleet.busy[replica.ident]
+                else:
+                    running += engine.num_running
+                    waiting += engine.num_waiting
+            per_second = fleet.finished_per_second
+            finished = sum(
+                per_second.get(second, 0)
+                for second in range(now_second - window + 1, now_second + 1)
+            )
+            for second in [k for k in per_second if k <= now_second - window]:
+                del per_second[second]
+            sample.append((s, float(running), float(waiting + len(fleet.queue)), finished / window))
+        self._samples[cycle] = sample
+
+    def _observations(self, cycle: int) -> dict[str, VariantObservation]:
+        if cycle == 0:
+            return {}  # warm start: the planner sets the fleet up from its spec alone
+        sample = self._samples.pop(cycle, None)
+        observations = {}
+        for fleet in self.fleets:
+            key = variant_key(self.pool.namespace, self.pool.name, fleet.variant.name)
+            ready = len(fleet.routable)
+            if sample is None:
+                observations[key] = VariantObservation(ready_replicas=ready)
+                continue
+            s, running, waiting, qps = sample[fleet.index]
+            observations[key] = VariantObservation(
+                ready_replicas=ready,
+                running=running,
+                waiting=waiting,
+                qps=qps,
+                sampled_at=self.settings.start + timedelta(seconds=s),
+            )
+        return observations
+
+    def _cycle(self, cycle: int, t: float) -> None:
+        settings = self.settings
+        if cycle == 0:
+            for ahead in range(1, self.scrape_ahead + 1):
+                self._schedule_scrape(ahead)
+        else:
+            self._schedule_scrape(cycle + self.scrape_ahead)
+        now = settings.start + timedelta(seconds=t)
+        observations = self._observations(cycle)
+        plan = plan_pool(self.pool, self.reservations, observations, now, self._previous)
+        before = self._previous
+        self._previous = previous_of(plan)
+        for variant_plan, fleet in zip(plan.variants, self.fleets, strict=True):
+            was = fleet.current
+            self._scale(fleet, variant_plan.desired_replicas, t, warm=cycle == 0)
+            if before is not None and was != variant_plan.desired_replicas:
+                up = variant_plan.desired_replicas > was
+                self.result.scale_events.append(
+                    ScaleEvent(
+                        t,
+                        fleet.variant.name,
+                        was,
+                        variant_plan.desired_replicas,
+                        variant_plan.reason,
+                        variant_plan.message,
+                        t + fleet.variant.startup_seconds if up else None,
+                    )
+                )
+        table = plan_routing(self.policy, self.pool, observations)
+        self._dispatch = dispatch_table(
+            table, self.workload.classes, self.variant_index, self.route_index
+        )
+        self._record(cycle, t, plan, observations, table)
+        if self.progress is not None:
+            self.progress(t)
+        following = (cycle + 1) * self.refresh
+        if following < settings.duration:
+            self._push(following, _CYCLE, cycle + 1)
+
+    def _schedule_scrape(self, cycle: int) -> None:
+        at = cycle * self.refresh - self.settings.scrape_lag
+        if at >= 0 and cycle * self.refresh < self.settings.duration:
+            self._push(at, _SCRAPE, cycle)
+
+    def _record(self, cycle, t, plan: PoolPlan, observations, table: RoutingTable) -> None:
+        key = variant_key
+        ns, name = self.pool.namespace, self.pool.name
+        obs = [observations.get(key(ns, name, f.variant.name)) for f in self.fleets]
+        self.result.series.append(
+            CyclePoint(
+                t=t,
+                desired=tuple(v.desired_replicas for v in plan.variants),
+                allocated=tuple(f.current for f in self.fleets),
+                ready=tuple(len(f.routable) for f in self.fleets),
+                waiting=tuple(o.waiting if o else None for o in obs),
+                running=tuple(o.running if o else None for o in obs),
+                reasons=tuple(v.reason for v in plan.variants),
+            )
+        )
+        if self.settings.log_plans:
+            self.result.plans.append(
+                {
+                    "cycle": cycle,
+                    "at": plan.at.isoformat(),
+                    "metrics": _metrics_json(observations),
+                    "plan": {
+                        "at": plan.at.isoformat(),
+                        "pools": [pool_plan_json(plan)],
+                        "routing": [routing_table_json(table)],
+                    },
+                }
+            )
+
+    # -- the end -------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """Run every replica until it holds nothing; requests no replica can take are
+        dropped. Then every request is either served or dropped with a reason."""
+        for fleet in self.fleets:
+            for replica in list(fleet.busy.values()):
+                engine = replica.engine
+                while (at := engine.next_event_time()) is not None:
+                    self._collect(fleet, replica, engine.advance_to(at), True)
+            fleet.busy.clear()
+            for i in fleet.queue:
+                self.result.status[i] = NO_READY
+            fleet.queue.clear()
+        pending = self.result.status.count(PENDING)
+        if pending:
+            raise RuntimeError(f"{pending} requests neither served nor dropped: a replay bug")
+
+
+def replay(
+    pool: ModelPool,
+    reservations: Sequence[Reservation],
+    policy: RoutingPolicy,
+    workload: Workload,
+    configs: Mapping[str, EngineConfig],
+    settings: ReplaySettings,
+    progress: Callable[[float], None] | None = None,
+) -> ReplayResult:
+    return Replay(pool, reservations, policy, workload, configs, settings, progress).run()
