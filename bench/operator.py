@@ -2,20 +2,20 @@
 
 1,000 ModelPools x 4 variants and one RoutingPolicy per pool (bench/operator_fleet.py grows
 them from manifests/samples/). A first cycle renders everything; then ~10% of the
-observations move and the measured second cycle does what the operator does each refresh:
+observations move and the measured second cycle does what the operator does each refresh,
+through the same function the controller calls (`modelfleet.render.desired`), one pool at
+a time as the controller's per-pool cycle does:
 
-    parse             ModelPool/RoutingPolicy/Reservation bodies -> models; the previous
-                      plan from each pool's status
-    plan              scaling.planner.plan_pool per pool
-    render_workloads  render_deployment + render_service per variant
-    render_gateways   per policy: plan_routing, render_gateway (3 API keys), config_hash
-    status            the pool status patch; each policy's effective routing table
-    diff              each manifest and gateway hash against the previous cycle's (what to
-                      apply), and the ConfigMap/Secret of each gateway whose hash changed
+    parse    ModelPool/RoutingPolicy/Reservation bodies (each pool's status included:
+             the previous plan) -> models
+    desired  `desired(FleetInputs(...))` per pool: plan, route, Deployments, Services, the
+             gateway's Envoy files (3 API keys) with their ConfigMap and Secret, every
+             status and Event
+    diff     each manifest and gateway hash against the previous cycle's (what to apply)
 
-Each phase runs over the whole fleet in turn, so memory holds every pool's plan at once
-(an upper bound on the operator, which does one pool per timer). Envoy validation of
-changed gateways is not included: it runs the envoy binary, only when a hash changes.
+Memory holds every pool's result at once (an upper bound on the operator, which does one
+pool per timer). Envoy validation of changed gateways is not included: it runs the envoy
+binary, only when a hash changes.
 
     python -m bench.operator     # writes bench/results/operator.json, prints a table
 
@@ -41,18 +41,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from modelfleet.api.load import parse_resource
-from modelfleet.api.modelpool import ModelPool
-from modelfleet.api.reservation import Reservation
-from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.controller.gateways import GatewaySettings, config_hash, gateway_objects
-from modelfleet.observe.observation import VariantObservation
-from modelfleet.plan.routing import RoutingTable, plan_routing, routing_table_json
-from modelfleet.plan.scaling.planner import plan_pool
-from modelfleet.plan.scaling.types import PoolPlan, PreviousPlan
-from modelfleet.render.envoy.render import render_gateway
-from modelfleet.render.status import pool_status, previous_from_status
-from modelfleet.render.workloads import render_deployment, render_service
+from modelfleet.render.desired import Desired, desired
+from modelfleet.render.gateway import GatewaySettings
+from modelfleet.render.inputs import FleetInputs, parse_body
 
 from .operator_fleet import REFRESH_SECONDS, SyntheticFleet, build_fleet, next_observations
 
@@ -61,7 +52,7 @@ RESULTS = REPO / "bench" / "results" / "operator.json"
 POOLS = 1_000
 SEED = 20261127
 CHANGED_SHARE = 0.10
-PHASES = ("parse", "plan", "render_workloads", "render_gateways", "status", "diff")
+PHASES = ("parse", "desired", "diff")
 SETTINGS = GatewaySettings()
 MEASURE_TIMEOUT_SECONDS = 1800
 
@@ -73,7 +64,6 @@ class CycleOutput:
     manifests: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     gateway_hashes: dict[str, str] = field(default_factory=dict)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # by pool
-    policy_statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,10 +91,10 @@ class PhaseClock:
         }
 
 
-def _parsed(body: dict[str, Any], kind: type) -> Any:
-    model, errors = parse_resource(body)
-    if errors or not isinstance(model, kind):
-        raise RuntimeError(f"synthetic {kind.__name__} is invalid: {errors}")
+def _parsed(body: dict[str, Any]) -> Any:
+    model, rejected = parse_body(body)
+    if rejected is not None:
+        raise RuntimeError(f"synthetic {rejected.ref.kind} is invalid: {rejected.errors}")
     return model
 
 
@@ -119,7 +109,7 @@ def _outcome(previous: Any, current: Any) -> str:
 def run_cycle(
     fleet: SyntheticFleet,
     statuses: dict[str, dict[str, Any]],
-    observations: dict[str, VariantObservation],
+    observations: dict[str, Any],
     now: datetime,
     before: CycleOutput,
 ) -> tuple[CycleOutput, dict[str, Any], dict[str, Any]]:
@@ -129,97 +119,75 @@ def run_cycle(
     clock = PhaseClock()
     output = CycleOutput()
     with clock.phase("parse"):
-        pools = {}
-        for body in fleet.pools:
-            pool = _parsed(body, ModelPool)
-            pools[_ref(pool.namespace, pool.name)] = pool
-        policies = [_parsed(body, RoutingPolicy) for body in fleet.policies]
-        held: dict[str, list[Reservation]] = {ref: [] for ref in pools}
+        pools = [
+            _parsed({**body, "status": statuses[_ref(**_names(body))]}) for body in fleet.pools
+        ]
+        policies: dict[str, list[Any]] = {}
+        for body in fleet.policies:
+            policy = _parsed(body)
+            policies.setdefault(_ref(policy.namespace, policy.spec.pool), []).append(policy)
+        held: dict[str, list[Any]] = {}
         for body in fleet.reservations:
-            reservation = _parsed(body, Reservation)
-            held[_ref(reservation.namespace, reservation.spec.pool)].append(reservation)
-        previous = {ref: previous_from_status(statuses[ref]) for ref in pools}
-    with clock.phase("plan"):
-        plans = {
-            ref: plan_pool(pool, held[ref], observations, now, previous[ref])
-            for ref, pool in pools.items()
-        }
-    with clock.phase("render_workloads"):
-        for ref, pool in pools.items():
-            for variant in pool.spec.variants:
-                planned = plans[ref].variant(variant.name)
-                assert planned is not None
-                service = render_service(pool, variant)
-                deployment = render_deployment(pool, variant, planned.desired_replicas)
-                for manifest in (service, deployment):
-                    key = (manifest["kind"], ref, manifest["metadata"]["name"])
-                    output.manifests[key] = manifest
-    with clock.phase("render_gateways"):
-        gateways: list[tuple[RoutingPolicy, RoutingTable, dict[str, str], str]] = []
-        for policy in policies:
-            pool_ref = _ref(policy.namespace, policy.spec.pool)
-            pool = pools[pool_ref]
-            table = plan_routing(policy, pool, observations)
-            files = render_gateway(
-                table,
-                pool,
-                policy,
-                fleet.api_keys,
-                fleet.service_addresses[pool_ref],
-                listen=(SETTINGS.listen_host, policy.spec.gateway.listener_port),
-                admin=SETTINGS.admin,
-                config_dir=SETTINGS.config_dir,
-                access_log_path=SETTINGS.access_log,
+            reservation = _parsed(body)
+            held.setdefault(_ref(reservation.namespace, reservation.spec.pool), []).append(
+                reservation
             )
-            digest = config_hash(files)
-            output.gateway_hashes[_ref(policy.namespace, policy.name)] = digest
-            gateways.append((policy, table, files, digest))
-    with clock.phase("status"):
-        for ref, plan in plans.items():
-            ready = {
-                v.name: (v.observation.ready_replicas or 0) if v.observation else 0
-                for v in plan.variants
-            }
-            conditions = statuses[ref].get("conditions")
-            generation = pools[ref].metadata.generation
-            output.statuses[ref] = pool_status(plan, ready, generation, conditions)
-        for policy, table, _, digest in gateways:
-            routes = routing_table_json(table)["routes"]
-            ref = _ref(policy.namespace, policy.name)
-            output.policy_statuses[ref] = {"configHash": digest, "routes": routes}
+    with clock.phase("desired"):
+        results = {}
+        for pool in pools:
+            ref = _ref(pool.namespace, pool.name)
+            own = policies.get(ref, [])
+            results[ref] = desired(
+                FleetInputs(
+                    now=now,
+                    pools=[pool],
+                    reservations=held.get(ref, []),
+                    policies=own,
+                    observations=observations,
+                    api_keys={(p.namespace, p.name): fleet.api_keys for p in own},
+                    service_addresses={(pool.namespace, pool.name): fleet.service_addresses[ref]},
+                    gateway=SETTINGS,
+                )
+            )
     with clock.phase("diff"):
         diff: Counter[str] = Counter()
-        for key, manifest in output.manifests.items():
-            diff[f"{key[0]}.{_outcome(before.manifests.get(key), manifest)}"] += 1
         to_publish = []
-        for policy, _, files, digest in gateways:
-            outcome = _outcome(
-                before.gateway_hashes.get(_ref(policy.namespace, policy.name)), digest
-            )
-            diff[f"Gateway.{outcome}"] += 1
-            if outcome != "unchanged":
-                to_publish.extend(gateway_objects(policy, files, digest))
-    counts = _counts(plans, previous, output, gateways, diff, to_publish)
+        for ref, result in results.items():
+            for manifest in result.workloads:
+                key = (manifest["kind"], ref, manifest["metadata"]["name"])
+                output.manifests[key] = manifest
+                diff[f"{key[0]}.{_outcome(before.manifests.get(key), manifest)}"] += 1
+            for (namespace, name), gateway in result.gateways.items():
+                policy_ref = _ref(namespace, name)
+                output.gateway_hashes[policy_ref] = gateway.config_hash
+                outcome = _outcome(before.gateway_hashes.get(policy_ref), gateway.config_hash)
+                diff[f"Gateway.{outcome}"] += 1
+                if outcome != "unchanged":
+                    to_publish.extend((gateway.secret, gateway.config_map))
+            namespace, name = ref.split("/")
+            pool_status = result.status_of("ModelPool", namespace, name)
+            output.statuses[ref] = pool_status.model_dump(by_alias=True, mode="json")
+    counts = _counts(results, pools, diff, to_publish)
     return output, clock.report(), counts
 
 
+def _names(body: dict[str, Any]) -> dict[str, str]:
+    meta = body["metadata"]
+    return {"namespace": meta["namespace"], "name": meta["name"]}
+
+
 def _counts(
-    plans: dict[str, PoolPlan],
-    previous: dict[str, PreviousPlan | None],
-    output: CycleOutput,
-    gateways: list[tuple[RoutingPolicy, RoutingTable, dict[str, str], str]],
+    results: dict[str, Desired],
+    pools: list[Any],
     diff: Counter[str],
     to_publish: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    plans = {ref: result.plans[tuple(ref.split("/"))] for ref, result in results.items()}
     variants = [v for plan in plans.values() for v in plan.variants]
-    scaled = sum(
-        1
-        for ref, plan in plans.items()
-        for v in plan.variants
-        if previous[ref] is not None
-        and (before := previous[ref].variants.get(v.name)) is not None
-        and before.desired_replicas != v.desired_replicas
-    )
+    scaled = sum(1 for result in results.values() for e in result.events if e.reason == "Scaled")
+    gateways = [g for result in results.values() for g in result.gateways.values()]
+    tables = [t for result in results.values() for t in result.tables.values()]
+    workloads = [w for result in results.values() for w in result.workloads]
 
     def outcomes(kind: str) -> dict[str, int]:
         return {name: diff[f"{kind}.{name}"] for name in ("new", "changed", "unchanged")}
@@ -240,13 +208,13 @@ def _counts(
             ),
         },
         "render": {
-            "deployments": sum(1 for key in output.manifests if key[0] == "Deployment"),
-            "services": sum(1 for key in output.manifests if key[0] == "Service"),
+            "deployments": sum(1 for w in workloads if w["kind"] == "Deployment"),
+            "services": sum(1 for w in workloads if w["kind"] == "Service"),
             "gateways": len(gateways),
-            "gateway_routes": sum(len(table.routes) for _, table, _, _ in gateways),
-            "gateway_bytes": sum(
-                len(text) for _, _, files, _ in gateways for text in files.values()
-            ),
+            "gateway_routes": sum(len(table.routes) for table in tables),
+            "gateway_bytes": sum(len(text) for g in gateways for text in g.files.values()),
+            "statuses": sum(len(result.statuses) for result in results.values()),
+            "events": sum(len(result.events) for result in results.values()),
         },
         "diff": {
             "deployments": outcomes("Deployment"),
@@ -374,10 +342,9 @@ def run(pools: int = POOLS, seed: int = SEED, results: Path = RESULTS) -> dict[s
 def headline(result: dict[str, Any]) -> str:
     cycle, memory = result["cycle"], result["memory"]
     cpu = cycle["total"]["cpu_seconds"]
-    gateways = cycle["phases"]["render_gateways"]["cpu_seconds"] / cpu if cpu else 0.0
     return (
-        f"{result['scale']['pools']} pools: {cpu:.1f} s CPU per cycle "
-        f"({gateways:.0%} rendering gateways); {memory['cycle_tracemalloc_peak_mib']} MiB "
+        f"{result['scale']['pools']} pools: {cpu:.1f} s CPU per cycle; "
+        f"{memory['cycle_tracemalloc_peak_mib']} MiB "
         f"traced peak, {memory['max_rss_after_two_cycles_mib']} MiB max RSS"
     )
 

@@ -21,10 +21,9 @@ from typing import Any
 import yaml
 
 from modelfleet.api.keys import ApiKey
-from modelfleet.api.load import parse_resource
 from modelfleet.observe.observation import VariantObservation, variant_key
-from modelfleet.plan.scaling.planner import plan_pool
-from modelfleet.render.status import pool_status, previous_from_status
+from modelfleet.render.desired import desired
+from modelfleet.render.inputs import FleetInputs, parse_body
 
 SAMPLES = Path(__file__).resolve().parents[1] / "manifests" / "samples"
 # A Friday: business-hours schedules are open in some of the zones below and closed in others.
@@ -253,10 +252,9 @@ def _settle(fleet: SyntheticFleet, rounds: int) -> None:
         ref: {v["name"]: v["desiredReplicas"] for v in status["variants"]}
         for ref, status in fleet.statuses.items()
     }
-    pools = [parse_resource(body)[0] for body in fleet.pools]
     held: dict[str, list[Any]] = {}
     for body in fleet.reservations:
-        reservation = parse_resource(body)[0]
+        reservation = parse_body(body)[0]
         held.setdefault(f"{reservation.namespace}/{reservation.spec.pool}", []).append(reservation)
     for back in range(rounds, 0, -1):
         at = NOW - timedelta(seconds=back * REFRESH_SECONDS)
@@ -264,16 +262,15 @@ def _settle(fleet: SyntheticFleet, rounds: int) -> None:
             key: replace(o, sampled_at=o.sampled_at - (NOW - at) if o.sampled_at else None)
             for key, o in fleet.observations.items()
         }
-        for pool in pools:
-            ref = f"{pool.namespace}/{pool.name}"
-            status = fleet.statuses[ref]
-            plan = plan_pool(pool, held.get(ref, []), observed, at, previous_from_status(status))
-            ready = {
-                v.name: (v.observation.ready_replicas or 0) if v.observation else 0
-                for v in plan.variants
-            }
-            generation = pool.metadata.generation
-            fleet.statuses[ref] = pool_status(plan, ready, generation, status.get("conditions"))
+        for body in fleet.pools:
+            meta = body["metadata"]
+            ref = f"{meta['namespace']}/{meta['name']}"
+            pool = parse_body({**body, "status": fleet.statuses[ref]})[0]
+            result = desired(
+                FleetInputs(at, pools=[pool], reservations=held.get(ref, []), observations=observed)
+            )
+            status = result.status_of("ModelPool", pool.namespace, pool.name)
+            fleet.statuses[ref] = status.model_dump(by_alias=True, mode="json")
     for key, observation in fleet.observations.items():
         namespace, name, variant = key.split("/")
         ref = f"{namespace}/{name}"

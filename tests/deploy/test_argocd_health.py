@@ -1,25 +1,23 @@
 """The Argo CD health checks on the statuses the operator writes: each status is built by
-the operator's own code (planner, status builders) from the sample fleet, then read by
-the Lua script as Argo CD would read it."""
+the operator's own code (`desired()` and its status builders) from the sample fleet, then
+read by the Lua script as Argo CD would read it."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from modelfleet.api.load import InputError, load_resources
+from modelfleet.api.modelpool import ModelPoolStatus
 from modelfleet.observe.observation import VariantObservation, variant_key
-from modelfleet.plan.scaling.planner import plan_pool
 from modelfleet.plan.scaling.types import PlanCondition, ReservationGrant
-from modelfleet.render.status import (
-    invalid_spec_status,
-    merge_conditions,
-    pool_status,
-    reservation_status,
-)
+from modelfleet.render.desired import desired
+from modelfleet.render.inputs import FleetInputs, ObjectRef, Rejected
+from modelfleet.render.status import merge_conditions, reservation_status
 from tests.deploy.argocd_health import health
 
 from .chart import ROOT
@@ -27,7 +25,10 @@ from .chart import ROOT
 # A Monday, 11:00 in Asia/Shanghai: the samples' business-hours schedule is on.
 NOW = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
 SAMPLES = load_resources([ROOT / "manifests" / "samples"])
-POOL = SAMPLES.pools[0]
+# Generation 1, as the API server sets it on create: conditions record what they saw.
+POOL = SAMPLES.pools[0].model_copy(
+    update={"metadata": SAMPLES.pools[0].metadata.model_copy(update={"generation": 1})}
+)
 RESERVATION = SAMPLES.reservations[0]
 POLICY = SAMPLES.policies[0]
 
@@ -55,17 +56,41 @@ def fresh_metrics(pool) -> dict[str, VariantObservation]:
     }
 
 
+def wire(model) -> dict[str, Any]:
+    return model.model_dump(by_alias=True, mode="json")
+
+
 def planned(pool=POOL, *, ready=True, metrics=True, metrics_error=None) -> dict[str, Any]:
-    observations = fresh_metrics(pool) if metrics else {}
-    plan = plan_pool(pool, [RESERVATION], observations, NOW)
-    counts = {v.name: v.desired_replicas if ready else 0 for v in plan.variants}
-    return pool_status(plan, counts, 1, None, metrics_error)
+    """The status the operator writes when the pool's Deployments have (or have not yet)
+    every planned replica ready."""
+    queues = fresh_metrics(pool) if metrics else {}
+    key = (pool.namespace, pool.name)
+    first = desired(FleetInputs(NOW, pools=[pool], reservations=[RESERVATION], observations=queues))
+    observations = {
+        variant_key(*key, v.name): replace(
+            queues.get(variant_key(*key, v.name), VariantObservation()),
+            ready_replicas=v.desired_replicas if ready else 0,
+        )
+        for v in first.plans[key].variants
+    }
+    inputs = FleetInputs(
+        NOW,
+        pools=[pool],
+        reservations=[RESERVATION],
+        observations=observations,
+        metrics_errors={key: metrics_error} if metrics_error else {},
+    )
+    return wire(desired(inputs).status_of("ModelPool", *key))
 
 
 def refused() -> dict[str, Any]:
+    """A planned pool whose spec then became invalid: its last plan stays, Ready says why."""
     error = InputError("", "ModelPool llm/chat", "spec.timezone", "unknown time zone")
     before = planned()
-    return {**before, **invalid_spec_status([error], 1, before["conditions"], NOW)}
+    previous = ModelPoolStatus.model_validate(before).conditions
+    rejected = Rejected(ObjectRef("ModelPool", "llm", "chat"), 1, tuple(previous), (error,))
+    update = desired(FleetInputs(NOW, rejected=[rejected])).statuses[("ModelPool", "llm", "chat")]
+    return {**before, **update.wire()}
 
 
 POOLS = {
@@ -116,14 +141,27 @@ def grant(*, active=True, granted=True) -> ReservationGrant:
 
 RESERVATIONS = {
     "no status yet": (None, 1, "Progressing"),
-    "granted": (reservation_status(grant(), 1, False, None, NOW), 1, "Healthy"),
+    "granted": (wire(reservation_status(grant(), 1, False, None, NOW)), 1, "Healthy"),
     "outside its window": (
-        reservation_status(grant(active=False, granted=False), 1, False, None, NOW),
+        wire(reservation_status(grant(active=False, granted=False), 1, False, None, NOW)),
         1,
         "Suspended",
     ),
-    "not granted": (reservation_status(grant(granted=False), 1, False, None, NOW), 1, "Degraded"),
-    "edited, not granted yet": (reservation_status(grant(), 1, False, None, NOW), 2, "Progressing"),
+    "expired": (
+        wire(reservation_status(grant(active=False, granted=False), 1, False, None, NOW, True)),
+        1,
+        "Suspended",
+    ),
+    "not granted": (
+        wire(reservation_status(grant(granted=False), 1, False, None, NOW)),
+        1,
+        "Degraded",
+    ),
+    "edited, not granted yet": (
+        wire(reservation_status(grant(), 1, False, None, NOW)),
+        2,
+        "Progressing",
+    ),
 }
 
 
@@ -136,7 +174,7 @@ def test_reservation_health(case):
 
 def policy_status(status: str, reason: str) -> dict[str, Any]:
     condition = PlanCondition("Ready", status, reason, f"{reason} message")
-    return {"conditions": merge_conditions(None, [condition], NOW, 1)}
+    return {"conditions": [wire(c) for c in merge_conditions(None, [condition], NOW, 1)]}
 
 
 POLICIES = {

@@ -89,7 +89,14 @@ def test_the_entrypoint_runs_the_subcommands_the_chart_uses():
         assert args[0] in commands and parsed.handler is not None
 
 
-@pytest.mark.parametrize("needed", ["pyproject.toml", "README.md", "operator/"])
+@pytest.mark.parametrize("needed", ["pyproject.toml", "README.md", "operator/modelfleet/"])
 def test_the_build_context_holds_what_the_build_copies(needed):
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore and f"!{needed}" in ignore
+
+
+def test_the_image_carries_the_product_and_not_the_test_bed():
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert not any("modelfleet_testbed" in line and line.startswith("!") for line in ignore)
+    copies = [rest for stage in stages() for keyword, rest in stage if keyword == "COPY"]
+    assert "operator/modelfleet/ operator/modelfleet/" in copies

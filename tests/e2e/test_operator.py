@@ -374,7 +374,10 @@ def test_a_variant_scaled_to_zero_loses_its_weight_fast(fleet, gateway):
     # The sidecar's watch delivers the new routes; Envoy swaps them without a restart.
     assert time.monotonic() - changed_at < 3.0
     routes = fleet.get("routingpolicy", "e2e-gw")["status"]["routes"]
-    assert routes == [{"name": "chat", "backends": [{"variant": "small", "weight": 100}]}]
+    assert [(r["name"], r["backends"]) for r in routes] == [
+        ("chat", [{"variant": "small", "weight": 100}])
+    ]
+    assert "no ready replica: big" in routes[0]["note"]
     merge_patch(fleet, "modelpool", "e2e", '{"spec": {"variants": ' + _variants_json() + "}}")
     eventually(lambda: fleet.ready("e2e-big") == 1, 20, "big back")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -14,9 +15,10 @@ from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.apply.files import publish_gateway
 from modelfleet.observe.observation import VariantObservation, variant_key
-from modelfleet.plan.routing import plan_routing
+from modelfleet.render.desired import desired
 from modelfleet.render.envoy.names import CLUSTERS_FILE, ROUTES_FILE
-from modelfleet.render.envoy.render import render_gateway
+from modelfleet.render.gateway import GatewaySettings
+from modelfleet.render.inputs import FleetInputs
 
 from .processes import EchoBackends, EnvoyProcess, wait_until
 
@@ -85,18 +87,26 @@ class Gateway:
         """The gateway's files; every variant is served by its echo backend unless
         `backends` says otherwise."""
         policy = policy or self.fleet.policy
-        table = plan_routing(policy, self.fleet.pool, observations or {})
-        return render_gateway(
-            table,
-            self.fleet.pool,
-            policy,
-            self.fleet.keys,
-            {v: self.backends.address(v) for v in self.fleet.variants} | dict(backends or {}),
-            listen=("127.0.0.1", 0),
-            admin=("127.0.0.1", 0),
-            config_dir=str(self.config_dir),
-            access_log_path=str(self.access_log),
+        pool = self.fleet.pool
+        addresses = {v: self.backends.address(v) for v in self.fleet.variants}
+        result = desired(
+            FleetInputs(
+                now=datetime.now(UTC),
+                pools=[pool],
+                policies=[policy],
+                observations=observations or {},
+                api_keys={(policy.namespace, policy.name): self.fleet.keys},
+                service_addresses={(pool.namespace, pool.name): addresses | dict(backends or {})},
+                gateway=GatewaySettings(
+                    config_dir=str(self.config_dir),
+                    listen_host="127.0.0.1",
+                    listen_port=0,
+                    admin=("127.0.0.1", 0),
+                    access_log=str(self.access_log),
+                ),
+            )
         )
+        return dict(result.gateways[(policy.namespace, policy.name)].files)
 
     def apply(
         self,

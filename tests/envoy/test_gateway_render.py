@@ -9,7 +9,7 @@ import yaml
 from modelfleet.api.keys import ApiKey, load_api_keys, parse_api_keys
 from modelfleet.api.load import InvalidInput
 from modelfleet.apply.files import publish_gateway
-from modelfleet.plan.routing import plan_routing
+from modelfleet.plan.routing.planner import plan_routing
 from modelfleet.plan.routing.table import RouteMatchSpec, RoutingTable, TableRoute, WeightedBackend
 from modelfleet.render.envoy.lua import lua_string
 from modelfleet.render.envoy.matching import re2_literal, route_matches

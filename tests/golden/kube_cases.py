@@ -12,9 +12,8 @@ from pathlib import Path
 import yaml
 
 from modelfleet.api.load import parse_resource
-from modelfleet.api.modelpool import ModelPool
-from modelfleet.plan.scaling.planner import plan_pool
-from modelfleet.render.workloads import render_deployment, render_service
+from modelfleet.render.desired import desired
+from modelfleet.render.inputs import FleetInputs
 from tests.golden.cases import GoldenCases
 
 CASES_DIR = Path(__file__).parent / "kube"
@@ -27,16 +26,14 @@ def run_case(case: Path) -> str:
         obj, errors = parse_resource(doc, case.name)
         assert not errors, errors
         objects.append(obj)
-    pools = [o for o in objects if isinstance(o, ModelPool)]
-    reservations = [o for o in objects if not isinstance(o, ModelPool)]
-    manifests = []
-    for pool in pools:
-        plan = plan_pool(pool, reservations, {}, datetime.fromisoformat(header["at"]))
-        for variant_plan in plan.variants:
-            variant = pool.spec.variant(variant_plan.name)
-            manifests.append(render_deployment(pool, variant, variant_plan.desired_replicas))
-            manifests.append(render_service(pool, variant))
-    return yaml.safe_dump_all(manifests, sort_keys=False)
+    result = desired(
+        FleetInputs(
+            now=datetime.fromisoformat(header["at"]),
+            pools=[o for o in objects if o.kind == "ModelPool"],
+            reservations=[o for o in objects if o.kind == "Reservation"],
+        )
+    )
+    return yaml.safe_dump_all(result.workloads, sort_keys=False)
 
 
 CASES = GoldenCases(CASES_DIR, ".out.yaml", run_case)

@@ -7,6 +7,7 @@ import sys
 
 GENERATORS = (
     "tests.golden.plan_cases",
+    "tests.golden.desired_cases",
     "tests.golden.kube_cases",
     "tests.golden.chart_cases",
     "tests.golden.simulate_cases",

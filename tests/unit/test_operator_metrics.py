@@ -14,7 +14,7 @@ NOW = datetime(2026, 11, 27, 2, tzinfo=UTC)
 def test_a_pool_the_operator_stops_acting_for_leaves_no_gauges():
     chat = load_resources(["manifests/samples"]).pools[0]
     metrics = OperatorMetrics()
-    metrics.record_plan(plan_pool(chat, [], {}, NOW), {"qwen3-7b": 2}, NOW)
+    metrics.record_plan(plan_pool(chat, [], {}, NOW), NOW)
     exported = generate_latest(metrics.registry)
     assert b'modelfleet_variant_desired_replicas{namespace="llm",pool="chat"' in exported
     metrics.forget_pool("llm", "chat")
@@ -24,9 +24,9 @@ def test_a_pool_the_operator_stops_acting_for_leaves_no_gauges():
 def test_a_changed_reason_replaces_the_old_series():
     chat = load_resources(["manifests/samples"]).pools[0]
     metrics = OperatorMetrics()
-    metrics.record_plan(plan_pool(chat, [], {}, NOW), {}, NOW)  # 10:00 Shanghai: schedule
+    metrics.record_plan(plan_pool(chat, [], {}, NOW), NOW)  # 10:00 Shanghai: schedule
     night = datetime(2026, 11, 27, 18, tzinfo=UTC)  # 02:00 Shanghai: min
-    metrics.record_plan(plan_pool(chat, [], {}, night), {}, night)
+    metrics.record_plan(plan_pool(chat, [], {}, night), night)
     lines = [
         line
         for line in generate_latest(metrics.registry).decode().splitlines()

@@ -1,4 +1,4 @@
-"""The scaling rule of DESIGN.md / issue 2, pinned down case by case."""
+"""The scaling rule (README, "The scaling rule"), pinned down case by case."""
 
 from datetime import UTC, datetime, timedelta
 

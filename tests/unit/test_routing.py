@@ -15,10 +15,11 @@ from modelfleet.api.load import InvalidInput, load_resources
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.observe.observation import VariantObservation, variant_key
-from modelfleet.plan.routing import plan_routing, routing_table_json, table_hash
 from modelfleet.plan.routing.cost import cost_per_request
+from modelfleet.plan.routing.planner import plan_routing
 from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.plan.routing.weights import apportion
+from modelfleet.render.plan_document import routing_entry
 
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -462,7 +463,7 @@ def test_policy_for_another_pool_is_refused_naming_the_field() -> None:
 def test_table_json_shape(sample) -> None:
     policy, pool = sample
     observed = sample_obs(qwen3_235b=obs(waiting=150.0), qwen3_7b=obs(ready_replicas=0))
-    data = routing_table_json(plan_routing(policy, pool, observed))
+    data = routing_entry(plan_routing(policy, pool, observed))
     assert set(data) == {"namespace", "policy", "routes"}
     assert (data["namespace"], data["policy"]) == ("llm", "chat")
     assert json.loads(json.dumps(data)) == data
@@ -482,19 +483,12 @@ def test_table_json_shape(sample) -> None:
         "name": "legal-medical",
         "match": {"taskType": ["legal", "medical"], "model": [], "headers": []},
         "backends": [{"variant": "qwen3-235b", "weight": 100}],
+        "degradedFrom": None,
+        "note": None,
     }
     chat = next(r for r in data["routes"] if r["name"] == "chat-summary")
     assert chat["backends"] == [{"variant": "qwen3-30b-moe", "weight": 100}]
     assert "qwen3-7b" in chat["note"]
-
-
-def test_table_hash_is_stable_and_follows_the_content(sample) -> None:
-    policy, pool = sample
-    calm = table_hash(plan_routing(policy, pool, {}))
-    assert re.fullmatch(r"[0-9a-f]{16}", calm)
-    assert table_hash(plan_routing(policy, pool, {})) == calm
-    unready = sample_obs(qwen3_7b=obs(ready_replicas=0))
-    assert table_hash(plan_routing(policy, pool, unready)) != calm
 
 
 # --- properties ----------------------------------------------------------------------------
@@ -693,5 +687,4 @@ def test_property_planning_is_deterministic(fleet) -> None:
     first = plan_routing(policy, pool, observed)
     again = plan_routing(policy, pool, dict(reversed(list(observed.items()))))
     assert first == again
-    assert routing_table_json(first) == routing_table_json(again)
-    assert table_hash(first) == table_hash(again)
+    assert routing_entry(first) == routing_entry(again)

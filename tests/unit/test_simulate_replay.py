@@ -9,7 +9,6 @@ import pytest
 
 from modelfleet.api.load import load_resources
 from modelfleet_testbed.sim.arrivals import from_trace
-from modelfleet_testbed.sim.fleet import replay
 from modelfleet_testbed.sim.outcome import (
     DROP_REASONS,
     NO_READY,
@@ -20,6 +19,7 @@ from modelfleet_testbed.sim.outcome import (
     TOO_LONG,
     ReplaySettings,
 )
+from modelfleet_testbed.sim.replay import replay
 from modelfleet_testbed.sim.run import SimulationOptions, engine_configs, simulate
 from modelfleet_testbed.sim.traces import Trace
 from modelfleet_testbed.sim.workload import build_workload, default_mix

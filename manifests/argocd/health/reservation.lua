@@ -20,7 +20,7 @@ end
 hs.message = granted.message or granted.reason or ""
 if granted.status == "True" then
   hs.status = "Healthy"
-elseif granted.reason == "NotActive" then
+elseif granted.reason == "NotActive" or granted.reason == "Expired" then
   -- Outside its window: nothing is held now, nothing is wrong.
   hs.status = "Suspended"
 else

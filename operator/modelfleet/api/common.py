@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
-GROUP = "modelfleet.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from modelfleet.api.names import API_VERSION, GROUP, VERSION
+
+__all__ = ["API_VERSION", "GROUP", "VERSION"]
 
 DNS1123_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS1123_LABEL = re.compile(DNS1123_LABEL_PATTERN)
@@ -30,6 +30,27 @@ DnsLabel = Annotated[
     str,
     AfterValidator(_check_dns_label),
     Field(max_length=63, json_schema_extra={"pattern": DNS1123_LABEL_PATTERN}),
+]
+
+
+def rfc3339(value: datetime) -> str:
+    """The one time format the operator writes: RFC 3339 in UTC, as Kubernetes does."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _has_offset(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(
+            f"{value.isoformat()} has no UTC offset: write it in RFC 3339, "
+            "e.g. 2026-12-01T08:00:00+08:00 or 2026-12-01T00:00:00Z"
+        )
+    return value
+
+
+Time = Annotated[
+    datetime,
+    AfterValidator(_has_offset),
+    PlainSerializer(rfc3339, return_type=str, when_used="json"),
 ]
 
 
@@ -86,7 +107,7 @@ class Condition(KubeModel):
     status: Literal["True", "False", "Unknown"]
     reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
     message: str = ""
-    last_transition_time: datetime | None = None
+    last_transition_time: Time | None = None
     observed_generation: int | None = None
 
 

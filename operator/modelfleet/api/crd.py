@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from modelfleet.api import GROUP, KINDS, VERSION
+from modelfleet.api.names import PLURALS
 from modelfleet.api.structural import structural_schema
 
 GENERATED_HEADER = (
@@ -34,7 +35,6 @@ CONDITION_FIELDS = (
 
 @dataclass(frozen=True)
 class KindNames:
-    plural: str
     short_names: tuple[str, ...]
     columns: tuple[dict[str, str], ...]
 
@@ -47,7 +47,6 @@ _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"
 
 NAMES: dict[str, KindNames] = {
     "ModelPool": KindNames(
-        plural="modelpools",
         short_names=("mp",),
         columns=(
             _column("Ready", "integer", ".status.readyReplicas", "Ready replicas, all variants"),
@@ -58,7 +57,6 @@ NAMES: dict[str, KindNames] = {
         ),
     ),
     "Reservation": KindNames(
-        plural="reservations",
         short_names=("rsv",),
         columns=(
             _column("Pool", "string", ".spec.pool", "ModelPool the capacity is held in"),
@@ -70,7 +68,6 @@ NAMES: dict[str, KindNames] = {
         ),
     ),
     "RoutingPolicy": KindNames(
-        plural="routingpolicies",
         short_names=("rp",),
         columns=(
             _column("Pool", "string", ".spec.pool", "ModelPool the routes spread over"),
@@ -129,17 +126,19 @@ def write_crds(out_dir: Path) -> list[Path]:
 def _crd(kind: str, model: type) -> dict[str, Any]:
     names = NAMES.get(kind)
     if names is None:
-        raise KeyError(f"kind {kind!r} has no entry in modelfleet.api.crd.NAMES: add its plural")
+        raise KeyError(
+            f"kind {kind!r} has no entry in modelfleet.api.crd.NAMES: add its short names and columns"
+        )
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{names.plural}.{GROUP}"},
+        "metadata": {"name": f"{PLURALS[kind]}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "names": {
                 "kind": kind,
                 "listKind": f"{kind}List",
-                "plural": names.plural,
+                "plural": PLURALS[kind],
                 "singular": kind.lower(),
                 "shortNames": list(names.short_names),
                 "categories": ["modelfleet"],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import yaml
 
 from modelfleet.api.load import InputError, InvalidInput
+from modelfleet.api.names import API_KEYS_FIELD
 
 # Key ids and tenants become header values, Lua table keys and parts of stat names
 # (`<tenant>_<id>`), so they are kept to characters that are safe in all three and leave
@@ -108,4 +111,31 @@ def load_api_keys(path: str | Path) -> list[ApiKey]:
         raise InvalidInput(
             [InputError(source, "api keys", "", f"not valid YAML{where}: {problem}")]
         ) from None
+    return parse_api_keys(data, source)
+
+
+def read_api_keys_secret(policy: Any, secret: Mapping[str, Any] | None) -> list[ApiKey]:
+    """The keys in a RoutingPolicy's `spec.gateway.apiKeySecret`, as the API returned it
+    (None: it does not exist), or InvalidInput saying what to fix (never quoting a key)."""
+    name = policy.spec.gateway.api_key_secret
+    source = f"Secret {policy.namespace}/{name}"
+    field = "spec.gateway.apiKeySecret"
+    if secret is None:
+        message = (
+            f"Secret {name!r} does not exist: create it with a {API_KEYS_FIELD} entry "
+            "`keys: [{id, key, tenant}]`"
+        )
+        raise InvalidInput([InputError(source, policy.ref, field, message)])
+    encoded = (secret.get("data") or {}).get(API_KEYS_FIELD)
+    if encoded is None:
+        message = (
+            f"Secret {name!r} has no {API_KEYS_FIELD!r} entry: add one holding "
+            "`keys: [{id, key, tenant}]`"
+        )
+        raise InvalidInput([InputError(source, policy.ref, field, message)])
+    try:
+        data = yaml.safe_load(base64.b64decode(encoded))
+    except (ValueError, yaml.YAMLError):
+        message = "is not valid YAML (content not shown)"
+        raise InvalidInput([InputError(source, policy.ref, API_KEYS_FIELD, message)]) from None
     return parse_api_keys(data, source)

@@ -117,8 +117,6 @@ def _describe(error: dict[str, Any]) -> str:
     if kind in _BOUNDS:
         bound = next(iter(error.get("ctx", {}).values()), "?")
         return f"must be {_BOUNDS[kind]} {bound} (got {error.get('input')!r})"
-    if kind == "literal_error":
-        return f"{error['msg']} (got {error.get('input')!r})"
     return f"{error['msg']} (got {error.get('input')!r})"
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from modelfleet.api.common import Condition, DnsLabel, FieldError, KubeModel, Resource, check_unique
+from modelfleet.api.common import (
+    Condition,
+    DnsLabel,
+    FieldError,
+    KubeModel,
+    Resource,
+    Time,
+    check_unique,
+)
 from modelfleet.api.cron import CronError, parse_cron, zone
 
 CEL = "x-kubernetes-validations"
@@ -190,35 +197,102 @@ class ModelPoolSpec(KubeModel):
 
 
 class RecommendationSample(KubeModel):
-    at: datetime
-    replicas: int
+    """A raw (pre-stabilization) replica count recommended at one instant."""
+
+    at: Time = Field(description="When the recommendation was made.")
+    replicas: int = Field(ge=0, description="Replicas the signals asked for then.")
+
+
+class SignalStatus(KubeModel):
+    """One scaling signal's opinion on a variant."""
+
+    reason: str = Field(description="The signal: schedule, queue, reservation, hold, ...")
+    replicas: int = Field(description="Replicas the signal asks for.")
+    detail: str = Field(description="Why, in words.")
+
+
+class ObservedStatus(KubeModel):
+    """What the operator observed of a variant for this plan."""
+
+    ready_replicas: int | None = Field(default=None, description="Ready replicas.")
+    running: float | None = Field(default=None, description="Requests running (vLLM).")
+    waiting: float | None = Field(default=None, description="Requests waiting (vLLM).")
+    qps: float | None = Field(default=None, description="Requests finished per second.")
+    p99_latency_seconds: float | None = Field(
+        default=None, description="p99 end-to-end request latency."
+    )
+    error_rate: float | None = Field(default=None, description="Share of aborted requests.")
+    sampled_at: Time | None = Field(default=None, description="When the queue was sampled.")
 
 
 class VariantStatus(KubeModel):
-    name: str
-    desired_replicas: int = 0
-    ready_replicas: int | None = None
-    reason: str = ""
-    message: str = ""
-    gpus: int = 0
-    waiting: float | None = None
-    running: float | None = None
-    qps: float | None = None
-    p99_latency_seconds: float | None = None
-    error_rate: float | None = None
-    sampled_at: datetime | None = None
-    last_scale_time: datetime | None = None
-    recommendations: list[RecommendationSample] = Field(default_factory=list)
+    """The plan for one variant and what it was based on."""
+
+    name: str = Field(description="The variant.")
+    desired_replicas: int = Field(default=0, ge=0, description="Replicas planned.")
+    ready_replicas: int | None = Field(
+        default=None, description="Ready replicas of its Deployment."
+    )
+    reason: str = Field(default="", description="The rule that decided the count.")
+    message: str = Field(default="", description="The decision, explained.")
+    floor: int = Field(default=0, description="Never fewer: replicas.min and reservations.")
+    priority: int = Field(default=0, description="spec priority, used under the budget.")
+    gpus_per_replica: int = Field(default=1, description="GPUs per replica.")
+    gpus: int = Field(default=0, description="GPUs planned for the variant.")
+    active_schedules: list[str] = Field(
+        default_factory=list, description="Schedules whose window is open."
+    )
+    signals: list[SignalStatus] = Field(
+        default_factory=list, description="Every signal that had an opinion."
+    )
+    observed: ObservedStatus | None = Field(
+        default=None, description="The observations the plan used."
+    )
+    last_scale_time: Time | None = Field(
+        default=None, description="When the desired count last changed."
+    )
+    recommendations: list[RecommendationSample] = Field(
+        default_factory=list,
+        description="Recent recommendations, for the stabilization windows.",
+    )
+
+
+class GrantStatus(KubeModel):
+    """Whether the pool holds a Reservation's replicas."""
+
+    namespace: str = Field(description="The Reservation's namespace.")
+    name: str = Field(description="The Reservation.")
+    tenant: str = Field(description="The tenant it holds capacity for.")
+    variant: str = Field(description="The variant it holds capacity on.")
+    replicas: int = Field(description="Replicas it asks for.")
+    active: bool = Field(description="Whether its window is open.")
+    granted: bool = Field(description="Whether all its replicas are held.")
+    granted_replicas: int = Field(description="Replicas held for it.")
+    message: str = Field(description="Why, in words.")
 
 
 class ModelPoolStatus(KubeModel):
-    observed_generation: int | None = None
-    planned_at: datetime | None = None
-    desired_replicas: int | None = None
-    ready_replicas: int | None = None
-    gpus_planned: int | None = None
-    variants: list[VariantStatus] = Field(default_factory=list)
-    conditions: list[Condition] = Field(default_factory=list)
+    """The operator's plan for the pool, and its memory: a restarted operator reads the
+    previous plan from here, so a restart alone changes no replica count."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this plan is for."
+    )
+    planned_at: Time | None = Field(default=None, description="When the plan was made.")
+    gpu_budget: int | None = Field(default=None, description="spec.gpuBudget when planned.")
+    gpus_planned: int | None = Field(default=None, description="GPUs the plan uses.")
+    desired_replicas: int | None = Field(
+        default=None, description="Replicas planned, all variants."
+    )
+    ready_replicas: int | None = Field(default=None, description="Ready replicas, all variants.")
+    variants: list[VariantStatus] = Field(default_factory=list, description="Per variant.")
+    reservations: list[GrantStatus] = Field(
+        default_factory=list, description="The pool's Reservations and their grants."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Overcommitted, CapacityLimited, MetricsAvailable.",
+    )
 
 
 class ModelPool(Resource):

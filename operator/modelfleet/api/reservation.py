@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from modelfleet.api.common import Condition, DnsLabel, FieldError, KubeModel, Resource
+from modelfleet.api.common import Condition, DnsLabel, FieldError, KubeModel, Resource, Time
 
 CEL = "x-kubernetes-validations"
 
@@ -26,18 +26,8 @@ class Window(KubeModel):
         }
     }
 
-    start: datetime | None = Field(default=None, description="RFC 3339; unset = already open.")
-    end: datetime | None = Field(default=None, description="RFC 3339; unset = open-ended.")
-
-    @field_validator("start", "end")
-    @classmethod
-    def _has_offset(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError(
-                f"{value.isoformat()} has no UTC offset: write it in RFC 3339, "
-                "e.g. 2026-12-01T08:00:00+08:00 or 2026-12-01T00:00:00Z"
-            )
-        return value
+    start: Time | None = Field(default=None, description="RFC 3339; unset = already open.")
+    end: Time | None = Field(default=None, description="RFC 3339; unset = open-ended.")
 
     @model_validator(mode="after")
     def _end_after_start(self) -> Window:

@@ -140,20 +140,43 @@ class RoutingPolicySpec(KubeModel):
 
 
 class EffectiveBackend(KubeModel):
-    variant: str
-    weight: int
+    """A backend as the gateway weights it now."""
+
+    variant: str = Field(description="The variant.")
+    weight: int = Field(description="Its share of the route, out of 100.")
 
 
 class EffectiveRoute(KubeModel):
-    name: str
-    backends: list[EffectiveBackend] = Field(default_factory=list)
+    """A route of the gateway's table as planned now."""
+
+    name: str = Field(description="The route (a degrade companion: <route>-degraded-...).")
+    match: RouteMatch = Field(default_factory=RouteMatch, description="What it matches.")
+    backends: list[EffectiveBackend] = Field(
+        default_factory=list, description="Where it sends requests, by weight."
+    )
+    degraded_from: str | None = Field(
+        default=None, description="On a degrade companion: the route it stands in for."
+    )
+    note: str | None = Field(
+        default=None, description="Why the weights differ from the spec, if they do."
+    )
 
 
 class RoutingPolicyStatus(KubeModel):
-    observed_generation: int | None = None
-    config_hash: str | None = None
-    routes: list[EffectiveRoute] = Field(default_factory=list)
-    conditions: list[Condition] = Field(default_factory=list)
+    """The gateway's routing table and whether it serves it."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this status is for."
+    )
+    config_hash: str | None = Field(
+        default=None,
+        description="Hash of the Envoy files written (the config-hash annotation on the "
+        "gateway's ConfigMap and Secret).",
+    )
+    routes: list[EffectiveRoute] = Field(
+        default_factory=list, description="The routing table as written."
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Ready.")
 
 
 class RoutingPolicy(Resource):

@@ -21,9 +21,7 @@ import aiohttp
 import kopf
 import structlog
 
-from modelfleet.api.common import API_VERSION
-from modelfleet.api.crd import NAMES
-from modelfleet.render.workloads import FIELD_MANAGER
+from modelfleet.api.names import API_VERSION, FIELD_MANAGER, PLURALS
 
 log = structlog.get_logger(__name__)
 
@@ -68,8 +66,7 @@ _PLURALS = {
     ("v1", "Service"): "services",
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Secret"): "secrets",
-    # The CRDs' own plurals, from the same table that generates crds/.
-    **{(API_VERSION, kind): names.plural for kind, names in NAMES.items()},
+    **{(API_VERSION, kind): plural for kind, plural in PLURALS.items()},
 }
 
 

@@ -45,8 +45,11 @@ def _register_missing(commands: argparse._SubParsersAction, name: str, error: Im
         )
         return 2
 
-    parser = commands.add_parser(name, help=f"(needs the {TESTBED_EXTRA} extra)", add_help=False)
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    # Whatever follows (--help included) is taken as is: the answer is the same.
+    parser = commands.add_parser(
+        name, help=f"(needs the {TESTBED_EXTRA} extra)", add_help=False, prefix_chars="\0"
+    )
+    parser.add_argument("rest", nargs="*")
     parser.set_defaults(handler=explain)
 
 
@@ -92,7 +95,3 @@ def console_main() -> None:
     tools do (only here: tests call main() inside a process that must survive EPIPE)."""
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())
-
-
-if __name__ == "__main__":
-    console_main()

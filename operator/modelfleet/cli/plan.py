@@ -7,14 +7,13 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from modelfleet.api.load import InputError, InvalidInput, Resources, load_resources
-from modelfleet.observe.observation import Observations, load_observations
-from modelfleet.plan.routing import plan_routing, routing_table_json
-from modelfleet.plan.scaling.planner import plan_pool
-from modelfleet.plan.scaling.serialize import pool_plan_json, previous_plans_from_json
-from modelfleet.plan.scaling.types import PoolPlan, PreviousPlan
+from modelfleet.api.load import InputError, InvalidInput, load_resources
+from modelfleet.api.modelpool import ModelPoolStatus
+from modelfleet.observe.observation import load_observations
+from modelfleet.render.desired import desired
+from modelfleet.render.inputs import FleetInputs, Key
+from modelfleet.render.plan_document import plan_document, read_plan_document
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -62,46 +61,14 @@ def parse_instant(text: str) -> datetime:
     return value
 
 
-def load_previous(path: Path | None) -> dict[tuple[str, str], PreviousPlan]:
+def load_previous(path: Path | None) -> dict[Key, ModelPoolStatus]:
     if path is None:
         return {}
     try:
-        return previous_plans_from_json(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, ValueError, KeyError, TypeError) as err:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
         raise InvalidInput([InputError(str(path), "previous plan", "", str(err))]) from None
-
-
-def plan_all(
-    resources: Resources,
-    observations: Observations,
-    at: datetime,
-    previous: dict[tuple[str, str], PreviousPlan],
-) -> list[PoolPlan]:
-    return [
-        plan_pool(
-            pool,
-            resources.reservations_for(pool),
-            observations,
-            at,
-            previous.get((pool.namespace, pool.name)),
-        )
-        for pool in resources.pools
-    ]
-
-
-def routing_all(resources: Resources, observations: Observations) -> list[dict[str, Any]]:
-    tables = []
-    for policy in resources.policies:
-        pool = resources.pool(policy.namespace, policy.spec.pool)
-        assert pool is not None, "load_resources checked every reference"
-        tables.append(routing_table_json(plan_routing(policy, pool, observations)))
-    return tables
-
-
-def plan_document(
-    at: datetime, plans: list[PoolPlan], routing: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {"at": at.isoformat(), "pools": [pool_plan_json(p) for p in plans], "routing": routing}
+    return read_plan_document(data, str(path))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,9 +80,22 @@ def run(args: argparse.Namespace) -> int:
     except InvalidInput as err:
         print_errors(err)
         return 2
-    document = plan_document(
-        at, plan_all(resources, observations, at, previous), routing_all(resources, observations)
+    pools = [
+        pool.model_copy(update={"status": previous[(pool.namespace, pool.name)]})
+        if (pool.namespace, pool.name) in previous
+        else pool
+        for pool in resources.pools
+    ]
+    result = desired(
+        FleetInputs(
+            now=at,
+            pools=pools,
+            reservations=resources.reservations,
+            policies=resources.policies,
+            observations=observations,
+        )
     )
+    document = plan_document(result)
     if args.output == "json":
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")

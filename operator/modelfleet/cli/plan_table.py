@@ -50,5 +50,5 @@ def print_plan_tables(document: dict[str, Any], console: Console | None = None) 
             table.add_column(column, overflow="fold")
         for route in policy["routes"]:
             backends = ", ".join(f"{b['variant']} {b['weight']}" for b in route["backends"])
-            table.add_row(route["name"], backends, route.get("note", ""))
+            table.add_row(route["name"], backends, route.get("note") or "")
         console.print(table)

@@ -15,9 +15,11 @@ from modelfleet.apply.files import publish_gateway
 from modelfleet.apply.validate import EnvoyNotFound, InvalidEnvoyConfig
 from modelfleet.cli.plan import add_input_arguments, print_errors
 from modelfleet.observe.observation import load_observations
-from modelfleet.plan.routing import plan_routing
-from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, render_gateway
+from modelfleet.render.desired import desired
+from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG
 from modelfleet.render.envoy.xds import HostPort, is_ip
+from modelfleet.render.gateway import GatewaySettings
+from modelfleet.render.inputs import FleetInputs
 
 DEFAULT_ADMIN = ("127.0.0.1", 9901)
 
@@ -163,21 +165,43 @@ def run_envoy(args: argparse.Namespace) -> int:
     except InvalidInput as err:
         print_errors(err)
         return 2
-    if not keys:
-        warn("no --api-keys: the gateway will answer 401 to every request")
     for key_id in unused_rate_limits(policy, keys):
         warn(
             f"spec.gateway.rateLimit.perKey names key {key_id!r}, which is not among the API "
             "keys: it has no effect"
         )
-    table = plan_routing(policy, pool, observations)
-    listen = args.listen or ("0.0.0.0", policy.spec.gateway.listener_port)
-    config_dir = args.config_dir or str(args.out.resolve())
-    files = render_gateway(
-        table, pool, policy, keys, backends, listen, args.admin, config_dir, args.access_log
+    listen_host, listen_port = args.listen or ("0.0.0.0", None)
+    settings = GatewaySettings(
+        config_dir=args.config_dir or str(args.out.resolve()),
+        listen_host=listen_host,
+        listen_port=listen_port,
+        admin=args.admin,
+        access_log=args.access_log,
     )
+    policy_key = (policy.namespace, policy.name)
+    result = desired(
+        FleetInputs(
+            now=now,
+            pools=[pool],
+            reservations=resources.reservations_for(pool),
+            policies=[policy],
+            observations=observations,
+            api_keys={policy_key: keys},
+            service_addresses={(pool.namespace, pool.name): backends},
+            gateway=settings,
+        )
+    )
+    gateway = result.gateways.get(policy_key)
+    if gateway is None:
+        status = result.status_of(policy.kind, policy.namespace, policy.name)
+        problems = [c.message for c in getattr(status, "conditions", []) if c.status == "False"]
+        message = "; ".join(problems) or "the gateway was not rendered"
+        if not keys:
+            message = "no API keys: every request would be refused (401): pass --api-keys FILE"
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     try:
-        written = publish_gateway(args.out, files)
+        written = publish_gateway(args.out, gateway.files)
     except (InvalidEnvoyConfig, EnvoyNotFound) as err:
         print(f"error: the rendered gateway was not written: {err}", file=sys.stderr)
         return 1

@@ -80,9 +80,10 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     from modelfleet.cli.logs import configure_logging
+    from modelfleet.controller import handlers  # noqa: F401  (registers kopf's handlers)
     from modelfleet.controller.clock import ScaledClock
-    from modelfleet.controller.gateways import GatewaySettings
     from modelfleet.controller.runtime import build_runtime, serve_operator_metrics
+    from modelfleet.render.gateway import GatewaySettings
 
     configure_logging(args.log_level)
     if args.kubeconfig:

@@ -1,4 +1,5 @@
-"""kopf handlers: thin glue from cluster events to `PoolController`.
+"""kopf handlers: thin glue from cluster events to `PoolController` (through the `Runtime`
+in kopf's memo).
 
 One daemon per ModelPool runs the refresh loop (every `spec.metrics.refreshSeconds`) and
 wakes early when the pool's spec, one of its Reservations or RoutingPolicies changes.
@@ -11,30 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 import structlog
 
-from modelfleet.apply.kube import ApiError, KubeClient
+from modelfleet.api.names import GROUP, POLICIES, POOLS, RESERVATIONS, VERSION
+from modelfleet.apply.kube import ApiError
 
-GROUP, VERSION = "modelfleet.io", "v1alpha1"
 DEFAULT_REFRESH_SECONDS = 30
 ERROR_BACKOFF_SECONDS = 5
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class Wakeups:
-    events: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
-
-    def event(self, namespace: str, name: str) -> asyncio.Event:
-        return self.events.setdefault((namespace, name), asyncio.Event())
-
-    def wake(self, namespace: str, name: str) -> None:
-        self.event(namespace, name).set()
 
 
 def spec_changed(body: Mapping[str, Any]) -> bool:
@@ -60,7 +49,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     await memo.runtime.close()
 
 
-@kopf.daemon(GROUP, VERSION, "modelpools", cancellation_timeout=5.0)
+@kopf.daemon(GROUP, VERSION, POOLS, cancellation_timeout=5.0)
 async def refresh_pool(
     body: kopf.Body,
     namespace: str,
@@ -101,55 +90,15 @@ async def _sleep_until(wakeup: asyncio.Event, stopped: kopf.DaemonStopped, secon
                 await task
 
 
-@kopf.on.event(GROUP, VERSION, "modelpools")
+@kopf.on.event(GROUP, VERSION, POOLS)
 async def pool_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if type in ("ADDED", "MODIFIED") and spec_changed(body):
         memo.runtime.wakeups.wake(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
-@kopf.on.event(GROUP, VERSION, "reservations")
-@kopf.on.event(GROUP, VERSION, "routingpolicies")
+@kopf.on.event(GROUP, VERSION, RESERVATIONS)
+@kopf.on.event(GROUP, VERSION, POLICIES)
 async def dependent_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     pool = (body.get("spec") or {}).get("pool")
     if pool and (type == "DELETED" or spec_changed(body)):
         memo.runtime.wakeups.wake(body["metadata"]["namespace"], pool)
-
-
-class Runtime:
-    """What the handlers share: the API client, the controller, the wake-up events."""
-
-    def __init__(self, build_controller, metrics, settings_hook=None, login_hook=None):
-        self.wakeups = Wakeups()
-        self.metrics = metrics
-        self._build_controller = build_controller
-        self._settings_hook = settings_hook
-        self._login_hook = login_hook
-        self._controller = None
-        self.kube: KubeClient | None = None
-        self.connection: kopf.ConnectionInfo | None = None
-        self._login_kwargs: dict[str, Any] = {}
-
-    def login(self, **kwargs: Any) -> kopf.ConnectionInfo | None:
-        self._login_kwargs = kwargs
-        info = self._login_hook(**kwargs) if self._login_hook else None
-        if info is None:
-            info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-        self.connection = info
-        return info
-
-    def configure(self, settings: kopf.OperatorSettings) -> None:
-        if self._settings_hook:
-            self._settings_hook(settings)
-
-    def controller(self):
-        if self._controller is None:
-            assert self.connection is not None, "kopf logs in before any handler runs"
-            self.kube = KubeClient(
-                self.connection, relogin=lambda: self.login(**self._login_kwargs)
-            )
-            self._controller = self._build_controller(self.kube)
-        return self._controller
-
-    async def close(self) -> None:
-        if self.kube is not None:
-            await self.kube.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -89,7 +88,7 @@ class OperatorMetrics:
         self._reasons: dict[tuple[str, str, str], str] = {}
         self._degrade_rules: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
-    def record_plan(self, plan: PoolPlan, ready: Mapping[str, int], now: datetime) -> None:
+    def record_plan(self, plan: PoolPlan, now: datetime) -> None:
         pool = (plan.namespace, plan.name)
         for variant in plan.variants:
             key = (*pool, variant.name)
@@ -98,7 +97,8 @@ class OperatorMetrics:
                 self.desired.remove(*key, old_reason)
             self._reasons[key] = variant.reason
             self.desired.labels(*key, variant.reason).set(variant.desired_replicas)
-            self.ready.labels(*key).set(ready.get(variant.name, 0))
+            observed = variant.observation
+            self.ready.labels(*key).set((observed.ready_replicas or 0) if observed else 0)
             sampled = variant.observation.sampled_at if variant.observation else None
             if sampled is not None:
                 self.staleness.labels(*key).set((now - sampled).total_seconds())

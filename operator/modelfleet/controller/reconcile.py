@@ -1,49 +1,45 @@
-"""One reconcile cycle of a ModelPool: read, plan (pure core), apply, record.
+"""One cycle of a ModelPool: read what the cluster and Prometheus hold, call the pure core
+(`render.desired`), apply what it returns.
 
-kopf handlers call `PoolController.reconcile`; everything here is I/O around the pure
-planner, in the order DESIGN.md's pipeline gives.
+kopf handlers call `PoolController.reconcile`; everything here is I/O around `desired()`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
 
-from modelfleet.api.load import InputError, parse_resource
+from modelfleet.api.keys import read_api_keys_secret
+from modelfleet.api.load import InputError, InvalidInput
 from modelfleet.api.modelpool import ModelPool
-from modelfleet.api.reservation import Reservation
-from modelfleet.apply.kube import (
-    ApiError,
-    Conflict,
-    KubeClient,
-    object_path,
-    object_ref,
-    resource_path,
+from modelfleet.api.names import (
+    API_VERSION,
+    POLICIES,
+    POOL_LABEL,
+    RESERVATIONS,
+    VARIANT_LABEL,
+    workload_name,
 )
+from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.apply.kube import ApiError, Conflict, KubeClient, object_path, resource_path
 from modelfleet.controller.clock import ScaledClock, WallClock
+from modelfleet.controller.gateways import GatewayPublisher
 from modelfleet.controller.metrics import OperatorMetrics
 from modelfleet.observe.observation import VariantObservation, variant_key
 from modelfleet.observe.prometheus import MetricsUnavailable
-from modelfleet.plan.billing import pool_lines, requests_by_reservation, reservation_lines
-from modelfleet.plan.scaling.planner import plan_pool
 from modelfleet.plan.scaling.types import PoolPlan
-from modelfleet.render.status import (
-    errors_message,
-    invalid_spec_status,
-    pool_status,
-    previous_from_status,
-    reservation_status,
-)
-from modelfleet.render.workloads import POOL_LABEL, VARIANT_LABEL, render_deployment, render_service
+from modelfleet.render.desired import Desired, Event, desired
+from modelfleet.render.envoy.xds import HostPort
+from modelfleet.render.gateway import GatewaySettings
+from modelfleet.render.inputs import FleetInputs, Key, Rejected, parse_body
 
 log = structlog.get_logger(__name__)
 
-API = "modelfleet.io/v1alpha1"
 APPLY_ATTEMPTS = 3
 
 
@@ -64,22 +60,19 @@ class CycleResult:
     metrics_error: str | None = None
 
 
-def without_status(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in dict(body).items() if k != "status"}
-
-
-def parse_object(body: Mapping[str, Any]) -> tuple[Any, list[InputError]]:
-    return parse_resource(without_status(body))
-
-
 @dataclass
 class PoolController:
     kube: KubeClient
     metrics_for: Callable[[ModelPool], ObservationSource | None]
     post_event: EventSink
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
     clock: WallClock | ScaledClock = field(default_factory=WallClock)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
-    after_plan: list[Callable[..., Any]] = field(default_factory=list)
+    publisher: GatewayPublisher | None = None
+
+    def __post_init__(self) -> None:
+        if self.publisher is None:
+            self.publisher = GatewayPublisher(self.kube)
 
     async def reconcile(self, body: Mapping[str, Any]) -> CycleResult:
         meta = body.get("metadata", {})
@@ -97,35 +90,50 @@ class PoolController:
         now = self.clock.now()
         meta = body.get("metadata", {})
         logger = log.bind(namespace=meta.get("namespace"), name=meta.get("name"), kind="ModelPool")
-        pool, errors = parse_object(body)
-        if errors or pool is None:
-            await self._refuse(body, errors, now)
-            logger.warning("pool.invalid", errors=[str(e) for e in errors])
-            return CycleResult(None, errors)
-        reservations = await self._reservations(pool)
+        pool, rejected = parse_body(body)
+        if rejected is not None:
+            await self._write(desired(FleetInputs(now, rejected=[rejected])))
+            logger.warning("pool.invalid", errors=[str(e) for e in rejected.errors])
+            return CycleResult(None, list(rejected.errors))
+        key = (pool.namespace, pool.name)
+        reservations, policies, others_rejected = await self._dependents(pool)
         deployments = await self._deployments(pool)
         observations, metrics_error = await self._observe(pool, deployments)
-        previous = previous_from_status(body.get("status"))
-        with self.metrics.plan_seconds.labels(pool.namespace, pool.name).time():
-            plan = plan_pool(pool, reservations, observations, now, previous)
-        await self._apply(pool, body, plan, deployments, previous)
-        ready = {v: ready_replicas(d) for v, d in deployments.items()}
-        status = pool_status(
-            plan,
-            ready,
-            meta.get("generation"),
-            (body.get("status") or {}).get("conditions"),
-            metrics_error,
+        keys, key_errors = await self._api_keys(policies)
+        inputs = FleetInputs(
+            now=now,
+            pools=[pool],
+            reservations=reservations,
+            policies=policies,
+            rejected=others_rejected,
+            observations=observations,
+            metrics_errors={key: metrics_error} if metrics_error else {},
+            tenant_requests={key: await self._tenant_requests(pool, reservations, now)},
+            api_keys=keys,
+            api_key_errors=key_errors,
+            service_addresses={key: await self._service_addresses(pool)},
+            deployed_replicas={
+                variant_key(pool.namespace, pool.name, variant): int(
+                    (d.get("spec") or {}).get("replicas") or 0
+                )
+                for variant, d in deployments.items()
+            },
+            gateway=self.gateway,
         )
-        await self.kube.merge_patch(
-            object_path(object_ref(body)), {"status": status}, subresource="status"
-        )
-        await self._record_reservations(reservations, plan, now)
-        self.metrics.record_plan(plan, ready, now)
-        if previous is not None and now > previous.at:
-            await self._accrue_costs(pool, reservations, ready, previous.at, now)
-        for hook in self.after_plan:
-            await hook(pool, plan, observations)
+        with self.metrics.plan_seconds.labels(*key).time():
+            result = desired(inputs)
+        for manifest in result.workloads:
+            await self._apply_with_retry(manifest)
+        by_name = {p.name: p for p in policies}
+        for (_, name), gateway in result.gateways.items():
+            await self.publisher.publish(gateway, by_name[name], result)
+        await self._write(result)
+        plan = result.plans[key]
+        self.metrics.record_plan(plan, now)
+        for policy in policies:
+            self.metrics.record_degrade_rules(policy)
+        if key in result.costs:
+            self.metrics.record_costs(pool.namespace, pool.name, result.costs[key])
         logger.info(
             "pool.planned",
             gpus_planned=plan.gpus_planned,
@@ -135,29 +143,38 @@ class PoolController:
         )
         return CycleResult(plan, [], metrics_error)
 
-    async def _refuse(self, body: Mapping[str, Any], errors: list[InputError], now: datetime):
-        meta = body.get("metadata", {})
-        status = invalid_spec_status(
-            errors, meta.get("generation"), (body.get("status") or {}).get("conditions"), now
-        )
-        await self.kube.merge_patch(
-            object_path(object_ref(body)), {"status": status}, subresource="status"
-        )
+    async def _write(self, result: Desired) -> None:
+        """Statuses, then Events: what the core decided, recorded."""
+        for update in result.statuses.values():
+            await self.kube.merge_patch(
+                object_path(update.target.body()),
+                {"status": update.wire()},
+                subresource="status",
+            )
+        for event in result.events:
+            self._post(event)
+
+    def _post(self, event: Event) -> None:
         self.post_event(
-            body,
-            type="Warning",
-            reason="InvalidSpec",
-            message=errors_message(errors, 1000),
+            event.target.body(), type=event.type, reason=event.reason, message=event.message
         )
 
-    async def _reservations(self, pool: ModelPool) -> list[Reservation]:
-        items = await self.kube.list(resource_path(API, "reservations", pool.namespace))
-        valid = []
-        for item in items:
-            reservation, errors = parse_object(item)
-            if reservation is not None and not errors and reservation.spec.pool == pool.name:
-                valid.append(reservation)
-        return valid
+    async def _dependents(
+        self, pool: ModelPool
+    ) -> tuple[list[Any], list[RoutingPolicy], list[Rejected]]:
+        """The pool's Reservations and RoutingPolicies, parsed; the invalid ones apart."""
+        valid: dict[str, list[Any]] = {RESERVATIONS: [], POLICIES: []}
+        rejected: list[Rejected] = []
+        for plural in (RESERVATIONS, POLICIES):
+            for item in await self.kube.list(resource_path(API_VERSION, plural, pool.namespace)):
+                if (item.get("spec") or {}).get("pool") != pool.name:
+                    continue
+                model, problem = parse_body(item)
+                if problem is not None:
+                    rejected.append(problem)
+                else:
+                    valid[plural].append(model)
+        return valid[RESERVATIONS], valid[POLICIES], rejected
 
     async def _deployments(self, pool: ModelPool) -> dict[str, dict[str, Any]]:
         items = await self.kube.list(
@@ -197,39 +214,48 @@ class PoolController:
             observations[key] = replace(current, ready_replicas=ready_replicas(deployment))
         return observations, error
 
-    async def _apply(
-        self,
-        pool: ModelPool,
-        body: Mapping[str, Any],
-        plan: PoolPlan,
-        deployments: Mapping[str, dict[str, Any]],
-        previous: Any,
-    ) -> None:
-        for variant_plan in plan.variants:
-            variant = pool.spec.variant(variant_plan.name)
-            assert variant is not None
-            live = deployments.get(variant.name)
-            live_replicas = (live or {}).get("spec", {}).get("replicas")
-            before = previous.variants.get(variant.name) if previous else None
-            desired = variant_plan.desired_replicas
-            await self._apply_with_retry(render_service(pool, variant))
-            await self._apply_with_retry(render_deployment(pool, variant, desired))
-            if before is not None and before.desired_replicas != desired:
-                self.post_event(
-                    body,
-                    type="Normal",
-                    reason="Scaled",
-                    message=f"{variant.name}: {before.desired_replicas} -> {desired} "
-                    f"({variant_plan.reason}): {variant_plan.message}"[:1000],
+    async def _tenant_requests(
+        self, pool: ModelPool, reservations: Sequence[Any], now: datetime
+    ) -> dict[str, float]:
+        previous = pool.status.planned_at if pool.status else None
+        source = self.metrics_for(pool)
+        if previous is None or now <= previous or source is None or not reservations:
+            return {}
+        try:
+            # Prometheus counts in wall time, whatever the operator's clock runs at.
+            window = self.clock.wall_seconds((now - previous).total_seconds())
+            return await source.tenant_requests(window)
+        except MetricsUnavailable:
+            return {}
+
+    async def _api_keys(
+        self, policies: Sequence[RoutingPolicy]
+    ) -> tuple[dict[Key, Any], dict[Key, list[InputError]]]:
+        keys: dict[Key, Any] = {}
+        errors: dict[Key, list[InputError]] = {}
+        for policy in policies:
+            name = policy.spec.gateway.api_key_secret
+            secret = await self.kube.get(resource_path("v1", "secrets", policy.namespace, name))
+            try:
+                keys[(policy.namespace, policy.name)] = read_api_keys_secret(policy, secret)
+            except InvalidInput as err:
+                errors[(policy.namespace, policy.name)] = err.errors
+        return keys, errors
+
+    async def _service_addresses(self, pool: ModelPool) -> dict[str, HostPort]:
+        """Each variant's Service by its cluster IP: stable for the Service's life, and no
+        DNS lookups in Envoy. Until a Service has one, the renderer uses the DNS name."""
+        addresses = {}
+        for variant in pool.spec.variants:
+            service = await self.kube.get(
+                resource_path(
+                    "v1", "services", pool.namespace, workload_name(pool.name, variant.name)
                 )
-            elif live_replicas is not None and live_replicas != desired:
-                self.post_event(
-                    body,
-                    type="Warning",
-                    reason="ReplicasRestored",
-                    message=f"{variant.name}: Deployment had {live_replicas} replicas, set by "
-                    f"hand; restored the planned {desired} ({variant_plan.reason})",
-                )
+            )
+            cluster_ip = ((service or {}).get("spec") or {}).get("clusterIP")
+            if cluster_ip and cluster_ip != "None":
+                addresses[variant.name] = (cluster_ip, variant.port)
+        return addresses
 
     async def _apply_with_retry(self, manifest: dict[str, Any]) -> None:
         for attempt in range(APPLY_ATTEMPTS):
@@ -241,57 +267,6 @@ class PoolController:
                     raise
                 # Someone changed it between our read and write: read again, then re-apply.
                 await self.kube.get(object_path(manifest))
-
-    async def _accrue_costs(
-        self,
-        pool: ModelPool,
-        reservations: list[Reservation],
-        ready: Mapping[str, int],
-        since: datetime,
-        now: datetime,
-    ) -> None:
-        hours = (now - since).total_seconds() / 3600
-        lines = pool_lines(pool, {name: count * hours for name, count in ready.items()})
-        by_tenant: dict[str, float] = {}
-        source = self.metrics_for(pool)
-        if source is not None and reservations:
-            try:
-                # Prometheus counts in wall time, whatever the operator's clock runs at.
-                window = self.clock.wall_seconds((now - since).total_seconds())
-                by_tenant = await source.tenant_requests(window)
-            except MetricsUnavailable:
-                by_tenant = {}
-        requests = requests_by_reservation(reservations, by_tenant)
-        lines += reservation_lines(reservations, since, now, requests)
-        self.metrics.record_costs(pool.namespace, pool.name, lines)
-
-    async def _record_reservations(
-        self, reservations: list[Reservation], plan: PoolPlan, now: datetime
-    ) -> None:
-        by_name = {r.name: r for r in reservations}
-        condition = plan.condition("Overcommitted")
-        overcommitted = condition is not None and condition.status == "True"
-        for grant in plan.reservations:
-            reservation = by_name.get(grant.name)
-            if reservation is None:
-                continue
-            previous = (
-                reservation.status.model_dump(by_alias=True, mode="json")
-                if reservation.status
-                else {}
-            )
-            status = reservation_status(
-                grant,
-                reservation.metadata.generation,
-                overcommitted,
-                previous.get("conditions"),
-                now,
-            )
-            await self.kube.merge_patch(
-                object_path(object_ref(reservation.to_wire())),
-                {"status": status},
-                subresource="status",
-            )
 
 
 def ready_replicas(deployment: Mapping[str, Any]) -> int:

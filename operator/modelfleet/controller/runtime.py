@@ -1,9 +1,12 @@
-"""Wiring of the running operator: which Prometheus, where events go, kopf settings."""
+"""Wiring of the running operator: what the kopf handlers share (the API client, the
+controller, the wake-up events), which Prometheus, where Events go, kopf's settings."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -12,11 +15,61 @@ from prometheus_client import start_http_server
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.apply.kube import KubeClient
 from modelfleet.controller.clock import ScaledClock, WallClock
-from modelfleet.controller.gateways import GatewayPublisher, GatewaySettings
-from modelfleet.controller.handlers import Runtime
 from modelfleet.controller.metrics import OperatorMetrics
 from modelfleet.controller.reconcile import PoolController
 from modelfleet.observe.prometheus import PrometheusSource
+from modelfleet.render.gateway import GatewaySettings
+
+
+@dataclass
+class Wakeups:
+    events: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+
+    def event(self, namespace: str, name: str) -> asyncio.Event:
+        return self.events.setdefault((namespace, name), asyncio.Event())
+
+    def wake(self, namespace: str, name: str) -> None:
+        self.event(namespace, name).set()
+
+
+class Runtime:
+    """What the handlers share: the API client, the controller, the wake-up events."""
+
+    def __init__(self, build_controller, metrics, settings_hook=None, login_hook=None):
+        self.wakeups = Wakeups()
+        self.metrics = metrics
+        self._build_controller = build_controller
+        self._settings_hook = settings_hook
+        self._login_hook = login_hook
+        self._controller = None
+        self.kube: KubeClient | None = None
+        self.connection: kopf.ConnectionInfo | None = None
+        self._login_kwargs: dict[str, Any] = {}
+
+    def login(self, **kwargs: Any) -> kopf.ConnectionInfo | None:
+        self._login_kwargs = kwargs
+        info = self._login_hook(**kwargs) if self._login_hook else None
+        if info is None:
+            info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        self.connection = info
+        return info
+
+    def configure(self, settings: kopf.OperatorSettings) -> None:
+        if self._settings_hook:
+            self._settings_hook(settings)
+
+    def controller(self):
+        if self._controller is None:
+            assert self.connection is not None, "kopf logs in before any handler runs"
+            self.kube = KubeClient(
+                self.connection, relogin=lambda: self.login(**self._login_kwargs)
+            )
+            self._controller = self._build_controller(self.kube)
+        return self._controller
+
+    async def close(self) -> None:
+        if self.kube is not None:
+            await self.kube.close()
 
 
 def post_kopf_event(obj: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
@@ -53,13 +106,9 @@ def build_runtime(
             kube=kube,
             metrics_for=metrics_for,
             post_event=post_kopf_event,
+            gateway=gateway or GatewaySettings(),
             clock=clock,
             metrics=metrics,
-            after_plan=[
-                GatewayPublisher(
-                    kube, gateway or GatewaySettings(), clock=clock.now, metrics=metrics
-                )
-            ],
         )
 
     return Runtime(build_controller, metrics, settings_hook=kopf_settings, login_hook=login)

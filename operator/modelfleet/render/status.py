@@ -1,4 +1,6 @@
-"""Pure: plans and live state -> the `status` the operator writes; and back.
+"""Pure: plans -> the `status` of each custom resource (the pydantic status models, which
+are also the shape of `modelfleet plan -o json`); and a pool's status back to the
+previous plan.
 
 The pool's status is the operator's memory: a restarted operator reads the previous plan
 (desired counts, recommendation history, last scale times) from it, so a restart alone
@@ -7,11 +9,29 @@ changes no replica count.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
+from modelfleet.api.common import Condition
 from modelfleet.api.load import InputError
+from modelfleet.api.modelpool import (
+    GrantStatus,
+    ModelPoolStatus,
+    ObservedStatus,
+    RecommendationSample,
+    SignalStatus,
+    VariantStatus,
+)
+from modelfleet.api.reservation import ReservationStatus
+from modelfleet.api.routingpolicy import (
+    EffectiveBackend,
+    EffectiveRoute,
+    HeaderMatch,
+    RouteMatch,
+    RoutingPolicyStatus,
+)
+from modelfleet.observe.observation import VariantObservation
+from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.plan.scaling.types import (
     PlanCondition,
     PoolPlan,
@@ -19,43 +39,56 @@ from modelfleet.plan.scaling.types import (
     PreviousVariant,
     Recommendation,
     ReservationGrant,
+    VariantPlan,
 )
 
-
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+# Status messages are read by people and stored in etcd: long lists are cut.
+MESSAGE_LIMIT = 4000
 
 
 def merge_conditions(
-    previous: Sequence[Mapping[str, Any]] | None,
+    previous: Sequence[Condition] | None,
     current: Iterable[PlanCondition],
     now: datetime,
     generation: int | None,
-) -> list[dict[str, Any]]:
+) -> list[Condition]:
     """metav1.Conditions: lastTransitionTime moves only when a condition's status changes."""
-    before = {c.get("type"): c for c in previous or []}
+    before = {c.type: c for c in previous or []}
     merged = []
     for condition in current:
         old = before.get(condition.type)
-        changed = old is None or old.get("status") != condition.status
+        changed = old is None or old.status != condition.status
         merged.append(
-            {
-                "type": condition.type,
-                "status": condition.status,
-                "reason": condition.reason,
-                "message": condition.message,
-                "lastTransitionTime": _time(now) if changed else old.get("lastTransitionTime"),
-                "observedGeneration": generation,
-            }
+            Condition(
+                type=condition.type,
+                status=condition.status,
+                reason=condition.reason,
+                message=condition.message[:MESSAGE_LIMIT],
+                last_transition_time=now if changed else old.last_transition_time,
+                observed_generation=generation,
+            )
         )
     return merged
 
 
-def ready_condition(plan: PoolPlan, ready: Mapping[str, int]) -> PlanCondition:
+def replace_conditions(
+    previous: Sequence[Condition] | None,
+    current: Iterable[PlanCondition],
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """`current` merged in; the other previous conditions kept as they were."""
+    current = list(current)
+    replaced = {c.type for c in current}
+    kept = [c for c in previous or [] if c.type not in replaced]
+    return [*kept, *merge_conditions(previous, current, now, generation)]
+
+
+def ready_condition(plan: PoolPlan) -> PlanCondition:
     behind = [
-        f"{v.name} {ready.get(v.name, 0)}/{v.desired_replicas}"
+        f"{v.name} {_ready(v)}/{v.desired_replicas}"
         for v in plan.variants
-        if ready.get(v.name, 0) < v.desired_replicas
+        if _ready(v) < v.desired_replicas
     ]
     if behind:
         return PlanCondition(
@@ -64,108 +97,161 @@ def ready_condition(plan: PoolPlan, ready: Mapping[str, int]) -> PlanCondition:
     return PlanCondition("Ready", "True", "AllReplicasReady", "every variant has its replicas")
 
 
+def _ready(plan: VariantPlan) -> int:
+    return (plan.observation.ready_replicas or 0) if plan.observation else 0
+
+
+def observed_status(obs: VariantObservation | None) -> ObservedStatus | None:
+    if obs is None:
+        return None
+    return ObservedStatus(
+        ready_replicas=obs.ready_replicas,
+        running=obs.running,
+        waiting=obs.waiting,
+        qps=obs.qps,
+        p99_latency_seconds=obs.p99_latency_seconds,
+        error_rate=obs.error_rate,
+        sampled_at=obs.sampled_at,
+    )
+
+
+def variant_status(plan: VariantPlan) -> VariantStatus:
+    return VariantStatus(
+        name=plan.name,
+        desired_replicas=plan.desired_replicas,
+        ready_replicas=plan.observation.ready_replicas if plan.observation else None,
+        reason=plan.reason,
+        message=plan.message,
+        floor=plan.floor,
+        priority=plan.priority,
+        gpus_per_replica=plan.gpus_per_replica,
+        gpus=plan.gpus,
+        active_schedules=list(plan.active_schedules),
+        signals=[
+            SignalStatus(reason=s.reason, replicas=s.replicas, detail=s.detail)
+            for s in plan.signals
+        ],
+        observed=observed_status(plan.observation),
+        last_scale_time=plan.last_scale_time,
+        recommendations=[
+            RecommendationSample(at=r.at, replicas=r.replicas) for r in plan.recommendations
+        ],
+    )
+
+
+def grant_status(grant: ReservationGrant) -> GrantStatus:
+    return GrantStatus(
+        namespace=grant.namespace,
+        name=grant.name,
+        tenant=grant.tenant,
+        variant=grant.variant,
+        replicas=grant.replicas,
+        active=grant.active,
+        granted=grant.granted,
+        granted_replicas=grant.granted_replicas,
+        message=grant.message,
+    )
+
+
 def pool_status(
     plan: PoolPlan,
-    ready: Mapping[str, int],
     generation: int | None,
-    previous_conditions: Sequence[Mapping[str, Any]] | None,
+    previous_conditions: Sequence[Condition] | None,
     metrics_error: str | None = None,
-) -> dict[str, Any]:
-    conditions = [ready_condition(plan, ready)]
+) -> ModelPoolStatus:
+    conditions = [ready_condition(plan)]
     for condition in plan.conditions:
         if condition.type == "MetricsAvailable" and metrics_error:
             condition = PlanCondition(
                 "MetricsAvailable", "False", "PrometheusUnavailable", metrics_error
             )
         conditions.append(condition)
-    variants = []
-    for v in plan.variants:
-        obs = v.observation
-        variants.append(
-            {
-                "name": v.name,
-                "desiredReplicas": v.desired_replicas,
-                "readyReplicas": ready.get(v.name, 0),
-                "reason": v.reason,
-                "message": v.message,
-                "gpus": v.gpus,
-                "waiting": obs.waiting if obs else None,
-                "running": obs.running if obs else None,
-                "qps": obs.qps if obs else None,
-                "p99LatencySeconds": obs.p99_latency_seconds if obs else None,
-                "errorRate": obs.error_rate if obs else None,
-                "sampledAt": _time(obs.sampled_at) if obs else None,
-                "lastScaleTime": _time(v.last_scale_time),
-                "recommendations": [
-                    {"at": _time(r.at), "replicas": r.replicas} for r in v.recommendations
-                ],
-            }
-        )
-    return {
-        "observedGeneration": generation,
-        "plannedAt": _time(plan.at),
-        "desiredReplicas": plan.desired_replicas,
-        "readyReplicas": sum(ready.get(v.name, 0) for v in plan.variants),
-        "gpusPlanned": plan.gpus_planned,
-        "variants": variants,
-        "conditions": merge_conditions(previous_conditions, conditions, plan.at, generation),
-    }
+    return ModelPoolStatus(
+        observed_generation=generation,
+        planned_at=plan.at,
+        gpu_budget=plan.gpu_budget,
+        gpus_planned=plan.gpus_planned,
+        desired_replicas=plan.desired_replicas,
+        ready_replicas=sum(_ready(v) for v in plan.variants),
+        variants=[variant_status(v) for v in plan.variants],
+        reservations=[grant_status(g) for g in plan.reservations],
+        conditions=merge_conditions(previous_conditions, conditions, plan.at, generation),
+    )
 
 
-def errors_message(errors: Sequence[InputError], limit: int = 4000) -> str:
+def errors_message(errors: Sequence[InputError], limit: int = MESSAGE_LIMIT) -> str:
     return "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors)[:limit]
 
 
-def invalid_spec_status(
-    errors: Sequence[InputError],
-    generation: int | None,
-    previous_conditions: Sequence[Mapping[str, Any]] | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """Only conditions change: the last good plan stays in status and in the cluster."""
-    invalid = PlanCondition("Ready", "False", "InvalidSpec", errors_message(errors))
-    others = [c for c in previous_conditions or [] if c.get("type") != "Ready"]
-    return {
-        "conditions": [*others, *merge_conditions(previous_conditions, [invalid], now, generation)]
-    }
-
-
-def previous_from_status(status: Mapping[str, Any] | None) -> PreviousPlan | None:
-    if not status or not status.get("plannedAt"):
+def previous_from_status(status: ModelPoolStatus | None) -> PreviousPlan | None:
+    """The plan a status records, as the planner reads it back."""
+    if status is None or status.planned_at is None:
         return None
-    at = datetime.fromisoformat(status["plannedAt"])
-    variants = {}
-    for entry in status.get("variants") or []:
-        history = tuple(
-            Recommendation(datetime.fromisoformat(r["at"]), int(r["replicas"]))
-            for r in entry.get("recommendations") or []
+    variants = {
+        entry.name: PreviousVariant(
+            desired_replicas=entry.desired_replicas,
+            recommendations=tuple(Recommendation(r.at, r.replicas) for r in entry.recommendations)
+            or (Recommendation(status.planned_at, entry.desired_replicas),),
+            last_scale_time=entry.last_scale_time,
         )
-        last = entry.get("lastScaleTime")
-        variants[entry["name"]] = PreviousVariant(
-            desired_replicas=int(entry.get("desiredReplicas", 0)),
-            recommendations=history,
-            last_scale_time=datetime.fromisoformat(last) if last else None,
-        )
-    return PreviousPlan(at, variants)
+        for entry in status.variants
+    }
+    return PreviousPlan(status.planned_at, variants)
 
 
 def reservation_status(
     grant: ReservationGrant,
     generation: int | None,
     overcommitted: bool,
-    previous_conditions: Sequence[Mapping[str, Any]] | None,
+    previous_conditions: Sequence[Condition] | None,
     now: datetime,
-) -> dict[str, Any]:
+    expired: bool = False,
+) -> ReservationStatus:
     message = grant.message
     if grant.granted and overcommitted:
         message += "; the pool's floors exceed its gpuBudget (Overcommitted)"
-    reason = "Granted" if grant.granted else ("NotActive" if not grant.active else "NotGranted")
+    if grant.granted:
+        reason = "Granted"
+    elif not grant.active:
+        reason = "Expired" if expired else "NotActive"
+    else:
+        reason = "NotGranted"
     condition = PlanCondition("Granted", "True" if grant.granted else "False", reason, message)
-    return {
-        "observedGeneration": generation,
-        "granted": grant.granted,
-        "active": grant.active,
-        "grantedReplicas": grant.granted_replicas,
-        "message": message,
-        "conditions": merge_conditions(previous_conditions, [condition], now, generation),
-    }
+    return ReservationStatus(
+        observed_generation=generation,
+        granted=grant.granted,
+        active=grant.active,
+        granted_replicas=grant.granted_replicas,
+        message=message,
+        conditions=merge_conditions(previous_conditions, [condition], now, generation),
+    )
+
+
+def effective_route(route: TableRoute) -> EffectiveRoute:
+    return EffectiveRoute(
+        name=route.name,
+        match=RouteMatch(
+            task_type=list(route.match.task_types),
+            model=list(route.match.models),
+            headers=[HeaderMatch(name=n, value=v) for n, v in route.match.headers],
+        ),
+        backends=[EffectiveBackend(variant=b.variant, weight=b.weight) for b in route.backends],
+        degraded_from=route.degraded_from,
+        note=route.note or None,
+    )
+
+
+def policy_status(
+    table: RoutingTable,
+    config_hash: str | None,
+    ready: PlanCondition,
+    generation: int | None,
+    previous_conditions: Sequence[Condition] | None,
+    now: datetime,
+) -> RoutingPolicyStatus:
+    return RoutingPolicyStatus(
+        observed_generation=generation,
+        config_hash=config_hash,
+        routes=[effective_route(r) for r in table.routes],
+        conditions=replace_conditions(previous_conditions, [ready], now, generation),
+    )

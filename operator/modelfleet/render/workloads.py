@@ -7,20 +7,18 @@ import math
 from typing import Any
 
 from modelfleet.api.modelpool import ModelPool, Variant
+from modelfleet.api.names import (
+    MANAGED_BY,
+    POOL_LABEL,
+    STARTUP_ANNOTATION,
+    VARIANT_LABEL,
+    owner_reference,
+    workload_name,
+)
 
-FIELD_MANAGER = "modelfleet"
-POOL_LABEL = "modelfleet.io/pool"
-VARIANT_LABEL = "modelfleet.io/variant"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "modelfleet"}
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 PROBE_PERIOD_SECONDS = 10
-# Informational in a cluster; the local cluster's node agent delays readiness by it.
-STARTUP_ANNOTATION = "modelfleet.io/startup-seconds"
-
-
-def workload_name(pool: str, variant: str) -> str:
-    return f"{pool}-{variant}"
 
 
 def selector_labels(pool: ModelPool, variant: Variant) -> dict[str, str]:
@@ -34,17 +32,6 @@ def _labels(pool: ModelPool, variant: Variant) -> dict[str, str]:
         "app.kubernetes.io/component": "model-server",
         **MANAGED_BY,
         **selector_labels(pool, variant),
-    }
-
-
-def owner_reference(pool: ModelPool) -> dict[str, Any]:
-    return {
-        "apiVersion": pool.api_version,
-        "kind": pool.kind,
-        "name": pool.name,
-        "uid": pool.metadata.uid or "",
-        "controller": True,
-        "blockOwnerDeletion": True,
     }
 
 
@@ -67,7 +54,7 @@ def vllm_args(pool: ModelPool, variant: Variant) -> list[str]:
     ]
 
 
-def _probe(variant: Variant, **extra: int) -> dict[str, Any]:
+def _probe(**extra: int) -> dict[str, Any]:
     return {"httpGet": {"path": "/health", "port": "http"}, **extra}
 
 
@@ -120,12 +107,11 @@ def render_deployment(pool: ModelPool, variant: Variant, replicas: int) -> dict[
                                 "limits": {GPU_RESOURCE: gpus},
                                 "requests": {GPU_RESOURCE: gpus},
                             },
-                            "readinessProbe": _probe(variant, periodSeconds=5, failureThreshold=3),
+                            "readinessProbe": _probe(periodSeconds=5, failureThreshold=3),
                             "livenessProbe": _probe(
-                                variant, periodSeconds=PROBE_PERIOD_SECONDS, failureThreshold=6
+                                periodSeconds=PROBE_PERIOD_SECONDS, failureThreshold=6
                             ),
                             "startupProbe": _probe(
-                                variant,
                                 periodSeconds=PROBE_PERIOD_SECONDS,
                                 failureThreshold=startup_failures,
                             ),
@@ -157,7 +143,3 @@ def render_service(pool: ModelPool, variant: Variant) -> dict[str, Any]:
             "ports": [{"name": "http", "port": variant.port, "targetPort": "http"}],
         },
     }
-
-
-def service_host(pool: ModelPool, variant: Variant) -> str:
-    return f"{workload_name(pool.name, variant.name)}.{pool.namespace}.svc.cluster.local"

@@ -10,33 +10,17 @@ clusters from one render and routes from another.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import structlog
 
+from modelfleet.api.names import routes_secret_name
 from modelfleet.apply.files import publish_gateway
 from modelfleet.apply.kube import ApiError, KubeClient, resource_path
-from modelfleet.controller.gateways import HASH_ANNOTATION, routes_secret_name
+from modelfleet.render.gateway import files_from_objects
 
 log = structlog.get_logger(__name__)
-
-
-def files_from(config_map: Mapping[str, Any], secret: Mapping[str, Any]) -> dict[str, str] | None:
-    """Pure: the gateway's files, or None while the two objects come from different renders."""
-    hashes = {
-        (obj.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION)
-        for obj in (config_map, secret)
-    }
-    if len(hashes) != 1 or None in hashes:
-        return None
-    files = dict(config_map.get("data") or {})
-    for name, encoded in (secret.get("data") or {}).items():
-        files[name] = base64.b64decode(encoded).decode()
-    return files
 
 
 class GatewaySync:
@@ -56,12 +40,12 @@ class GatewaySync:
         secret = await self.kube.get(resource_path("v1", "secrets", self.namespace, self.secret))
         if config_map is None or secret is None:
             return False
-        files = files_from(config_map, secret)
-        if files is None:
+        read = files_from_objects(config_map, secret)
+        if read is None:
             return False
+        files, digest = read
         # The operator validated these with Envoy before writing them.
         written = await asyncio.to_thread(publish_gateway, self.out_dir, files, None)
-        digest = config_map["metadata"]["annotations"][HASH_ANNOTATION]
         if written:
             log.info(
                 "gateway.files_published",

@@ -110,7 +110,7 @@ class SimReplica:
         self.version = 0  # bumped to void a scheduled wake-up
 
 
-class VariantFleet:
+class VariantReplicas:
     def __init__(self, index: int, variant: Variant, config: EngineConfig):
         self.index = index
         self.variant = variant

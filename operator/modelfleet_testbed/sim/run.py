@@ -18,9 +18,9 @@ from modelfleet_testbed.sim import arrivals as make_arrivals
 from modelfleet_testbed.sim.arrivals import Arrivals
 from modelfleet_testbed.sim.baselines import POLICY, baseline_pool
 from modelfleet_testbed.sim.diurnal import PROFILES, Envelope, envelope, parse_profile
-from modelfleet_testbed.sim.fleet import replay
 from modelfleet_testbed.sim.gpu import GpuProfile, get_profile, profile_for_model
 from modelfleet_testbed.sim.outcome import BALANCES, ReplayResult, ReplaySettings
+from modelfleet_testbed.sim.replay import replay
 from modelfleet_testbed.sim.replica_set import EngineConfig, engine_config
 from modelfleet_testbed.sim.report import build_report
 from modelfleet_testbed.sim.traces import Trace, read_trace

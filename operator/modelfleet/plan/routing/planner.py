@@ -35,7 +35,7 @@ _NOT_LABEL_CHARS = re.compile(r"[^a-z0-9-]+")
 
 
 @dataclass(frozen=True)
-class _Fleet:
+class _PoolView:
     """The pool as the planner sees it: variants plus what is observed about them."""
 
     pool: ModelPool
@@ -65,7 +65,7 @@ def plan_routing(
     errors = check_references(Resources(pools=[pool], policies=[policy]))
     if errors:
         raise InvalidInput(errors)
-    fleet = _Fleet(pool, observations)
+    fleet = _PoolView(pool, observations)
     tripped = [rule for rule in policy.spec.degrade if _is_tripped(rule, fleet)]
     taken = {route.name for route in policy.spec.routes}
     routes: list[TableRoute] = []
@@ -79,7 +79,7 @@ def plan_routing(
     )
 
 
-def _plan_route(route: Route, fleet: _Fleet) -> TableRoute:
+def _plan_route(route: Route, fleet: _PoolView) -> TableRoute:
     notes: list[str] = []
     configured = [b for b in route.backends if b.weight > 0]
     ready = [b for b in configured if fleet.is_ready(b.variant)]
@@ -118,7 +118,7 @@ def _plan_route(route: Route, fleet: _Fleet) -> TableRoute:
 
 
 def _within_cost(
-    backends: Sequence[Backend], max_cost: float, fleet: _Fleet
+    backends: Sequence[Backend], max_cost: float, fleet: _PoolView
 ) -> tuple[list[Backend], list[str]]:
     estimates = [(b, fleet.cost(b.variant)) for b in backends]
     kept = [b for b, cost in estimates if cost is None or cost.per_request <= max_cost]
@@ -147,7 +147,7 @@ def _within_cost(
     return kept, notes
 
 
-def _is_tripped(rule: DegradeRule, fleet: _Fleet) -> bool:
+def _is_tripped(rule: DegradeRule, fleet: _PoolView) -> bool:
     observation = fleet.observation(rule.variant)
     return (
         observation is not None
@@ -157,7 +157,7 @@ def _is_tripped(rule: DegradeRule, fleet: _Fleet) -> bool:
 
 
 def _degrade_companions(
-    planned: TableRoute, tripped: Sequence[DegradeRule], fleet: _Fleet, taken: set[str]
+    planned: TableRoute, tripped: Sequence[DegradeRule], fleet: _PoolView, taken: set[str]
 ) -> tuple[list[TableRoute], TableRoute]:
     """Companion routes for `planned` (in rule order) and `planned`, its note amended."""
     sends_to = {b.variant for b in planned.backends}
@@ -195,7 +195,7 @@ def _degrade_companions(
     return companions, replace(planned, note="; ".join(route_notes))
 
 
-def _companion_note(rules: Sequence[DegradeRule], fleet: _Fleet) -> str:
+def _companion_note(rules: Sequence[DegradeRule], fleet: _PoolView) -> str:
     rule = rules[0]
     observation = fleet.observation(rule.variant)
     assert observation is not None and observation.waiting is not None, "rule is tripped"

@@ -226,7 +226,6 @@ def _grant(reservation: Reservation, active: bool, granted: int, message: str) -
 def grant_reservations(
     pool: ModelPool,
     reservations: Sequence[Reservation],
-    plans: Sequence[VariantPlan],
     now: datetime,
 ) -> tuple[ReservationGrant, ...]:
     """Reservations are granted in name order while they fit under the variant's max."""
@@ -289,5 +288,5 @@ def plan_pool(
         gpu_budget=pool.spec.gpu_budget,
         variants=tuple(plans),
         conditions=tuple(_conditions(pool, plans, overcommitted)),
-        reservations=grant_reservations(pool, own, plans, now),
+        reservations=grant_reservations(pool, own, now),
     )

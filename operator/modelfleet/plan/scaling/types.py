@@ -8,8 +8,6 @@ from datetime import datetime
 
 from modelfleet.observe.observation import VariantObservation
 
-REASONS = ("schedule", "queue", "reservation", "min", "max", "budget", "hold", "stabilizing")
-
 
 @dataclass(frozen=True)
 class Recommendation:
@@ -36,7 +34,7 @@ class PreviousPlan:
 class SignalResult:
     """One scaler's vote for a variant: like a KEDA scaler's metric, with its reason."""
 
-    reason: str  # one of REASONS
+    reason: str  # the signal's name: reservation, schedule, queue, hold
     replicas: int
     detail: str
 

@@ -40,8 +40,15 @@ def file_config_source(path: str, directory: str) -> dict[str, Any]:
     }
 
 
+def short_digest(*parts: str) -> str:
+    """The one content hash of the gateway path: 16 hex digits of a sha256 over `parts`."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def discovery_response(resources: Sequence[dict[str, Any]], canonical: str) -> dict[str, Any]:
     """A file-based xDS document; version_info is a digest of the content, so the version
     Envoy reports in /config_dump tells which render it runs."""
-    version = hashlib.sha256(canonical.encode()).hexdigest()[:16]
-    return {"version_info": version, "resources": list(resources)}
+    return {"version_info": short_digest(canonical), "resources": list(resources)}

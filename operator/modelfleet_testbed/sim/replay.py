@@ -1,12 +1,12 @@
-"""The discrete-event replay of one pool in virtual time, through the operator's own
-planner (`scaling.plan_pool`) and router (`routing.plan_routing`).
+"""The discrete-event replay of one pool in virtual time, through the operator's own cycle
+(`modelfleet.render.desired`: the planner, the router and the status they write).
 
 What is modelled, and how (every report repeats it):
 - The planner runs every `spec.metrics.refreshSeconds` from the replay's start. Its queue
   metrics (running and waiting per variant, and the finished-request rate over the last
   minute) are what the replicas exported `scrape_lag` seconds earlier; ready replicas are
-  current, as the operator reads them from the Deployments. The previous cycle's plan is
-  its `previous`, as the operator's status is.
+  current, as the operator reads them from the Deployments. The previous cycle's plan comes
+  back from the pool's status, serialized and read again, as the operator's does.
 - At the start the fleet is warm: the planner's first plan (no metrics) is ready at once.
 - A scale-up's replicas take GPUs at once and become ready `startupSeconds` later. A
   scale-down takes first the replicas still starting, then the most recently ready; those
@@ -37,15 +37,15 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from modelfleet.api.modelpool import ModelPool
+from modelfleet.api.common import rfc3339
+from modelfleet.api.modelpool import ModelPool, ModelPoolStatus
 from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.observe.observation import VariantObservation, variant_key
-from modelfleet.plan.routing import plan_routing, routing_table_json
-from modelfleet.plan.routing.table import RoutingTable
-from modelfleet.plan.scaling.planner import plan_pool
-from modelfleet.plan.scaling.serialize import pool_plan_json
-from modelfleet.plan.scaling.types import PoolPlan, PreviousPlan, PreviousVariant
+from modelfleet.plan.scaling.types import PoolPlan
+from modelfleet.render.desired import Desired, desired
+from modelfleet.render.inputs import FleetInputs
+from modelfleet.render.plan_document import plan_document
 from modelfleet_testbed.sim.batching import FinishedRequest
 from modelfleet_testbed.sim.dispatch import Dispatch, dispatch_table
 from modelfleet_testbed.sim.outcome import (
@@ -67,23 +67,12 @@ from modelfleet_testbed.sim.replica_set import (
     READY,
     EngineConfig,
     SimReplica,
-    VariantFleet,
+    VariantReplicas,
 )
 from modelfleet_testbed.sim.workload import Workload
 
 # Heap events at one instant run in this order, and before arrivals at that instant.
 _READY, _WAKE, _SCRAPE, _CYCLE = range(4)
-
-
-def previous_of(plan: PoolPlan) -> PreviousPlan:
-    """What the operator reads back from the status it wrote for `plan`."""
-    return PreviousPlan(
-        plan.at,
-        {
-            v.name: PreviousVariant(v.desired_replicas, v.recommendations, v.last_scale_time)
-            for v in plan.variants
-        },
-    )
 
 
 def _metrics_json(observations: Mapping[str, VariantObservation]) -> dict[str, Any]:
@@ -94,7 +83,7 @@ def _metrics_json(observations: Mapping[str, VariantObservation]) -> dict[str, A
             "running": obs.running,
             "waiting": obs.waiting,
             "qps": obs.qps,
-            "sampledAt": obs.sampled_at.isoformat() if obs.sampled_at else None,
+            "sampledAt": rfc3339(obs.sampled_at) if obs.sampled_at else None,
         }
         variants[key] = {k: v for k, v in entry.items() if v is not None}
     return {"variants": variants}
@@ -120,7 +109,7 @@ class Replay:
         self.settings = settings
         self.progress = progress
         self.fleets = [
-            VariantFleet(i, v, configs[v.name]) for i, v in enumerate(pool.spec.variants)
+            VariantReplicas(i, v, configs[v.name]) for i, v in enumerate(pool.spec.variants)
         ]
         self.variant_index = {f.variant.name: f.index for f in self.fleets}
         self.route_index = {r.name: i for i, r in enumerate(policy.spec.routes)}
@@ -147,7 +136,7 @@ class Replay:
         self._heap: list[tuple[float, int, int, Any]] = []
         self._order = 0
         self._next_ident = 0
-        self._previous: PreviousPlan | None = None
+        self._planned = False
         self._samples: dict[int, list[tuple[float, float, float, float]]] = {}
         self._dispatch: list[Dispatch | None] = []
 
@@ -186,7 +175,7 @@ class Replay:
 
     # -- requests ------------------------------------------------------------------
 
-    def _route(self, i: int) -> VariantFleet | None:
+    def _route(self, i: int) -> VariantReplicas | None:
         """The variant the gateway sends request i to; None when it is dropped already."""
         result = self.result
         choice = self._dispatch[self.workload.class_of[i]]
@@ -218,7 +207,7 @@ class Replay:
         replica = ready[int(self._rng.random() * len(ready))] if len(ready) > 1 else ready[0]
         self._submit(fleet, replica, i, t)
 
-    def _submit(self, fleet: VariantFleet, replica: SimReplica, i: int, t: float) -> None:
+    def _submit(self, fleet: VariantReplicas, replica: SimReplica, i: int, t: float) -> None:
         engine = replica.engine
         events = engine.advance_to(t)
         if events:
@@ -230,7 +219,7 @@ class Replay:
             self.result.replica_of[i] = replica.ident
 
     def _collect(
-        self, fleet: VariantFleet, replica: SimReplica, events: list, counted: bool
+        self, fleet: VariantReplicas, replica: SimReplica, events: list, counted: bool
     ) -> float:
         """Record finished requests; returns the latest finish time seen (or -inf)."""
         result, times = self.result, self.times
@@ -261,14 +250,14 @@ class Replay:
         fleet.queue.append(i)
         self._dispatch_queue(fleet, t)
 
-    def _free_replica(self, fleet: VariantFleet) -> SimReplica | None:
+    def _free_replica(self, fleet: VariantReplicas) -> SimReplica | None:
         """The ready replica holding the fewest requests, if it has a free batch slot."""
         if not fleet.routable:
             return None
         best = min(fleet.routable, key=lambda r: len(r.inflight))
         return best if len(best.inflight) < fleet.config.max_num_seqs else None
 
-    def _dispatch_queue(self, fleet: VariantFleet, t: float) -> None:
+    def _dispatch_queue(self, fleet: VariantReplicas, t: float) -> None:
         while fleet.queue:
             replica = self._free_replica(fleet)
             if replica is None:
@@ -291,7 +280,7 @@ class Replay:
         self._dispatch_queue(fleet, at)
         self._schedule_wake(replica)
 
-    def _fleet_of(self, replica: SimReplica) -> VariantFleet:
+    def _fleet_of(self, replica: SimReplica) -> VariantReplicas:
         return self.fleets[replica.fleet]
 
     # -- replicas ------------------------------------------------------------------
@@ -306,7 +295,7 @@ class Replay:
         if fleet.queue:
             self._dispatch_queue(fleet, at)
 
-    def _scale(self, fleet: VariantFleet, desired: int, t: float, warm: bool) -> None:
+    def _scale(self, fleet: VariantReplicas, desired: int, t: float, warm: bool) -> None:
         current = fleet.current
         if desired > current:
             startup = 0.0 if warm else float(fleet.variant.startup_seconds)
@@ -327,7 +316,7 @@ class Replay:
             else:
                 self._drain(fleet, replica, t)
 
-    def _drain(self, fleet: VariantFleet, replica: SimReplica, t: float) -> None:
+    def _drain(self, fleet: VariantReplicas, replica: SimReplica, t: float) -> None:
         """Out of the Service now; serve what it holds until the grace period ends."""
         fleet.routable.remove(replica)
         fleet.busy.pop(replica.ident, None)
@@ -409,13 +398,23 @@ class Replay:
             self._schedule_scrape(cycle + self.scrape_ahead)
         now = settings.start + timedelta(seconds=t)
         observations = self._observations(cycle)
-        plan = plan_pool(self.pool, self.reservations, observations, now, self._previous)
-        before = self._previous
-        self._previous = previous_of(plan)
+        result = desired(
+            FleetInputs(
+                now=now,
+                pools=[self.pool],
+                reservations=self.reservations,
+                policies=[self.policy],
+                observations=observations,
+            )
+        )
+        plan = result.plans[(self.pool.namespace, self.pool.name)]
+        planned_before = self._planned
+        self._planned = True
+        self._remember(result)
         for variant_plan, fleet in zip(plan.variants, self.fleets, strict=True):
             was = fleet.current
             self._scale(fleet, variant_plan.desired_replicas, t, warm=cycle == 0)
-            if before is not None and was != variant_plan.desired_replicas:
+            if planned_before and was != variant_plan.desired_replicas:
                 up = variant_plan.desired_replicas > was
                 self.result.scale_events.append(
                     ScaleEvent(
@@ -428,11 +427,11 @@ class Replay:
                         t + fleet.variant.startup_seconds if up else None,
                     )
                 )
-        table = plan_routing(self.policy, self.pool, observations)
+        table = result.tables[(self.policy.namespace, self.policy.name)]
         self._dispatch = dispatch_table(
             table, self.workload.classes, self.variant_index, self.route_index
         )
-        self._record(cycle, t, plan, observations, table)
+        self._record(cycle, t, result, plan, observations)
         if self.progress is not None:
             self.progress(t)
         following = (cycle + 1) * self.refresh
@@ -444,7 +443,17 @@ class Replay:
         if at >= 0 and cycle * self.refresh < self.settings.duration:
             self._push(at, _SCRAPE, cycle)
 
-    def _record(self, cycle, t, plan: PoolPlan, observations, table: RoutingTable) -> None:
+    def _remember(self, result: Desired) -> None:
+        """The pool's status goes out as JSON and comes back parsed, as the operator's
+        status does through the API server: the next cycle plans from what was read back."""
+        status = result.status_of(self.pool.kind, self.pool.namespace, self.pool.name)
+        assert status is not None
+        wire = status.model_dump_json(by_alias=True)
+        self.pool = self.pool.model_copy(
+            update={"status": ModelPoolStatus.model_validate_json(wire)}
+        )
+
+    def _record(self, cycle, t, result: Desired, plan: PoolPlan, observations) -> None:
         key = variant_key
         ns, name = self.pool.namespace, self.pool.name
         obs = [observations.get(key(ns, name, f.variant.name)) for f in self.fleets]
@@ -463,13 +472,9 @@ class Replay:
             self.result.plans.append(
                 {
                     "cycle": cycle,
-                    "at": plan.at.isoformat(),
+                    "at": rfc3339(plan.at),
                     "metrics": _metrics_json(observations),
-                    "plan": {
-                        "at": plan.at.isoformat(),
-                        "pools": [pool_plan_json(plan)],
-                        "routing": [routing_table_json(table)],
-                    },
+                    "plan": plan_document(result),
                 }
             )
 

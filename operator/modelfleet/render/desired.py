@@ -1,0 +1,363 @@
+"""The operator's whole cycle as one pure function: `desired(inputs) -> Desired`.
+
+Everything the operator knows goes in (the custom resources with their status, which holds
+the previous plans; observations; API keys; Service addresses; `now`); everything it
+writes comes out: each variant's Deployment and Service, each gateway's files with the
+ConfigMap and Secret that carry them, the status of every input resource, and the Events.
+The controller, `modelfleet plan`, `modelfleet render`, the benchmarks and the simulator
+all call this function; nothing else assembles a cycle.
+
+    observe -> plan (scaling, routing, billing) -> render (this) -> apply
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from modelfleet.api import STATUS_MODELS
+from modelfleet.api.common import Condition
+from modelfleet.api.load import InputError, Resources, check_references
+from modelfleet.api.modelpool import ModelPool
+from modelfleet.api.names import routes_secret_name
+from modelfleet.api.reservation import Reservation
+from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.observe.observation import variant_key
+from modelfleet.plan.billing import (
+    CostLine,
+    pool_lines,
+    requests_by_reservation,
+    reservation_lines,
+)
+from modelfleet.plan.routing.planner import plan_routing
+from modelfleet.plan.routing.table import RoutingTable
+from modelfleet.plan.scaling.planner import plan_pool
+from modelfleet.plan.scaling.types import PlanCondition, PoolPlan, PreviousPlan
+from modelfleet.render.gateway import GatewayConfig, gateway_config
+from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
+from modelfleet.render.status import (
+    errors_message,
+    policy_status,
+    pool_status,
+    previous_from_status,
+    replace_conditions,
+    reservation_status,
+)
+from modelfleet.render.workloads import render_deployment, render_service
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """The status one resource should have. `partial`: only the fields set are written
+    (a rejected resource keeps its last good plan and gets its conditions)."""
+
+    target: ObjectRef
+    status: BaseModel
+    partial: bool = False
+
+    def wire(self) -> dict[str, Any]:
+        return self.status.model_dump(by_alias=True, mode="json", exclude_unset=self.partial)
+
+
+@dataclass(frozen=True)
+class Event:
+    target: ObjectRef
+    type: str  # "Normal" | "Warning"
+    reason: str
+    message: str
+
+
+@dataclass
+class Desired:
+    now: datetime
+    plans: dict[Key, PoolPlan] = field(default_factory=dict)
+    tables: dict[Key, RoutingTable] = field(default_factory=dict)  # by policy
+    workloads: list[dict[str, Any]] = field(default_factory=list)  # Services, Deployments
+    gateways: dict[Key, GatewayConfig] = field(default_factory=dict)  # to publish, by policy
+    statuses: dict[tuple[str, str, str], StatusUpdate] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    costs: dict[Key, list[CostLine]] = field(default_factory=dict)  # since the previous plan
+
+    def status_of(self, kind: str, namespace: str, name: str) -> BaseModel | None:
+        update = self.statuses.get((kind, namespace, name))
+        return update.status if update else None
+
+    def set_status(self, target: ObjectRef, status: BaseModel, partial: bool = False) -> None:
+        self.statuses[(target.kind, target.namespace, target.name)] = StatusUpdate(
+            target, status, partial
+        )
+
+
+EVENT_MESSAGE_LIMIT = 1000
+# Not granted, and nothing is wrong: the Reservation's window is not open (yet, or any more).
+QUIET_REASONS = frozenset({"NotActive", "Expired"})
+
+
+def desired(inputs: FleetInputs) -> Desired:
+    """Everything the operator should write, given everything it knows."""
+    if inputs.now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    out = Desired(inputs.now)
+    pools = {(p.namespace, p.name): p for p in inputs.pools}
+    rejected_pools = {r.ref.key for r in inputs.rejected if r.ref.kind == "ModelPool"}
+    for rejected in inputs.rejected:
+        _reject(out, rejected)
+    for key, pool in pools.items():
+        reservations = [r for r in inputs.reservations if (r.namespace, r.spec.pool) == key]
+        _pool(out, inputs, pool, reservations)
+    for reservation in inputs.reservations:
+        key = (reservation.namespace, reservation.spec.pool)
+        if key not in pools and key not in rejected_pools:
+            _pool_not_found(out, inputs.now, reservation, "Granted")
+    for policy in inputs.policies:
+        key = (policy.namespace, policy.spec.pool)
+        if key in pools:
+            _policy(out, inputs, policy, pools[key])
+        elif key not in rejected_pools:
+            _pool_not_found(out, inputs.now, policy, "Ready")
+    return out
+
+
+# -- pools -------------------------------------------------------------------------------
+
+
+def _pool(
+    out: Desired, inputs: FleetInputs, pool: ModelPool, reservations: Sequence[Reservation]
+) -> None:
+    key = (pool.namespace, pool.name)
+    now = inputs.now
+    previous = previous_from_status(pool.status)
+    plan = plan_pool(pool, reservations, inputs.observations, now, previous)
+    out.plans[key] = plan
+    ref = ObjectRef.of(pool)
+    for variant_plan in plan.variants:
+        variant = pool.spec.variant(variant_plan.name)
+        assert variant is not None
+        out.workloads.append(render_service(pool, variant))
+        out.workloads.append(render_deployment(pool, variant, variant_plan.desired_replicas))
+        out.events.extend(_scale_events(ref, inputs, pool, variant_plan, previous))
+    status = pool_status(
+        plan,
+        pool.metadata.generation,
+        pool.status.conditions if pool.status else None,
+        inputs.metrics_errors.get(key),
+    )
+    out.set_status(ref, status)
+    overcommitted = plan.condition("Overcommitted")
+    is_overcommitted = overcommitted is not None and overcommitted.status == "True"
+    by_name = {r.name: r for r in reservations}
+    for grant in plan.reservations:
+        reservation = by_name[grant.name]
+        before = reservation.status.conditions if reservation.status else None
+        reservation_ref = ObjectRef.of(reservation)
+        window = reservation.spec.window
+        expired = window is not None and window.end is not None and now >= window.end
+        granted = reservation_status(
+            grant, reservation.metadata.generation, is_overcommitted, before, now, expired
+        )
+        out.set_status(reservation_ref, granted)
+        out.events.extend(_condition_events(reservation_ref, before, granted.conditions))
+    if previous is not None and now > previous.at:
+        out.costs[key] = _costs(inputs, pool, reservations, plan, previous)
+
+
+def _scale_events(
+    ref: ObjectRef,
+    inputs: FleetInputs,
+    pool: ModelPool,
+    plan: Any,
+    previous: PreviousPlan | None,
+) -> Iterable[Event]:
+    deployed = inputs.deployed_replicas.get(variant_key(pool.namespace, pool.name, plan.name))
+    before = previous.variants.get(plan.name) if previous else None
+    desired_count = plan.desired_replicas
+    planned_before = before.desired_replicas if before is not None else deployed or 0
+    if planned_before != desired_count:
+        yield Event(
+            ref,
+            "Normal",
+            "Scaled",
+            f"{plan.name}: {planned_before} -> {desired_count} ({plan.reason}): {plan.message}"[
+                :EVENT_MESSAGE_LIMIT
+            ],
+        )
+    elif deployed is not None and deployed != desired_count:
+        yield Event(
+            ref,
+            "Warning",
+            "ReplicasRestored",
+            f"{plan.name}: Deployment had {deployed} replicas, set by hand; restored the "
+            f"planned {desired_count} ({plan.reason})",
+        )
+
+
+def _costs(
+    inputs: FleetInputs,
+    pool: ModelPool,
+    reservations: Sequence[Reservation],
+    plan: PoolPlan,
+    previous: PreviousPlan,
+) -> list[CostLine]:
+    """What the pool cost since its previous plan: its ready replicas' hours, and what the
+    tenants owe by their Reservations."""
+    hours = (inputs.now - previous.at).total_seconds() / 3600
+    ready = {
+        v.name: (v.observation.ready_replicas or 0) if v.observation else 0 for v in plan.variants
+    }
+    lines = pool_lines(pool, {name: count * hours for name, count in ready.items()})
+    by_tenant = inputs.tenant_requests.get((pool.namespace, pool.name), {})
+    requests = requests_by_reservation(reservations, by_tenant)
+    return lines + reservation_lines(reservations, previous.at, inputs.now, requests)
+
+
+# -- routing policies --------------------------------------------------------------------
+
+
+def _policy(out: Desired, inputs: FleetInputs, policy: RoutingPolicy, pool: ModelPool) -> None:
+    key = (policy.namespace, policy.name)
+    ref = ObjectRef.of(policy)
+    status = policy.status
+    before = status.conditions if status else None
+    generation = policy.metadata.generation
+    errors = check_references(Resources(pools=[pool], policies=[policy]))
+    if errors:
+        _refuse(out, ref, generation, before, "InvalidSpec", errors, inputs.now)
+        return
+    table = plan_routing(policy, pool, inputs.observations)
+    out.tables[key] = table
+    if inputs.gateway is None:
+        return
+    key_errors = inputs.api_key_errors.get(key, ())
+    keys = inputs.api_keys.get(key, ())
+    if key_errors:
+        _refuse(out, ref, generation, before, "ApiKeysInvalid", key_errors, inputs.now)
+        return
+    if not keys:
+        _refuse(out, ref, generation, before, "NoApiKeys", [_no_keys(policy)], inputs.now)
+        return
+    addresses = inputs.service_addresses.get((pool.namespace, pool.name), {})
+    gateway = gateway_config(table, pool, policy, keys, addresses, inputs.gateway)
+    out.gateways[key] = gateway
+    config_map = policy.spec.gateway.config_map
+    ready = PlanCondition(
+        "Ready",
+        "True",
+        "ConfigPublished",
+        f"config {gateway.config_hash} in ConfigMap {config_map} and Secret "
+        f"{routes_secret_name(config_map)}",
+    )
+    new = policy_status(table, gateway.config_hash, ready, generation, before, inputs.now)
+    out.set_status(ref, new)
+    out.events.extend(_condition_events(ref, before, new.conditions))
+
+
+def _no_keys(policy: RoutingPolicy) -> InputError:
+    secret = policy.spec.gateway.api_key_secret
+    return InputError(
+        f"Secret {policy.namespace}/{secret}",
+        policy.ref,
+        "spec.gateway.apiKeySecret",
+        "holds no API key: every request would be refused (401); add keys to it. The "
+        "gateway keeps its last good config meanwhile",
+    )
+
+
+def refuse_gateway(result: Desired, policy: RoutingPolicy, reason: str, message: str) -> None:
+    """Amend `result` for a gateway the apply step could not publish (Envoy refused the
+    render): nothing of it is written, the routes and hash of the last good config stay in
+    the policy's status, and Ready says why the new one is not served."""
+    ref = ObjectRef.of(policy)
+    result.gateways.pop(ref.key, None)
+    last = policy.status
+    before = last.conditions if last else None
+    condition = PlanCondition("Ready", "False", reason, message)
+    conditions = replace_conditions(before, [condition], result.now, policy.metadata.generation)
+    update = result.statuses[(ref.kind, ref.namespace, ref.name)]
+    status = update.status.model_copy(
+        update={
+            "conditions": conditions,
+            "config_hash": last.config_hash if last else None,
+            "routes": last.routes if last else [],
+        }
+    )
+    result.set_status(ref, status)
+    result.events[:] = [e for e in result.events if e.target != ref]
+    result.events.extend(_condition_events(ref, before, conditions))
+
+
+# -- what every kind shares --------------------------------------------------------------
+
+
+def _condition_events(
+    ref: ObjectRef, before: Sequence[Condition] | None, after: Sequence[Condition]
+) -> Iterable[Event]:
+    """An Event when a Ready or Granted condition changes its reason (or fails anew): a
+    Warning while it fails, Normal when it recovers. A policy's first success is news only
+    in its status; a Reservation's first grant is an Event too."""
+    previous = {c.type: c for c in before or []}
+    for condition in after:
+        if condition.type not in ("Ready", "Granted"):
+            continue
+        old = previous.get(condition.type)
+        failing = condition.status == "False" and condition.reason not in QUIET_REASONS
+        if old is None:
+            news = failing or condition.type == "Granted"
+        else:
+            news = old.reason != condition.reason or (failing and old.message != condition.message)
+        if news:
+            yield Event(
+                ref,
+                "Warning" if failing else "Normal",
+                condition.reason,
+                condition.message[:EVENT_MESSAGE_LIMIT],
+            )
+
+
+def _refuse(
+    out: Desired,
+    ref: ObjectRef,
+    generation: int | None,
+    before: Sequence[Condition] | None,
+    reason: str,
+    errors: Sequence[InputError],
+    now: datetime,
+) -> None:
+    condition_type = "Granted" if ref.kind == "Reservation" else "Ready"
+    condition = PlanCondition(condition_type, "False", reason, errors_message(errors))
+    conditions = replace_conditions(before, [condition], now, generation)
+    out.set_status(ref, STATUS_MODELS[ref.kind](conditions=conditions), partial=True)
+    out.events.extend(_condition_events(ref, before, conditions))
+
+
+def _reject(out: Desired, rejected: Rejected) -> None:
+    _refuse(
+        out,
+        rejected.ref,
+        rejected.generation,
+        rejected.conditions,
+        "InvalidSpec",
+        rejected.errors,
+        out.now,
+    )
+
+
+def _pool_not_found(
+    out: Desired, now: datetime, resource: Reservation | RoutingPolicy, condition_type: str
+) -> None:
+    ref = ObjectRef.of(resource)
+    error = InputError(
+        "",
+        resource.ref,
+        "spec.pool",
+        f"no ModelPool {resource.spec.pool!r} in namespace {resource.namespace!r}: "
+        "create it or fix the name",
+    )
+    before = resource.status.conditions if resource.status else None
+    condition = PlanCondition(condition_type, "False", "PoolNotFound", errors_message([error]))
+    conditions = replace_conditions(before, [condition], now, resource.metadata.generation)
+    out.set_status(ref, STATUS_MODELS[ref.kind](conditions=conditions), partial=True)
+    out.events.extend(_condition_events(ref, before, conditions))

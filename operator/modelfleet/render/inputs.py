@@ -1,0 +1,131 @@
+"""What `desired()` reads: the custom resources as parsed models (or, for those that failed
+validation, what their status needs), the observations and the cluster facts, and `now`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelfleet.api import STATUS_MODELS
+from modelfleet.api.common import Condition
+from modelfleet.api.keys import ApiKey
+from modelfleet.api.load import InputError, parse_resource
+from modelfleet.api.modelpool import ModelPool
+from modelfleet.api.names import API_VERSION
+from modelfleet.api.reservation import Reservation
+from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.observe.observation import Observations
+from modelfleet.render.envoy.xds import HostPort
+from modelfleet.render.gateway import GatewaySettings
+
+Key = tuple[str, str]  # (namespace, name) of one resource
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """The object a status or an Event is about."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str | None = None
+    api_version: str = API_VERSION
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+    def body(self) -> dict[str, Any]:
+        """Enough of the object for a status patch's path and an Event's involvedObject."""
+        meta = {"name": self.name, "namespace": self.namespace}
+        if self.uid:
+            meta["uid"] = self.uid
+        return {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
+
+    @classmethod
+    def of(cls, resource: Any) -> ObjectRef:
+        return cls(resource.kind, resource.namespace, resource.name, resource.metadata.uid)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A custom resource that failed validation: its status says why, and nothing it would
+    make changes (the last good Deployments and gateway config stay as they are)."""
+
+    ref: ObjectRef
+    generation: int | None
+    conditions: tuple[Condition, ...]
+    errors: tuple[InputError, ...]
+    pool: str | None = None  # spec.pool of a Reservation or RoutingPolicy, when readable
+
+
+@dataclass(frozen=True)
+class FleetInputs:
+    """Everything one cycle knows. Maps are keyed by (namespace, name) of the pool or the
+    policy they belong to; observations by `variant_key`."""
+
+    now: datetime
+    pools: Sequence[ModelPool] = ()
+    reservations: Sequence[Reservation] = ()
+    policies: Sequence[RoutingPolicy] = ()
+    rejected: Sequence[Rejected] = ()
+    observations: Observations = field(default_factory=dict)
+    # Why a pool's observations are missing (Prometheus down, ...), for its status.
+    metrics_errors: Mapping[Key, str] = field(default_factory=dict)
+    # Requests per tenant through the gateways since the pool's previous plan.
+    tenant_requests: Mapping[Key, Mapping[str, float]] = field(default_factory=dict)
+    # Per policy: its API keys, or why they could not be read.
+    api_keys: Mapping[Key, Sequence[ApiKey]] = field(default_factory=dict)
+    api_key_errors: Mapping[Key, Sequence[InputError]] = field(default_factory=dict)
+    # Per pool: variant -> the address of its Service (default: the Service's DNS name).
+    service_addresses: Mapping[Key, Mapping[str, HostPort]] = field(default_factory=dict)
+    # variant_key -> spec.replicas of the live Deployment, to notice hand edits.
+    deployed_replicas: Mapping[str, int] = field(default_factory=dict)
+    # Where gateway pods run Envoy; None: plan the routing tables, render no gateway.
+    gateway: GatewaySettings | None = None
+
+
+def _conditions(status: Any) -> tuple[Condition, ...]:
+    found = []
+    for item in (status or {}).get("conditions") or [] if isinstance(status, dict) else []:
+        try:
+            found.append(Condition.model_validate(item))
+        except ValidationError:
+            continue
+    return tuple(found)
+
+
+def parse_body(body: Mapping[str, Any]) -> tuple[Any | None, Rejected | None]:
+    """An object as the API server returned it -> (model, None) or (None, Rejected).
+
+    The spec decides validity; the status is the operator's own record and is read on its
+    own, so that a status an older operator wrote can never make a good spec invalid."""
+    raw = dict(body)
+    status = raw.pop("status", None)
+    model, errors = parse_resource(raw)
+    meta = raw.get("metadata") or {}
+    if model is not None and not errors:
+        try:
+            parsed = STATUS_MODELS[model.kind].model_validate(status) if status else None
+        except ValidationError:
+            parsed = None  # an unreadable record is no record: plan from the spec alone
+        return model.model_copy(update={"status": parsed}), None
+    ref = ObjectRef(
+        str(raw.get("kind", "")),
+        str(meta.get("namespace", "default")),
+        str(meta.get("name", "")),
+        meta.get("uid"),
+        str(raw.get("apiVersion", API_VERSION)),
+    )
+    pool = (raw.get("spec") or {}).get("pool") if isinstance(raw.get("spec"), dict) else None
+    return None, Rejected(
+        ref,
+        meta.get("generation"),
+        _conditions(status),
+        tuple(errors),
+        pool if isinstance(pool, str) else None,
+    )
