@@ -88,6 +88,8 @@ _HINTS = {
     "model_attributes_type": "expected a mapping",
     "datetime_from_date_parsing": "expected an RFC 3339 time such as 2026-12-01T08:00:00+08:00",
     "datetime_parsing": "expected an RFC 3339 time such as 2026-12-01T08:00:00+08:00",
+    "timezone_aware": "has no UTC offset: write it in RFC 3339, e.g. 2026-12-01T08:00:00+08:00 "
+    "or 2026-12-01T00:00:00Z",
 }
 
 

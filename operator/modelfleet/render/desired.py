@@ -13,8 +13,8 @@ all call this function; nothing else assembles a cycle.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -101,6 +101,8 @@ def desired(inputs: FleetInputs) -> Desired:
     """Everything the operator should write, given everything it knows."""
     if inputs.now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    # Everything the operator writes is in UTC (RFC 3339 with Z).
+    inputs = replace(inputs, now=inputs.now.astimezone(UTC))
     out = Desired(inputs.now)
     pools = {(p.namespace, p.name): p for p in inputs.pools}
     rejected_pools = {r.ref.key for r in inputs.rejected if r.ref.kind == "ModelPool"}

@@ -10,7 +10,7 @@ changes no replica count.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from modelfleet.api.common import Condition
 from modelfleet.api.load import InputError
@@ -111,7 +111,7 @@ def observed_status(obs: VariantObservation | None) -> ObservedStatus | None:
         qps=obs.qps,
         p99_latency_seconds=obs.p99_latency_seconds,
         error_rate=obs.error_rate,
-        sampled_at=obs.sampled_at,
+        sampled_at=obs.sampled_at.astimezone(UTC) if obs.sampled_at else None,
     )
 
 

@@ -45,10 +45,10 @@ def read_pool_state(store: ObjectStore, namespace: str, pool: str, policy: str):
     variants = {
         v["name"]: {
             "desired": v.get("desiredReplicas", 0),
-            "ready": v.get("readyReplicas", 0),
+            "ready": v.get("readyReplicas") or 0,
             "reason": v.get("reason", ""),
-            "waiting": v.get("waiting") or 0,
-            "p99": v.get("p99LatencySeconds"),
+            "waiting": (v.get("observed") or {}).get("waiting") or 0,
+            "p99": (v.get("observed") or {}).get("p99LatencySeconds"),
         }
         for v in status.get("variants", [])
     }

@@ -33,8 +33,9 @@ SIGNIFICANT = 6
 def assumptions(settings: ReplaySettings, pool: ModelPool) -> list[str]:
     refresh = pool.spec.metrics.refresh_seconds
     return [
-        f"The planner (the operator's scaling.plan_pool) runs every {refresh} s "
-        "(spec.metrics.refreshSeconds); the previous cycle's plan is its previous plan.",
+        f"The operator's cycle (modelfleet.render.desired: its planner and router) runs "
+        f"every {refresh} s (spec.metrics.refreshSeconds); the previous plan comes back "
+        "from the pool's status, serialized and read again, as through the API server.",
         f"Queue metrics lag {settings.scrape_lag:g} s: each cycle sees vllm:num_requests_running"
         " and vllm:num_requests_waiting summed over the ready replicas as they were "
         f"{settings.scrape_lag:g} s earlier, and the finished-request rate over the "
@@ -46,8 +47,8 @@ def assumptions(settings: ReplaySettings, pool: ModelPool) -> list[str]:
         " the Service at once and finish what they hold; requests still running "
         f"{settings.termination_grace:g} s later (the pod's termination grace period) are "
         "dropped as `terminated`. Draining replicas are not scraped.",
-        "The routing table (the operator's routing.plan_routing) is re-planned each cycle from"
-        " the same observations and takes effect at once.",
+        "The routing table of the same cycle, planned from the same observations, takes "
+        "effect at once.",
         (
             "Within a variant a request goes to a ready replica at random, as kube-proxy spreads"
             " connections over a Service."
