@@ -92,3 +92,29 @@ def test_nobody_listening_is_reported():
     source = PrometheusSource("http://127.0.0.1:9", timeout_seconds=0.5)
     with pytest.raises(MetricsUnavailable, match="127.0.0.1:9"):
         asyncio.run(source.observe_pool("ns", "p"))
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (float("inf"), "answered +inf for waiting"),
+        (float("-inf"), "answered -inf for waiting"),
+        (-3.0, "a negative waiting"),
+        (1e300, "an implausible waiting"),
+    ],
+)
+def test_a_lying_sample_is_no_sample_with_its_reason(value, said):
+    from modelfleet.observe.prometheus import observations_from_results
+
+    results = {"waiting": {"a": value}, "running": {"a": 2.0}, "sampled_at": {"a": SAMPLED}}
+    (observation,) = observations_from_results("llm", "chat", results).values()
+    assert observation.waiting is None and observation.running == 2.0
+    assert said in observation.problem
+
+
+def test_an_infinite_sample_time_is_no_sample_time():
+    from modelfleet.observe.prometheus import observations_from_results
+
+    results = {"waiting": {"a": 1.0}, "sampled_at": {"a": float("inf")}}
+    (observation,) = observations_from_results("llm", "chat", results).values()
+    assert observation.sampled_at is None and "sampled_at" in observation.problem

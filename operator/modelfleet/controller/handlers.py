@@ -18,7 +18,6 @@ import kopf
 import structlog
 
 from modelfleet.api.names import GROUP, POLICIES, POOLS, RESERVATIONS, VERSION
-from modelfleet.apply.kube import ApiError
 
 DEFAULT_REFRESH_SECONDS = 30
 ERROR_BACKOFF_SECONDS = 5
@@ -66,8 +65,11 @@ async def refresh_pool(
             delay = _refresh_seconds(body)
             try:
                 await memo.runtime.controller().reconcile(body)
-            except ApiError as err:
-                logger.warning("pool.cycle_failed", error=str(err))
+            except Exception as err:
+                # Whatever failed, the loop goes on (kopf would restart it only after a
+                # minute, deaf to spec changes meanwhile): nothing was applied, status says why.
+                logger.warning("pool.cycle_failed", error=repr(err)[:500], exc_info=True)
+                await memo.runtime.controller().report_failure(body, err)
                 delay = min(delay, ERROR_BACKOFF_SECONDS)
             await _sleep_until(wakeup, stopped, delay)
     finally:
@@ -100,5 +102,8 @@ async def pool_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) ->
 @kopf.on.event(GROUP, VERSION, POLICIES)
 async def dependent_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     pool = (body.get("spec") or {}).get("pool")
+    meta = body["metadata"]
+    if type == "DELETED" and body.get("kind") == "RoutingPolicy":
+        memo.runtime.forget_policy(meta["namespace"], meta["name"])
     if pool and (type == "DELETED" or spec_changed(body)):
-        memo.runtime.wakeups.wake(body["metadata"]["namespace"], pool)
+        memo.runtime.wakeups.wake(meta["namespace"], pool)

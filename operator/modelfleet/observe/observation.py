@@ -25,6 +25,8 @@ class VariantObservation:
     p99_latency_seconds: float | None = None
     error_rate: float | None = None
     sampled_at: datetime | None = None
+    # Why the samples cannot be trusted (non-finite, negative, implausible), if they cannot.
+    problem: str | None = None
 
 
 def variant_key(namespace: str, pool: str, variant: str) -> str:

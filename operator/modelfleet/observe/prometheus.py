@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,36 +60,78 @@ class PoolQueries:
 
 def _by_variant(result: object, query: str) -> dict[str, float]:
     if not isinstance(result, list):
-        raise MetricsUnavailable(f"unexpected answer to {query!r}: {str(result)[:120]}")
+        raise MetricsUnavailable(f"unexpected answer to {query!r}: not a vector")
     values: dict[str, float] = {}
     for sample in result:
         try:
             variant = sample["metric"]["variant"]
             value = float(sample["value"][1])
         except (KeyError, IndexError, TypeError, ValueError) as err:
-            raise MetricsUnavailable(f"malformed sample in answer to {query!r}: {err}") from None
+            raise MetricsUnavailable(
+                f"malformed sample in answer to {query!r}: {type(err).__name__}"
+            ) from None
         if not math.isnan(value):
             values[variant] = value
     return values
 
 
+# What a sample can plausibly be; anything else is a lie (a broken exporter, a bad recording
+# rule) and is treated as no sample, with the reason.
+PLAUSIBLE = {
+    "waiting": 1e9,
+    "running": 1e9,
+    "qps": 1e9,
+    "p99": 1e6,
+    "error_rate": 1.0,
+    "sampled_at": 1e11,  # seconds since the epoch: before the year 5138
+}
+
+
+def _implausible(name: str, value: float) -> str | None:
+    if not math.isfinite(value):
+        return f"Prometheus answered {value:+} for {name}"
+    if value < 0:
+        return f"Prometheus answered a negative {name} ({value:g})"
+    if value > PLAUSIBLE.get(name, math.inf):
+        return f"Prometheus answered an implausible {name} ({value:g})"
+    return None
+
+
 def observations_from_results(
     namespace: str, pool: str, results: Mapping[str, dict[str, float]]
 ) -> dict[str, VariantObservation]:
-    """Pure: per-query {variant: value} -> Observations keyed by variant_key."""
+    """Pure: per-query {variant: value} -> Observations keyed by variant_key. Samples that
+    are not finite, negative or implausible are dropped; the variant then carries the
+    reason, which the queue signal reports as it holds."""
     variants = set().union(*(r.keys() for r in results.values())) if results else set()
     observations = {}
     for variant in sorted(variants):
-        sampled = results.get("sampled_at", {}).get(variant)
+        values: dict[str, float | None] = {}
+        problems = []
+        for name, by_variant in results.items():
+            value = by_variant.get(variant)
+            problem = None if value is None else _implausible(name, value)
+            if problem:
+                problems.append(problem)
+            values[name] = None if problem else value
+        sampled = values.get("sampled_at")
         observations[variant_key(namespace, pool, variant)] = VariantObservation(
-            running=results.get("running", {}).get(variant),
-            waiting=results.get("waiting", {}).get(variant),
-            qps=results.get("qps", {}).get(variant),
-            p99_latency_seconds=results.get("p99", {}).get(variant),
-            error_rate=results.get("error_rate", {}).get(variant),
+            running=values.get("running"),
+            waiting=values.get("waiting"),
+            qps=values.get("qps"),
+            p99_latency_seconds=values.get("p99"),
+            error_rate=values.get("error_rate"),
             sampled_at=datetime.fromtimestamp(sampled, UTC) if sampled is not None else None,
+            problem="; ".join(problems) or None,
         )
     return observations
+
+
+def _failure(err: Exception) -> str:
+    """What went wrong, never what the server answered (a status message is no place for a
+    proxy's error page, or whatever else a URL returned)."""
+    status = re.search(r"HTTP Status Code (\d{3})", str(err))
+    return f"HTTP {status.group(1)}" if status else type(err).__name__
 
 
 class PrometheusSource:
@@ -107,7 +150,7 @@ class PrometheusSource:
                 answer = self._client.custom_query(query)
             except Exception as err:  # requests, JSON and API errors alike
                 raise MetricsUnavailable(
-                    f"Prometheus at {self.url} failed: {type(err).__name__}: {str(err)[:200]}"
+                    f"Prometheus at {self.url} failed: {_failure(err)}"
                 ) from None
             results[name] = _by_variant(answer, query)
         return results
@@ -121,7 +164,7 @@ class PrometheusSource:
                 asyncio.to_thread(self._client.custom_query, query), timeout=self._timeout
             )
         except Exception as err:
-            raise MetricsUnavailable(f"Prometheus at {self.url} failed: {err}") from None
+            raise MetricsUnavailable(f"Prometheus at {self.url} failed: {_failure(err)}") from None
         counts: dict[str, float] = {}
         for sample in answer if isinstance(answer, list) else []:
             tenant = sample.get("metric", {}).get("tenant")

@@ -291,6 +291,16 @@ def refuse_gateway(result: Desired, policy: RoutingPolicy, reason: str, message:
     result.events.extend(_condition_events(ref, before, conditions))
 
 
+def failed_cycle(pool: ModelPool, reason: str, message: str, now: datetime) -> StatusUpdate:
+    """The pool's status after a cycle that could not finish: its last plan stays, and the
+    Reconciled condition says what failed."""
+    before = pool.status.conditions if pool.status else None
+    condition = PlanCondition("Reconciled", "False", reason, message)
+    conditions = replace_conditions(before, [condition], now, pool.metadata.generation)
+    status = STATUS_MODELS[pool.kind](conditions=conditions)
+    return StatusUpdate(ObjectRef.of(pool), status, partial=True)
+
+
 # -- what every kind shares --------------------------------------------------------------
 
 
