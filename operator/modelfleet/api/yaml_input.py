@@ -134,7 +134,7 @@ def load_all(text: str, source: str) -> list[Any]:
             documents.append(loader.get_data())
         return documents
     except yaml.YAMLError as err:
-        raise InvalidInput([InputError(_where(source, err), "", "", _problem(err))]) from None
+        raise InvalidInput([InputError(source, "", "", _problem(err))]) from None
     except RecursionError:
         message = f"not valid YAML: nested too deeply (limit {MAX_DEPTH} levels)"
         raise InvalidInput([InputError(source, "", "", message)]) from None
@@ -147,13 +147,10 @@ def load_one(text: str, source: str) -> Any:
     return documents[0] if documents else None
 
 
-def _where(source: str, err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    return f"{source}:{mark.line + 1}" if mark is not None else source
-
-
 def _problem(err: yaml.YAMLError) -> str:
     # str(err) quotes the offending line, which may be huge or hold a secret: only the
     # problem and the place are reported.
     problem = getattr(err, "problem", None) or "syntax error"
-    return f"not valid YAML: {problem}"
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {problem}"

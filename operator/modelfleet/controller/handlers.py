@@ -94,8 +94,12 @@ async def _sleep_until(wakeup: asyncio.Event, stopped: kopf.DaemonStopped, secon
 
 @kopf.on.event(GROUP, VERSION, POOLS)
 async def pool_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if type in ("ADDED", "MODIFIED") and spec_changed(body):
-        memo.runtime.wakeups.wake(body["metadata"]["namespace"], body["metadata"]["name"])
+    meta = body["metadata"]
+    if type == "DELETED":
+        memo.runtime.forget("ModelPool", meta["namespace"], meta["name"])
+        memo.runtime.wakeups.events.pop((meta["namespace"], meta["name"]), None)
+    elif type in ("ADDED", "MODIFIED") and spec_changed(body):
+        memo.runtime.wakeups.wake(meta["namespace"], meta["name"])
 
 
 @kopf.on.event(GROUP, VERSION, RESERVATIONS)
@@ -103,7 +107,7 @@ async def pool_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) ->
 async def dependent_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     pool = (body.get("spec") or {}).get("pool")
     meta = body["metadata"]
-    if type == "DELETED" and body.get("kind") == "RoutingPolicy":
-        memo.runtime.forget_policy(meta["namespace"], meta["name"])
+    if type == "DELETED":
+        memo.runtime.forget(body.get("kind", ""), meta["namespace"], meta["name"])
     if pool and (type == "DELETED" or spec_changed(body)):
         memo.runtime.wakeups.wake(meta["namespace"], pool)

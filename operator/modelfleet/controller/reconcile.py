@@ -44,7 +44,8 @@ from modelfleet.plan.scaling.types import PoolPlan
 from modelfleet.render.desired import Desired, Event, desired, failed_cycle
 from modelfleet.render.envoy.xds import HostPort
 from modelfleet.render.gateway import GatewaySettings
-from modelfleet.render.inputs import FleetInputs, Key, Rejected, parse_body
+from modelfleet.render.gateway_cache import GatewayRenderCache
+from modelfleet.render.inputs import FleetInputs, Key, ParseCache, Rejected
 
 log = structlog.get_logger(__name__)
 
@@ -77,10 +78,21 @@ class PoolController:
     clock: WallClock | ScaledClock = field(default_factory=WallClock)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     publisher: GatewayPublisher | None = None
+    # What the operator remembers between cycles: each resource parsed once per change,
+    # each gateway rendered in proportion to what changed. One entry per object.
+    parsed: ParseCache = field(default_factory=ParseCache)
+    renders: GatewayRenderCache = field(default_factory=GatewayRenderCache)
 
     def __post_init__(self) -> None:
         if self.publisher is None:
             self.publisher = GatewayPublisher(self.kube)
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """A deleted resource: drop what the operator remembered of it."""
+        self.parsed.forget(kind, namespace, name)
+        if kind == "RoutingPolicy":
+            self.renders.forget(namespace, name)
+            self.publisher.forget(namespace, name)
 
     async def reconcile(self, body: Mapping[str, Any]) -> CycleResult:
         meta = body.get("metadata", {})
@@ -105,7 +117,7 @@ class PoolController:
         now = self.clock.now()
         meta = body.get("metadata", {})
         logger = log.bind(namespace=meta.get("namespace"), name=meta.get("name"), kind="ModelPool")
-        pool, rejected = parse_body(body)
+        pool, rejected = self.parsed.parse(body)
         if rejected is not None:
             await self._write(desired(FleetInputs(now, rejected=[rejected])))
             logger.warning("pool.invalid", errors=[str(e) for e in rejected.errors])
@@ -136,7 +148,7 @@ class PoolController:
             gateway=self.gateway,
         )
         with self.metrics.plan_seconds.labels(*key).time():
-            result = desired(inputs)
+            result = desired(inputs, self.renders)
         for manifest in result.workloads:
             await self._apply_with_retry(manifest)
         by_name = {p.name: p for p in policies}
@@ -161,7 +173,7 @@ class PoolController:
     async def report_failure(self, body: Mapping[str, Any], error: BaseException) -> None:
         """A cycle that failed leaves the cluster as it was; the pool's Reconciled condition
         says why (best effort: the API server may be what failed)."""
-        pool, _ = parse_body(body)
+        pool, _ = self.parsed.parse(body)
         if pool is None:
             return
         if isinstance(error, ApiError):
@@ -187,11 +199,17 @@ class PoolController:
     async def _write(self, result: Desired) -> None:
         """Statuses, then Events: what the core decided, recorded."""
         for update in result.statuses.values():
-            await self.kube.merge_patch(
+            stored = await self.kube.merge_patch(
                 object_path(update.target.body()),
                 {"status": update.wire()},
                 subresource="status",
             )
+            if not update.partial:
+                target = update.target
+                version = ((stored or {}).get("metadata") or {}).get("resourceVersion")
+                self.parsed.wrote(
+                    target.kind, target.namespace, target.name, version, update.status
+                )
         for event in result.events:
             self._post(event)
 
@@ -210,7 +228,7 @@ class PoolController:
             for item in await self.kube.list(resource_path(API_VERSION, plural, pool.namespace)):
                 if (item.get("spec") or {}).get("pool") != pool.name:
                     continue
-                model, problem = parse_body(item)
+                model, problem = self.parsed.parse(item)
                 if problem is not None:
                     rejected.append(problem)
                 else:

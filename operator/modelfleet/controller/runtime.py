@@ -67,10 +67,10 @@ class Runtime:
             self._controller = self._build_controller(self.kube)
         return self._controller
 
-    def forget_policy(self, namespace: str, name: str) -> None:
-        """What the operator remembers of a deleted policy goes with it."""
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """What the operator remembers of a deleted resource goes with it."""
         if self._controller is not None:
-            self._controller.publisher.forget(namespace, name)
+            self._controller.forget(kind, namespace, name)
 
     async def close(self) -> None:
         if self.kube is not None:

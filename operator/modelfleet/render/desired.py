@@ -38,6 +38,7 @@ from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.plan.scaling.planner import plan_pool
 from modelfleet.plan.scaling.types import PlanCondition, PoolPlan, PreviousPlan
 from modelfleet.render.gateway import GatewayConfig, gateway_config
+from modelfleet.render.gateway_cache import GatewayRenderCache
 from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
 from modelfleet.render.status import (
     errors_message,
@@ -97,8 +98,10 @@ EVENT_MESSAGE_LIMIT = 1000
 QUIET_REASONS = frozenset({"NotActive", "Expired"})
 
 
-def desired(inputs: FleetInputs) -> Desired:
-    """Everything the operator should write, given everything it knows."""
+def desired(inputs: FleetInputs, cache: GatewayRenderCache | None = None) -> Desired:
+    """Everything the operator should write, given everything it knows. `cache` (kept by
+    the caller between cycles) lets gateways render in proportion to what changed; the
+    result is the same with or without it."""
     if inputs.now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     # Everything the operator writes is in UTC (RFC 3339 with Z).
@@ -118,7 +121,7 @@ def desired(inputs: FleetInputs) -> Desired:
     for policy in inputs.policies:
         key = (policy.namespace, policy.spec.pool)
         if key in pools:
-            _policy(out, inputs, policy, pools[key])
+            _policy(out, inputs, policy, pools[key], cache)
         elif key not in rejected_pools:
             _pool_not_found(out, inputs.now, policy, "Ready")
     return out
@@ -219,7 +222,13 @@ def _costs(
 # -- routing policies --------------------------------------------------------------------
 
 
-def _policy(out: Desired, inputs: FleetInputs, policy: RoutingPolicy, pool: ModelPool) -> None:
+def _policy(
+    out: Desired,
+    inputs: FleetInputs,
+    policy: RoutingPolicy,
+    pool: ModelPool,
+    cache: GatewayRenderCache | None,
+) -> None:
     key = (policy.namespace, policy.name)
     ref = ObjectRef.of(policy)
     status = policy.status
@@ -242,7 +251,7 @@ def _policy(out: Desired, inputs: FleetInputs, policy: RoutingPolicy, pool: Mode
         _refuse(out, ref, generation, before, "NoApiKeys", [_no_keys(policy)], inputs.now)
         return
     addresses = inputs.service_addresses.get((pool.namespace, pool.name), {})
-    gateway = gateway_config(table, pool, policy, keys, addresses, inputs.gateway)
+    gateway = gateway_config(table, pool, policy, keys, addresses, inputs.gateway, cache)
     out.gateways[key] = gateway
     config_map = policy.spec.gateway.config_map
     ready = PlanCondition(

@@ -33,6 +33,7 @@ from modelfleet.render.envoy.names import (
 )
 from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, render_gateway
 from modelfleet.render.envoy.xds import HostPort, short_digest
+from modelfleet.render.gateway_cache import GatewayRenderCache
 
 CONFIGMAP_FILES = (BOOTSTRAP_FILE, LISTENERS_FILE, CLUSTERS_FILE)
 SECRET_FILES = (ROUTES_FILE,)
@@ -74,11 +75,15 @@ def gateway_config(
     keys: Sequence[ApiKey],
     backends: Mapping[str, HostPort],
     settings: GatewaySettings,
+    cache: GatewayRenderCache | None = None,
 ) -> GatewayConfig:
+    """The gateway of `policy`; with a `cache`, rendered in proportion to what changed
+    since the policy's last render (the same bytes either way)."""
     port = settings.listen_port
     if port is None:
         port = policy.spec.gateway.listener_port
-    files = render_gateway(
+    render = render_gateway if cache is None else cache.render
+    files = render(
         table,
         pool,
         policy,

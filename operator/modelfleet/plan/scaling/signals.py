@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from modelfleet.api.cron import last_firing_at_or_before, parse_cron
@@ -36,12 +37,18 @@ Signal = Callable[[VariantContext], SignalResult | None]
 
 def schedule_is_active(schedule: Schedule, tz: ZoneInfo, now: datetime) -> bool:
     """Active iff the latest `start` firing <= now is later than the latest `end` firing."""
-    last_start = last_firing_at_or_before(
-        parse_cron(schedule.start), tz, now, SCHEDULE_LOOKBACK_DAYS
-    )
+    # Cron fires on whole minutes: within one minute the answer cannot change, so it is
+    # worked out once per (window, zone, minute) however many pools share the schedule.
+    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+    return _window_open(schedule.start, schedule.end, tz, minute)
+
+
+@lru_cache(maxsize=8192)
+def _window_open(start: str, end: str, tz: ZoneInfo, minute: datetime) -> bool:
+    last_start = last_firing_at_or_before(parse_cron(start), tz, minute, SCHEDULE_LOOKBACK_DAYS)
     if last_start is None:
         return False
-    last_end = last_firing_at_or_before(parse_cron(schedule.end), tz, now, SCHEDULE_LOOKBACK_DAYS)
+    last_end = last_firing_at_or_before(parse_cron(end), tz, minute, SCHEDULE_LOOKBACK_DAYS)
     return last_end is None or last_start > last_end
 
 
