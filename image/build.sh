@@ -30,7 +30,7 @@ started=$SECONDS
 # 1. Debian: python3 and the CA certificates (Prometheus and the API server over TLS).
 stamp=$(sha256sum image/build.sh | cut -c1-16)
 if [ ! -s "$CONTEXT/rootfs.tar" ] || [ "$(cat "$CONTEXT/rootfs.stamp" 2>/dev/null)" != "$stamp" ]; then
-  mmdebstrap --variant=minbase --mode=root --quiet \
+  mmdebstrap --variant=minbase --mode=root \
     --include=python3,ca-certificates \
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-exclude=/usr/share/man/*' \
