@@ -65,4 +65,6 @@ echo "image: wheels ready after $((SECONDS - started)) s"
 "${BUILDAH[@]}" bud --quiet --isolation chroot --layers=false -t "$IMAGE" -f Dockerfile .
 rm -f "$ARCHIVE"
 "${BUILDAH[@]}" push --quiet "$IMAGE" "oci-archive:$ARCHIVE:$IMAGE"
+# vfs keeps a full copy per layer: drop what an earlier build of the same name left.
+"${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
 echo "image: $IMAGE built in $((SECONDS - started)) s, saved as $ARCHIVE ($(du -h "$ARCHIVE" | cut -f1))"

@@ -6,7 +6,9 @@ rules each tool documents, applied to rendered objects:
   `helm.sh/resource-policy: keep`. Files in a chart's crds/ are never in the manifest:
   Helm installs them once and never upgrades or deletes them.
 - Argo CD, with `prune: true`, deletes the objects it tracks that Git no longer has,
-  except those whose `argocd.argoproj.io/sync-options` include `Prune=false`.
+  except those whose `argocd.argoproj.io/sync-options` include `Prune=false`; deleting an
+  Application with its resources-finalizer deletes what it tracks, except those with
+  `Delete=false`.
 """
 
 from __future__ import annotations
@@ -33,9 +35,17 @@ def helm_keeps(obj: Object) -> bool:
     return _annotations(obj).get(HELM_POLICY) == "keep"
 
 
-def argocd_never_prunes(obj: Object) -> bool:
+def _argocd_option(obj: Object, option: str) -> bool:
     options = _annotations(obj).get(ARGOCD_SYNC_OPTIONS, "")
-    return "Prune=false" in (option.strip() for option in options.split(","))
+    return option in (item.strip() for item in options.split(","))
+
+
+def argocd_never_prunes(obj: Object) -> bool:
+    return _argocd_option(obj, "Prune=false")
+
+
+def argocd_app_deletion_deletes(live: Iterable[Object]) -> list[Object]:
+    return [obj for obj in live if not _argocd_option(obj, "Delete=false")]
 
 
 def helm_uninstall_deletes(release_manifest: Iterable[Object]) -> list[Object]:

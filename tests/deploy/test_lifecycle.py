@@ -9,6 +9,7 @@ import yaml
 
 from tests.deploy.chart import render
 from tests.deploy.lifecycle import (
+    argocd_app_deletion_deletes,
     argocd_prunes,
     helm_uninstall_deletes,
     helm_upgrade_deletes,
@@ -72,3 +73,18 @@ def test_the_argocd_application_prunes_but_never_the_crds_of_its_overlay():
     pruned = argocd_prunes(live, [])
     assert not crd_names(pruned)
     assert {o["kind"] for o in pruned} >= {"StatefulSet", "Deployment", "ClusterRole"}
+
+
+def test_deleting_the_argocd_application_with_its_resources_keeps_the_crds():
+    applications = list(
+        yaml.safe_load_all((MANIFESTS / "argocd" / "applications.yaml").read_text())
+    )
+    operator_app = next(a for a in applications if a["metadata"]["name"] == "modelfleet")
+    # The resources-finalizer makes deleting the Application delete what it deployed.
+    assert "resources-finalizer.argocd.argoproj.io" in operator_app["metadata"]["finalizers"]
+    live = list(kustomize(operator_app["spec"]["source"]["path"].removeprefix("manifests/")))
+    deleted = argocd_app_deletion_deletes(live)
+    assert not crd_names(deleted)
+    assert {o["kind"] for o in deleted} >= {"StatefulSet", "Deployment", "ClusterRole"}
+    chart = render().objects()
+    assert not crd_names(argocd_app_deletion_deletes(chart))
