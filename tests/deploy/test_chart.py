@@ -93,7 +93,10 @@ def test_chart_crds_equal_the_repository_crds():
     assert set(shipped) == set(repo)
     # Helm would install a modelfleet CRD left in crds/ before the templated one, and the
     # install would then fail on the duplicate.
-    assert {p.name for p in (CHART / "crds").glob("*.yaml")} == {KOPF_PEERING_CRD}
+    assert {p.name for p in (CHART / "crds").glob("*.yaml")} == {KOPF_PEERING_CRD}, (
+        "modelfleet's CRDs belong in charts/modelfleet/files/crds/ (templates/crds.yaml "
+        "renders them), not in charts/modelfleet/crds/"
+    )
 
 
 def test_the_templated_crds_are_the_files_with_the_chart_s_labels_and_annotations():

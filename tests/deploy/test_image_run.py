@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import uuid
 from pathlib import Path
@@ -56,7 +57,7 @@ def bundle(tmp_path_factory) -> Path:
             [str(ROOT / "image" / "build.sh"), IMAGE, str(ARCHIVE)],
             check=True,
             timeout=1800,
-            env={**os.environ, "PYTHON": os.environ.get("PYTHON", "python3")},
+            env={**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable)},
         )
     layout = tmp_path_factory.mktemp("oci")
     with tarfile.open(ARCHIVE) as archive:

@@ -110,7 +110,7 @@ def test_a_good_answer_becomes_observations_with_their_sample_time(prometheus):
     assert asked == set(PoolQueries("ns", "p").all().values())
     assert {call["path"] for call in FakePrometheus.seen} == {"/api/v1/query"}
     # Prometheus is told how long the operator waits, so it stops evaluating after that.
-    assert {call["params"]["timeout"][0] for call in FakePrometheus.seen} == {"10s"}
+    assert {call["params"]["timeout"][0] for call in FakePrometheus.seen} == {"10"}
 
 
 @pytest.mark.parametrize(

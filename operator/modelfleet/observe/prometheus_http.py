@@ -172,7 +172,8 @@ class PrometheusClient:
     async def _call(self, endpoint: str, params: Mapping[str, str], name: str) -> Any:
         assert self._session is not None, "use `async with PrometheusClient(...)`"
         where = f"Prometheus at {self.shown_url}"
-        query = {**params, "timeout": f"{self._timeout:g}s"}
+        # Seconds as a plain number: Prometheus' duration syntax takes no fractions ("2.5s").
+        query = {**params, "timeout": f"{self._timeout:g}"}
         try:
             async with self._session.get(f"{self.url}/api/v1/{endpoint}", params=query) as answer:
                 status = answer.status
