@@ -544,6 +544,7 @@ def test_cel_rules_stay_within_the_api_servers_cost_budget(schemas: dict[str, An
 
 WINDOW = ("spec", "window")
 BILLING = ("spec", "billing")
+METRICS_AUTH = ("spec", "metrics", "auth")
 
 # Objects the rules must accept besides the samples, for rules the samples do not reach.
 CEL_ACCEPTED = [
@@ -552,9 +553,20 @@ CEL_ACCEPTED = [
         _set(WINDOW, {"start": "2026-12-01T08:00:00+08:00", "end": "2026-12-02T00:00:00Z"}),
     ),
     ("Reservation", _set(WINDOW, {"end": "2026-12-02T00:00:00Z"})),
+    ("ModelPool", _set(METRICS_AUTH, {"bearerTokenSecret": {"name": "prom", "key": "token"}})),
 ]
 
 CEL_REFUSALS = [
+    pytest.param(
+        "ModelPool",
+        _set(
+            METRICS_AUTH,
+            {"bearerTokenSecret": {"name": "prom", "key": "token"}, "basicAuthSecret": "prom"},
+        ),
+        "has(self.basicAuthSecret)",
+        METRICS_AUTH,
+        id="bearer-token-and-basic-auth",
+    ),
     pytest.param(
         "ModelPool",
         _set(_variant(1, "replicas"), {"min": 13, "max": 12}),

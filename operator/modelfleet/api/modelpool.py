@@ -18,6 +18,7 @@ from modelfleet.api.common import (
 )
 from modelfleet.api.cron import CronError, parse_cron, zone
 from modelfleet.api.names import workload_name
+from modelfleet.api.urls import MAX_URL_LENGTH, prometheus_url_problem
 
 CEL = "x-kubernetes-validations"
 
@@ -34,6 +35,7 @@ MAX_SECONDS = 86_400
 MAX_PRICE = 1_000_000.0
 # `<pool>-<variant>` names the variant's Deployment and Service: a DNS label of <= 63.
 MAX_WORKLOAD_NAME = 63
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 
 
 class ReplicaRange(KubeModel):
@@ -232,11 +234,86 @@ class Variant(KubeModel):
         return self
 
 
+class SecretKeyRef(KubeModel):
+    """One key of a Secret in the pool's namespace."""
+
+    name: DnsLabel = Field(description="The Secret's name (in the pool's namespace).")
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY_PATTERN,
+        description="The key within the Secret's data.",
+    )
+
+
+class MetricsTLS(KubeModel):
+    ca_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="PEM bundle of the CA(s) that signed Prometheus' serving certificate "
+        "(e.g. key ca.crt of a cert-manager Secret); unset = the system trust store.",
+    )
+    insecure_skip_verify: bool = Field(
+        default=False,
+        description="Accept any certificate Prometheus presents. For tests only: anyone on "
+        "the path can then read the credentials and forge the metrics.",
+    )
+
+
+class MetricsAuth(KubeModel):
+    model_config = KubeModel.model_config | {
+        "json_schema_extra": {
+            CEL: [
+                {
+                    "rule": "!(has(self.bearerTokenSecret) && has(self.basicAuthSecret))",
+                    "message": "set bearerTokenSecret or basicAuthSecret, not both",
+                }
+            ]
+        }
+    }
+
+    bearer_token_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="Sent as `Authorization: Bearer <token>` (kube-rbac-proxy, OpenShift's "
+        "thanos-querier, managed Prometheus gateways).",
+    )
+    basic_auth_secret: DnsLabel | None = Field(
+        default=None,
+        description="A Secret with keys `username` and `password` (type "
+        "kubernetes.io/basic-auth), sent as HTTP basic auth.",
+    )
+    headers_secret: DnsLabel | None = Field(
+        default=None,
+        description="A Secret whose every key is an HTTP header name and its value the "
+        "header's value, added to each query (e.g. X-Scope-OrgID for Mimir or Cortex).",
+    )
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> MetricsAuth:
+        if self.bearer_token_secret is not None and self.basic_auth_secret is not None:
+            raise FieldError(
+                "basicAuthSecret", "set bearerTokenSecret or basicAuthSecret, not both"
+            )
+        return self
+
+
 class MetricsSource(KubeModel):
     """Where the pool's live metrics come from and how often the pool is planned."""
 
     prometheus_url: str | None = Field(
-        default=None, description="Prometheus base URL; unset = the operator's default."
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        # The API server refuses other schemes and credentials in the URL too.
+        json_schema_extra={"pattern": r"^https?://[^/@?#]+(/[^@]*)?$"},
+        description="Prometheus base URL (http or https, e.g. "
+        "https://prometheus.monitoring.svc:9090); unset = the operator's --prometheus-url.",
+    )
+    tls: MetricsTLS = Field(
+        default_factory=MetricsTLS,
+        description="How the operator checks Prometheus' certificate (https URLs).",
+    )
+    auth: MetricsAuth = Field(
+        default_factory=MetricsAuth,
+        description="Credentials for Prometheus, from Secrets in the pool's namespace.",
     )
     refresh_seconds: int = Field(
         default=30, ge=1, le=3600, description="Seconds between two plans of the pool."
@@ -247,6 +324,15 @@ class MetricsSource(KubeModel):
         le=MAX_SECONDS,
         description="Queue samples older than this are not trusted: the queue signal holds.",
     )
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = prometheus_url_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 class ModelPoolSpec(KubeModel):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from pathlib import Path
 
 
@@ -25,21 +24,23 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     from modelfleet.apply.kube import KubeClient
+    from modelfleet.apply.login import login_with_kubernetes_client
     from modelfleet.cli.logs import configure_logging
     from modelfleet.sidecar.gateway_sync import GatewaySync
 
     configure_logging(args.log_level)
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = str(args.kubeconfig)
     settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
-    )
-    if info is None:
-        raise SystemExit("no cluster credentials: run in a pod or pass --kubeconfig")
+
+    def login() -> kopf.ConnectionInfo:
+        return login_with_kubernetes_client(args.kubeconfig, settings=settings)
+
+    try:
+        info = login()
+    except kopf.LoginError as err:
+        raise SystemExit(f"{err}: run in a pod or pass --kubeconfig") from None
 
     async def main() -> None:
-        kube = KubeClient(info)
+        kube = KubeClient(info, relogin=login)
         try:
             await GatewaySync(kube, args.namespace, args.config_map, args.out).run()
         finally:

@@ -34,8 +34,9 @@ def spec_changed(body: Mapping[str, Any]) -> bool:
 
 @kopf.on.login()
 async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    info = memo.runtime.login(**kwargs)
-    return info
+    # An exec credential plugin is a subprocess that may take a while (cloud CLIs): keep
+    # kopf's event loop free meanwhile.
+    return await asyncio.to_thread(memo.runtime.login, **kwargs)
 
 
 @kopf.on.startup()
