@@ -18,6 +18,7 @@ from modelfleet.api.common import (
 )
 from modelfleet.api.cron import CronError, parse_cron, zone
 from modelfleet.api.names import workload_name
+from modelfleet.api.pod_template import PodTemplate
 from modelfleet.api.urls import MAX_URL_LENGTH, prometheus_url_problem
 
 CEL = "x-kubernetes-validations"
@@ -214,6 +215,12 @@ class Variant(KubeModel):
     queue: QueueScaling | None = Field(
         default=None, description="Scale on the live queue; unset = no queue scaling."
     )
+    template: PodTemplate | None = Field(
+        default=None,
+        description="Merged onto the replicas' pods, after the pool's template: env (an HF "
+        "token from a Secret), volumes and mounts (a model cache), CPU/memory resources, "
+        "scheduling, service account... The operator keeps what it owns (docs/operator.md).",
+    )
 
     @model_validator(mode="after")
     def _schedules_within_range(self) -> Variant:
@@ -346,6 +353,10 @@ class ModelPoolSpec(KubeModel):
     )
     metrics: MetricsSource = Field(
         default_factory=MetricsSource, description="Live metrics and the planning period."
+    )
+    template: PodTemplate | None = Field(
+        default=None,
+        description="Merged onto every variant's pods; a variant's own template extends it.",
     )
     variants: list[Variant] = Field(
         min_length=1,

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from modelfleet.api.common import Condition, DnsLabel, FieldError, KubeModel, Resource, check_unique
+from modelfleet.api.pod_template import PodTemplate
 
 CEL = "x-kubernetes-validations"
 
@@ -160,8 +161,23 @@ class RateLimit(KubeModel):
     )
 
 
+class GatewayService(KubeModel):
+    """The Service clients reach the gateway through."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="ClusterIP, NodePort or LoadBalancer."
+    )
+    port: int = Field(default=80, ge=1, le=65535, description="The Service's port.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Annotations of the Service (e.g. for a cloud load balancer).",
+    )
+
+
 class Gateway(KubeModel):
-    """The gateway that serves the policy: where its config goes, its keys, its limits."""
+    """The gateway that serves the policy (the operator runs it: a Deployment of Envoy with
+    the gateway-sync sidecar, its Service, PodDisruptionBudget, ServiceAccount and Role,
+    NetworkPolicy): where its config goes, its keys, its limits, its pods."""
 
     config_map: DnsLabel = Field(
         description="ConfigMap the Envoy config is written to (the routes, which carry the "
@@ -174,7 +190,18 @@ class Gateway(KubeModel):
         description="Secret holding the API keys (entry keys.yaml: `keys: [{id, key, tenant}]`)."
     )
     rate_limit: RateLimit = Field(
-        default_factory=RateLimit, description="Per-key request rate limits."
+        default_factory=RateLimit,
+        description="Per-key request rate limits, for the whole gateway (each of its "
+        "replicas enforces its share).",
+    )
+    replicas: int = Field(default=2, ge=1, le=100, description="Gateway pods.")
+    service: GatewayService = Field(
+        default_factory=GatewayService, description="How clients reach the gateway."
+    )
+    template: PodTemplate | None = Field(
+        default=None,
+        description="Merged onto the gateway pods: resources of the `envoy` container, "
+        "scheduling, annotations... The operator keeps what it owns (docs/operator.md).",
     )
 
 

@@ -16,6 +16,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("-n", "--namespace", required=True)
     parser.add_argument("--config-map", required=True, help="spec.gateway.configMap")
     parser.add_argument("--out", type=Path, required=True, help="directory Envoy watches")
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=0,
+        help="serve GET /healthz here: 200 once the files are published (0: off)",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(handler=run)
 
@@ -41,9 +47,13 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         kube = KubeClient(info, relogin=login)
+        sync = GatewaySync(kube, args.namespace, args.config_map, args.out)
+        health = await sync.serve_health(args.health_port) if args.health_port else None
         try:
-            await GatewaySync(kube, args.namespace, args.config_map, args.out).run()
+            await sync.run()
         finally:
+            if health is not None:
+                await health.cleanup()
             await kube.close()
 
     asyncio.run(main())

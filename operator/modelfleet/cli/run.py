@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import time
@@ -62,6 +63,25 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="0.0.0.0:9901",
         metavar="HOST:PORT",
         help="the gateway's Envoy admin address (serves /stats/prometheus)",
+    )
+    parser.add_argument(
+        "--gateway-image",
+        default=os.environ.get("MODELFLEET_GATEWAY_IMAGE"),
+        metavar="IMAGE",
+        help="run each RoutingPolicy's gateway pods (Envoy and the gateway-sync sidecar) "
+        "from this image, normally the operator's own; unset: write the configs only",
+    )
+    parser.add_argument(
+        "--gateway-stats-port",
+        type=int,
+        default=9901,
+        help="the gateway pods' port for /stats/prometheus and readiness",
+    )
+    parser.add_argument(
+        "--gateway-resources",
+        type=json.loads,
+        metavar="JSON",
+        help='the gateway Envoy\'s resources, e.g. {"requests": {"cpu": "500m"}}',
     )
     parser.add_argument(
         "--clock-start", type=parse_instant, help=argparse.SUPPRESS
@@ -153,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
         config_dir=args.gateway_config_dir,
         listen_host=args.gateway_listen_host,
         admin=(admin_host, int(admin_port)),
+        image=args.gateway_image,
+        stats_port=args.gateway_stats_port,
+        resources=args.gateway_resources,
     )
     clock = None
     if args.clock_start is not None:

@@ -39,6 +39,7 @@ from modelfleet.plan.scaling.planner import plan_pool
 from modelfleet.plan.scaling.types import PlanCondition, PoolPlan, PreviousPlan
 from modelfleet.render.gateway import GatewayConfig, gateway_config
 from modelfleet.render.gateway_cache import GatewayRenderCache
+from modelfleet.render.gateway_workload import gateway_workloads
 from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
 from modelfleet.render.status import (
     errors_message,
@@ -253,6 +254,8 @@ def _policy(
     addresses = inputs.service_addresses.get((pool.namespace, pool.name), {})
     gateway = gateway_config(table, pool, policy, keys, addresses, inputs.gateway, cache)
     out.gateways[key] = gateway
+    if inputs.gateway.image is not None:
+        out.workloads.extend(gateway_workloads(policy, inputs.gateway))
     config_map = policy.spec.gateway.config_map
     ready = PlanCondition(
         "Ready",

@@ -50,6 +50,13 @@ class GatewaySettings:
     listen_port: int | None = None
     admin: HostPort = ("0.0.0.0", 9901)
     access_log: str = DEFAULT_ACCESS_LOG
+    # The gateway pods the operator runs for each policy: their image (Envoy and the
+    # modelfleet sidecar; None: the operator writes configs only), the port that serves
+    # /stats/prometheus and the readiness check, and Envoy's resources.
+    image: str | None = None
+    stats_port: int = 9901
+    ready_path: str = "/ready"
+    resources: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

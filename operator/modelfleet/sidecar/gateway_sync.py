@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import aiohttp.web
 import structlog
 
 from modelfleet.api.names import routes_secret_name
@@ -119,6 +120,21 @@ class GatewaySync:
                 )
                 await asyncio.sleep(wait)
             self.changed.set()  # re-read after every (re)connect: events may have been missed
+
+    async def serve_health(self, port: int) -> aiohttp.web.AppRunner:
+        """GET /healthz: 200 once files are published (the kubelet starts Envoy then)."""
+
+        async def healthz(_: aiohttp.web.Request) -> aiohttp.web.Response:
+            if self.published_hash is None:
+                return aiohttp.web.Response(status=503, text="no config published yet\n")
+            return aiohttp.web.Response(text=f"serving {self.published_hash}\n")
+
+        app = aiohttp.web.Application()
+        app.router.add_get("/healthz", healthz)
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await aiohttp.web.TCPSite(runner, "0.0.0.0", port).start()
+        return runner
 
     async def run(self, resync_seconds: float = 60.0) -> None:
         watchers = [
