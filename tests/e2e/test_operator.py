@@ -515,3 +515,57 @@ def test_deleting_the_pool_removes_everything_it_owned(fleet, pool):
         10,
         "the pool's gauges gone",
     )
+
+
+def test_a_routing_policy_without_its_pool_says_so_and_turns_not_ready_when_the_pool_goes(fleet):
+    orphan = {
+        "apiVersion": "modelfleet.io/v1alpha1",
+        "kind": "RoutingPolicy",
+        "metadata": {"name": "orphan", "namespace": "llm"},
+        "spec": {
+            "pool": "nowhere",
+            "gateway": {"configMap": "orphan-gateway", "apiKeySecret": "e2e-keys"},
+            "routes": [{"name": "all", "backends": [{"variant": "small", "weight": 1}]}],
+        },
+    }
+    fleet.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(orphan))
+    missing = eventually(
+        lambda: (
+            fleet.condition("routingpolicy", "orphan", "Ready").get("reason") == "PoolNotFound"
+            and fleet.condition("routingpolicy", "orphan", "Ready")
+        ),
+        15,
+        "Ready=False PoolNotFound",
+    )
+    assert missing["status"] == "False" and "'nowhere'" in missing["message"]
+    assert [e for e in fleet.events("PoolNotFound") if e["involvedObject"]["name"] == "orphan"]
+    # A pool that goes away takes its policies' Ready with it.
+    fleet.kubectl(
+        "apply",
+        "--validate=false",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(pool_manifest(name="short-lived")),
+    )
+    orphan["metadata"]["name"] = "short-lived-gw"
+    orphan["spec"]["pool"] = "short-lived"
+    orphan["spec"]["gateway"]["configMap"] = "short-lived-gateway"
+    fleet.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(orphan))
+    eventually(
+        lambda: (
+            fleet.condition("routingpolicy", "short-lived-gw", "Ready").get("reason")
+            in ("ConfigPublished", "NoReadyBackend", "NoApiKeys", "ApiKeysInvalid")
+        ),
+        20,
+        "the policy planned with its pool",
+    )
+    fleet.kubectl("delete", "modelpool", "short-lived", "-n", "llm")
+    eventually(
+        lambda: (
+            fleet.condition("routingpolicy", "short-lived-gw", "Ready").get("reason")
+            == "PoolNotFound"
+        ),
+        20,
+        "Ready=False PoolNotFound after the pool was deleted",
+    )
+    fleet.kubectl("delete", "routingpolicy", "orphan", "short-lived-gw", "-n", "llm")

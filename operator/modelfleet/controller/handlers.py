@@ -99,6 +99,7 @@ async def pool_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) ->
     if type == "DELETED":
         memo.runtime.forget("ModelPool", meta["namespace"], meta["name"])
         memo.runtime.wakeups.events.pop((meta["namespace"], meta["name"]), None)
+        await memo.runtime.controller().reconcile_orphans(meta["namespace"], meta["name"])
     elif type in ("ADDED", "MODIFIED") and spec_changed(body):
         memo.runtime.wakeups.wake(meta["namespace"], meta["name"])
 
@@ -112,3 +113,5 @@ async def dependent_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: An
         memo.runtime.forget(body.get("kind", ""), meta["namespace"], meta["name"])
     if pool and (type == "DELETED" or spec_changed(body)):
         memo.runtime.wakeups.wake(meta["namespace"], pool)
+        if type != "DELETED":
+            await memo.runtime.controller().reconcile_orphans(meta["namespace"], pool)

@@ -22,6 +22,7 @@ from modelfleet.api.names import (
     API_VERSION,
     POLICIES,
     POOL_LABEL,
+    POOLS,
     RESERVATIONS,
     VARIANT_LABEL,
     workload_name,
@@ -45,6 +46,7 @@ from modelfleet.render.desired import Desired, Event, desired, failed_cycle
 from modelfleet.render.envoy.xds import HostPort
 from modelfleet.render.gateway import GatewaySettings
 from modelfleet.render.gateway_cache import GatewayRenderCache
+from modelfleet.render.gateway_workload import gateway_name
 from modelfleet.render.inputs import FleetInputs, Key, ParseCache, Rejected
 
 log = structlog.get_logger(__name__)
@@ -139,6 +141,7 @@ class PoolController:
             api_keys=keys,
             api_key_errors=key_errors,
             service_addresses={key: await self._service_addresses(pool)},
+            gateway_ready=await self._gateways_ready(policies),
             deployed_replicas={
                 variant_key(pool.namespace, pool.name, variant): int(
                     (d.get("spec") or {}).get("replicas") or 0
@@ -221,12 +224,17 @@ class PoolController:
     async def _dependents(
         self, pool: ModelPool
     ) -> tuple[list[Any], list[RoutingPolicy], list[Rejected]]:
-        """The pool's Reservations and RoutingPolicies, parsed; the invalid ones apart."""
+        return await self._dependents_of(pool.namespace, pool.name)
+
+    async def _dependents_of(
+        self, namespace: str, pool: str
+    ) -> tuple[list[Any], list[RoutingPolicy], list[Rejected]]:
+        """A pool's Reservations and RoutingPolicies, parsed; the invalid ones apart."""
         valid: dict[str, list[Any]] = {RESERVATIONS: [], POLICIES: []}
         rejected: list[Rejected] = []
         for plural in (RESERVATIONS, POLICIES):
-            for item in await self.kube.list(resource_path(API_VERSION, plural, pool.namespace)):
-                if (item.get("spec") or {}).get("pool") != pool.name:
+            for item in await self.kube.list(resource_path(API_VERSION, plural, namespace)):
+                if (item.get("spec") or {}).get("pool") != pool:
                     continue
                 model, problem = self.parsed.parse(item)
                 if problem is not None:
@@ -275,6 +283,38 @@ class PoolController:
             current = observations.get(key, VariantObservation())
             observations[key] = replace(current, ready_replicas=ready_replicas(deployment))
         return observations, error
+
+    async def _gateways_ready(self, policies: Sequence[RoutingPolicy]) -> dict[Key, int]:
+        """Ready pods of the gateway Deployment the operator runs for each policy."""
+        if self.gateway.image is None:
+            return {}
+        ready = {}
+        for policy in policies:
+            deployment = await self.kube.get(
+                resource_path("apps/v1", "deployments", policy.namespace, gateway_name(policy))
+            )
+            ready[(policy.namespace, policy.name)] = ready_replicas(deployment or {})
+        return ready
+
+    async def reconcile_orphans(self, namespace: str, pool: str) -> None:
+        """Reservations and RoutingPolicies whose pool does not exist (deleted, or never
+        created): no pool cycle runs for them, so their status is written here."""
+        if await self.kube.get(resource_path(API_VERSION, POOLS, namespace, pool)) is not None:
+            return
+        reservations, policies, rejected = await self._dependents_of(namespace, pool)
+        if reservations or policies or rejected:
+            inputs = FleetInputs(
+                self.clock.now(), reservations=reservations, policies=policies, rejected=rejected
+            )
+            try:
+                await self._write(desired(inputs))
+            except Exception as err:  # noqa: BLE001 - the next change retries
+                log.warning(
+                    "orphans.status_unwritable",
+                    namespace=namespace,
+                    pool=pool,
+                    error=repr(err)[:300],
+                )
 
     async def _tenant_requests(
         self, pool: ModelPool, reservations: Sequence[Any], now: datetime

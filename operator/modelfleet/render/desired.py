@@ -39,7 +39,7 @@ from modelfleet.plan.scaling.planner import plan_pool
 from modelfleet.plan.scaling.types import PlanCondition, PoolPlan, PreviousPlan
 from modelfleet.render.gateway import GatewayConfig, gateway_config
 from modelfleet.render.gateway_cache import GatewayRenderCache
-from modelfleet.render.gateway_workload import gateway_workloads
+from modelfleet.render.gateway_workload import gateway_name, gateway_workloads
 from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
 from modelfleet.render.status import (
     errors_message,
@@ -256,17 +256,52 @@ def _policy(
     out.gateways[key] = gateway
     if inputs.gateway.image is not None:
         out.workloads.extend(gateway_workloads(policy, inputs.gateway))
-    config_map = policy.spec.gateway.config_map
-    ready = PlanCondition(
-        "Ready",
-        "True",
-        "ConfigPublished",
-        f"config {gateway.config_hash} in ConfigMap {config_map} and Secret "
-        f"{routes_secret_name(config_map)}",
-    )
+    ready = _serving(inputs, policy, pool, table, gateway.config_hash)
     new = policy_status(table, gateway.config_hash, ready, generation, before, inputs.now)
     out.set_status(ref, new)
     out.events.extend(_condition_events(ref, before, new.conditions))
+
+
+def _serving(
+    inputs: FleetInputs,
+    policy: RoutingPolicy,
+    pool: ModelPool,
+    table: RoutingTable,
+    config_hash: str,
+) -> PlanCondition:
+    """Ready means traffic can be served: the config is published, a gateway pod runs it
+    (when the operator runs the pods), and some route has a backend with a ready replica."""
+    key = (policy.namespace, policy.name)
+    config_map = policy.spec.gateway.config_map
+    published = (
+        f"config {config_hash} in ConfigMap {config_map} and Secret "
+        f"{routes_secret_name(config_map)}"
+    )
+    assert inputs.gateway is not None
+    if inputs.gateway.image is not None and not inputs.gateway_ready.get(key):
+        return PlanCondition(
+            "Ready",
+            "False",
+            "GatewayNotRunning",
+            f"no pod of Deployment {gateway_name(policy)} is ready yet; {published}",
+        )
+    routed = {b.variant for route in table.routes for b in route.backends}
+    ready = {
+        name
+        for name in routed
+        if (obs := inputs.observations.get(variant_key(pool.namespace, pool.name, name))) is None
+        or obs.ready_replicas is None
+        or obs.ready_replicas > 0
+    }
+    if routed and not ready:
+        return PlanCondition(
+            "Ready",
+            "False",
+            "NoReadyBackend",
+            f"no variant the routes send to has a ready replica ({', '.join(sorted(routed))})"
+            f": requests get 503 until one is ready; {published}",
+        )
+    return PlanCondition("Ready", "True", "ConfigPublished", published)
 
 
 def _no_keys(policy: RoutingPolicy) -> InputError:

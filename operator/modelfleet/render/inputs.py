@@ -85,6 +85,8 @@ class FleetInputs:
     service_addresses: Mapping[Key, Mapping[str, HostPort]] = field(default_factory=dict)
     # variant_key -> spec.replicas of the live Deployment, to notice hand edits.
     deployed_replicas: Mapping[str, int] = field(default_factory=dict)
+    # Per policy: ready pods of the gateway Deployment the operator runs for it.
+    gateway_ready: Mapping[Key, int] = field(default_factory=dict)
     # Where gateway pods run Envoy; None: plan the routing tables, render no gateway.
     gateway: GatewaySettings | None = None
 
