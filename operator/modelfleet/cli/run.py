@@ -63,9 +63,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--gateway-admin",
-        default="0.0.0.0:9901",
+        default="127.0.0.1:9901",
         metavar="HOST:PORT",
-        help="the gateway's Envoy admin address (serves /stats/prometheus)",
+        help="the gateway's Envoy admin address; keep it on loopback",
+    )
+    parser.add_argument(
+        "--gateway-stats-port",
+        type=int,
+        default=9902,
+        metavar="PORT",
+        help="the gateway's read-only listener for /stats/prometheus and /ready probes",
     )
     parser.add_argument(
         "--clock-start", type=parse_instant, help=argparse.SUPPRESS
@@ -96,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         config_dir=args.gateway_config_dir,
         listen_host=args.gateway_listen_host,
         admin=(admin_host, int(admin_port)),
+        stats_port=args.gateway_stats_port,
     )
     clock = None
     if args.clock_start is not None:

@@ -31,7 +31,7 @@ from modelfleet.render.envoy.names import (
     LISTENERS_FILE,
     ROUTES_FILE,
 )
-from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, render_gateway
+from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, DEFAULT_STATS_PORT, render_gateway
 from modelfleet.render.envoy.xds import HostPort, short_digest
 
 CONFIGMAP_FILES = (BOOTSTRAP_FILE, LISTENERS_FILE, CLUSTERS_FILE)
@@ -42,13 +42,16 @@ SECRET_FILES = (ROUTES_FILE,)
 class GatewaySettings:
     """Where the gateway pods run Envoy: the directory the sidecar writes the files into,
     the listener's address (its port is the policy's `listenerPort` unless set here), the
-    admin address and the audit log."""
+    admin address (loopback: nothing outside the pod may reach it), the port of the
+    read-only stats listener (/stats/prometheus and /ready, on the listener's host) and the
+    audit log."""
 
     config_dir: str = "/etc/modelfleet/gateway"
     listen_host: str = "0.0.0.0"
     listen_port: int | None = None
-    admin: HostPort = ("0.0.0.0", 9901)
+    admin: HostPort = ("127.0.0.1", 9901)
     access_log: str = DEFAULT_ACCESS_LOG
+    stats_port: int = DEFAULT_STATS_PORT
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def gateway_config(
         admin=settings.admin,
         config_dir=settings.config_dir,
         access_log_path=settings.access_log,
+        stats=(settings.listen_host, settings.stats_port),
     )
     digest = config_hash(files)
     config_map, secret = gateway_objects(policy, files, digest)
