@@ -8,7 +8,7 @@ Control paths on a backend's own port (not through the gateway):
 - `GET /_hits`: requests served since the last `DELETE /_hits` (which also resets the mode);
 - `PUT /_mode` `{"status": 503}` answers every request with that status, `{"delay_seconds":
   2}` waits that long before the response headers, `{"stream_interval_seconds": 0.2}` spaces
-  stream chunks;
+  stream chunks, `{"break_stream": true}` drops the connection after a stream's first chunk;
 - `GET /_last`: the last request's body (its first 64 KiB) and headers.
 
 A request with `"stream": true` gets server-sent events as vLLM sends them: three content
@@ -53,15 +53,24 @@ def parse(body: bytes) -> dict[str, Any]:
 def variant_app(variant: str) -> web.Application:
     state: dict[str, Any] = {"hits": 0, "mode": {}, "last": {}}
 
-    async def stream(request: web.Request, body: bytes, asked: dict[str, Any]) -> web.StreamResponse:
+    async def stream(
+        request: web.Request, body: bytes, asked: dict[str, Any]
+    ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
         interval = float(state["mode"].get("stream_interval_seconds", 0.01))
         for index in range(STREAM_CHUNKS):
-            chunk = {"variant": variant, "choices": [{"index": 0, "delta": {"content": str(index)}}]}
+            chunk = {
+                "variant": variant,
+                "choices": [{"index": 0, "delta": {"content": str(index)}}],
+            }
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if state["mode"].get("break_stream"):
+                assert request.transport is not None
+                request.transport.abort()
+                return response
             await asyncio.sleep(interval)
         options = asked.get("stream_options") or {}
         if isinstance(options, dict) and options.get("include_usage") is True:
@@ -75,7 +84,10 @@ def variant_app(variant: str) -> web.Application:
         state["hits"] += 1
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        state["last"] = {"body": body[:LAST_BODY_BYTES].decode(errors="replace"), "headers": headers}
+        state["last"] = {
+            "body": body[:LAST_BODY_BYTES].decode(errors="replace"),
+            "headers": headers,
+        }
         mode = state["mode"]
         if mode.get("delay_seconds"):
             await asyncio.sleep(float(mode["delay_seconds"]))

@@ -135,9 +135,7 @@ class LuaGateway:
     ) -> tuple[list[bytes], dict[str, Any]]:
         """What the client receives chunk by chunk, and the response metadata the script set."""
         headers = self._table({":status": status, "content-type": content_type})
-        handle, state = self._make_handle(
-            headers, None, self.runtime.table_from(list(chunks))
-        )
+        handle, state = self._make_handle(headers, None, self.runtime.table_from(list(chunks)))
         state.metadata = self.runtime.table_from(
             {b"modelfleet.request": self.runtime.table_from({b"usage": usage.encode()})}
         )

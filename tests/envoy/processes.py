@@ -60,12 +60,15 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.02):
         time.sleep(interval)
 
 
-class EchoBackends:
-    """`tests.envoy.echo_backend` serving the given variants on free loopback ports."""
+class BackendProcess:
+    """A module of tests.envoy serving variants on free loopback ports: it prints
+    {"variant": port} once listening and exits when its stdin closes."""
 
-    def __init__(self, variants: list[str]):
+    MODULE = ""
+
+    def __init__(self, arguments: list[str]):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.envoy.echo_backend", *variants],
+            [sys.executable, "-m", self.MODULE, *arguments],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -74,11 +77,41 @@ class EchoBackends:
         line = self.process.stdout.readline() if self.process.stdout else ""
         if not line:
             self.stop()
-            raise RuntimeError("echo backends did not start")
+            raise RuntimeError(f"{self.MODULE} did not start")
         self.ports: dict[str, int] = json.loads(line)
 
     def address(self, variant: str) -> tuple[str, int]:
         return ("127.0.0.1", self.ports[variant])
+
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        return {variant: self.address(variant) for variant in self.ports}
+
+    def stop(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()  # the backend exits when its stdin closes
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class SimBackends(BackendProcess):
+    """Simulated vLLM replicas (tests.envoy.sim_backends): `{variant: [served names]}`."""
+
+    MODULE = "tests.envoy.sim_backends"
+
+    def __init__(self, served: dict[str, list[str]]):
+        super().__init__([f"{variant}={','.join(names)}" for variant, names in served.items()])
+
+
+class EchoBackends(BackendProcess):
+    """`tests.envoy.echo_backend` serving the given variants on free loopback ports."""
+
+    MODULE = "tests.envoy.echo_backend"
+
+    def __init__(self, variants: list[str]):
+        super().__init__(variants)
 
     def hits(self) -> dict[str, int]:
         """Requests each variant served so far (asked directly, not through Envoy)."""
@@ -99,15 +132,6 @@ class EchoBackends:
     def last(self, variant: str) -> dict:
         """The last request the variant got: its body and headers."""
         return json.loads(http_get(f"http://127.0.0.1:{self.ports[variant]}/_last"))
-
-    def stop(self) -> None:
-        if self.process.stdin:
-            self.process.stdin.close()  # the backend exits when its stdin closes
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @dataclass

@@ -44,8 +44,18 @@ def body(**fields) -> bytes:
         (CHAT, body(messages=[{"role": "user", "content": ""}]), "empty_input", "messages"),
         (CHAT, body(messages=[{"role": "user", "content": " \n\t "}]), "empty_input", "messages"),
         # Whitespace written as JSON escapes and as UTF-8 (no-break and ideographic spaces).
-        (CHAT, b'{"messages":[{"role":"user","content":"\\u00a0\\u3000\\n"}]}', "empty_input", "messages"),
-        (CHAT, '{"messages":[{"content":"\u00a0\u3000\u2009"}]}'.encode(), "empty_input", "messages"),
+        (
+            CHAT,
+            b'{"messages":[{"role":"user","content":"\\u00a0\\u3000\\n"}]}',
+            "empty_input",
+            "messages",
+        ),
+        (
+            CHAT,
+            '{"messages":[{"content":"\u00a0\u3000\u2009"}]}'.encode(),
+            "empty_input",
+            "messages",
+        ),
         (
             CHAT,
             body(messages=[{"role": "system", "content": "  "}, {"role": "user", "content": None}]),
@@ -65,8 +75,18 @@ def body(**fields) -> bytes:
         (CHAT, body(task_type=["chat"], messages=[USER]), "invalid_type", "task_type"),
         # The gateway and the model server must read the same value: no key twice.
         (CHAT, b'{"messages":[{"content":"hi"}],"messages":[]}', "duplicate_key", "messages"),
-        (CHAT, b'{"model":"a","messages":[{"content":"hi"}],"model":"b"}', "duplicate_key", "model"),
-        (CHAT, b'{"mod\\u0065l":"a","model":"b","messages":[{"content":"x"}]}', "duplicate_key", "model"),
+        (
+            CHAT,
+            b'{"model":"a","messages":[{"content":"hi"}],"model":"b"}',
+            "duplicate_key",
+            "model",
+        ),
+        (
+            CHAT,
+            b'{"mod\\u0065l":"a","model":"b","messages":[{"content":"x"}]}',
+            "duplicate_key",
+            "model",
+        ),
         (
             CHAT,
             b'{"messages":[{"role":"user","content":"hi","content":""}]}',
@@ -94,7 +114,12 @@ def body(**fields) -> bytes:
         (CHAT, b'{"messages": [{"content": "x"}], "a": [1 2]}', "invalid_json", None),
         (CHAT, b'{"messages": [{"content": "x"}], "a": {"b" 1}}', "invalid_json", None),
         (CHAT, b'{"messages": [{"content": "x"}], "a": "unterminated}', "invalid_json", None),
-        (CHAT, b'{"messages": [{"content": "x"}], "a": ' + b"[" * 100 + b"]" * 100 + b"}", "invalid_json", None),
+        (
+            CHAT,
+            b'{"messages": [{"content": "x"}], "a": ' + b"[" * 100 + b"]" * 100 + b"}",
+            "invalid_json",
+            None,
+        ),
         (CHAT, b"model=mid&messages=hi", "invalid_json", None),
         (CHAT, b'["messages"]', "invalid_json", None),
         (CHAT, b"", "missing_body", None),
@@ -111,11 +136,31 @@ def test_refusals_name_the_problem(lua, path, raw, code, param):
     ("path", "raw"),
     [
         (CHAT, body(messages=[{"role": "system", "content": " "}, USER])),
-        (CHAT, body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])),
-        (CHAT, body(messages=[{"role": "user", "content": [{"type": "text", "text": " "}, {"type": "text", "text": "a"}]}])),
+        (
+            CHAT,
+            body(
+                messages=[
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+                ]
+            ),
+        ),
+        (
+            CHAT,
+            body(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": " "}, {"type": "text", "text": "a"}],
+                    }
+                ]
+            ),
+        ),
         (CHAT, b'{"messages":[{"content":"\\u0041"}]}'),
         (CHAT, '{"messages":[{"content":"\u00e9"}]}'.encode()),
-        (CHAT, b'{"note": "\\\\", "messages": [{"content": "{[\\"]}"}], "x": [[], {}, -1.5e+3, true, null]}'),
+        (
+            CHAT,
+            b'{"note": "\\\\", "messages": [{"content": "{[\\"]}"}], "x": [[], {}, -1.5e+3, true, null]}',
+        ),
         (COMPLETIONS, body(prompt=[1, 2, 3])),
         (COMPLETIONS, body(prompt=[[1, 2], [3]])),
         (COMPLETIONS, body(prompt=["", "a"])),
@@ -140,7 +185,9 @@ def test_routing_fields_are_read_as_the_model_server_reads_them(lua):
     assert outcome.headers["x-tenant"] == "acme"
     assert outcome.route_cleared
     # null is no model at all (the model server then uses its default).
-    assert "model" not in lua.request(body(model=None, messages=[USER])).metadata["modelfleet.request"]
+    assert (
+        "model" not in lua.request(body(model=None, messages=[USER])).metadata["modelfleet.request"]
+    )
 
 
 def test_a_refused_request_still_says_which_model_it_asked_for(lua):
@@ -151,10 +198,18 @@ def test_a_refused_request_still_says_which_model_it_asked_for(lua):
 
 # -- JSON reading agrees with Python's --------------------------------------------------------
 
-JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -162,7 +217,9 @@ JSON_VALUES = st.recursive(
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     extra=st.dictionaries(
-        st.text(max_size=8).filter(lambda k: k not in ("messages", "model", "task_type", "stream", "stream_options")),
+        st.text(max_size=8).filter(
+            lambda k: k not in ("messages", "model", "task_type", "stream", "stream_options")
+        ),
         JSON_VALUES,
         max_size=4,
     ),
@@ -228,12 +285,23 @@ def has_duplicate_keys(raw: str) -> bool:
     ("sent", "usage", "forwarded"),
     [
         ({"stream": True}, "injected", {"stream": True, "stream_options": {"include_usage": True}}),
-        ({"stream": True, "stream_options": None}, "injected", {"stream": True, "stream_options": {"include_usage": True}}),
-        ({"stream": True, "stream_options": {}}, "injected", {"stream": True, "stream_options": {"include_usage": True}}),
+        (
+            {"stream": True, "stream_options": None},
+            "injected",
+            {"stream": True, "stream_options": {"include_usage": True}},
+        ),
+        (
+            {"stream": True, "stream_options": {}},
+            "injected",
+            {"stream": True, "stream_options": {"include_usage": True}},
+        ),
         (
             {"stream": True, "stream_options": {"continuous_usage_stats": False}},
             "injected",
-            {"stream": True, "stream_options": {"continuous_usage_stats": False, "include_usage": True}},
+            {
+                "stream": True,
+                "stream_options": {"continuous_usage_stats": False, "include_usage": True},
+            },
         ),
         ({"stream": True, "stream_options": {"include_usage": True}}, "asked", None),
         ({"stream": False}, None, None),
@@ -261,11 +329,18 @@ def test_embeddings_are_not_streams(lua):
     assert json.loads(outcome.body) == {"input": "x", "stream": True}
 
 
-USAGE = {"prompt_tokens": 12, "total_tokens": 19, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 3}}
+USAGE = {
+    "prompt_tokens": 12,
+    "total_tokens": 19,
+    "completion_tokens": 7,
+    "prompt_tokens_details": {"cached_tokens": 3},
+}
 
 
 def events(*payloads) -> bytes:
-    return b"".join(f"data: {p if isinstance(p, str) else json.dumps(p)}\n\n".encode() for p in payloads)
+    return b"".join(
+        f"data: {p if isinstance(p, str) else json.dumps(p)}\n\n".encode() for p in payloads
+    )
 
 
 STREAM = events(
@@ -301,17 +376,28 @@ def test_a_usage_the_client_asked_for_is_read_and_left(lua, size):
 
 @pytest.mark.parametrize("size", [1, 5, 64, 100_000])
 def test_usage_is_read_from_a_json_answer_in_any_chunks(lua, size):
-    answer = json.dumps(
-        {"choices": [{"message": {"content": 'the "usage": {"prompt_tokens": 1} is here'}}], "usage": USAGE}
-    ).encode() + b" " * 5000
+    answer = (
+        json.dumps(
+            {
+                "choices": [{"message": {"content": 'the "usage": {"prompt_tokens": 1} is here'}}],
+                "usage": USAGE,
+            }
+        ).encode()
+        + b" " * 5000
+    )
     sent, metadata = lua.response(splits(answer, size), "answer")
     assert b"".join(sent) == answer
     assert metadata == {"prompt_tokens": 12, "completion_tokens": 7}
 
 
 def test_embeddings_usage_has_no_completion(lua):
-    answer = json.dumps({"data": [{"embedding": [0.1] * 100}], "usage": {"prompt_tokens": 4, "total_tokens": 4}})
-    assert lua.response([answer.encode()], "answer")[1] == {"prompt_tokens": 4, "completion_tokens": 0}
+    answer = json.dumps(
+        {"data": [{"embedding": [0.1] * 100}], "usage": {"prompt_tokens": 4, "total_tokens": 4}}
+    )
+    assert lua.response([answer.encode()], "answer")[1] == {
+        "prompt_tokens": 4,
+        "completion_tokens": 0,
+    }
 
 
 def test_errors_and_answers_without_usage_count_nothing(lua):
@@ -341,7 +427,13 @@ def test_classification_headers_carry_a_bounded_decoded_prefix():
                 {"role": "system", "content": "You review a\ncontract."},
                 {"role": "user", "content": "first"},
                 {"role": "assistant", "content": "ok"},
-                {"role": "user", "content": [{"type": "text", "text": "line\tone"}, {"type": "text", "text": long_text}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "line\tone"},
+                        {"type": "text", "text": long_text},
+                    ],
+                },
             ]
         )
     )
@@ -360,6 +452,8 @@ def test_classification_headers_carry_a_bounded_decoded_prefix():
         (body(task_type="chat", messages=[USER]), {}),
         (body(messages=[USER]), {"x-task-type": "chat"}),
     ]:
-        assert not any(h.startswith("x-modelfleet") for h in lua.request(raw, headers=extra).headers)
+        assert not any(
+            h.startswith("x-modelfleet") for h in lua.request(raw, headers=extra).headers
+        )
     completion = lua.request(body(prompt="write python"), COMPLETIONS).headers
     assert completion["x-modelfleet-last-user"] == "write python"

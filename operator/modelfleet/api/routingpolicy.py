@@ -84,7 +84,9 @@ class Route(KubeModel):
 
     def accepts_task_type(self, task_type: str) -> bool:
         """Whether a request with this task type and no model can match this route."""
-        return not self.match.model and (not self.match.task_type or task_type in self.match.task_type)
+        return not self.match.model and (
+            not self.match.task_type or task_type in self.match.task_type
+        )
 
 
 class DegradeRule(KubeModel):

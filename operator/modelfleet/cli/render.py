@@ -176,6 +176,12 @@ def run_envoy(args: argparse.Namespace) -> int:
         assert pool is not None, "load_resources checks that the policy's pool exists"
         keys = load_api_keys(args.api_keys) if args.api_keys else []
         backends = parse_backends(args.backend, [v.name for v in pool.spec.variants])
+        if args.admin[1] == 0:
+            message = (
+                "the admin port must be fixed, not 0: the stats listener (--stats-port) "
+                "forwards /stats/prometheus and /ready to it"
+            )
+            raise InvalidInput([option_error("--admin", message)])
     except InvalidInput as err:
         print_errors(err)
         return 2

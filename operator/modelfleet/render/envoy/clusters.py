@@ -59,7 +59,7 @@ def circuit_breakers(fallback: GatewayFallback) -> dict[str, Any]:
                 # Retries are checked against the cluster a route sends to: at most this
                 # share of its requests in flight may be retries.
                 "retry_budget": {
-                    "budget_percent": {"value": fallback.retry_budget_percent},
+                    "budget_percent": {"value": float(fallback.retry_budget_percent)},
                     "min_retry_concurrency": fallback.min_retry_concurrency,
                 },
             }

@@ -772,12 +772,9 @@ function envoy_on_request(handle)
   if field == nil then
     return
   end
-  -- A body announced too large is refused before it is read (Envoy would also refuse it
-  -- once its buffer is full, but only after the client sent that much).
-  local length = tonumber(headers:get("content-length") or "")
-  if length ~= nil and length > C.max_body_bytes then
-    return handle:respond({ [":status"] = "413" }, "")
-  end
+  -- A body over the listener's buffer limit never gets here: Envoy answers 413 once its
+  -- buffer is full. (Refusing earlier, on content-length, would close the connection on a
+  -- client still sending, which most clients then see as a reset instead of the 413.)
   local body = handle:body()
   if body == nil or body:length() == 0 then
     return reject(handle, C.errors.no_body)

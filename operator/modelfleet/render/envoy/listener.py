@@ -123,8 +123,11 @@ def listener(
             "idle_timeout": duration(timeouts.idle_connection_seconds),
         },
         "max_request_headers_kb": gateway.limits.max_request_headers_kib,
-        # Old clients and load balancers' probes still speak HTTP/1.0.
-        "http_protocol_options": {"accept_http_10": True},
+        # Old clients and load balancers' probes still speak HTTP/1.0, often without Host.
+        "http_protocol_options": {
+            "accept_http_10": True,
+            "default_host_for_http_10": LISTENER_NAME,
+        },
         "rds": {
             "route_config_name": ROUTE_CONFIG_NAME,
             "config_source": file_config_source(f"{config_dir}/{ROUTES_FILE}", config_dir),
@@ -204,7 +207,7 @@ def http_filters(policy: RoutingPolicy) -> list[dict[str, Any]]:
         strip_gateway_headers(),
         api_key_auth(),
         rate_limit(policy),
-        lua(policy),
+        lua(),
         {
             "name": filter_name("router"),
             "typed_config": {"@type": any_of("envoy.extensions.filters.http.router.v3.Router")},
@@ -297,15 +300,13 @@ def rate_limit(policy: RoutingPolicy) -> dict[str, Any]:
     }
 
 
-def lua(policy: RoutingPolicy) -> dict[str, Any]:
+def lua() -> dict[str, Any]:
     """The script without tenants or rules; RDS replaces it per virtual host."""
     return {
         "name": filter_name("lua"),
         "typed_config": {
             "@type": any_of("envoy.extensions.filters.http.lua.v3.Lua"),
-            "default_source_code": {
-                "inline_string": gateway_script({}, None, policy.spec.gateway.limits.max_body_bytes)
-            },
+            "default_source_code": {"inline_string": gateway_script({})},
         },
     }
 
@@ -330,8 +331,8 @@ def _mapper(filter_: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
 
 def local_reply_config(policy: RoutingPolicy) -> dict[str, Any]:
     """OpenAI-style JSON for every reply Envoy makes itself. The Lua check and the direct
-    responses already answer JSON; a 400 is rewritten only when the HTTP codec made it
-    (response flag DPE, downstream protocol error)."""
+    responses already answer JSON; a 400 is rewritten only when the HTTP codec made it (no
+    request was parsed, so it has no :method)."""
     limit_mib = policy.spec.gateway.limits.max_body_bytes / (1024 * 1024)
     invalid = "invalid_request_error"
     return {
@@ -350,13 +351,20 @@ def local_reply_config(policy: RoutingPolicy) -> dict[str, Any]:
                     "and_filter": {
                         "filters": [
                             _status("EQ", 400),
-                            {"response_flag_filter": {"flags": ["DPE"]}},
+                            # Only the HTTP codec answers before a request line was read.
+                            {
+                                "header_filter": {
+                                    "header": {
+                                        "name": ":method",
+                                        "present_match": True,
+                                        "invert_match": True,
+                                    }
+                                }
+                            },
                         ]
                     }
                 },
-                error_object(
-                    "malformed HTTP request: %LOCAL_REPLY_BODY%", invalid, "bad_request"
-                ),
+                error_object("malformed HTTP request: %LOCAL_REPLY_BODY%", invalid, "bad_request"),
             ),
             _mapper(
                 _status("EQ", 408),

@@ -100,13 +100,7 @@ def per_filter_config(policy: RoutingPolicy, api_keys: Sequence[ApiKey]) -> dict
         },
         filter_name("lua"): {
             "@type": any_of("envoy.extensions.filters.http.lua.v3.LuaPerRoute"),
-            "source_code": {
-                "inline_string": gateway_script(
-                    tenants,
-                    policy.spec.classification,
-                    policy.spec.gateway.limits.max_body_bytes,
-                )
-            },
+            "source_code": {"inline_string": gateway_script(tenants, policy.spec.classification)},
         },
     }
 
@@ -161,7 +155,9 @@ def route_action(route: TableRoute, policy: RoutingPolicy) -> dict[str, Any]:
     return {
         "route": {
             "weighted_clusters": {
-                "clusters": [{"name": choice.cluster, "weight": choice.weight} for choice in choices]
+                "clusters": [
+                    {"name": choice.cluster, "weight": choice.weight} for choice in choices
+                ]
             },
             # The whole request, a stream included; a non-streamed answer is silent until it
             # is complete, so the idle timeout is the same.

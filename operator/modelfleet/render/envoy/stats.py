@@ -59,9 +59,7 @@ def stats_listener(address: HostPort) -> dict[str, Any]:
         "http_filters": [
             {
                 "name": filter_name("router"),
-                "typed_config": {
-                    "@type": any_of("envoy.extensions.filters.http.router.v3.Router")
-                },
+                "typed_config": {"@type": any_of("envoy.extensions.filters.http.router.v3.Router")},
             }
         ],
     }
