@@ -1,6 +1,7 @@
-"""The Lua filter's script: gateway.lua (beside this file) after a generated prelude `C`
-that holds this gateway's settings: tenants by key id, the input field of each endpoint,
-the error bodies, and what classification rules need read from the body."""
+"""The Lua filter's script: a generated prelude `C` with this gateway's settings (tenants by
+key id, the input field of each endpoint, the error bodies, what classification rules need
+read from the body), then json.lua, request.lua and response.lua (beside this file) as one
+chunk."""
 
 from __future__ import annotations
 
@@ -27,9 +28,13 @@ from modelfleet.render.envoy.names import (
 LuaValue = str | int | bool | Mapping[str, "LuaValue"] | None
 
 
+SCRIPT_FILES = ("json.lua", "request.lua", "response.lua")
+
+
 @cache
 def script_body() -> str:
-    return files("modelfleet.render.envoy").joinpath("gateway.lua").read_text()
+    here = files("modelfleet.render.envoy")
+    return "\n".join(here.joinpath(name).read_text() for name in SCRIPT_FILES)
 
 
 def lua_string(text: str) -> str:
