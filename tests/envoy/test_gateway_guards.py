@@ -51,6 +51,8 @@ def test_backend_sees_key_id_and_tenant_never_the_key(gateway, fleet, key_header
     assert seen["x-tenant"] == "globex"
     assert "authorization" not in seen and "x-api-key" not in seen
     assert key.key not in json.dumps(seen)
+    # No client is trusted as internal (which would let it steer retries and timeouts).
+    assert "x-envoy-internal" not in seen
 
 
 @pytest.mark.parametrize(

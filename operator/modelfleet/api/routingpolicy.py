@@ -37,8 +37,16 @@ class Backend(KubeModel):
 
 
 class RouteSlo(KubeModel):
-    ttft_seconds: float | None = Field(default=None, gt=0)
-    e2e_seconds: float | None = Field(default=None, gt=0, alias="e2eSeconds")
+    ttft_seconds: float | None = Field(
+        default=None, gt=0, description="Target time to the first token, in seconds."
+    )
+    e2e_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        alias="e2eSeconds",
+        description="Target time to the whole answer, in seconds; also the route's timeout "
+        "at the gateway (instead of spec.gateway.timeouts.routeSeconds).",
+    )
 
 
 class Route(KubeModel):
@@ -65,7 +73,7 @@ class Route(KubeModel):
         },
     )
     max_cost_per_request: float | None = Field(default=None, gt=0)
-    slo: RouteSlo | None = None
+    slo: RouteSlo | None = Field(default=None, description="The route's latency targets.")
     fallback: DnsLabel | None = Field(
         default=None,
         description="The variant that gets the one retry of a request whose first choice "
@@ -120,13 +128,15 @@ class DegradeRule(KubeModel):
 
 
 class KeyRateLimit(KubeModel):
-    key_id: str = Field(min_length=1)
-    requests_per_minute: int = Field(ge=1)
+    key_id: str = Field(min_length=1, description="The API key's id.")
+    requests_per_minute: int = Field(ge=1, description="That key's requests per minute.")
 
 
 class RateLimit(KubeModel):
     requests_per_minute: int = Field(default=600, ge=1, description="Per API key, by default.")
-    per_key: list[KeyRateLimit] = Field(default_factory=list)
+    per_key: list[KeyRateLimit] = Field(
+        default_factory=list, description="Other limits for some keys."
+    )
 
 
 class GatewayTimeouts(KubeModel):
@@ -388,7 +398,10 @@ class Classification(KubeModel):
 
 class RoutingPolicySpec(KubeModel):
     pool: DnsLabel
-    gateway: Gateway
+    gateway: Gateway = Field(
+        description="The gateway's Envoy: where its config goes, its API keys, limits, "
+        "timeouts and fallback."
+    )
     routes: list[Route] = Field(
         min_length=1,
         max_length=MAX_ROUTES,

@@ -110,8 +110,12 @@ def listener(
         "stat_prefix": HTTP_STAT_PREFIX,
         "codec_type": "AUTO",
         "use_remote_address": True,
-        # No client is trusted with x-envoy-* control headers, whatever its address.
-        "internal_address_config": {"cidr_ranges": []},
+        # No client is "internal" (trusted with x-envoy-* control headers), whatever its
+        # address: an empty list would mean Envoy's default (private and loopback ranges),
+        # so the one range is an address no client has.
+        "internal_address_config": {
+            "cidr_ranges": [{"address_prefix": "0.0.0.0", "prefix_len": 32}]
+        },
         # Clients can quote the id of the log line of their request.
         "always_set_request_id_in_response": True,
         "normalize_path": True,
