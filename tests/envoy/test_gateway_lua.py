@@ -361,10 +361,20 @@ def splits(data: bytes, size: int) -> list[bytes]:
 
 
 @pytest.mark.parametrize("size", [1, 7, 50, 10_000])
-def test_an_injected_usage_event_is_read_and_removed_however_the_stream_is_cut(lua, size):
-    sent, metadata = lua.response(splits(STREAM, size), "injected", "text/event-stream")
-    assert b"".join(sent) == WITHOUT_USAGE
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_an_injected_usage_event_is_read_and_removed_however_the_stream_is_cut(lua, size, line_end):
+    stream = STREAM.replace(b"\n", line_end)
+    sent, metadata = lua.response(splits(stream, size), "injected", "text/event-stream")
+    assert b"".join(sent) == WITHOUT_USAGE.replace(b"\n", line_end)
     assert metadata == {"prompt_tokens": 12, "completion_tokens": 7}
+
+
+def test_a_long_event_is_not_held_back(lua):
+    long_event = events({"choices": [{"delta": {"content": "x" * 40_000}}]})
+    chunks = splits(long_event + events("[DONE]"), 20_000)
+    sent, _ = lua.response(chunks, "injected", "text/event-stream")
+    assert sent[1] == chunks[1], "the second piece of a long event waited"
+    assert b"".join(sent) == b"".join(chunks)
 
 
 @pytest.mark.parametrize("size", [1, 13, 10_000])

@@ -26,38 +26,52 @@ local function usage_in(text)
   return tonumber(prompt), tonumber(match(object, '"completion_tokens"%s*:%s*(%d+)') or "0")
 end
 
--- Where text's last complete SSE event ends (the index of its final newline), or 0.
-local function last_event_end(text)
-  local at, found = 0, 0
+-- The next blank line (an SSE event's end) at or after `from`: where it starts and the
+-- position after it; "\n\n", or "\r\n\r\n" from servers that end lines so.
+local function next_gap(text, from)
+  local lf = find(text, "\n\n", from, true)
+  local crlf = find(text, "\r\n\r\n", from, true)
+  if crlf ~= nil and (lf == nil or crlf < lf) then
+    return crlf, crlf + 4
+  elseif lf ~= nil then
+    return lf, lf + 2
+  end
+  return nil
+end
+
+-- How much of text is whole events (the position after the last blank line, or 0).
+local function whole_events(text)
+  local found, from = 0, 1
   while true do
-    at = find(text, "\n\n", at + 1, true)
-    if at == nil then
+    local _, after = next_gap(text, from)
+    if after == nil then
       return found
     end
-    found = at + 1
+    found = after - 1
+    from = after
   end
 end
 
--- text without the SSE event that carries "usage" (one that holds `at`).
+-- text without the SSE event that holds position `at`.
 local function without_event(text, at)
-  local start = 1
-  local search = 0
+  local start, from = 1, 1
   while true do
-    local gap = find(text, "\n\n", search + 1, true)
+    local gap, after = next_gap(text, from)
     if gap == nil or gap >= at then
       break
     end
-    start = gap + 2
-    search = gap
+    start, from = after, after
   end
-  local stop = find(text, "\n\n", at, true)
+  local _, stop = next_gap(text, at)
   if stop == nil then
     return text
   end
-  return sub(text, 1, start - 1) .. sub(text, stop + 2)
+  return sub(text, 1, start - 1) .. sub(text, stop)
 end
 
 local USAGE_TAIL = 4096
+-- The usage event is a few hundred bytes: a longer unfinished event is not held back.
+local HELD_AT_MOST = 16384
 
 function envoy_on_response(handle)
   local request = handle:streamInfo():dynamicMetadata():get(C.namespace)
@@ -80,7 +94,11 @@ function envoy_on_response(handle)
         -- Whole events only, so the usage event can be cut out; the rest waits for its end
         -- (a client cannot use half an event anyway).
         local text = carry .. data
-        local complete = last_event_end(text)
+        local complete = whole_events(text)
+        if #text - complete > HELD_AT_MOST then
+          -- An event this long is not the usage event: let it through.
+          complete = #text
+        end
         carry = sub(text, complete + 1)
         text = sub(text, 1, complete)
         local at = find(text, '"usage"', 1, true)
