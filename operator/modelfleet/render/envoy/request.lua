@@ -229,7 +229,7 @@ local function reject(handle, body)
 end
 
 -- The error body for a read_request failure.
-local function read_error(field, path, kind, detail)
+local function read_error(field, kind, detail)
   if kind == "duplicate" then
     return error_body(string.format("the key '%s' appears twice in an object the gateway reads: "
       .. "send each key once", detail), detail, "duplicate_key")
@@ -312,7 +312,7 @@ local function header_text(text, spans, limit)
   return joined
 end
 
-local function classify(handle, headers, text, input)
+local function classify(headers, text, input)
   local names = C.classify_headers
   if C.classify.last_user and input.last_user ~= nil then
     headers:replace(names.last_user, header_text(text, input.last_user, C.classify.prefix))
@@ -357,7 +357,7 @@ function envoy_on_request(handle)
   headers = handle:headers()
   local request, kind, detail = read_request(text, field)
   if request == nil then
-    return reject(handle, read_error(field, path, kind, detail))
+    return reject(handle, read_error(field, kind, detail))
   end
   local model = string_member(text, request, "model")
   local task_type = string_member(text, request, "task_type")
@@ -385,7 +385,7 @@ function envoy_on_request(handle)
     local sent
     sent, usage, detail = ask_for_usage(text, request)
     if sent == nil then
-      return reject(handle, read_error(field, path, usage, detail))
+      return reject(handle, read_error(field, usage, detail))
     end
     if sent ~= text then
       body:setBytes(sent)
@@ -397,7 +397,7 @@ function envoy_on_request(handle)
   metadata:set(C.namespace, "usage", usage or "answer")
   if C.classify and not model and not task_type and C.streaming[path]
       and headers:get(C.task_type_header) == nil then
-    classify(handle, headers, text, request.input)
+    classify(headers, text, request.input)
   end
   handle:clearRouteCache()
 end
