@@ -74,16 +74,16 @@ local USAGE_TAIL = 4096
 local HELD_AT_MOST = 16384
 
 function envoy_on_response(handle)
-  local request = handle:streamInfo():dynamicMetadata():get(C.namespace)
-  if request == nil or request.usage == nil then
-    return
-  end
   local headers = handle:headers()
   if headers:get(":status") ~= "200" then
     return
   end
-  local strip = request.usage == "injected"
-    and find(headers:get("content-type") or "", "text/event-stream", 1, true) ~= nil
+  -- Only a stream's usage event may have to go; the request says whether it asked for it.
+  local strip = false
+  if find(headers:get("content-type") or "", "text/event-stream", 1, true) ~= nil then
+    local request = handle:streamInfo():dynamicMetadata():get(C.namespace)
+    strip = request ~= nil and request.usage == "injected"
+  end
   local prompt, completion
   local carry = ""
   for chunk in handle:bodyChunks() do
