@@ -545,6 +545,13 @@ def test_cel_rules_stay_within_the_api_servers_cost_budget(schemas: dict[str, An
 WINDOW = ("spec", "window")
 BILLING = ("spec", "billing")
 METRICS_AUTH = ("spec", "metrics", "auth")
+CLASSIFICATION = ("spec", "classification")
+RULE = (*CLASSIFICATION, "rules", 0)
+
+
+def _classification(rule: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    return _set(CLASSIFICATION, {"rules": [{"name": "r", "taskType": "chat", **rule}]})
+
 
 # Objects the rules must accept besides the samples, for rules the samples do not reach.
 CEL_ACCEPTED = [
@@ -554,6 +561,21 @@ CEL_ACCEPTED = [
     ),
     ("Reservation", _set(WINDOW, {"end": "2026-12-02T00:00:00Z"})),
     ("ModelPool", _set(METRICS_AUTH, {"bearerTokenSecret": {"name": "prom", "key": "token"}})),
+    (
+        "RoutingPolicy",
+        _set(
+            CLASSIFICATION,
+            {
+                "defaultRoute": "chat-summary",
+                "rules": [
+                    {"name": "code", "taskType": "code-simple", "keywords": ["python"]},
+                    {"name": "legal", "taskType": "legal", "regex": "(?i)contract"},
+                    {"name": "mid", "taskType": "chat", "promptLength": {"min": 10, "max": 90}},
+                    {"name": "long", "taskType": "summary", "promptLength": {"min": 9000}},
+                ],
+            },
+        ),
+    ),
 ]
 
 CEL_REFUSALS = [
@@ -621,6 +643,27 @@ CEL_REFUSALS = [
         "self.fallback != self.variant",
         ("spec", "degrade", 0),
         id="degrade-to-itself",
+    ),
+    pytest.param(
+        "RoutingPolicy",
+        _classification({"keywords": ["python"], "regex": "python"}),
+        "size(self.keywords) > 0",
+        RULE,
+        id="classification-rule-with-two-tests",
+    ),
+    pytest.param(
+        "RoutingPolicy",
+        _classification({"promptLength": {"unit": "tokens"}}),
+        "has(self.min) || has(self.max)",
+        (*RULE, "promptLength"),
+        id="prompt-length-without-bounds",
+    ),
+    pytest.param(
+        "RoutingPolicy",
+        _classification({"promptLength": {"min": 10, "max": 5}}),
+        "self.min <= self.max",
+        (*RULE, "promptLength"),
+        id="prompt-length-min-above-max",
     ),
     *(
         pytest.param(

@@ -224,6 +224,9 @@ def check_references(
                 if pool.spec.variant(backend.variant) is None:
                     path = f"spec.routes[{r_index}].backends[{b_index}].variant"
                     errors.append(missing_variant(policy, pool, path, backend.variant))
+            if route.fallback is not None and pool.spec.variant(route.fallback) is None:
+                path = f"spec.routes[{r_index}].fallback"
+                errors.append(missing_variant(policy, pool, path, route.fallback))
         for d_index, rule in enumerate(policy.spec.degrade):
             for attr in ("variant", "fallback"):
                 name = getattr(rule, attr)

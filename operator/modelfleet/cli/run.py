@@ -60,9 +60,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--gateway-admin",
-        default="0.0.0.0:9901",
+        default="127.0.0.1:9901",
         metavar="HOST:PORT",
-        help="the gateway's Envoy admin address (serves /stats/prometheus)",
+        help="the gateway's Envoy admin address; keep it on loopback",
+    )
+    parser.add_argument(
+        "--gateway-stats-port",
+        type=int,
+        default=9902,
+        metavar="PORT",
+        help="the gateway's read-only listener for /stats/prometheus and /ready probes",
     )
     parser.add_argument(
         "--gateway-image",
@@ -70,12 +77,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="IMAGE",
         help="run each RoutingPolicy's gateway pods (Envoy and the gateway-sync sidecar) "
         "from this image, normally the operator's own; unset: write the configs only",
-    )
-    parser.add_argument(
-        "--gateway-stats-port",
-        type=int,
-        default=9901,
-        help="the gateway pods' port for /stats/prometheus and readiness",
     )
     parser.add_argument(
         "--gateway-resources",

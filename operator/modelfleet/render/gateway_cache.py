@@ -27,8 +27,9 @@ from modelfleet.api.keys import ApiKey
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.plan.routing.table import RoutingTable
+from modelfleet.render.envoy.fallback import fallback_pairs
 from modelfleet.render.envoy.names import ROUTES_FILE
-from modelfleet.render.envoy.render import check_table, dump_yaml, routes_file, static_files
+from modelfleet.render.envoy.render import check_inputs, dump_yaml, routes_file, static_files
 from modelfleet.render.envoy.routes import route_configuration
 from modelfleet.render.envoy.xds import HostPort, discovery_response, short_digest
 
@@ -70,9 +71,9 @@ def _shape(table: RoutingTable) -> tuple[RoutingTable, list[int]]:
 
 
 def _template(
-    shape: RoutingTable, pool: ModelPool, keys: Sequence[ApiKey]
+    shape: RoutingTable, pool: ModelPool, policy: RoutingPolicy, keys: Sequence[ApiKey]
 ) -> RoutesTemplate | None:
-    resources = [route_configuration(shape, pool, keys)]
+    resources = [route_configuration(shape, pool, policy, keys)]
     canonical = json.dumps(resources, sort_keys=True, separators=(",", ":"))
     document = discovery_response(resources, canonical)
     text = dump_yaml(document)
@@ -124,8 +125,11 @@ class GatewayRenderCache:
         admin: HostPort,
         config_dir: str,
         access_log_path: str,
+        stats: HostPort,
     ) -> dict[str, str]:
-        check_table(table, pool, policy)
+        check_inputs(table, pool, policy, admin)
+        # The clusters depend on the table only through the fallback pairs its routes use.
+        pairs = tuple(fallback_pairs(policy, table))
         static_key = (
             policy.namespace,
             policy.name,
@@ -139,17 +143,19 @@ class GatewayRenderCache:
             admin,
             config_dir,
             access_log_path,
+            stats,
+            pairs,
         )
         entry = self._entries.get((policy.namespace, policy.name))
         if entry is None or entry.static_key != static_key:
             static = static_files(
-                pool, policy, backends, listen, admin, config_dir, access_log_path
+                pool, policy, backends, pairs, listen, admin, config_dir, access_log_path, stats
             )
             entry = _Entry(static_key, static)
             self._entries[(policy.namespace, policy.name)] = entry
         shape, weights = _shape(table)
         if entry.shape != shape:
-            entry.shape, entry.template = shape, _template(shape, pool, keys)
+            entry.shape, entry.template = shape, _template(shape, pool, policy, keys)
         if entry.template is None:  # a shape the placeholders cannot stand in for
-            return {**entry.static, ROUTES_FILE: routes_file(table, pool, keys)}
+            return {**entry.static, ROUTES_FILE: routes_file(table, pool, policy, keys)}
         return {**entry.static, ROUTES_FILE: entry.template.fill(weights)}
