@@ -236,7 +236,8 @@ async def test_kopf_operator_reacts_and_posts_events(cluster: LocalCluster) -> N
     @kopf.on.create("modelfleet.io", "v1alpha1", "modelpools", registry=registry)
     def created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         seen.append(("create", body["spec"]["gpuBudget"]))
-        patch.status["phase"] = "Seen"
+        patch.status["gpuBudget"] = body["spec"]["gpuBudget"]
+        patch.status["phase"] = "Seen"  # not in the CRD's status schema: pruned
         kopf.info(body, reason="Created", message="the test operator saw the pool")
 
     @kopf.on.update("modelfleet.io", "v1alpha1", "modelpools", field="spec", registry=registry)
@@ -274,7 +275,8 @@ async def test_kopf_operator_reacts_and_posts_events(cluster: LocalCluster) -> N
         status = await eventually(
             lambda: (store.get(MODELPOOLS, "llm", "chat") or {}).get("status")
         )
-        assert status["phase"] == "Seen"
+        assert status["gpuBudget"] == 8
+        assert "phase" not in status, "fields the CRD does not declare are pruned, as on a cluster"
 
         store.patch(MODELPOOLS, "llm", "chat", {"spec": {"gpuBudget": 16}}, patch_type="merge")
         await eventually(lambda: ("update", 16) in seen, what="the update handler")

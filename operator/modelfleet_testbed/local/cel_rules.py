@@ -1,0 +1,164 @@
+"""A CRD's `x-kubernetes-validations` (CEL rules), evaluated as kube-apiserver does, with
+cel-python: at every node of the object that has rules, `self` typed from the schema
+(date-time -> timestamp, integer -> int), `oldSelf` on updates, after defaulting.
+
+A broken rule is the CRD's fault: it is reported at its node, like the server's runtime
+errors, rather than crashing the write.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import celpy
+from celpy import celtypes
+
+from modelfleet_testbed.local.schema_validation import FieldError, FieldPath, go_value
+
+RULES = "x-kubernetes-validations"
+_MISSING = object()
+_REASONS = {
+    "FieldValueInvalid": "Invalid value",
+    "FieldValueForbidden": "Forbidden",
+    "FieldValueRequired": "Required value",
+    "FieldValueDuplicate": "Duplicate value",
+}
+
+
+@functools.cache
+def _program(rule: str) -> celpy.Runner:
+    environment = celpy.Environment()
+    return environment.program(environment.compile(rule))
+
+
+def to_cel(schema: Mapping[str, Any], value: Any) -> celtypes.Value:
+    """A JSON value typed the way the API server types it for CEL."""
+    kind = schema.get("type")
+    if isinstance(value, Mapping) and ("properties" in schema or "additionalProperties" in schema):
+        properties = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        return celtypes.MapType(
+            {
+                celtypes.StringType(key): to_cel(
+                    properties.get(key) or (additional if isinstance(additional, Mapping) else {}),
+                    item,
+                )
+                for key, item in value.items()
+            }
+        )
+    if kind == "array" and isinstance(value, list):
+        return celtypes.ListType([to_cel(schema.get("items") or {}, item) for item in value])
+    if kind == "string" and schema.get("format") == "date-time" and isinstance(value, str):
+        return celtypes.TimestampType(value)
+    if kind == "integer" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return celtypes.IntType(int(value))
+    if kind == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return celtypes.DoubleType(float(value))
+    return celpy.json_to_cel(value)
+
+
+def _scope_type(schema: Mapping[str, Any]) -> str:
+    # What kube-apiserver prints as the bad value of a failed rule: the node's type.
+    return str(schema.get("type") or "object")
+
+
+def rule_errors(
+    schema: Mapping[str, Any], value: Any, old: Any = _MISSING, path: FieldPath = ()
+) -> Iterator[FieldError]:
+    """The failed rules of every node of `value`, at kube-apiserver's field paths."""
+    for rule in schema.get(RULES, ()):
+        transition = "oldSelf" in rule["rule"]
+        if transition and old is _MISSING:
+            continue  # transition rules run on updates only
+        error = _run_rule(schema, rule, value, old, path, transition)
+        if error is not None:
+            yield error
+    if isinstance(value, Mapping):
+        properties = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key) or (additional if isinstance(additional, Mapping) else None)
+            if sub is None:
+                continue
+            old_item = old.get(key, _MISSING) if isinstance(old, Mapping) else _MISSING
+            yield from rule_errors(sub, item, old_item, (*path, key))
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        # Items are matched to old items by position; good enough for transition rules on
+        # atomic lists, which is all kube-apiserver correlates by index either.
+        olds = old if isinstance(old, list) else []
+        for index, item in enumerate(value):
+            old_item = olds[index] if index < len(olds) else _MISSING
+            yield from rule_errors(schema["items"], item, old_item, (*path, index))
+
+
+def _run_rule(
+    schema: Mapping[str, Any],
+    rule: Mapping[str, Any],
+    value: Any,
+    old: Any,
+    path: FieldPath,
+    transition: bool,
+) -> FieldError | None:
+    activation = {"self": to_cel(schema, value)}
+    if transition:
+        activation["oldSelf"] = to_cel(schema, old)
+    try:
+        verdict = _program(rule["rule"]).evaluate(activation)
+    except Exception as error:  # a rule that does not compile is the CRD's bug
+        return _failure(rule, path, schema, f"compilation failed: {error}", "FieldValueInvalid")
+    if isinstance(verdict, celpy.CELEvalError):
+        return _failure(
+            rule, path, schema, f"evaluation error: {verdict.args[0]}", "FieldValueInvalid"
+        )
+    if bool(verdict):
+        return None
+    message = rule.get("message") or f"failed rule: {rule['rule']}"
+    if rule.get("messageExpression"):
+        message = _message_expression(rule["messageExpression"], activation) or message
+    return _failure(rule, path, schema, message, rule.get("reason") or "FieldValueInvalid")
+
+
+def _message_expression(expression: str, activation: dict[str, Any]) -> str | None:
+    try:
+        result = _program(expression).evaluate(activation)
+    except Exception:
+        return None
+    return str(result) if isinstance(result, celtypes.StringType) and str(result).strip() else None
+
+
+def _failure(
+    rule: Mapping[str, Any], path: FieldPath, schema: Mapping[str, Any], message: str, cause: str
+) -> FieldError:
+    at = (*path, *_relative_path(rule.get("fieldPath") or ""))
+    label = _REASONS.get(cause, "Invalid value")
+    if cause in ("FieldValueForbidden", "FieldValueRequired"):
+        body = f"{label}: {message}"
+    else:
+        body = f"{label}: {go_value(_scope_type(schema))}: {message}"
+    return FieldError(at, cause, body, path)
+
+
+def _relative_path(field_path: str) -> FieldPath:
+    """`.min`, `.items[2]`, `['a.b']` -> path steps."""
+    steps: list[str | int] = []
+    text = field_path
+    while text:
+        if text.startswith("."):
+            text = text[1:]
+            name = ""
+            while text and text[0] not in ".[":
+                name, text = name + text[0], text[1:]
+            steps.append(name)
+        elif text.startswith("['"):
+            end = text.index("']")
+            steps.append(text[2:end])
+            text = text[end + 2 :]
+        elif text.startswith("["):
+            end = text.index("]")
+            steps.append(int(text[1:end]))
+            text = text[end + 1 :]
+        else:
+            break
+    return tuple(steps)
