@@ -173,7 +173,7 @@ async def test_kubectl_drives_the_emulated_cluster(cluster, agent, launcher, kub
     assert namespaces.stdout.split() == ["namespace/default", "namespace/llm"]
 
     manifest = yaml.safe_dump(deployment("web", 2, startup_seconds=0.3))
-    applied = await kubectl("apply", "--validate=false", "-f", "-", stdin=manifest)
+    applied = await kubectl("apply", "-f", "-", stdin=manifest)
     assert "deployment.apps/web created" in applied.stdout
     await kubectl(
         "wait", "--for=condition=Available", "deployment/web", "-n", "llm", "--timeout=20s"
@@ -211,9 +211,7 @@ async def test_kubectl_drives_the_emulated_cluster(cluster, agent, launcher, kub
     )
 
     # Server-side apply of the samples: CRs served from the modelfleet CRDs.
-    samples = await kubectl(
-        "apply", "--server-side", "--validate=false", "-f", str(REPO / "manifests" / "samples")
-    )
+    samples = await kubectl("apply", "--server-side", "-f", str(REPO / "manifests" / "samples"))
     assert "modelpool.modelfleet.io/chat serverside-applied" in samples.stdout
     pools = await kubectl(
         "get", "modelpools", "-n", "llm", "-o", "jsonpath={.items[*].metadata.name}"

@@ -72,7 +72,7 @@ class Admission:
     ) -> dict[str, Any]:
         pruned, unknown = prune(_with_meta(schema), obj)
         if not unknown:
-            return obj
+            return pruned  # nulls the schema does not allow are gone all the same
         if self.directive == STRICT:
             listed = ", ".join(f'unknown field "{name}"' for name in unknown)
             version = resource_type.resource.version
