@@ -22,6 +22,7 @@ from modelfleet_testbed.local.builtin_kinds import OBJECT_META, PRESERVE
 from modelfleet_testbed.local.cel_rules import rule_errors
 from modelfleet_testbed.local.errors import ApiError
 from modelfleet_testbed.local.schema_validation import (
+    UNSET,
     FieldError,
     FieldPath,
     prune,
@@ -107,10 +108,10 @@ def _closed_top_level(schema: Mapping[str, Any]) -> dict[str, Any]:
 
 def _refuse_invalid(resource_type: Any, new: dict[str, Any], old: Mapping[str, Any] | None) -> None:
     schema = resource_type.schema
-    errors = validate(_without_metadata(schema), new)
+    errors = validate(_without_metadata(schema), new, old if old is not None else UNSET)
     if not errors:
         cel_view = _cel_view(new)
-        old_view = _cel_view(old) if old is not None else _MISSING
+        old_view = _cel_view(old) if old is not None else UNSET
         errors = list(rule_errors(schema, cel_view, old_view))
     if old is not None:
         errors = [error for error in errors if not _unchanged(error, new, old)]

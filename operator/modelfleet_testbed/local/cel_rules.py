@@ -15,10 +15,15 @@ from typing import Any
 import celpy
 from celpy import celtypes
 
-from modelfleet_testbed.local.schema_validation import FieldError, FieldPath, go_value
+from modelfleet_testbed.local.schema_validation import (
+    UNSET,
+    FieldError,
+    FieldPath,
+    correlated,
+    go_value,
+)
 
 RULES = "x-kubernetes-validations"
-_MISSING = object()
 _REASONS = {
     "FieldValueInvalid": "Invalid value",
     "FieldValueForbidden": "Forbidden",
@@ -33,21 +38,45 @@ def _program(rule: str) -> celpy.Runner:
     return environment.program(environment.compile(rule))
 
 
+class _Unconverted:
+    __slots__ = ("schema", "value")
+
+    def __init__(self, schema: Mapping[str, Any], value: Any):
+        self.schema, self.value = schema, value
+
+
+class LazyMap(celtypes.MapType):
+    """An object for CEL whose fields are converted when a rule reads them: a rule on the
+    root object reads `self.metadata.name`, not the whole status."""
+
+    def __getitem__(self, key: Any) -> Any:
+        item = super().__getitem__(key)
+        if isinstance(item, _Unconverted):
+            item = to_cel(item.schema, item.value)
+            dict.__setitem__(self, key, item)
+        return item
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self else default  # noqa: SIM401 (dict.get skips conversion)
+
+    def values(self):  # type: ignore[override]
+        return [self[key] for key in self]
+
+    def items(self):  # type: ignore[override]
+        return [(key, self[key]) for key in self]
+
+
 def to_cel(schema: Mapping[str, Any], value: Any) -> celtypes.Value:
     """A JSON value typed the way the API server types it for CEL."""
     kind = schema.get("type")
     if isinstance(value, Mapping) and ("properties" in schema or "additionalProperties" in schema):
         properties = schema.get("properties") or {}
         additional = schema.get("additionalProperties")
-        return celtypes.MapType(
-            {
-                celtypes.StringType(key): to_cel(
-                    properties.get(key) or (additional if isinstance(additional, Mapping) else {}),
-                    item,
-                )
-                for key, item in value.items()
-            }
-        )
+        converted = LazyMap()
+        for key, item in value.items():
+            sub = properties.get(key) or (additional if isinstance(additional, Mapping) else {})
+            dict.__setitem__(converted, celtypes.StringType(key), _Unconverted(sub, item))
+        return converted
     if kind == "array" and isinstance(value, list):
         return celtypes.ListType([to_cel(schema.get("items") or {}, item) for item in value])
     if kind == "string" and schema.get("format") == "date-time" and isinstance(value, str):
@@ -64,13 +93,33 @@ def _scope_type(schema: Mapping[str, Any]) -> str:
     return str(schema.get("type") or "object")
 
 
+def has_rules(schema: Mapping[str, Any]) -> bool:
+    """Whether the schema or anything under it has CEL rules (remembered per schema node)."""
+    key = id(schema)
+    known = _HAS_RULES.get(key)
+    if known is None or known[0] is not schema:
+        below = [*(schema.get("properties") or {}).values()]
+        for name in ("items", "additionalProperties"):
+            if isinstance(schema.get(name), Mapping):
+                below.append(schema[name])
+        known = (schema, bool(schema.get(RULES)) or any(has_rules(sub) for sub in below))
+        _HAS_RULES[key] = known
+    return known[1]
+
+
+_HAS_RULES: dict[int, tuple[Mapping[str, Any], bool]] = {}
+
+
 def rule_errors(
-    schema: Mapping[str, Any], value: Any, old: Any = _MISSING, path: FieldPath = ()
+    schema: Mapping[str, Any], value: Any, old: Any = UNSET, path: FieldPath = ()
 ) -> Iterator[FieldError]:
-    """The failed rules of every node of `value`, at kube-apiserver's field paths."""
+    """The failed rules of every node of `value`, at kube-apiserver's field paths. A node
+    an update left unchanged is not evaluated (ratcheting would forgive it anyway)."""
+    if (old is not UNSET and value == old) or not has_rules(schema):
+        return
     for rule in schema.get(RULES, ()):
         transition = "oldSelf" in rule["rule"]
-        if transition and old is _MISSING:
+        if transition and old is UNSET:
             continue  # transition rules run on updates only
         error = _run_rule(schema, rule, value, old, path, transition)
         if error is not None:
@@ -82,15 +131,13 @@ def rule_errors(
             sub = properties.get(key) or (additional if isinstance(additional, Mapping) else None)
             if sub is None:
                 continue
-            old_item = old.get(key, _MISSING) if isinstance(old, Mapping) else _MISSING
+            old_item = old.get(key, UNSET) if isinstance(old, Mapping) else UNSET
             yield from rule_errors(sub, item, old_item, (*path, key))
     elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        # Items are matched to old items by position; good enough for transition rules on
-        # atomic lists, which is all kube-apiserver correlates by index either.
-        olds = old if isinstance(old, list) else []
         for index, item in enumerate(value):
-            old_item = olds[index] if index < len(olds) else _MISSING
-            yield from rule_errors(schema["items"], item, old_item, (*path, index))
+            yield from rule_errors(
+                schema["items"], item, correlated(schema, old, item), (*path, index)
+            )
 
 
 def _run_rule(

@@ -158,11 +158,22 @@ def with_defaults(schema: Mapping[str, Any], value: Any) -> Any:
 # -- validation -------------------------------------------------------------------------------
 
 
-def validate(schema: Mapping[str, Any], value: Any, path: FieldPath = ()) -> list[FieldError]:
-    return list(_validate(schema, value, path))
+UNSET: Any = object()
 
 
-def _validate(schema: Mapping[str, Any], value: Any, path: FieldPath) -> Iterator[FieldError]:
+def validate(
+    schema: Mapping[str, Any], value: Any, old: Any = UNSET, path: FieldPath = ()
+) -> list[FieldError]:
+    """The errors of `value`; with `old` (an update), parts equal to the old object's are
+    not checked: the server's validation ratcheting forgives them."""
+    return list(_validate(schema, value, path, old))
+
+
+def _validate(
+    schema: Mapping[str, Any], value: Any, path: FieldPath, old: Any = UNSET
+) -> Iterator[FieldError]:
+    if old is not UNSET and value == old:
+        return
     if value is None:
         if not schema.get("nullable") and schema.get("type"):
             name = path_text(path)
@@ -179,9 +190,9 @@ def _validate(schema: Mapping[str, Any], value: Any, path: FieldPath) -> Iterato
         return
     yield from _scalar_checks(schema, value, path)
     if isinstance(value, dict):
-        yield from _object_checks(schema, value, path)
+        yield from _object_checks(schema, value, path, old if isinstance(old, dict) else {})
     elif isinstance(value, list):
-        yield from _array_checks(schema, value, path)
+        yield from _array_checks(schema, value, path, old if isinstance(old, list) else [])
 
 
 def _type_error(schema: Mapping[str, Any], value: Any, path: FieldPath) -> FieldError | None:
@@ -202,8 +213,11 @@ def _type_error(schema: Mapping[str, Any], value: Any, path: FieldPath) -> Field
     )
 
 
+_NUMBER_CHECKS = ("minimum", "maximum", "multipleOf")
+_STRING_CHECKS = ("maxLength", "minLength", "pattern", "format")
+
+
 def _scalar_checks(schema: Mapping[str, Any], value: Any, path: FieldPath) -> Iterator[FieldError]:
-    name = path_text(path)
     if "enum" in schema and value not in schema["enum"]:
         supported = ", ".join(
             json.dumps(v if isinstance(v, str) else json.dumps(v)) for v in schema["enum"]
@@ -214,15 +228,15 @@ def _scalar_checks(schema: Mapping[str, Any], value: Any, path: FieldPath) -> It
             f"Unsupported value: {go_value(value)}: supported values: {supported}",
             path,
         )
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        yield from _bounds(schema, value, path, name)
-    if isinstance(value, str):
-        yield from _string_checks(schema, value, path, name)
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric and any(check in schema for check in _NUMBER_CHECKS):
+        yield from _bounds(schema, value, path)
+    if isinstance(value, str) and any(check in schema for check in _STRING_CHECKS):
+        yield from _string_checks(schema, value, path)
 
 
-def _bounds(
-    schema: Mapping[str, Any], value: float, path: FieldPath, name: str
-) -> Iterator[FieldError]:
+def _bounds(schema: Mapping[str, Any], value: float, path: FieldPath) -> Iterator[FieldError]:
+    name = path_text(path)
     if "minimum" in schema:
         low = schema["minimum"]
         if schema.get("exclusiveMinimum") and value <= low:
@@ -244,9 +258,8 @@ def _bounds(
         yield invalid(path, value, f"{name} in body should be a multiple of {go_number(step)}")
 
 
-def _string_checks(
-    schema: Mapping[str, Any], value: str, path: FieldPath, name: str
-) -> Iterator[FieldError]:
+def _string_checks(schema: Mapping[str, Any], value: str, path: FieldPath) -> Iterator[FieldError]:
+    name = path_text(path)
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         limit = schema["maxLength"]
         unit = "byte" if limit == 1 else "bytes"
@@ -284,7 +297,9 @@ def _is_format(fmt: str, value: str) -> bool:
     return True
 
 
-def _object_checks(schema: Mapping[str, Any], value: dict, path: FieldPath) -> Iterator[FieldError]:
+def _object_checks(
+    schema: Mapping[str, Any], value: dict, path: FieldPath, old: dict
+) -> Iterator[FieldError]:
     for required in schema.get("required", ()):
         if required not in value:
             yield FieldError((*path, required), "FieldValueRequired", "Required value", path)
@@ -307,10 +322,12 @@ def _object_checks(schema: Mapping[str, Any], value: dict, path: FieldPath) -> I
         if sub is None and isinstance(additional, Mapping):
             sub = additional
         if sub is not None:
-            yield from _validate(sub, item, (*path, key))
+            yield from _validate(sub, item, (*path, key), old.get(key, UNSET))
 
 
-def _array_checks(schema: Mapping[str, Any], value: list, path: FieldPath) -> Iterator[FieldError]:
+def _array_checks(
+    schema: Mapping[str, Any], value: list, path: FieldPath, old: list
+) -> Iterator[FieldError]:
     count = len(value)
     if "maxItems" in schema and count > schema["maxItems"]:
         limit = schema["maxItems"]
@@ -328,7 +345,23 @@ def _array_checks(schema: Mapping[str, Any], value: list, path: FieldPath) -> It
     items = schema.get("items")
     if isinstance(items, Mapping):
         for index, item in enumerate(value):
-            yield from _validate(items, item, (*path, index))
+            yield from _validate(items, item, (*path, index), correlated(schema, old, item))
+
+
+def correlated(schema: Mapping[str, Any], old_items: Any, item: Any) -> Any:
+    """The old item an updated list item is compared with for ratcheting: lists of
+    `x-kubernetes-list-type: map` are correlated by their keys, other lists not at all
+    (as kube-apiserver does); UNSET when there is none."""
+    if schema.get("x-kubernetes-list-type") != "map" or not isinstance(old_items, list):
+        return UNSET
+    keys = schema.get("x-kubernetes-list-map-keys") or []
+    if not isinstance(item, Mapping):
+        return UNSET
+    identity = [item.get(key) for key in keys]
+    for old in old_items:
+        if isinstance(old, Mapping) and [old.get(key) for key in keys] == identity:
+            return old
+    return UNSET
 
 
 def _list_type_checks(
