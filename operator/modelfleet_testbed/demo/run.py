@@ -83,7 +83,8 @@ class Demo:
         return (self.clock.now() - self.clock.start).total_seconds() / 3600
 
     def say(self, text: str) -> None:
-        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
+        # No wrapping: the lines carry paths and commands to copy whole.
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", soft_wrap=True)
 
     # -- bring-up ------------------------------------------------------------------------
 

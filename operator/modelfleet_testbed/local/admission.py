@@ -22,16 +22,17 @@ from modelfleet_testbed.local.builtin_kinds import OBJECT_META, PRESERVE
 from modelfleet_testbed.local.cel_rules import rule_errors
 from modelfleet_testbed.local.errors import ApiError
 from modelfleet_testbed.local.schema_validation import (
+    NOTHING_KEPT,
     UNSET,
     FieldError,
-    FieldPath,
+    Kept,
     prune,
+    unchanged_parts,
     validate,
     with_defaults,
 )
 
 STRICT, WARN, IGNORE = "Strict", "Warn", "Ignore"
-_MISSING = object()
 
 
 @dataclass
@@ -62,16 +63,20 @@ class Admission:
             return new
         if not resource_type.custom:
             return self._unknown_fields(resource_type, _closed_top_level(schema), new)
-        admitted = with_defaults(schema, self._unknown_fields(resource_type, schema, new))
-        # The server reads the old object back with its defaults: compare like with like.
-        before = with_defaults(schema, prune(_with_meta(schema), old)[0]) if old else None
-        _refuse_invalid(resource_type, admitted, before)
+        kept = unchanged_parts(new, old)
+        pruned = self._unknown_fields(resource_type, schema, new, kept)
+        admitted = with_defaults(schema, pruned, kept)
+        _refuse_invalid(resource_type, admitted, old, kept)
         return admitted
 
     def _unknown_fields(
-        self, resource_type: Any, schema: Mapping[str, Any], obj: dict[str, Any]
+        self,
+        resource_type: Any,
+        schema: Mapping[str, Any],
+        obj: dict[str, Any],
+        kept: Kept = NOTHING_KEPT,
     ) -> dict[str, Any]:
-        pruned, unknown = prune(_with_meta(schema), obj)
+        pruned, unknown = prune(_with_meta(schema), obj, kept=kept)
         if not unknown:
             return pruned  # nulls the schema does not allow are gone all the same
         if self.directive == STRICT:
@@ -106,15 +111,16 @@ def _closed_top_level(schema: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _refuse_invalid(resource_type: Any, new: dict[str, Any], old: Mapping[str, Any] | None) -> None:
+def _refuse_invalid(
+    resource_type: Any, new: dict[str, Any], old: Mapping[str, Any] | None, kept: Kept
+) -> None:
+    """Schema errors, then (on a schema-valid object) the CEL rules; parts an update left
+    unchanged are not checked (the server's validation ratcheting forgives them)."""
     schema = resource_type.schema
-    errors = validate(_without_metadata(schema), new, old if old is not None else UNSET)
+    errors = validate(_without_metadata(schema), new, kept)
     if not errors:
-        cel_view = _cel_view(new)
         old_view = _cel_view(old) if old is not None else UNSET
-        errors = list(rule_errors(schema, cel_view, old_view))
-    if old is not None:
-        errors = [error for error in errors if not _unchanged(error, new, old)]
+        errors = list(rule_errors(schema, _cel_view(new), old_view, kept=kept))
     if errors:
         raise invalid_object(resource_type, new["metadata"].get("name", ""), errors)
 
@@ -130,22 +136,6 @@ def _cel_view(obj: Mapping[str, Any]) -> dict[str, Any]:
     metadata = obj.get("metadata") or {}
     kept = {k: metadata[k] for k in ("name", "generateName") if k in metadata}
     return {**obj, "metadata": kept}
-
-
-def _lookup(obj: Any, path: FieldPath) -> Any:
-    for step in path:
-        if isinstance(step, int):
-            if not isinstance(obj, list) or step >= len(obj):
-                return _MISSING
-        elif not isinstance(obj, Mapping) or step not in obj:
-            return _MISSING
-        obj = obj[step]
-    return obj
-
-
-def _unchanged(error: FieldError, new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
-    before = _lookup(old, error.node)
-    return before is not _MISSING and before == _lookup(new, error.node)
 
 
 def invalid_object(resource_type: Any, name: str, errors: list[FieldError]) -> ApiError:

@@ -16,9 +16,11 @@ import celpy
 from celpy import celtypes
 
 from modelfleet_testbed.local.schema_validation import (
+    NOTHING_KEPT,
     UNSET,
     FieldError,
     FieldPath,
+    Kept,
     correlated,
     go_value,
 )
@@ -111,11 +113,15 @@ _HAS_RULES: dict[int, tuple[Mapping[str, Any], bool]] = {}
 
 
 def rule_errors(
-    schema: Mapping[str, Any], value: Any, old: Any = UNSET, path: FieldPath = ()
+    schema: Mapping[str, Any],
+    value: Any,
+    old: Any = UNSET,
+    path: FieldPath = (),
+    kept: Kept = NOTHING_KEPT,
 ) -> Iterator[FieldError]:
     """The failed rules of every node of `value`, at kube-apiserver's field paths. A node
     an update left unchanged is not evaluated (ratcheting would forgive it anyway)."""
-    if (old is not UNSET and value == old) or not has_rules(schema):
+    if id(value) in kept or not has_rules(schema):
         return
     for rule in schema.get(RULES, ()):
         transition = "oldSelf" in rule["rule"]
@@ -132,11 +138,11 @@ def rule_errors(
             if sub is None:
                 continue
             old_item = old.get(key, UNSET) if isinstance(old, Mapping) else UNSET
-            yield from rule_errors(sub, item, old_item, (*path, key))
+            yield from rule_errors(sub, item, old_item, (*path, key), kept)
     elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
         for index, item in enumerate(value):
             yield from rule_errors(
-                schema["items"], item, correlated(schema, old, item), (*path, index)
+                schema["items"], item, correlated(schema, old, item), (*path, index), kept
             )
 
 

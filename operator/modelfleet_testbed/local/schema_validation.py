@@ -94,17 +94,76 @@ def invalid(path: FieldPath, value: Any, detail: str, node: FieldPath | None = N
     return FieldError(path, "FieldValueInvalid", body, path if node is None else node)
 
 
+# -- what an update left as it was -----------------------------------------------------------
+
+Kept = frozenset[int]  # ids of containers in the new object equal to their old counterpart
+NOTHING_KEPT: Kept = frozenset()
+UNSET: Any = object()
+
+
+def same(a: Any, b: Any) -> bool:
+    """Deep equality that tells `true` from `1` (JSON types, not Python's)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(value, b[key]) for key, value in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def unchanged_parts(new: Any, old: Any) -> Kept:
+    """The objects and lists of `new` equal to the old object's at the same place (list
+    items: lined up with the old list). The stored old object was pruned, defaulted and
+    validated when it was written; what is unchanged needs none of it again (and the
+    server's validation ratcheting forgives it), so the walks below skip those parts:
+    a status write does not re-check the whole spec, nor a history list shifted by one."""
+    kept: set[int] = set()
+
+    def walk(new_value: Any, old_value: Any) -> None:
+        if not isinstance(new_value, (dict, list)):
+            return
+        if same(new_value, old_value):
+            kept.add(id(new_value))
+        elif isinstance(new_value, dict) and isinstance(old_value, dict):
+            for key, item in new_value.items():
+                if key in old_value:
+                    walk(item, old_value[key])
+        elif isinstance(new_value, list) and isinstance(old_value, list):
+            # Lists such as a history drop old items at the front and add new ones at the
+            # end: line the new list up with the old one where its first item is found.
+            first = new_value[0] if new_value else None
+            offset = next((j for j, item in enumerate(old_value) if same(item, first)), 0)
+            for index, item in enumerate(new_value):
+                before = index + offset
+                if before < len(old_value) and same(item, old_value[before]):
+                    if isinstance(item, (dict, list)):
+                        kept.add(id(item))
+                elif index < len(old_value):
+                    walk(item, old_value[index])
+
+    if old is not None:
+        walk(new, old)
+    return frozenset(kept)
+
+
 # -- pruning ----------------------------------------------------------------------------------
 
 
-def prune(schema: Mapping[str, Any], value: Any, path: FieldPath = ()) -> tuple[Any, list[str]]:
+def prune(
+    schema: Mapping[str, Any], value: Any, path: FieldPath = (), kept: Kept = NOTHING_KEPT
+) -> tuple[Any, list[str]]:
     """The value without fields the schema does not declare (and without nulls where the
     schema does not allow them), with the dotted paths of the unknown fields."""
     unknown: list[str] = []
-    return _prune(schema, value, path, unknown), unknown
+    return _prune(schema, value, path, unknown, kept), unknown
 
 
-def _prune(schema: Mapping[str, Any], value: Any, path: FieldPath, unknown: list[str]) -> Any:
+def _prune(
+    schema: Mapping[str, Any], value: Any, path: FieldPath, unknown: list[str], kept: Kept
+) -> Any:
+    if id(value) in kept:
+        return value
     if isinstance(value, dict):
         properties = schema.get("properties")
         additional = schema.get("additionalProperties")
@@ -121,11 +180,11 @@ def _prune(schema: Mapping[str, Any], value: Any, path: FieldPath, unknown: list
                 continue
             if item is None and not sub.get("nullable"):
                 continue  # kube-apiserver drops nulls a field does not allow, then defaults
-            result[key] = _prune(sub, item, (*path, key), unknown)
+            result[key] = _prune(sub, item, (*path, key), unknown, kept)
         return result
     if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
         return [
-            _prune(schema["items"], item, (*path, index), unknown)
+            _prune(schema["items"], item, (*path, index), unknown, kept)
             for index, item in enumerate(value)
         ]
     return value
@@ -134,8 +193,10 @@ def _prune(schema: Mapping[str, Any], value: Any, path: FieldPath, unknown: list
 # -- defaulting -------------------------------------------------------------------------------
 
 
-def with_defaults(schema: Mapping[str, Any], value: Any) -> Any:
+def with_defaults(schema: Mapping[str, Any], value: Any, kept: Kept = NOTHING_KEPT) -> Any:
     """Fill in the schema's defaults where a field is absent (the parent object exists)."""
+    if id(value) in kept:
+        return value
     if isinstance(value, dict) and "properties" in schema:
         filled = dict(value)
         for name, sub in schema["properties"].items():
@@ -144,35 +205,30 @@ def with_defaults(schema: Mapping[str, Any], value: Any) -> Any:
         for name, item in filled.items():
             sub = schema["properties"].get(name)
             if sub is not None:
-                filled[name] = with_defaults(sub, item)
+                filled[name] = with_defaults(sub, item, kept)
         return filled
-    if isinstance(value, dict) and isinstance(schema.get("additionalProperties"), Mapping):
-        return {
-            key: with_defaults(schema["additionalProperties"], item) for key, item in value.items()
-        }
+    additional = schema.get("additionalProperties")
+    if isinstance(value, dict) and isinstance(additional, Mapping):
+        return {key: with_defaults(additional, item, kept) for key, item in value.items()}
     if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [with_defaults(schema["items"], item) for item in value]
+        return [with_defaults(schema["items"], item, kept) for item in value]
     return value
 
 
 # -- validation -------------------------------------------------------------------------------
 
 
-UNSET: Any = object()
-
-
 def validate(
-    schema: Mapping[str, Any], value: Any, old: Any = UNSET, path: FieldPath = ()
+    schema: Mapping[str, Any], value: Any, kept: Kept = NOTHING_KEPT, path: FieldPath = ()
 ) -> list[FieldError]:
-    """The errors of `value`; with `old` (an update), parts equal to the old object's are
-    not checked: the server's validation ratcheting forgives them."""
-    return list(_validate(schema, value, path, old))
+    """The errors of `value`, except in the parts `kept` (unchanged by an update)."""
+    return list(_validate(schema, value, path, kept))
 
 
 def _validate(
-    schema: Mapping[str, Any], value: Any, path: FieldPath, old: Any = UNSET
+    schema: Mapping[str, Any], value: Any, path: FieldPath, kept: Kept
 ) -> Iterator[FieldError]:
-    if old is not UNSET and value == old:
+    if id(value) in kept:
         return
     if value is None:
         if not schema.get("nullable") and schema.get("type"):
@@ -190,9 +246,9 @@ def _validate(
         return
     yield from _scalar_checks(schema, value, path)
     if isinstance(value, dict):
-        yield from _object_checks(schema, value, path, old if isinstance(old, dict) else {})
+        yield from _object_checks(schema, value, path, kept)
     elif isinstance(value, list):
-        yield from _array_checks(schema, value, path, old if isinstance(old, list) else [])
+        yield from _array_checks(schema, value, path, kept)
 
 
 def _type_error(schema: Mapping[str, Any], value: Any, path: FieldPath) -> FieldError | None:
@@ -298,7 +354,7 @@ def _is_format(fmt: str, value: str) -> bool:
 
 
 def _object_checks(
-    schema: Mapping[str, Any], value: dict, path: FieldPath, old: dict
+    schema: Mapping[str, Any], value: dict, path: FieldPath, kept: Kept
 ) -> Iterator[FieldError]:
     for required in schema.get("required", ()):
         if required not in value:
@@ -322,11 +378,11 @@ def _object_checks(
         if sub is None and isinstance(additional, Mapping):
             sub = additional
         if sub is not None:
-            yield from _validate(sub, item, (*path, key), old.get(key, UNSET))
+            yield from _validate(sub, item, (*path, key), kept)
 
 
 def _array_checks(
-    schema: Mapping[str, Any], value: list, path: FieldPath, old: list
+    schema: Mapping[str, Any], value: list, path: FieldPath, kept: Kept
 ) -> Iterator[FieldError]:
     count = len(value)
     if "maxItems" in schema and count > schema["maxItems"]:
@@ -345,7 +401,7 @@ def _array_checks(
     items = schema.get("items")
     if isinstance(items, Mapping):
         for index, item in enumerate(value):
-            yield from _validate(items, item, (*path, index), correlated(schema, old, item))
+            yield from _validate(items, item, (*path, index), kept)
 
 
 def correlated(schema: Mapping[str, Any], old_items: Any, item: Any) -> Any:
