@@ -92,6 +92,7 @@ class Admission:
         return pruned
 
 
+_ENVELOPE = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}}
 # ObjectMeta's own fields; their values are not checked further here.
 _META_TOP = {
     "type": "object",
@@ -100,7 +101,9 @@ _META_TOP = {
 
 
 def _with_meta(schema: Mapping[str, Any]) -> dict[str, Any]:
-    return {**schema, "properties": {**schema.get("properties", {}), "metadata": _META_TOP}}
+    """The root as the server treats it: apiVersion, kind and metadata are always known."""
+    properties = {**_ENVELOPE, **schema.get("properties", {}), "metadata": _META_TOP}
+    return {**schema, "properties": properties}
 
 
 def _closed_top_level(schema: Mapping[str, Any]) -> dict[str, Any]:

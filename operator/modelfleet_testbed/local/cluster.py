@@ -39,6 +39,7 @@ def kopf_peering_crds() -> list[dict[str, Any]]:
         plural = plural_of(kind)
         schema = {
             "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
             "properties": {
                 "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
             },
