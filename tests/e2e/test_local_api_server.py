@@ -673,10 +673,12 @@ async def test_a_crd_created_through_the_api_is_served_from_its_schema(
             session, "POST", widgets, json={**widget, "spec": {"size": 9}}
         )
         assert status == 422
-        status, _, _ = await _request(
-            session, "POST", widgets, json={**widget, "spec": {"size": 2}}
+        status, created, _ = await _request(
+            session, "POST", widgets, json={**widget, "spec": {"size": 2}, "extra": 1}
         )
         assert status == 201
+        assert (created["apiVersion"], created["kind"]) == ("example.com/v1", "Widget")
+        assert "extra" not in created, "unknown fields are pruned, the envelope never"
         await _request(session, "DELETE", f"{crds}/widgets.example.com")
         status, _, _ = await _request(session, "GET", widgets)
     assert status == 404
