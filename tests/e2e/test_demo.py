@@ -276,12 +276,21 @@ def test_after_its_day_the_demo_is_a_cluster_a_user_drives(kept_running, tmp_pat
         assert deployments() == wanted
         assert planned_replicas(pool_file) == expected
         time.sleep(5)
-    status = json.loads(kubectl("get", "mp", "mine", "-n", "team-a", "-o", "json").stdout)["status"]
-    assert status["desiredReplicas"] == 4
-    assert real_time_since(now, status["plannedAt"]), status["plannedAt"]
-    observed = [v["observed"] for v in status["variants"] if v.get("observed")]
-    assert observed, "the pool's replicas are scraped"
-    assert all(real_time_since(now, o["sampledAt"]) for o in observed), observed
+
+    def status() -> dict:
+        return json.loads(kubectl("get", "mp", "mine", "-n", "team-a", "-o", "json").stdout)[
+            "status"
+        ]
+
+    def sampled() -> list[str]:
+        observed = [v.get("observed") or {} for v in status()["variants"]]
+        stamps = [o.get("sampledAt") for o in observed]
+        return stamps if all(stamps) else []
+
+    assert status()["desiredReplicas"] == 4
+    assert real_time_since(now, status()["plannedAt"]), status()["plannedAt"]
+    stamps = eventually(sampled, 60, "the pool's replicas scraped")
+    assert all(real_time_since(now, stamp) for stamp in stamps), stamps
 
     broken = user_pool(now)
     broken["metadata"]["name"] = "broken"
