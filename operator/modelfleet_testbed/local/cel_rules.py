@@ -35,9 +35,28 @@ _REASONS = {
 
 
 @functools.cache
+def _environment() -> celpy.Environment:
+    return celpy.Environment()  # builds cel-python's parser: once
+
+
+@functools.cache
 def _program(rule: str) -> celpy.Runner:
-    environment = celpy.Environment()
+    environment = _environment()
     return environment.program(environment.compile(rule))
+
+
+def compile_rules(schema: Mapping[str, Any]) -> None:
+    """Compile every rule of a schema now (when its CRD is served), not on the first write."""
+    for rule in schema.get(RULES, ()):
+        try:
+            _program(rule["rule"])
+        except Exception:  # reported when a write meets it, at the rule's field path
+            continue
+    for sub in (schema.get("properties") or {}).values():
+        compile_rules(sub)
+    for name in ("items", "additionalProperties"):
+        if isinstance(schema.get(name), Mapping):
+            compile_rules(schema[name])
 
 
 class _Unconverted:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 import shutil
 import ssl
@@ -67,6 +68,12 @@ def kopf_peering_crds() -> list[dict[str, Any]]:
     return crds
 
 
+@functools.cache
+def _modelfleet_crds() -> tuple[dict[str, Any], ...]:
+    # Generated from the models once per process (the store copies what it stores).
+    return tuple(crd_documents())
+
+
 def register_resources(emulator: ClusterEmulator) -> None:
     """The built-in kinds the project uses, then the CRDs: modelfleet's and kopf's peering,
     stored as CustomResourceDefinition objects and served from them."""
@@ -80,7 +87,7 @@ def register_resources(emulator: ClusterEmulator) -> None:
             categories=builtin.categories,
             schema=builtin.schema,
         )
-    for crd in [*crd_documents(), *kopf_peering_crds()]:
+    for crd in [*_modelfleet_crds(), *kopf_peering_crds()]:
         stored = emulator.store.create(CRDS, crd, manager=MANAGER)
         emulator.serve_crd(stored)
 

@@ -42,6 +42,7 @@ import yaml
 from kmock._internal import rendering
 
 from modelfleet_testbed.local.admission import Admission
+from modelfleet_testbed.local.cel_rules import compile_rules
 from modelfleet_testbed.local.errors import ApiError
 from modelfleet_testbed.local.events import CORE_EVENTS, record_event
 from modelfleet_testbed.local.faults import ApiCall, CallLog, FaultInjector, call_verb
@@ -216,6 +217,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         for version in spec.get("versions") or []:
             if not version.get("served", True):
                 continue
+            compile_rules((version.get("schema") or {}).get("openAPIV3Schema") or {})
             served.append(
                 self.register(
                     f"{spec['group']}/{version['name']}/{names['plural']}",
