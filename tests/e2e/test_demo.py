@@ -147,9 +147,14 @@ class DemoProcess:
         return self.process.wait(timeout)
 
     def close(self) -> None:
+        """After a failed test: stop it the clean way (SIGKILL would leave its children)."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()
+            try:
+                self.process.wait(90)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self.stderr.close()
 
 
