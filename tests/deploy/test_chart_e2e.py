@@ -209,6 +209,7 @@ def routing_policy(listener_port: int) -> list[dict[str, Any]]:
                 "configMap": CONFIG_MAP,
                 "listenerPort": listener_port,
                 "apiKeySecret": "e2e-keys",
+                "replicas": 1,
                 "rateLimit": {
                     "requestsPerMinute": 600,
                     "perKey": [{"keyId": "burst", "requestsPerMinute": 2}],

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import yaml
 from pydantic import Field, ValidationError
 
-from modelfleet.api.common import KubeModel
+from modelfleet.api.common import KubeModel, Time
 from modelfleet.api.load import InputError, InvalidInput, validation_errors
+from modelfleet.api.yaml_input import load_one, read_bounded
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class VariantObservation:
     p99_latency_seconds: float | None = None
     error_rate: float | None = None
     sampled_at: datetime | None = None
+    # Why the samples cannot be trusted (non-finite, negative, implausible), if they cannot.
+    problem: str | None = None
 
 
 def variant_key(namespace: str, pool: str, variant: str) -> str:
@@ -41,7 +43,7 @@ class _ObservationInput(KubeModel):
     qps: float | None = Field(default=None, ge=0)
     p99_latency_seconds: float | None = Field(default=None, ge=0)
     error_rate: float | None = Field(default=None, ge=0, le=1)
-    sampled_at: datetime | None = None
+    sampled_at: Time | None = None
 
 
 class _MetricsFile(KubeModel):
@@ -51,10 +53,7 @@ class _MetricsFile(KubeModel):
 def load_observations(path: str | Path, default_time: datetime) -> dict[str, VariantObservation]:
     """Read a `--metrics` file: {variants: {"<ns>/<pool>/<variant>": {...}}}."""
     source = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise InvalidInput([InputError(source, "", "", f"cannot read metrics: {err}")]) from None
+    data = load_one(read_bounded(Path(path)), source) or {}
     raw_variants = data.get("variants") if isinstance(data, dict) else None
     errors = [
         InputError(

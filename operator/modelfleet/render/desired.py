@@ -38,6 +38,8 @@ from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.plan.scaling.planner import plan_pool
 from modelfleet.plan.scaling.types import PlanCondition, PoolPlan, PreviousPlan
 from modelfleet.render.gateway import GatewayConfig, gateway_config
+from modelfleet.render.gateway_cache import GatewayRenderCache
+from modelfleet.render.gateway_workload import gateway_workloads
 from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
 from modelfleet.render.status import (
     errors_message,
@@ -97,8 +99,10 @@ EVENT_MESSAGE_LIMIT = 1000
 QUIET_REASONS = frozenset({"NotActive", "Expired"})
 
 
-def desired(inputs: FleetInputs) -> Desired:
-    """Everything the operator should write, given everything it knows."""
+def desired(inputs: FleetInputs, cache: GatewayRenderCache | None = None) -> Desired:
+    """Everything the operator should write, given everything it knows. `cache` (kept by
+    the caller between cycles) lets gateways render in proportion to what changed; the
+    result is the same with or without it."""
     if inputs.now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     # Everything the operator writes is in UTC (RFC 3339 with Z).
@@ -118,7 +122,7 @@ def desired(inputs: FleetInputs) -> Desired:
     for policy in inputs.policies:
         key = (policy.namespace, policy.spec.pool)
         if key in pools:
-            _policy(out, inputs, policy, pools[key])
+            _policy(out, inputs, policy, pools[key], cache)
         elif key not in rejected_pools:
             _pool_not_found(out, inputs.now, policy, "Ready")
     return out
@@ -219,7 +223,13 @@ def _costs(
 # -- routing policies --------------------------------------------------------------------
 
 
-def _policy(out: Desired, inputs: FleetInputs, policy: RoutingPolicy, pool: ModelPool) -> None:
+def _policy(
+    out: Desired,
+    inputs: FleetInputs,
+    policy: RoutingPolicy,
+    pool: ModelPool,
+    cache: GatewayRenderCache | None,
+) -> None:
     key = (policy.namespace, policy.name)
     ref = ObjectRef.of(policy)
     status = policy.status
@@ -242,8 +252,10 @@ def _policy(out: Desired, inputs: FleetInputs, policy: RoutingPolicy, pool: Mode
         _refuse(out, ref, generation, before, "NoApiKeys", [_no_keys(policy)], inputs.now)
         return
     addresses = inputs.service_addresses.get((pool.namespace, pool.name), {})
-    gateway = gateway_config(table, pool, policy, keys, addresses, inputs.gateway)
+    gateway = gateway_config(table, pool, policy, keys, addresses, inputs.gateway, cache)
     out.gateways[key] = gateway
+    if inputs.gateway.image is not None:
+        out.workloads.extend(gateway_workloads(policy, inputs.gateway))
     config_map = policy.spec.gateway.config_map
     ready = PlanCondition(
         "Ready",
@@ -289,6 +301,16 @@ def refuse_gateway(result: Desired, policy: RoutingPolicy, reason: str, message:
     result.set_status(ref, status)
     result.events[:] = [e for e in result.events if e.target != ref]
     result.events.extend(_condition_events(ref, before, conditions))
+
+
+def failed_cycle(pool: ModelPool, reason: str, message: str, now: datetime) -> StatusUpdate:
+    """The pool's status after a cycle that could not finish: its last plan stays, and the
+    Reconciled condition says what failed."""
+    before = pool.status.conditions if pool.status else None
+    condition = PlanCondition("Reconciled", "False", reason, message)
+    conditions = replace_conditions(before, [condition], now, pool.metadata.generation)
+    status = STATUS_MODELS[pool.kind](conditions=conditions)
+    return StatusUpdate(ObjectRef.of(pool), status, partial=True)
 
 
 # -- what every kind shares --------------------------------------------------------------

@@ -33,6 +33,7 @@ from modelfleet.render.envoy.names import (
 )
 from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, render_gateway
 from modelfleet.render.envoy.xds import HostPort, short_digest
+from modelfleet.render.gateway_cache import GatewayRenderCache
 
 CONFIGMAP_FILES = (BOOTSTRAP_FILE, LISTENERS_FILE, CLUSTERS_FILE)
 SECRET_FILES = (ROUTES_FILE,)
@@ -49,6 +50,13 @@ class GatewaySettings:
     listen_port: int | None = None
     admin: HostPort = ("0.0.0.0", 9901)
     access_log: str = DEFAULT_ACCESS_LOG
+    # The gateway pods the operator runs for each policy: their image (Envoy and the
+    # modelfleet sidecar; None: the operator writes configs only), the port that serves
+    # /stats/prometheus and the readiness check, and Envoy's resources.
+    image: str | None = None
+    stats_port: int = 9901
+    ready_path: str = "/ready"
+    resources: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,11 +82,15 @@ def gateway_config(
     keys: Sequence[ApiKey],
     backends: Mapping[str, HostPort],
     settings: GatewaySettings,
+    cache: GatewayRenderCache | None = None,
 ) -> GatewayConfig:
+    """The gateway of `policy`; with a `cache`, rendered in proportion to what changed
+    since the policy's last render (the same bytes either way)."""
     port = settings.listen_port
     if port is None:
         port = policy.spec.gateway.listener_port
-    files = render_gateway(
+    render = render_gateway if cache is None else cache.render
+    files = render(
         table,
         pool,
         policy,

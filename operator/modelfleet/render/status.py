@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from modelfleet.api.common import Condition
 from modelfleet.api.load import InputError
 from modelfleet.api.modelpool import (
-    GrantStatus,
     ModelPoolStatus,
-    ObservedStatus,
-    RecommendationSample,
-    SignalStatus,
-    VariantStatus,
 )
 from modelfleet.api.reservation import ReservationStatus
 from modelfleet.api.routingpolicy import (
@@ -101,56 +97,57 @@ def _ready(plan: VariantPlan) -> int:
     return (plan.observation.ready_replicas or 0) if plan.observation else 0
 
 
-def observed_status(obs: VariantObservation | None) -> ObservedStatus | None:
+# The nested parts of a status are built as plain mappings and validated once, by the
+# top-level model: one pass through pydantic's core instead of a constructor per part.
+
+
+def observed_status(obs: VariantObservation | None) -> dict[str, Any] | None:
     if obs is None:
         return None
-    return ObservedStatus(
-        ready_replicas=obs.ready_replicas,
-        running=obs.running,
-        waiting=obs.waiting,
-        qps=obs.qps,
-        p99_latency_seconds=obs.p99_latency_seconds,
-        error_rate=obs.error_rate,
-        sampled_at=obs.sampled_at.astimezone(UTC) if obs.sampled_at else None,
-    )
+    return {
+        "ready_replicas": obs.ready_replicas,
+        "running": obs.running,
+        "waiting": obs.waiting,
+        "qps": obs.qps,
+        "p99_latency_seconds": obs.p99_latency_seconds,
+        "error_rate": obs.error_rate,
+        "sampled_at": obs.sampled_at.astimezone(UTC) if obs.sampled_at else None,
+    }
 
 
-def variant_status(plan: VariantPlan) -> VariantStatus:
-    return VariantStatus(
-        name=plan.name,
-        desired_replicas=plan.desired_replicas,
-        ready_replicas=plan.observation.ready_replicas if plan.observation else None,
-        reason=plan.reason,
-        message=plan.message,
-        floor=plan.floor,
-        priority=plan.priority,
-        gpus_per_replica=plan.gpus_per_replica,
-        gpus=plan.gpus,
-        active_schedules=list(plan.active_schedules),
-        signals=[
-            SignalStatus(reason=s.reason, replicas=s.replicas, detail=s.detail)
-            for s in plan.signals
+def variant_status(plan: VariantPlan) -> dict[str, Any]:
+    return {
+        "name": plan.name,
+        "desired_replicas": plan.desired_replicas,
+        "ready_replicas": plan.observation.ready_replicas if plan.observation else None,
+        "reason": plan.reason,
+        "message": plan.message,
+        "floor": plan.floor,
+        "priority": plan.priority,
+        "gpus_per_replica": plan.gpus_per_replica,
+        "gpus": plan.gpus,
+        "active_schedules": list(plan.active_schedules),
+        "signals": [
+            {"reason": s.reason, "replicas": s.replicas, "detail": s.detail} for s in plan.signals
         ],
-        observed=observed_status(plan.observation),
-        last_scale_time=plan.last_scale_time,
-        recommendations=[
-            RecommendationSample(at=r.at, replicas=r.replicas) for r in plan.recommendations
-        ],
-    )
+        "observed": observed_status(plan.observation),
+        "last_scale_time": plan.last_scale_time,
+        "recommendations": [{"at": r.at, "replicas": r.replicas} for r in plan.recommendations],
+    }
 
 
-def grant_status(grant: ReservationGrant) -> GrantStatus:
-    return GrantStatus(
-        namespace=grant.namespace,
-        name=grant.name,
-        tenant=grant.tenant,
-        variant=grant.variant,
-        replicas=grant.replicas,
-        active=grant.active,
-        granted=grant.granted,
-        granted_replicas=grant.granted_replicas,
-        message=grant.message,
-    )
+def grant_status(grant: ReservationGrant) -> dict[str, Any]:
+    return {
+        "namespace": grant.namespace,
+        "name": grant.name,
+        "tenant": grant.tenant,
+        "variant": grant.variant,
+        "replicas": grant.replicas,
+        "active": grant.active,
+        "granted": grant.granted,
+        "granted_replicas": grant.granted_replicas,
+        "message": grant.message,
+    }
 
 
 def pool_status(
@@ -159,23 +156,28 @@ def pool_status(
     previous_conditions: Sequence[Condition] | None,
     metrics_error: str | None = None,
 ) -> ModelPoolStatus:
-    conditions = [ready_condition(plan)]
+    conditions = [
+        ready_condition(plan),
+        PlanCondition("Reconciled", "True", "Applied", "the plan is applied"),
+    ]
     for condition in plan.conditions:
         if condition.type == "MetricsAvailable" and metrics_error:
             condition = PlanCondition(
                 "MetricsAvailable", "False", "PrometheusUnavailable", metrics_error
             )
         conditions.append(condition)
-    return ModelPoolStatus(
-        observed_generation=generation,
-        planned_at=plan.at,
-        gpu_budget=plan.gpu_budget,
-        gpus_planned=plan.gpus_planned,
-        desired_replicas=plan.desired_replicas,
-        ready_replicas=sum(_ready(v) for v in plan.variants),
-        variants=[variant_status(v) for v in plan.variants],
-        reservations=[grant_status(g) for g in plan.reservations],
-        conditions=merge_conditions(previous_conditions, conditions, plan.at, generation),
+    return ModelPoolStatus.model_validate(
+        {
+            "observed_generation": generation,
+            "planned_at": plan.at,
+            "gpu_budget": plan.gpu_budget,
+            "gpus_planned": plan.gpus_planned,
+            "desired_replicas": plan.desired_replicas,
+            "ready_replicas": sum(_ready(v) for v in plan.variants),
+            "variants": [variant_status(v) for v in plan.variants],
+            "reservations": [grant_status(g) for g in plan.reservations],
+            "conditions": merge_conditions(previous_conditions, conditions, plan.at, generation),
+        }
     )
 
 

@@ -98,5 +98,10 @@ def policy_patch(listener_port: int) -> str:
         "perKey": [{"keyId": ABUSIVE_KEY, "requestsPerMinute": ABUSIVE_REQUESTS_PER_MINUTE}],
     }
     return json.dumps(
-        {"spec": {"gateway": {"listenerPort": listener_port, "rateLimit": rate_limit}}}
+        # One gateway replica on this machine: it enforces the whole limit.
+        {
+            "spec": {
+                "gateway": {"listenerPort": listener_port, "rateLimit": rate_limit, "replicas": 1}
+            }
+        }
     )

@@ -118,15 +118,16 @@ def kubeconfig_document(
     }
 
 
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key (kubectl sends tokens only over HTTPS)."""
+def self_signed_certificate(directory: Path, name: str = "apiserver") -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (kubectl sends tokens only over HTTPS); it is
+    its own CA: a client trusts it by taking the certificate as its CA bundle."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise RuntimeError(
             "token authentication serves HTTPS and needs the openssl command: "
             "apt-get install openssl, or use LocalCluster(token=None)"
         )
-    cert, key = directory / "apiserver.crt", directory / "apiserver.key"
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
          "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from modelfleet.api.cron import last_firing_at_or_before, parse_cron
-from modelfleet.api.modelpool import Schedule, Variant
+from modelfleet.api.modelpool import MAX_REPLICAS, Schedule, Variant
 from modelfleet.api.reservation import Reservation
 from modelfleet.observe.observation import VariantObservation
 from modelfleet.plan.scaling.types import PreviousVariant, SignalResult
@@ -36,12 +37,18 @@ Signal = Callable[[VariantContext], SignalResult | None]
 
 def schedule_is_active(schedule: Schedule, tz: ZoneInfo, now: datetime) -> bool:
     """Active iff the latest `start` firing <= now is later than the latest `end` firing."""
-    last_start = last_firing_at_or_before(
-        parse_cron(schedule.start), tz, now, SCHEDULE_LOOKBACK_DAYS
-    )
+    # Cron fires on whole minutes: within one minute the answer cannot change, so it is
+    # worked out once per (window, zone, minute) however many pools share the schedule.
+    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+    return _window_open(schedule.start, schedule.end, tz, minute)
+
+
+@lru_cache(maxsize=8192)
+def _window_open(start: str, end: str, tz: ZoneInfo, minute: datetime) -> bool:
+    last_start = last_firing_at_or_before(parse_cron(start), tz, minute, SCHEDULE_LOOKBACK_DAYS)
     if last_start is None:
         return False
-    last_end = last_firing_at_or_before(parse_cron(schedule.end), tz, now, SCHEDULE_LOOKBACK_DAYS)
+    last_end = last_firing_at_or_before(parse_cron(end), tz, minute, SCHEDULE_LOOKBACK_DAYS)
     return last_end is None or last_start > last_end
 
 
@@ -68,6 +75,8 @@ def reservation_signal(ctx: VariantContext) -> SignalResult | None:
 def metrics_problem(ctx: VariantContext) -> str | None:
     """Why the queue signal cannot trust the observation now, or None if it can."""
     obs = ctx.observation
+    if obs is not None and obs.problem:
+        return obs.problem
     if obs is None or (obs.running is None and obs.waiting is None):
         return "no queue metrics"
     if obs.sampled_at is None:
@@ -84,17 +93,21 @@ def queue_signal(ctx: VariantContext) -> SignalResult | None:
         return None
     problem = metrics_problem(ctx)
     if problem is not None:
-        # Never scale down blind: keep what runs now.
-        ready = ctx.observation.ready_replicas if ctx.observation else None
-        if ready is None and ctx.previous is not None:
-            ready = ctx.previous.desired_replicas
-        if ready is None:
+        # Never scale down blind: keep what was planned (replicas still loading their model
+        # are not ready yet, and must not be dropped because metrics are missing).
+        if ctx.previous is not None:
+            held = ctx.previous.desired_replicas
+        elif ctx.observation is not None and ctx.observation.ready_replicas is not None:
+            held = ctx.observation.ready_replicas
+        else:
             return None
-        return SignalResult("hold", ready, f"{problem}; holding {ready} replicas")
+        return SignalResult("hold", held, f"{problem}; holding {held} replicas")
     obs = ctx.observation
     assert obs is not None
     load = (obs.running or 0.0) + (obs.waiting or 0.0)
-    replicas = math.ceil(load / queue.target_per_replica - 1e-9)
+    # Above any replica range: say so instead of computing an absurd count.
+    wanted = load / queue.target_per_replica
+    replicas = MAX_REPLICAS if wanted > MAX_REPLICAS else math.ceil(wanted - 1e-9)
     return SignalResult(
         "queue",
         replicas,

@@ -168,23 +168,31 @@ def token_bucket(requests_per_minute: int) -> dict[str, Any]:
     }
 
 
+def per_replica(requests_per_minute: int, replicas: int) -> int:
+    """A gateway replica's share of a limit: each Envoy counts only what it serves, and the
+    Service spreads a key's requests over the replicas."""
+    return max(1, -(-requests_per_minute // replicas))
+
+
 def rate_limit(policy: RoutingPolicy) -> dict[str, Any]:
     """One token bucket per API key: the per-key overrides by value, every other key by the
-    descriptor without a value (Envoy makes a bucket per distinct key id)."""
+    descriptor without a value (Envoy makes a bucket per distinct key id). Limits are per
+    gateway; each replica enforces its share."""
     limits = policy.spec.gateway.rate_limit
+    replicas = policy.spec.gateway.replicas
     enabled = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
     overrides = sorted(limits.per_key, key=lambda k: k.key_id)
     descriptors = [
         {
             "entries": [{"key": RATE_LIMIT_DESCRIPTOR_KEY, "value": override.key_id}],
-            "token_bucket": token_bucket(override.requests_per_minute),
+            "token_bucket": token_bucket(per_replica(override.requests_per_minute, replicas)),
         }
         for override in overrides
     ]
     descriptors.append(
         {
             "entries": [{"key": RATE_LIMIT_DESCRIPTOR_KEY}],
-            "token_bucket": token_bucket(limits.requests_per_minute),
+            "token_bucket": token_bucket(per_replica(limits.requests_per_minute, replicas)),
         }
     )
     return {
@@ -192,7 +200,7 @@ def rate_limit(policy: RoutingPolicy) -> dict[str, Any]:
         "typed_config": {
             "@type": any_of("envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"),
             "stat_prefix": RATE_LIMIT_STAT_PREFIX,
-            "token_bucket": token_bucket(limits.requests_per_minute),
+            "token_bucket": token_bucket(per_replica(limits.requests_per_minute, replicas)),
             "filter_enabled": {**enabled, "runtime_key": "modelfleet.rate_limit.enabled"},
             "filter_enforced": {**enabled, "runtime_key": "modelfleet.rate_limit.enforced"},
             "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
