@@ -34,13 +34,13 @@ def plural_of(kind: str) -> str:
 
 
 def kopf_peering_crds() -> list[dict[str, Any]]:
-    """kopf's peering CRDs, as kopf's docs ship them (status is kopf's, kept whole)."""
+    """kopf's peering CRDs, as kopf's docs and this project's chart ship them (the status
+    is kopf's, kept whole)."""
     crds = []
     for kind, scope in (("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")):
         plural = plural_of(kind)
         schema = {
             "type": "object",
-            "x-kubernetes-preserve-unknown-fields": True,
             "properties": {
                 "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
             },
