@@ -278,7 +278,8 @@ async def test_kopf_operator_reacts_and_posts_events(cluster: LocalCluster, kube
             "kind": "ModelPool",
             "metadata": {"name": "chat"},
         }
-        store.create(MODELPOOLS, {**pool, "spec": {"gpuBudget": 8}}, namespace="llm")
+        spec = yaml.safe_load((REPO / "manifests/samples/modelpool-chat.yaml").read_text())["spec"]
+        store.create(MODELPOOLS, {**pool, "spec": {**spec, "gpuBudget": 8}}, namespace="llm")
         await eventually(lambda: ("create", 8) in seen, what="the create handler")
         status = await eventually(
             lambda: (store.get(MODELPOOLS, "llm", "chat") or {}).get("status")

@@ -177,13 +177,16 @@ def _run_rule(
     if transition:
         activation["oldSelf"] = to_cel(schema, old)
     try:
-        verdict = _program(rule["rule"]).evaluate(activation)
+        program = _program(rule["rule"])
     except Exception as error:  # a rule that does not compile is the CRD's bug
         return _failure(rule, path, schema, f"compilation failed: {error}", "FieldValueInvalid")
+    try:
+        verdict = program.evaluate(activation)
+    except Exception as error:  # e.g. a field the rule reads is absent
+        verdict = celpy.CELEvalError(error.args[0] if error.args else str(error))
     if isinstance(verdict, celpy.CELEvalError):
-        return _failure(
-            rule, path, schema, f"evaluation error: {verdict.args[0]}", "FieldValueInvalid"
-        )
+        failure = f"{verdict.args[0]} evaluating rule: {rule['rule']}"
+        return _failure(rule, path, schema, failure, "FieldValueInvalid")
     if bool(verdict):
         return None
     message = rule.get("message") or f"failed rule: {rule['rule']}"
