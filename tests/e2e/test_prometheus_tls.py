@@ -194,10 +194,13 @@ def test_the_operator_queries_prometheus_over_tls_with_the_pool_s_secrets(
 
 
 def test_a_file_url_is_refused_with_its_field_path(fleet):
-    # The local API server runs no OpenAPI validation (a real one refuses it by the CRD's
-    # pattern): the operator refuses the spec itself and touches nothing.
+    # The API server refuses it by the CRD's pattern; one stored before the pattern existed
+    # is refused by the operator itself, which touches nothing.
     bad = pool("file-url", {"prometheusUrl": "file:///etc/passwd"})
-    fleet.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(bad))
+    applied = fleet.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(bad), check=False)
+    assert applied.returncode == 1
+    assert "spec.metrics.prometheusUrl in body should match" in applied.stderr
+    fleet.store_directly("modelfleet.io/v1alpha1/modelpools", bad)
     refused = eventually(
         lambda: (
             fleet.condition("modelpool", "file-url", "Ready").get("reason") == "InvalidSpec"
