@@ -191,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         gateway=gateway,
         clock=clock,
         kubeconfig=args.kubeconfig,
+        namespaced=bool(args.namespaces) and not args.all_namespaces,
     )
     serve_operator_metrics(runtime, args.metrics_host, args.metrics_port)
     options: dict[str, Any] = {
