@@ -6,9 +6,10 @@ So per policy the cache keeps:
 
 - the bootstrap, listener and cluster files, for the inputs they were rendered from;
 - the routes file rendered once per *shape* of the routing table (which routes, which
-  backends, no weights) with a unique placeholder in place of each weight, and the
-  canonical JSON its version is the digest of. A weight change fills the placeholders in
-  both and takes the new digest: no YAML is built.
+  backends, no weights) and budget gates (the keys over a spent budget), with a unique
+  placeholder in place of each weight, and the canonical JSON its version is the digest of.
+  A weight change fills the placeholders in both and takes the new digest: no YAML is
+  built.
 
 The result is byte-identical to a full `render_gateway` (tests compare them on random
 changes); a placeholder that does not appear exactly once falls back to the full render.
@@ -26,6 +27,7 @@ from dataclasses import dataclass, replace
 from modelfleet.api.keys import ApiKey
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.plan.budgets import Gate
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.render.envoy.fallback import fallback_pairs
 from modelfleet.render.envoy.names import ROUTES_FILE
@@ -71,9 +73,13 @@ def _shape(table: RoutingTable) -> tuple[RoutingTable, list[int]]:
 
 
 def _template(
-    shape: RoutingTable, pool: ModelPool, policy: RoutingPolicy, keys: Sequence[ApiKey]
+    shape: RoutingTable,
+    pool: ModelPool,
+    policy: RoutingPolicy,
+    keys: Sequence[ApiKey],
+    gates: Mapping[str, Gate],
 ) -> RoutesTemplate | None:
-    resources = [route_configuration(shape, pool, policy, keys)]
+    resources = [route_configuration(shape, pool, policy, keys, gates)]
     canonical = json.dumps(resources, sort_keys=True, separators=(",", ":"))
     document = discovery_response(resources, canonical)
     text = dump_yaml(document)
@@ -98,7 +104,7 @@ def _template(
 class _Entry:
     static_key: tuple
     static: dict[str, str]
-    shape: RoutingTable | None = None
+    shape: tuple[RoutingTable, tuple[tuple[str, Gate], ...]] | None = None
     template: RoutesTemplate | None = None
 
 
@@ -126,8 +132,10 @@ class GatewayRenderCache:
         config_dir: str,
         access_log_path: str,
         stats: HostPort,
+        gates: Mapping[str, Gate] | None = None,
     ) -> dict[str, str]:
         check_inputs(table, pool, policy, admin)
+        gates = gates or {}
         # The clusters depend on the table only through the fallback pairs its routes use.
         pairs = tuple(fallback_pairs(policy, table))
         static_key = (
@@ -154,8 +162,9 @@ class GatewayRenderCache:
             entry = _Entry(static_key, static)
             self._entries[(policy.namespace, policy.name)] = entry
         shape, weights = _shape(table)
-        if entry.shape != shape:
-            entry.shape, entry.template = shape, _template(shape, pool, policy, keys)
+        key = (shape, tuple(sorted(gates.items())))
+        if entry.shape != key:
+            entry.shape, entry.template = key, _template(shape, pool, policy, keys, gates)
         if entry.template is None:  # a shape the placeholders cannot stand in for
-            return {**entry.static, ROUTES_FILE: routes_file(table, pool, policy, keys)}
+            return {**entry.static, ROUTES_FILE: routes_file(table, pool, policy, keys, gates)}
         return {**entry.static, ROUTES_FILE: entry.template.fill(weights)}
