@@ -404,7 +404,7 @@ def test_the_sidecar_never_writes_files_envoy_refuses(fleet, published, tmp_path
             if data:
                 patch["data"] = data
             fleet.kubectl("patch", kind, name, "-n", "llm", "--type=merge", "-p", json.dumps(patch))
-        eventually(lambda: "files_refused" in sidecar.log_tail(200), 20, "the sidecar refused")
+        eventually(lambda: "files_refused" in sidecar.log_tail(2000), 60, "the sidecar refused")
         assert (out / "cds.yaml").read_text() == good_cds
         assert _files_hash(out) == good
         # The operator puts its own config back, and the sidecar follows.
