@@ -28,6 +28,8 @@ PANELS = {
     "Replicas by reason",
     "p99 latency per route",
     "Rejected requests by reason",
+    "Tokens per tenant",
+    "Budget spend per tenant",
 }
 ALERTS = {
     "ModelfleetApiKeyCallsHigh",
