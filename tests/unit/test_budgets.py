@@ -20,6 +20,7 @@ from modelfleet.plan.budgets import (
     SOFT,
     WITHIN,
     gates,
+    money,
     period_bounds,
     plan_budgets,
     with_budget_companions,
@@ -352,3 +353,13 @@ def test_budget_companions_take_the_cheaper_backends_before_their_route():
     assert companion.match.headers == (("x-modelfleet-budget", "degrade"),)
     assert companion.degraded_from == "chat" and companion.budget
     assert "no backend is cheaper" in table.routes[2].note
+
+
+def test_small_amounts_keep_their_digits_in_messages():
+    assert [money(x) for x in (0, 0.002, 0.0114, 12.5, 2000)] == [
+        "0.00",
+        "0.002",
+        "0.011",
+        "12.50",
+        "2000.00",
+    ]

@@ -41,6 +41,11 @@ COMPANION_LABEL = "budget"
 INSUFFICIENT_QUOTA = "insufficient_quota"
 
 
+def money(amount: float) -> str:
+    """Cents for amounts from one up; below, enough digits to tell 0.002 from nothing."""
+    return f"{amount:.2f}" if amount >= 1 or amount == 0 else f"{amount:.2g}"
+
+
 def period_bounds(now: datetime, period: str, timezone: str) -> tuple[datetime, datetime]:
     """[start, end) of the day or month `now` lies in, local midnights of `timezone`."""
     tz = zone(timezone)
@@ -207,13 +212,16 @@ def _evaluate(
     else:
         state = WITHIN
     until = _local(end, pool)
-    spent = f"{budget.who} spent {spend:.2f} of {budget.amount:.2f} {currency} this {budget.period}"
+    spent = (
+        f"{budget.who} spent {money(spend)} of {money(budget.amount)} {currency} "
+        f"this {budget.period}"
+    )
     if state == BLOCKED:
         message = f"{spent}: its requests get 429 {INSUFFICIENT_QUOTA} until {until}"
     elif state == DEGRADED:
         message = f"{spent}: its requests go to each route's cheaper backends until {until}"
     elif state == SOFT:
-        message = f"{spent}, past the soft limit of {soft:.2f}; the budget resets at {until}"
+        message = f"{spent}, past the soft limit of {money(soft)}; the budget resets at {until}"
     else:
         message = f"{spent}; the budget resets at {until}"
     if foreign:
