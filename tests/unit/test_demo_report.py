@@ -8,6 +8,7 @@ from modelfleet_testbed.demo.report import budget_story, tenant_lines
 
 def sample(hour: float, state: str, spend: float) -> Sample:
     budget = {"state": state, "spend": spend, "amount": 1.0, "action": "degrade"}
+    budget["resets_at"] = "2026-12-04T16:00:00Z" if hour >= 24 else "2026-12-03T16:00:00Z"
     return Sample(
         0, hour, "day", {}, {}, 0, 0, {}, 0, {"research/day": {**budget, "currency": "USD"}}
     )
@@ -64,6 +65,8 @@ def test_a_budget_story_from_the_samples():
     assert research["hit_at_hour"] == 12 and research["max_spend"] == 1.4
     assert research["states"] == ["WithinBudget", "SoftLimitReached", "Degraded", "WithinBudget"]
     assert research["final_state"] == "WithinBudget"
+    assert research["resets_at"] == "2026-12-03T16:00:00Z"
+    assert research["reset_seen_at_hour"] == 24.5
     assert research["after_hit"]["served_by"] == {
         "chat-summary": {"chat-qwen3-7b": 2},
         "legal-medical": {"chat-qwen3-235b": 1},
@@ -76,3 +79,4 @@ def test_a_budget_never_hit_has_no_after():
     story = budget_story(timeline, [call(9, "chat", "x")], {"research-app": "research"})
     assert story["research/day"]["hit_at_hour"] is None
     assert story["research/day"]["after_hit"]["served_by"] == {}
+    assert story["research/day"]["resets_at"] is None

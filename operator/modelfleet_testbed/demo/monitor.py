@@ -68,6 +68,7 @@ def read_pool_state(store: ObjectStore, namespace: str, pool: str, policy: str):
             "amount": b["amount"],
             "action": b["action"],
             "currency": b["currency"],
+            "resets_at": b.get("resetsAt"),
         }
         for b in routing.get("budgets", [])
     }

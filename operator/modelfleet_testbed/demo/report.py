@@ -67,11 +67,20 @@ def budget_story(
             and tenant_of_key.get(o.key_id) == tenant
         ]
         last = seen[-1][1]
+        reset = next(
+            (h for h, b in seen if hit is not None and h > hit and b["state"] not in ENFORCED),
+            None,
+        )
+        enforced = [b for _, b in seen if b["state"] in ENFORCED]
         story[name] = {
             "action": last["action"],
             "amount": last["amount"],
             "currency": last["currency"],
             "hit_at_hour": None if hit is None else round(hit, 2),
+            # When the period that was hit ends (status resetsAt), and when the demo saw the
+            # state go back (the operator's next cycle after it; None: not within the run).
+            "resets_at": enforced[0].get("resets_at") if enforced else None,
+            "reset_seen_at_hour": None if reset is None else round(reset, 2),
             "max_spend": round(max((b["spend"] or 0.0) for _, b in seen), 4),
             "final_state": last["state"],
             # The states in the order they came (WithinBudget -> ... -> WithinBudget at reset).
