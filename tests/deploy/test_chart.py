@@ -310,6 +310,22 @@ def test_monitoring_objects_are_off_by_default_and_the_dashboard_on():
     assert "ConfigMap" in kinds
 
 
+@pytest.mark.parametrize(
+    ("monitoring", "rules"),
+    [
+        ({"serviceMonitor": {"enabled": True}}, True),
+        ({"podMonitors": {"gateway": {"enabled": True}}}, True),
+        ({"podMonitors": {"modelServers": {"enabled": True}}}, True),
+        ({"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": False}}, False),
+        ({"prometheusRule": {"enabled": True}}, True),
+        ({}, False),
+    ],
+)
+def test_the_alerts_are_on_whenever_prometheus_scrapes_unless_turned_off(monitoring, rules):
+    found = render({"monitoring": monitoring}).find("PrometheusRule")
+    assert bool(found) == rules
+
+
 def test_notes_tell_the_next_step(rendered, case):
     notes = rendered.notes
     for gateway in rendered.find("Deployment"):

@@ -221,6 +221,10 @@ def routing_policy(listener_port: int) -> list[dict[str, Any]]:
                 }
             ],
             "degrade": [{"variant": "big", "waitingAbove": 50, "fallback": "small"}],
+            # Never reached here: its gauges are what the budget alerts and panel read.
+            "budgets": [
+                {"tenant": "team-a", "period": "month", "amount": 1000, "action": "degrade"}
+            ],
         },
     }
     return [secret, policy]

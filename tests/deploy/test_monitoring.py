@@ -28,9 +28,14 @@ PANELS = {
     "Replicas by reason",
     "p99 latency per route",
     "Rejected requests by reason",
+    "Tokens per tenant",
+    "Budget spend per tenant",
 }
 ALERTS = {
     "ModelfleetApiKeyCallsHigh",
+    "ModelfleetApiKeyTokensHigh",
+    "ModelfleetBudgetSoftLimit",
+    "ModelfleetBudgetExceeded",
     "ModelfleetGateway5xxRatioHigh",
     "ModelfleetQueueOverDegradeThreshold",
     "ModelfleetMetricsStale",
@@ -75,12 +80,16 @@ def series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
 
 GATEWAY_POD = {"namespace": "llm", "gateway": "chat", "pod": "gw-1"}
 VARIANT = {"namespace": "llm", "pool": "chat", "variant": "qwen3-235b"}
-KEY = {"namespace": "llm", "envoy_virtual_host": "chat", "pod": "gw-1"}
+# The gateway's envoy_modelfleet_* counters: policy and pool are constant tags.
+KEY = {"namespace": "llm", "policy": "chat", "pool": "chat", "pod": "gw-1"}
+# The operator's budget gauges (a tenant's budget has no key_id).
+BUDGET = {"namespace": "llm", "policy": "chat", "period": "day", "currency": "USD", "pod": "op-1"}
 
 
-def alert(labels: dict[str, str], summary: str, description: str) -> dict[str, Any]:
+def alert(labels: dict[str, str | None], summary: str, description: str) -> dict[str, Any]:
+    """An expected alert; a label set to None is one the alert drops."""
     return {
-        "exp_labels": labels,
+        "exp_labels": {k: v for k, v in labels.items() if v is not None},
         "exp_annotations": {"summary": summary, "description": description},
     }
 
@@ -89,17 +98,25 @@ def alert(labels: dict[str, str], summary: str, description: str) -> dict[str, A
 RULE_TESTS: list[dict[str, Any]] = [
     {
         "input_series": [
-            # 20 calls a minute is 1200 an hour, over the default 1000; 10 a minute is not.
+            # 10 served and 10 refused (429) calls a minute: 1200 an hour, over the default
+            # 1000, refused ones counted; 10 served a minute is not.
             series(
-                "envoy_vhost_vcluster_upstream_rq_completed",
-                {**KEY, "tenant": "fin-risk", "key_id": "batch"},
-                "0+20x90",
-            ),
-            series(
-                "envoy_vhost_vcluster_upstream_rq_completed",
-                {**KEY, "tenant": "web", "key_id": "app"},
+                "envoy_modelfleet_calls",
+                {**KEY, "tenant": "fin-risk", "key_id": "batch", "response_code": "200"},
                 "0+10x90",
             ),
+            series(
+                "envoy_modelfleet_calls",
+                {**KEY, "tenant": "fin-risk", "key_id": "batch", "response_code": "429"},
+                "0+10x90",
+            ),
+            series(
+                "envoy_modelfleet_calls",
+                {**KEY, "tenant": "web", "key_id": "app", "response_code": "200"},
+                "0+10x90",
+            ),
+            # Someone guessing keys: 401s carry no key id and no tenant.
+            series("envoy_modelfleet_calls", {**KEY, "response_code": "401"}, "0+25x90"),
         ],
         "alerts": [
             (30, "ModelfleetApiKeyCallsHigh", []),
@@ -111,14 +128,124 @@ RULE_TESTS: list[dict[str, Any]] = [
                         {
                             "severity": "warning",
                             "namespace": "llm",
-                            "envoy_virtual_host": "chat",
+                            "policy": "chat",
                             "tenant": "fin-risk",
                             "key_id": "batch",
                         },
                         "API key batch of tenant fin-risk made 1.2k calls in the last hour",
-                        "More than 1000 calls in one hour through RoutingPolicy llm/chat: a "
-                        "leaked key or a runaway client. Rotate the key in the policy's "
-                        "apiKeySecret or lower its rateLimit.perKey.",
+                        "More than 1000 calls in one hour through RoutingPolicy llm/chat, "
+                        "refused ones (401, 429) included: a leaked key, a runaway client or "
+                        "someone guessing keys. Rotate the key in the policy's apiKeySecret or "
+                        "lower its rateLimit.perKey.",
+                    ),
+                    alert(
+                        {
+                            "severity": "warning",
+                            "namespace": "llm",
+                            "policy": "chat",
+                            "key_id": "(unknown)",
+                        },
+                        "API key (unknown) of tenant  made 1.5k calls in the last hour",
+                        "More than 1000 calls in one hour through RoutingPolicy llm/chat, "
+                        "refused ones (401, 429) included: a leaked key, a runaway client or "
+                        "someone guessing keys. Rotate the key in the policy's apiKeySecret or "
+                        "lower its rateLimit.perKey.",
+                    ),
+                ],
+            ),
+        ],
+    },
+    {
+        "input_series": [
+            # 20k prompt + 20k completion tokens a minute: 2.4M an hour, over the default 2M;
+            # 10k + 10k a minute is not.
+            *(
+                series(
+                    f"envoy_modelfleet_{kind}_tokens",
+                    {**KEY, "tenant": tenant, "key_id": key, "route": "chat", "variant": "v"},
+                    f"0+{per_minute}x90",
+                )
+                for kind in ("prompt", "completion")
+                for tenant, key, per_minute in (("web", "app", 20000), ("acme", "bot", 10000))
+            )
+        ],
+        "alerts": [
+            (30, "ModelfleetApiKeyTokensHigh", []),
+            (
+                65,
+                "ModelfleetApiKeyTokensHigh",
+                [
+                    alert(
+                        {
+                            "severity": "warning",
+                            "namespace": "llm",
+                            "policy": "chat",
+                            "tenant": "web",
+                            "key_id": "app",
+                        },
+                        "API key app of tenant web used 2.4M tokens in the last hour",
+                        "More than 2000000 prompt and completion tokens in one hour through "
+                        "RoutingPolicy llm/chat: long prompts or answers in a loop cost money "
+                        "even at a modest call rate. Check the key's audit log lines, give its "
+                        "tenant a budget (spec.budgets) or rotate the key.",
+                    )
+                ],
+            ),
+        ],
+    },
+    {
+        "input_series": [
+            # acme: past its soft limit (80 of 100), not blocked; globex: blocked; initech:
+            # under its soft limit.
+            series("modelfleet_budget_spend", {**BUDGET, "tenant": "acme"}, "50x3 90x20"),
+            series("modelfleet_budget_soft_limit", {**BUDGET, "tenant": "acme"}, "80x23"),
+            series("modelfleet_budget_spend", {**BUDGET, "tenant": "globex"}, "120x23"),
+            series("modelfleet_budget_soft_limit", {**BUDGET, "tenant": "globex"}, "80x23"),
+            series("modelfleet_budget_spend", {**BUDGET, "tenant": "initech"}, "10x23"),
+            series("modelfleet_budget_soft_limit", {**BUDGET, "tenant": "initech"}, "80x23"),
+            *(
+                series(
+                    "modelfleet_budget_enforced",
+                    {**BUDGET, "tenant": tenant, "action": action},
+                    "1x23" if (tenant, action) == ("globex", "block") else "0x23",
+                )
+                for tenant in ("acme", "globex", "initech")
+                for action in ("block", "degrade")
+            ),
+        ],
+        "alerts": [
+            (2, "ModelfleetBudgetSoftLimit", []),
+            (
+                5,
+                "ModelfleetBudgetSoftLimit",
+                [
+                    alert(
+                        {"severity": "warning", **BUDGET, "tenant": "acme", "pod": None},
+                        "Tenant acme spent 90 USD this day, past its budget's soft limit",
+                        "RoutingPolicy llm/chat: once the budget's amount is spent the gateway "
+                        "blocks (429 insufficient_quota) or degrades the tenant's requests until "
+                        "the period resets. kubectl get routingpolicy -o yaml shows "
+                        "status.budgets.",
+                    )
+                ],
+            ),
+            (
+                5,
+                "ModelfleetBudgetExceeded",
+                [
+                    alert(
+                        {
+                            "severity": "warning",
+                            **BUDGET,
+                            "tenant": "globex",
+                            "action": "block",
+                            "pod": None,
+                        },
+                        "Tenant globex spent its day budget: the gateway applies block",
+                        "RoutingPolicy llm/chat: block answers 429 insufficient_quota, degrade "
+                        "sends the requests to each route's cheaper backends, until the period "
+                        "resets (status.budgets[].resetsAt). Raise spec.budgets[].amount to "
+                        "lift it now.",
                     )
                 ],
             ),

@@ -7,6 +7,8 @@ import base64
 import json
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
@@ -375,6 +377,106 @@ def test_a_variant_scaled_to_zero_loses_its_weight_fast(fleet, gateway):
     assert "no ready replica: big" in routes[0]["note"]
     merge_patch(fleet, "modelpool", "e2e", '{"spec": {"variants": ' + _variants_json() + "}}")
     eventually(lambda: fleet.ready("e2e-big") == 1, 20, "big back")
+
+
+def _chat_once(listen: int) -> tuple[int, dict]:
+    """One chat call through the gateway with the e2e key: its status and JSON body."""
+    body = {"task_type": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{listen}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def _budget_status(fleet: Fleet) -> list[dict]:
+    return (fleet.get("routingpolicy", "e2e-gw").get("status") or {}).get("budgets") or []
+
+
+PRICE_PER_CALL = 0.5
+DAILY_AMOUNT = 5.0  # ten calls more than spent so far
+
+
+def test_a_tenant_over_its_hard_budget_gets_insufficient_quota_within_a_refresh(fleet, gateway):
+    """Spend from the gateway's own counters, scraped by Prometheus, priced at the pool's
+    on-demand price: past the day's amount the tenant's next calls get OpenAI's 429
+    insufficient_quota, within a refresh (1 s here) plus a scrape; lifting the budget serves
+    it again."""
+    eventually(lambda: fleet.ready("e2e-big") >= 1 and fleet.ready("e2e-small") >= 1, 30, "ready")
+    priced = pool_manifest()["spec"]["variants"]
+    for variant in priced:
+        variant["onDemandPrice"] = {"perRequest": PRICE_PER_CALL}
+    merge_patch(fleet, "modelpool", "e2e", json.dumps({"spec": {"variants": priced}}))
+    budget = {"tenant": "team-a", "period": "day", "softLimitPercent": 50, "action": "block"}
+
+    def set_amount(amount: float) -> None:
+        patch = {"spec": {"budgets": [{**budget, "amount": amount}]}}
+        merge_patch(fleet, "routingpolicy", "e2e-gw", json.dumps(patch))
+        eventually(
+            lambda: (
+                [(b["amount"], b.get("spend") is not None) for b in _budget_status(fleet)]
+                == [(amount, True)]
+            ),
+            30,
+            f"the budget of {amount} with its spend read from Prometheus",
+        )
+
+    try:
+        # The earlier tests' calls count today too: the budget is what is spent + 10 calls.
+        set_amount(10_000)
+        spend_before = _budget_status(fleet)[0]["spend"]
+        amount = round(spend_before + DAILY_AMOUNT, 2)
+        set_amount(amount)
+        assert _budget_status(fleet)[0]["state"] in {"WithinBudget", "SoftLimitReached"}
+        started = time.monotonic()
+        served, crossed_at, refused = 0, None, None
+        while time.monotonic() - started < 90:
+            status, body = _chat_once(gateway)
+            if status == 200:
+                served += 1
+                # One call early: increase() extrapolates, the spend read may run a call ahead.
+                if crossed_at is None and spend_before + (served + 1) * PRICE_PER_CALL >= amount:
+                    crossed_at = time.monotonic()  # this call spent the budget
+            else:
+                refused = (status, body)
+                break
+            time.sleep(0.1)
+        assert refused is not None, f"still served after {served} calls: {_budget_status(fleet)}"
+        blocked_at = time.monotonic()
+        status, body = refused
+        assert status == 429 and body["error"]["code"] == "insufficient_quota", refused
+        assert body["error"]["type"] == "insufficient_quota"
+        assert crossed_at is not None, f"refused after {served} calls, before the amount"
+        # A scrape (1 s), Prometheus' increase() over the new samples, one refresh (1 s), the
+        # sidecar and Envoy's route swap: seconds, generous for a loaded machine.
+        print(f"blocked {blocked_at - crossed_at:.1f} s after the budget was spent")
+        assert blocked_at - crossed_at < 20, blocked_at - crossed_at
+        assert blocked_at - started < 60
+        (blocked,) = _budget_status(fleet)
+        assert blocked["state"] == "Blocked" and blocked["spend"] >= amount, blocked
+        assert blocked["currency"] == "USD" and blocked["resetsAt"] > blocked["periodStart"]
+        assert _chat_once(gateway)[0] == 429, "it stays blocked"
+        reasons = {e["reason"] for e in fleet.events("BudgetExceeded")}
+        reasons |= {e["reason"] for e in fleet.events("BudgetSoftLimitReached")}
+        assert reasons == {"BudgetExceeded", "BudgetSoftLimitReached"}
+        enforced = [
+            line
+            for line in fleet.operator_metrics().splitlines()
+            if line.startswith("modelfleet_budget_enforced{") and 'action="block"' in line
+        ]
+        assert enforced and enforced[0].endswith(" 1.0"), enforced
+
+        # Raising the amount lifts the block at the next refresh.
+        set_amount(10_000)
+        eventually(lambda: _chat_once(gateway)[0] == 200, 30, "served again once lifted")
+    finally:
+        merge_patch(fleet, "routingpolicy", "e2e-gw", '{"spec": {"budgets": []}}')
+        merge_patch(fleet, "modelpool", "e2e", '{"spec": {"variants": ' + _variants_json() + "}}")
 
 
 def test_replicas_changed_by_hand_are_restored_with_an_event(fleet, pool):

@@ -3,7 +3,7 @@ Gateway tests its translator): tests/golden/desired/<case>.in.yaml -> <case>.out
 
 An input is multi-document YAML. The first document is the case:
 `{at: ISO-8601, files: [paths relative to the repo] (optional), metrics: {...} (as
-`plan --metrics`), apiKeys: {"<ns>/<policy>": {keys: [...]}}, deployedReplicas:
+`plan --metrics`: observations, usage, budgetUsage), apiKeys: {"<ns>/<policy>": {keys: [...]}}, deployedReplicas:
 {"<ns>/<pool>/<variant>": n}, serviceAddresses: {"<ns>/<pool>": {variant: "ip:port"}}, gateway: {image: ...} (the operator runs the
 gateways' pods)}`;
 the rest are resources, as the API server would return them (a `status` is the previous
@@ -25,7 +25,7 @@ import yaml
 
 from modelfleet.api.keys import parse_api_keys
 from modelfleet.api.load import iter_documents
-from modelfleet.observe.observation import load_observations
+from modelfleet.observe.observation import load_metrics
 from modelfleet.render.desired import desired
 from modelfleet.render.envoy.render import dump_yaml
 from modelfleet.render.gateway import GatewaySettings
@@ -55,13 +55,16 @@ def inputs_of(case: Path, tmp: Path) -> FleetInputs:
             variant: (address.rpartition(":")[0], int(address.rpartition(":")[2]))
             for variant, address in by_variant.items()
         }
+    metrics_input = load_metrics(metrics, at)
     return FleetInputs(
         now=at,
         pools=[m for m in models if m.kind == "ModelPool"],
         reservations=[m for m in models if m.kind == "Reservation"],
         policies=[m for m in models if m.kind == "RoutingPolicy"],
         rejected=[rejected for _, rejected in parsed if rejected is not None],
-        observations=load_observations(metrics, at),
+        observations=metrics_input.observations,
+        usage=metrics_input.usage,
+        budget_usage=metrics_input.budget_usage,
         api_keys={
             _key(policy): parse_api_keys(keys, f"{case.name} apiKeys.{policy}")
             for policy, keys in (header.get("apiKeys") or {}).items()

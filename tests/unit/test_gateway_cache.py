@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from modelfleet.api.keys import ApiKey
 from modelfleet.api.load import load_resources
 from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.observe.usage import Usage, UsageKey
 from modelfleet.render.desired import desired
 from modelfleet.render.gateway import GatewaySettings
 from modelfleet.render.gateway_cache import GatewayRenderCache
@@ -23,7 +24,15 @@ NOW = datetime(2026, 11, 30, 6, tzinfo=UTC)
 KEYS = (
     ApiKey("web", "sk-cache-web-0001", "consumer"),
     ApiKey("risk", "sk-cache-risk-0002", "fin-risk"),
+    # The samples' budgets: research degrades past 2000 a month, scraper blocks past 50 a day.
+    ApiKey("lab", "sk-cache-lab-0003", "research"),
+    ApiKey("bot", "sk-cache-bot-0004", "scraper"),
 )
+# What spends each budget on the 235B (its on-demand price in the samples).
+OVER = {
+    "research": ("month", UsageKey("research", "lab", "qwen3-235b"), Usage(10, 10**9, 0)),
+    "scraper": ("day", UsageKey("scraper", "bot", "qwen3-235b"), Usage(10**5, 0, 0)),
+}
 
 
 def observation() -> st.SearchStrategy[VariantObservation]:
@@ -44,6 +53,7 @@ def cycle() -> st.SearchStrategy[dict]:
             "weights": st.lists(st.integers(0, 100), min_size=2, max_size=2).filter(any),
             "keys": st.integers(1, len(KEYS)),
             "port": st.sampled_from([8000, 8001]),
+            "over": st.sampled_from([(), ("research",), ("scraper",), ("research", "scraper")]),
         }
     )
 
@@ -66,8 +76,17 @@ def inputs(step: dict, at: datetime) -> FleetInputs:
             for name, obs in step["observed"].items()
         },
         api_keys={(policy.namespace, policy.name): KEYS[: step["keys"]]},
+        budget_usage={(policy.namespace, policy.name): spent(step.get("over", ()))},
         gateway=GatewaySettings(),
     )
+
+
+def spent(over: tuple[str, ...]) -> dict:
+    usage: dict = {"day": {}, "month": {}}
+    for tenant in over:
+        period, key, used = OVER[tenant]
+        usage[period][key] = used
+    return usage
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -83,6 +102,20 @@ def test_incremental_render_matches_a_full_render(cycles):
             assert dict(fast[key].files) == dict(gateway.files)
             assert fast[key].config_hash == gateway.config_hash
     assert len(cache) == 1, "one entry per policy, however many renders"
+
+
+def test_a_spent_budget_changes_only_the_routes():
+    cache = GatewayRenderCache()
+    step = {"observed": {}, "weights": [80, 20], "keys": 4, "port": 8000}
+    within = desired(inputs(step, NOW), cache).gateways
+    over = desired(inputs({**step, "over": ("scraper", "research")}, NOW), cache).gateways
+    full = desired(inputs({**step, "over": ("scraper", "research")}, NOW)).gateways
+    (before,), (after,), (reference,) = within.values(), over.values(), full.values()
+    assert dict(after.files) == dict(reference.files)
+    assert "insufficient_quota" in after.files["rds.yaml"]
+    assert "insufficient_quota" not in before.files["rds.yaml"]
+    for name in ("envoy.yaml", "lds.yaml", "cds.yaml"):
+        assert before.files[name] is after.files[name], f"{name} was rendered again"
 
 
 def test_a_weight_change_reuses_the_static_files():

@@ -16,15 +16,22 @@ from modelfleet.observe.prometheus import (
     PoolQueries,
     PrometheusAuth,
     PrometheusSource,
+    UsageQueries,
     by_variant,
-    tenant_counts,
+    usage_from_results,
 )
+from modelfleet.observe.usage import Usage, UsageKey
 
 SAMPLED = 1_795_000_000.0
 SECRET_ERROR_TEXT = "parse error near <script>leak-me</script>"
 
 
 def vector(query: str) -> list[dict]:
+    if "envoy_modelfleet_" in query:
+        labels = {"tenant": "acme", "key_id": "app", "variant": "a"}
+        value = {"requests": "3", "prompt_tokens": "120", "completion_tokens": "45"}
+        name = query.split("envoy_modelfleet_")[1].split("{")[0]
+        return [{"metric": labels, "value": [SAMPLED, value[name]]}]
     if "timestamp(" in query:
         return [{"metric": {"variant": "a"}, "value": [SAMPLED, str(SAMPLED)]}]
     if "num_requests_waiting" in query:
@@ -210,9 +217,10 @@ def test_credentials_are_resolved_at_each_call(prometheus):
 
     source = PrometheusSource(url(prometheus), rotating)
     asyncio.run(source.observe_pool("ns", "p"))
-    asyncio.run(source.tenant_requests(60))
+    asyncio.run(source.usage(UsageQueries("ns", "pool", "p", 60)))
     sent = [call["headers"]["Authorization"] for call in FakePrometheus.seen]
-    assert set(sent[:-1]) == {"Bearer first"} and sent[-1] == "Bearer second"
+    # Six queries of the pool with the first token, then three of the usage with the second.
+    assert sent == ["Bearer first"] * 6 + ["Bearer second"] * 3
 
 
 def test_secrets_never_show_in_a_repr():
@@ -232,10 +240,28 @@ def test_parsing_is_pure_and_strict():
         by_variant([{"metric": {}, "value": [0, "1"]}], "q")
     with pytest.raises(MetricsUnavailable, match="no list"):
         by_variant({"oops": 1}, "q")
-    assert tenant_counts(
-        [
-            {"metric": {"tenant": "t"}, "value": [0, "4"]},
-            {"metric": {}, "value": [0, "1"]},
-            {"metric": {"tenant": "u"}, "value": [0, "NaN"]},
-        ]
-    ) == {"t": 4.0}
+
+
+def test_usage_is_read_per_tenant_key_and_variant_from_the_gateways_counters(prometheus):
+    queries = UsageQueries("llm", "policy", "chat", 3600)
+    used = asyncio.run(PrometheusSource(url(prometheus)).usage(queries))
+    assert used == {UsageKey("acme", "app", "a"): Usage(3, 120, 45)}
+    sent = sorted(call["params"]["query"][0] for call in FakePrometheus.seen)
+    assert sent == [
+        f"sum by (tenant, key_id, variant) (increase(envoy_modelfleet_{name}"
+        '{namespace=~"llm|",policy="chat"}[3600s]))'
+        for name in ("completion_tokens", "prompt_tokens", "requests")
+    ]
+
+
+def test_usage_parsing_refuses_what_it_cannot_trust():
+    good = {"metric": {"tenant": "t", "key_id": "k", "variant": "v"}, "value": [0, "4"]}
+    nan = {"metric": {"tenant": "u", "key_id": "k", "variant": "v"}, "value": [0, "NaN"]}
+    assert usage_from_results({"requests": [good, nan]}) == {UsageKey("t", "k", "v"): Usage(4)}
+    with pytest.raises(MetricsUnavailable, match="no 'tenant'"):
+        usage_from_results({"requests": [{"metric": {"variant": "v"}, "value": [0, "1"]}]})
+    for lie in ("-1", "+Inf"):
+        with pytest.raises(MetricsUnavailable, match="answered"):
+            usage_from_results({"requests": [{**good, "value": [0, lie]}]})
+    with pytest.raises(MetricsUnavailable, match="no list"):
+        usage_from_results({"requests": {"oops": 1}})

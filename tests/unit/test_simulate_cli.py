@@ -40,7 +40,14 @@ def test_report_files_and_plots(tmp_path):
     policy, static = report["runs"][0], report["runs"][1]
     assert static["gpuHours"] > policy["gpuHours"]
     assert policy["cost"]["byMode"]["hybrid"] > 0
-    assert policy["cost"]["byTenant"]["acme"] == policy["cost"]["byMode"]["hybrid"]
+    # Everyone is billed: acme by its hybrid Reservation (and on demand elsewhere), the
+    # tenant without a Reservation at the variants' on-demand prices; tokens counted.
+    billing = policy["cost"]["billing"]
+    acme = sum(line["amount"] for line in billing if line["tenant"] == "acme")
+    assert policy["cost"]["byTenant"]["acme"] == pytest.approx(acme, abs=1e-3)  # rounded
+    assert acme >= policy["cost"]["byMode"]["hybrid"]
+    assert set(policy["cost"]["byTenant"]) == set(policy["tenants"])
+    assert all(t["billed"] > 0 and t["completionTokens"] > 0 for t in policy["tenants"].values())
     assert policy["slo"]["chat"]["ttft"]["targetSeconds"] == 0.5
     assert 0 < policy["sloAttainment"]["e2e"] <= 1
     assert any(e["reason"] == "schedule" for e in policy["scaleEvents"])

@@ -127,6 +127,29 @@ class QueueScaling(KubeModel):
     )
 
 
+class OnDemandPrice(KubeModel):
+    """What a tenant pays for its use of a variant when it holds no Reservation on it: per
+    answered request and per thousand prompt and completion tokens (the gateway counts them
+    from each answer's `usage`)."""
+
+    per_request: float = Field(
+        default=0, ge=0, le=MAX_PRICE, description="Price of one answered request."
+    )
+    per_thousand_prompt_tokens: float = Field(
+        default=0, ge=0, le=MAX_PRICE, description="Price of 1,000 prompt (input) tokens."
+    )
+    per_thousand_completion_tokens: float = Field(
+        default=0, ge=0, le=MAX_PRICE, description="Price of 1,000 completion (output) tokens."
+    )
+
+    def charge(self, requests: float, prompt_tokens: float, completion_tokens: float) -> float:
+        return (
+            requests * self.per_request
+            + prompt_tokens / 1000 * self.per_thousand_prompt_tokens
+            + completion_tokens / 1000 * self.per_thousand_completion_tokens
+        )
+
+
 class Variant(KubeModel):
     """One model served by vLLM: its Deployment, Service and scaling rules."""
 
@@ -188,6 +211,11 @@ class Variant(KubeModel):
     )
     cost_per_replica_hour: float = Field(
         default=0.0, ge=0, le=MAX_PRICE, description="What one replica costs per hour."
+    )
+    on_demand_price: OnDemandPrice | None = Field(
+        default=None,
+        description="What tenants without a Reservation on this variant pay per request and "
+        "per thousand tokens, in spec.currency; unset = nothing.",
     )
     startup_seconds: int = Field(
         default=300,
@@ -349,7 +377,16 @@ class ModelPoolSpec(KubeModel):
         ge=0, le=MAX_GPU_BUDGET, description="GPUs the pool may use across all variants."
     )
     timezone: str = Field(
-        default="UTC", max_length=64, description="IANA zone the schedules are written in."
+        default="UTC",
+        max_length=64,
+        description="IANA zone the schedules are written in; budget periods (days, months) "
+        "of the pool's RoutingPolicies start at midnight in it.",
+    )
+    currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of costPerReplicaHour, the on-demand prices and the "
+        "budgets of the pool's RoutingPolicies.",
     )
     metrics: MetricsSource = Field(
         default_factory=MetricsSource, description="Live metrics and the planning period."

@@ -55,3 +55,9 @@ def owner_reference(owner: Any) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+# Set by the gateway (never accepted from a client) on a request whose API key is over a
+# `degrade` budget; the routing table's budget companions match on it.
+BUDGET_HEADER = "x-modelfleet-budget"
+BUDGET_DEGRADED = "degrade"

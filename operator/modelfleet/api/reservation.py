@@ -79,6 +79,20 @@ class Billing(KubeModel):
     on_demand_price_per_request: float | None = Field(
         default=None, ge=0, le=MAX_PRICE, description="Price of one request billed on demand."
     )
+    on_demand_price_per_thousand_prompt_tokens: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PRICE,
+        description="onDemand and hybrid: price of 1,000 prompt tokens of the requests billed "
+        "on demand (hybrid: the share of the tokens that the billed requests are of all).",
+    )
+    on_demand_price_per_thousand_completion_tokens: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PRICE,
+        description="onDemand and hybrid: price of 1,000 completion tokens of the requests "
+        "billed on demand.",
+    )
     included_requests_per_replica_hour: float = Field(
         default=0,
         ge=0,

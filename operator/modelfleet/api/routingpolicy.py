@@ -7,7 +7,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from modelfleet.api.common import Condition, DnsLabel, FieldError, KubeModel, Resource, check_unique
+from modelfleet.api.common import (
+    Condition,
+    DnsLabel,
+    FieldError,
+    KubeModel,
+    Resource,
+    Time,
+    check_unique,
+)
 from modelfleet.api.pod_template import PodTemplate
 
 CEL = "x-kubernetes-validations"
@@ -18,6 +26,8 @@ MAX_BACKENDS = 64
 MAX_DEGRADE_RULES = 64
 MAX_CLASSIFICATION_RULES = 32
 MAX_KEYWORDS = 64
+MAX_BUDGETS = 1000
+MAX_AMOUNT = 1e12
 MIB = 1024 * 1024
 
 
@@ -471,6 +481,46 @@ class Classification(KubeModel):
         return rules
 
 
+class Budget(KubeModel):
+    """A money budget for one tenant (or one of its API keys) per day or month, in the pool's
+    currency: what it is charged for its requests and tokens (its Reservations' held
+    replica-hours are committed and not counted). Spend is read from the gateway's token and
+    request counters through Prometheus."""
+
+    tenant: str = Field(
+        min_length=1, max_length=253, description="The tenant, as its API keys name it."
+    )
+    key_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="Only this API key of the tenant; unset = all of the tenant's keys.",
+    )
+    period: Literal["day", "month"] = Field(
+        description="The budget resets at midnight (day) or midnight of the 1st (month) in the "
+        "pool's spec.timezone."
+    )
+    amount: float = Field(
+        ge=0, le=MAX_AMOUNT, description="Money per period, in the pool's spec.currency."
+    )
+    soft_limit_percent: float = Field(
+        default=80,
+        gt=0,
+        le=100,
+        description="Past this share of amount: a Warning Event and the "
+        "ModelfleetBudgetSoftLimit alert; requests are still served.",
+    )
+    action: Literal["block", "degrade"] = Field(
+        default="block",
+        description="Once amount is spent, until the period resets: block (the gateway "
+        "answers 429 insufficient_quota) or degrade (only each route's cheaper backends).",
+    )
+
+    @property
+    def who(self) -> str:
+        return f"tenant {self.tenant}" + (f" key {self.key_id}" if self.key_id else "")
+
+
 class RoutingPolicySpec(KubeModel):
     """How one gateway with one API key spreads requests over a pool's variants."""
 
@@ -497,6 +547,26 @@ class RoutingPolicySpec(KubeModel):
         default=None,
         description="Task types for requests that name neither a task type nor a model.",
     )
+    budgets: list[Budget] = Field(
+        default_factory=list,
+        max_length=MAX_BUDGETS,
+        description="Money budgets per tenant (or API key) and period, with what happens "
+        "once they are spent.",
+    )
+
+    @field_validator("budgets")
+    @classmethod
+    def _one_budget_per_period(cls, budgets: list[Budget]) -> list[Budget]:
+        seen: set[tuple[str, str | None, str]] = set()
+        for index, budget in enumerate(budgets):
+            key = (budget.tenant, budget.key_id, budget.period)
+            if key in seen:
+                raise FieldError(
+                    f"[{index}]",
+                    f"a second {budget.period} budget for {budget.who}: merge the two",
+                )
+            seen.add(key)
+        return budgets
 
     @field_validator("routes")
     @classmethod
@@ -548,6 +618,35 @@ class EffectiveRoute(KubeModel):
     )
 
 
+class BudgetStatus(KubeModel):
+    """One budget's period, spend and state, as the gateway enforces it."""
+
+    tenant: str = Field(description="The tenant.")
+    key_id: str | None = Field(default=None, description="The API key, for a key's budget.")
+    period: str = Field(description="day or month.")
+    action: str = Field(description="block or degrade, once amount is spent.")
+    currency: str = Field(description="The pool's currency.")
+    amount: float = Field(description="The budget per period.")
+    soft_limit: float = Field(description="The spend past which the soft limit is reached.")
+    period_start: Time = Field(description="When the current period began (the last reset).")
+    resets_at: Time = Field(description="When the next period begins.")
+    spend: float | None = Field(
+        default=None, description="Spent in the current period (unset: not read yet)."
+    )
+    spend_by_variant: dict[str, float] = Field(
+        default_factory=dict, description="The spend by the variant that answered."
+    )
+    spend_observed_at: Time | None = Field(
+        default=None, description="When the spend was read from Prometheus."
+    )
+    state: Literal["WithinBudget", "SoftLimitReached", "Blocked", "Degraded"] = Field(
+        description="WithinBudget; SoftLimitReached (past softLimit, still served); Blocked "
+        "(429 insufficient_quota) or Degraded (cheaper backends only) until resetsAt."
+    )
+    last_transition_time: Time = Field(description="When the state last changed.")
+    message: str = Field(default="", description="The state, explained.")
+
+
 class RoutingPolicyStatus(KubeModel):
     """The gateway's routing table and whether it serves it."""
 
@@ -562,7 +661,16 @@ class RoutingPolicyStatus(KubeModel):
     routes: list[EffectiveRoute] = Field(
         default_factory=list, description="The routing table as written."
     )
-    conditions: list[Condition] = Field(default_factory=list, description="Ready.")
+    budgets: list[BudgetStatus] = Field(
+        default_factory=list,
+        description="Each budget's spend and state in its current period, as the gateway "
+        "enforces it.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready; SpendObserved (with budgets: whether the spend could be read, "
+        "else the last known budget states stay).",
+    )
 
 
 class RoutingPolicy(Resource):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from modelfleet.api.load import InputError, InvalidInput, load_resources
 from modelfleet.api.modelpool import ModelPoolStatus
-from modelfleet.observe.observation import load_observations
+from modelfleet.observe.observation import MetricsInput, load_metrics
 from modelfleet.render.desired import desired
 from modelfleet.render.inputs import FleetInputs, Key
 from modelfleet.render.plan_document import plan_document, read_plan_document
@@ -43,7 +43,10 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="YAML file or directory of them (repeatable)",
     )
     parser.add_argument(
-        "--metrics", type=Path, help="observations: {variants: {ns/pool/variant: {...}}}"
+        "--metrics",
+        type=Path,
+        help="observations {variants: {ns/pool/variant: {...}}}, and what tenants used: "
+        "{usage: {ns/pool: [rows]}, budgetUsage: {ns/policy: {day: [rows]}}} (docs/operator.md)",
     )
 
 
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     at = args.at or datetime.now(UTC)
     try:
         resources = load_resources(args.files)
-        observations = load_observations(args.metrics, at) if args.metrics else {}
+        metrics = load_metrics(args.metrics, at) if args.metrics else MetricsInput()
         previous = load_previous(args.previous)
     except InvalidInput as err:
         print_errors(err)
@@ -92,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
             pools=pools,
             reservations=resources.reservations,
             policies=resources.policies,
-            observations=observations,
+            observations=metrics.observations,
+            usage=metrics.usage,
+            budget_usage=metrics.budget_usage,
         )
     )
     document = plan_document(result)

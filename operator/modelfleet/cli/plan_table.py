@@ -52,3 +52,12 @@ def print_plan_tables(document: dict[str, Any], console: Console | None = None) 
             backends = ", ".join(f"{b['variant']} {b['weight']}" for b in route["backends"])
             table.add_row(route["name"], backends, route.get("note") or "")
         console.print(table)
+        for budget in policy.get("budgets", []):
+            spend = budget.get("spend")
+            shown = "unknown" if spend is None else f"{spend:.2f}"
+            console.print(
+                f"  Budget {budget['tenant']}"
+                + (f" key {budget['keyId']}" if budget.get("keyId") else "")
+                + f" per {budget['period']}: {shown} of {budget['amount']:g} "
+                f"{budget['currency']} spent, {budget['state']}: {budget['message']}"
+            )

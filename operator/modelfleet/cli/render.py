@@ -14,7 +14,7 @@ from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.apply.files import publish_gateway
 from modelfleet.apply.validate import EnvoyNotFound, InvalidEnvoyConfig
 from modelfleet.cli.plan import add_input_arguments, print_errors
-from modelfleet.observe.observation import load_observations
+from modelfleet.observe.observation import MetricsInput, load_metrics
 from modelfleet.render.desired import desired
 from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, DEFAULT_STATS_PORT
 from modelfleet.render.envoy.xds import HostPort, is_ip
@@ -170,7 +170,7 @@ def run_envoy(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     try:
         resources = load_resources(args.files)
-        observations = load_observations(args.metrics, now) if args.metrics else {}
+        metrics = load_metrics(args.metrics, now) if args.metrics else MetricsInput()
         policy = choose_policy(resources, args.policy)
         pool = resources.pool(policy.namespace, policy.spec.pool)
         assert pool is not None, "load_resources checks that the policy's pool exists"
@@ -206,7 +206,9 @@ def run_envoy(args: argparse.Namespace) -> int:
             pools=[pool],
             reservations=resources.reservations_for(pool),
             policies=[policy],
-            observations=observations,
+            observations=metrics.observations,
+            usage=metrics.usage,
+            budget_usage=metrics.budget_usage,
             api_keys={policy_key: keys},
             service_addresses={(pool.namespace, pool.name): backends},
             gateway=settings,

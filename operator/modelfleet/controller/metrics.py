@@ -7,7 +7,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.api.routingpolicy import BudgetStatus, RoutingPolicy
 from modelfleet.plan.billing import CostLine
 from modelfleet.plan.scaling.types import PoolPlan
 
@@ -74,8 +74,35 @@ class OperatorMetrics:
         self.cost = Counter(
             "modelfleet_cost_accrued",
             "Cost accrued since the operator started, by billing mode: 'pool' is what the "
-            "variant's replicas cost, the others what tenants owe by their Reservations.",
-            (*variant_labels, "tenant", "mode", "item", "currency"),
+            "variant's replicas cost; the others what tenants owe: held replica-hours "
+            "(reserved, hybrid) and their requests and tokens (onDemand at the pool's or their "
+            "Reservation's prices, hybrid overage), per API key (key_id).",
+            (*variant_labels, "tenant", "key_id", "mode", "item", "currency"),
+            registry=self.registry,
+        )
+        budget_labels = ("namespace", "policy", "tenant", "key_id", "period", "currency")
+        self.budget_spend = Gauge(
+            "modelfleet_budget_spend",
+            "What the budget's tenant (or key) spent in the current period.",
+            budget_labels,
+            registry=self.registry,
+        )
+        self.budget_amount = Gauge(
+            "modelfleet_budget_amount",
+            "The budget per period (RoutingPolicy spec.budgets[].amount).",
+            budget_labels,
+            registry=self.registry,
+        )
+        self.budget_soft_limit = Gauge(
+            "modelfleet_budget_soft_limit",
+            "The spend past which the budget's soft limit is reached.",
+            budget_labels,
+            registry=self.registry,
+        )
+        self.budget_enforced = Gauge(
+            "modelfleet_budget_enforced",
+            "1 while the gateway blocks or degrades the budget's requests (action), else 0.",
+            (*budget_labels, "action"),
             registry=self.registry,
         )
         self.degrade_threshold = Gauge(
@@ -87,6 +114,7 @@ class OperatorMetrics:
         )
         self._reasons: dict[tuple[str, str, str], str] = {}
         self._degrade_rules: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+        self._budgets: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
     def record_plan(self, plan: PoolPlan, now: datetime) -> None:
         pool = (plan.namespace, plan.name)
@@ -157,7 +185,39 @@ class OperatorMetrics:
                     pool,
                     line.variant,
                     line.tenant or "",
+                    line.key_id or "",
                     line.mode,
                     line.item,
                     line.currency,
                 ).inc(line.amount)
+
+    def record_budgets(self, namespace: str, policy: str, budgets: list[BudgetStatus]) -> None:
+        """The budgets as the policy's status has them; removed budgets disappear."""
+        current = set()
+        for budget in budgets:
+            labels = (
+                namespace,
+                policy,
+                budget.tenant,
+                budget.key_id or "",
+                budget.period,
+                budget.currency,
+            )
+            current.add(labels)
+            if budget.spend is not None:
+                self.budget_spend.labels(*labels).set(budget.spend)
+            self.budget_amount.labels(*labels).set(budget.amount)
+            self.budget_soft_limit.labels(*labels).set(budget.soft_limit)
+            enforced = budget.state in ("Blocked", "Degraded")
+            for action in ("block", "degrade"):
+                value = 1 if enforced and budget.action == action else 0
+                self.budget_enforced.labels(*labels, action).set(value)
+        key = (namespace, policy)
+        for stale in self._budgets.get(key, set()) - current:
+            for gauge in (self.budget_spend, self.budget_amount, self.budget_soft_limit):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*stale)
+            for action in ("block", "degrade"):
+                with contextlib.suppress(KeyError):
+                    self.budget_enforced.remove(*stale, action)
+        self._budgets[key] = current

@@ -40,7 +40,9 @@ from modelfleet.controller.clock import ScaledClock, WallClock
 from modelfleet.controller.gateways import GatewayPublisher
 from modelfleet.controller.metrics import OperatorMetrics
 from modelfleet.observe.observation import VariantObservation, variant_key
-from modelfleet.observe.prometheus import MetricsUnavailable
+from modelfleet.observe.prometheus import MetricsUnavailable, UsageQueries
+from modelfleet.observe.usage import Usage, UsageKey, UsageTable
+from modelfleet.plan.budgets import period_bounds
 from modelfleet.plan.scaling.types import PoolPlan
 from modelfleet.render.desired import Desired, Event, desired, failed_cycle
 from modelfleet.render.envoy.xds import HostPort
@@ -57,7 +59,7 @@ APPLY_ATTEMPTS = 3
 class ObservationSource(Protocol):
     async def observe_pool(self, namespace: str, pool: str) -> dict[str, VariantObservation]: ...
 
-    async def tenant_requests(self, seconds: float) -> dict[str, float]: ...
+    async def usage(self, queries: UsageQueries) -> dict[UsageKey, Usage]: ...
 
 
 class EventSink(Protocol):
@@ -129,6 +131,7 @@ class PoolController:
         deployments = await self._deployments(pool)
         observations, metrics_error = await self._observe(pool, deployments)
         keys, key_errors = await self._api_keys(policies)
+        budget_usage, budget_errors = await self._budget_usage(pool, policies, now)
         inputs = FleetInputs(
             now=now,
             pools=[pool],
@@ -137,7 +140,9 @@ class PoolController:
             rejected=others_rejected,
             observations=observations,
             metrics_errors={key: metrics_error} if metrics_error else {},
-            tenant_requests={key: await self._tenant_requests(pool, reservations, now)},
+            usage={key: await self._usage_since_last_plan(pool, now)},
+            budget_usage=budget_usage,
+            budget_usage_errors=budget_errors,
             api_keys=keys,
             api_key_errors=key_errors,
             service_addresses={key: await self._service_addresses(pool)},
@@ -162,6 +167,9 @@ class PoolController:
         self.metrics.record_plan(plan, now)
         for policy in policies:
             self.metrics.record_degrade_rules(policy)
+            update = result.statuses.get((policy.kind, policy.namespace, policy.name))
+            if update is not None and not update.partial:
+                self.metrics.record_budgets(policy.namespace, policy.name, update.status.budgets)
         if key in result.costs:
             self.metrics.record_costs(pool.namespace, pool.name, result.costs[key])
         logger.info(
@@ -316,19 +324,67 @@ class PoolController:
                     error=repr(err)[:300],
                 )
 
-    async def _tenant_requests(
-        self, pool: ModelPool, reservations: Sequence[Any], now: datetime
-    ) -> dict[str, float]:
+    async def _usage_since_last_plan(self, pool: ModelPool, now: datetime) -> UsageTable:
+        """What the tenants used through the pool's gateways since its previous plan: the
+        ledger's usage lines."""
         previous = pool.status.planned_at if pool.status else None
         source = self.metrics_for(pool)
-        if previous is None or now <= previous or source is None or not reservations:
+        if previous is None or now <= previous or source is None:
             return {}
+        # Prometheus counts in wall time, whatever the operator's clock runs at.
+        window = self.clock.wall_seconds((now - previous).total_seconds())
         try:
-            # Prometheus counts in wall time, whatever the operator's clock runs at.
-            window = self.clock.wall_seconds((now - previous).total_seconds())
-            return await source.tenant_requests(window)
-        except Exception:  # billing waits for the next cycle; the plan does not
+            return await source.usage(
+                UsageQueries(pool.namespace, "pool", pool.name, round(window))
+            )
+        except Exception as err:  # billing waits for the next cycle; the plan does not
+            log.warning(
+                "pool.usage_unread",
+                namespace=pool.namespace,
+                name=pool.name,
+                error=str(err)[:300],
+            )
             return {}
+
+    async def _budget_usage(
+        self, pool: ModelPool, policies: Sequence[RoutingPolicy], now: datetime
+    ) -> tuple[dict[Key, dict[str, UsageTable]], dict[Key, str]]:
+        """Per policy with budgets: what its tenants used since each budget period began
+        (the period's start is exact in the pool's time zone), or why it is unknown."""
+        usage: dict[Key, dict[str, UsageTable]] = {}
+        errors: dict[Key, str] = {}
+        source = self.metrics_for(pool)
+        for policy in policies:
+            periods = sorted({budget.period for budget in policy.spec.budgets})
+            if not periods:
+                continue
+            key = (policy.namespace, policy.name)
+            if source is None:
+                errors[key] = (
+                    "no Prometheus URL: set the pool's spec.metrics.prometheusUrl or run with "
+                    "--prometheus-url"
+                )
+                continue
+            try:
+                usage[key] = {}
+                for period in periods:
+                    start, _ = period_bounds(now, period, pool.spec.timezone)
+                    seconds = self.clock.wall_seconds((now - start).total_seconds())
+                    queries = UsageQueries(policy.namespace, "policy", policy.name, round(seconds))
+                    usage[key][period] = await source.usage(queries)
+            except MetricsUnavailable as err:
+                errors[key] = str(err)
+                del usage[key]
+            except Exception as err:  # an unexpected answer keeps the states, not the cycle
+                log.warning(
+                    "policy.spend_unread",
+                    namespace=policy.namespace,
+                    name=policy.name,
+                    error=repr(err)[:300],
+                )
+                errors[key] = f"reading the spend from Prometheus failed: {type(err).__name__}"
+                del usage[key]
+        return usage, errors
 
     async def _api_keys(
         self, policies: Sequence[RoutingPolicy]

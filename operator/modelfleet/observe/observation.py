@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 
 from modelfleet.api.common import KubeModel, Time
 from modelfleet.api.load import InputError, InvalidInput, validation_errors
 from modelfleet.api.yaml_input import load_one, read_bounded
+from modelfleet.observe.usage import Usage, UsageKey, UsageTable
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,57 @@ class _ObservationInput(KubeModel):
     sampled_at: Time | None = None
 
 
+class _UsageRow(KubeModel):
+    tenant: str = Field(min_length=1)
+    key_id: str = ""
+    variant: str = Field(min_length=1)
+    requests: float = Field(default=0, ge=0)
+    prompt_tokens: float = Field(default=0, ge=0)
+    completion_tokens: float = Field(default=0, ge=0)
+
+
 class _MetricsFile(KubeModel):
     variants: dict[str, _ObservationInput] = Field(default_factory=dict)
+    # "<ns>/<pool>": what the tenants used since the pool's previous plan (the ledger).
+    usage: dict[str, list[_UsageRow]] = Field(default_factory=dict)
+    # "<ns>/<policy>": what its tenants used since each budget period began.
+    budget_usage: dict[str, dict[Literal["day", "month"], list[_UsageRow]]] = Field(
+        default_factory=dict
+    )
+
+
+@dataclass(frozen=True)
+class MetricsInput:
+    """A `--metrics` file: observations, and what the tenants used."""
+
+    observations: dict[str, VariantObservation] = field(default_factory=dict)
+    usage: dict[tuple[str, str], UsageTable] = field(default_factory=dict)  # by pool
+    budget_usage: dict[tuple[str, str], dict[str, UsageTable]] = field(default_factory=dict)
+
+
+def _table(rows: list[_UsageRow]) -> UsageTable:
+    table: dict[UsageKey, Usage] = {}
+    for row in rows:
+        key = UsageKey(row.tenant, row.key_id, row.variant)
+        used = Usage(row.requests, row.prompt_tokens, row.completion_tokens)
+        table[key] = table.get(key, Usage()) + used
+    return table
+
+
+def _pair(key: str) -> tuple[str, str]:
+    namespace, _, name = key.partition("/")
+    return namespace, name
 
 
 def load_observations(path: str | Path, default_time: datetime) -> dict[str, VariantObservation]:
-    """Read a `--metrics` file: {variants: {"<ns>/<pool>/<variant>": {...}}}."""
+    """Read the observations of a `--metrics` file: {variants: {"<ns>/<pool>/<variant>": ...}}."""
+    return load_metrics(path, default_time).observations
+
+
+def load_metrics(path: str | Path, default_time: datetime) -> MetricsInput:
+    """Read a `--metrics` file: {variants: {"<ns>/<pool>/<variant>": {...}}, usage:
+    {"<ns>/<pool>": [rows]}, budgetUsage: {"<ns>/<policy>": {day|month: [rows]}}}, a row
+    being {tenant, keyId, variant, requests, promptTokens, completionTokens}."""
     source = str(path)
     data = load_one(read_bounded(Path(path)), source) or {}
     raw_variants = data.get("variants") if isinstance(data, dict) else None
@@ -62,6 +109,16 @@ def load_observations(path: str | Path, default_time: datetime) -> dict[str, Var
         for key in (raw_variants if isinstance(raw_variants, dict) else {})
         if str(key).count("/") != 2
     ]
+    for section, shape in (
+        ("usage", "<namespace>/<pool>"),
+        ("budgetUsage", "<namespace>/<policy>"),
+    ):
+        raw = data.get(section) if isinstance(data, dict) else None
+        errors += [
+            InputError(source, "metrics", f"{section}.{key}", f"key must be '{shape}'")
+            for key in (raw if isinstance(raw, dict) else {})
+            if str(key).count("/") != 1
+        ]
     try:
         parsed = _MetricsFile.model_validate(data)
     except ValidationError as err:
@@ -78,7 +135,7 @@ def load_observations(path: str | Path, default_time: datetime) -> dict[str, Var
             )
     if errors:
         raise InvalidInput(errors)
-    return {
+    observations = {
         key: VariantObservation(
             ready_replicas=entry.ready_replicas,
             running=entry.running,
@@ -90,3 +147,11 @@ def load_observations(path: str | Path, default_time: datetime) -> dict[str, Var
         )
         for key, entry in parsed.variants.items()
     }
+    return MetricsInput(
+        observations,
+        {_pair(key): _table(rows) for key, rows in parsed.usage.items()},
+        {
+            _pair(key): {period: _table(rows) for period, rows in periods.items()}
+            for key, periods in parsed.budget_usage.items()
+        },
+    )

@@ -21,14 +21,24 @@ from modelfleet.observe.prometheus_http import (
     PrometheusAuth,
     PrometheusClient,
 )
+from modelfleet.observe.usage import Usage, UsageKey
 
-__all__ = ["MetricsUnavailable", "PoolQueries", "PrometheusAuth", "PrometheusSource"]
+__all__ = [
+    "MetricsUnavailable",
+    "PoolQueries",
+    "PrometheusAuth",
+    "PrometheusSource",
+    "UsageQueries",
+]
 
 RATE_WINDOW = "1m"
-# The gateways' per-key virtual clusters carry a `tenant` label (see docs/gateway.md).
-TENANT_REQUESTS = (
-    "sum by (tenant) (increase(envoy_vhost_vcluster_upstream_rq_completed[{window}s]))"
-)
+# The gateways' counters of what each answer used (docs/gateway.md, Metrics): per key,
+# tenant, route and variant, with the policy and pool that the gateway serves.
+USAGE_COUNTERS = {
+    "requests": "envoy_modelfleet_requests",
+    "prompt_tokens": "envoy_modelfleet_prompt_tokens",
+    "completion_tokens": "envoy_modelfleet_completion_tokens",
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,63 @@ class PoolQueries:
                 f"sum by (variant) (rate(vllm:request_success_total{sel}[{window}]))"
             ),
         }
+
+
+@dataclass(frozen=True)
+class UsageQueries:
+    """What the tenants used through the gateways of one pool (`scope="pool"`) or one
+    RoutingPolicy (`scope="policy"`) over the last `seconds`. A cluster's scrape adds the
+    pod's `namespace`; a scrape without it (a static target) matches by the pool or policy
+    name alone."""
+
+    namespace: str
+    scope: str  # "pool" | "policy"
+    name: str
+    seconds: int
+
+    @property
+    def selector(self) -> str:
+        return f'{{namespace=~"{self.namespace}|",{self.scope}="{self.name}"}}'
+
+    def all(self) -> dict[str, str]:
+        window = f"{max(1, self.seconds)}s"
+        return {
+            name: f"sum by (tenant, key_id, variant) (increase({metric}{self.selector}[{window}]))"
+            for name, metric in USAGE_COUNTERS.items()
+        }
+
+
+def usage_from_results(results: Mapping[str, object]) -> dict[UsageKey, Usage]:
+    """Pure: the answers to UsageQueries -> per (tenant, key, variant) usage. A sample that
+    is malformed, not finite or negative makes the whole answer unusable: spend decides
+    whether a tenant is blocked, so it is never guessed."""
+    found: dict[UsageKey, dict[str, float]] = {}
+    for name, result in results.items():
+        if not isinstance(result, list):
+            raise MetricsUnavailable(f"unexpected answer to {name!r}: no list of samples")
+        for sample in result:
+            try:
+                labels = sample["metric"]
+                key = UsageKey(labels["tenant"], labels.get("key_id", ""), labels["variant"])
+                value = float(sample["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError) as err:
+                problem = f"no {err}" if isinstance(err, KeyError) else type(err).__name__
+                raise MetricsUnavailable(
+                    f"malformed sample in answer to {name!r} ({problem})"
+                ) from None
+            if math.isnan(value):
+                continue
+            if not math.isfinite(value) or value < 0:
+                raise MetricsUnavailable(f"Prometheus answered {value:g} for {name}")
+            found.setdefault(key, {})[name] = value
+    return {
+        key: Usage(
+            values.get("requests", 0.0),
+            values.get("prompt_tokens", 0.0),
+            values.get("completion_tokens", 0.0),
+        )
+        for key, values in sorted(found.items())
+    }
 
 
 def by_variant(result: object, name: str) -> dict[str, float]:
@@ -98,20 +165,6 @@ def _implausible(name: str, value: float) -> str | None:
     if value > PLAUSIBLE.get(name, math.inf):
         return f"Prometheus answered an implausible {name} ({value:g})"
     return None
-
-
-def tenant_counts(result: object) -> dict[str, float]:
-    """Pure: the samples of TENANT_REQUESTS -> {tenant: requests}; unusable samples skipped."""
-    counts: dict[str, float] = {}
-    for sample in result if isinstance(result, list) else []:
-        tenant = (sample.get("metric") or {}).get("tenant") if isinstance(sample, dict) else None
-        try:
-            value = float(sample["value"][1])
-        except (KeyError, IndexError, TypeError, ValueError):
-            continue
-        if tenant and not math.isnan(value):
-            counts[tenant] = value
-    return counts
 
 
 def observations_from_results(
@@ -182,11 +235,11 @@ class PrometheusSource:
             raise MetricsUnavailable(f"Prometheus at {client.shown_url}: {err}") from None
         return observations_from_results(namespace, pool, results)
 
-    async def tenant_requests(self, seconds: float) -> dict[str, float]:
-        """Requests per tenant that reached a backend through the gateways, over `seconds`."""
-        query = TENANT_REQUESTS.format(window=max(1, round(seconds)))
+    async def usage(self, queries: UsageQueries) -> dict[UsageKey, Usage]:
+        """What the tenants used through the gateways in `queries`' scope and window."""
         async with await self._client() as client:
-            answer = await client.query_all(
-                {"tenant_requests": query}, deadline_seconds=self._deadline
-            )
-        return tenant_counts(answer["tenant_requests"])
+            answers = await client.query_all(queries.all(), deadline_seconds=self._deadline)
+        try:
+            return usage_from_results(answers)
+        except MetricsUnavailable as err:
+            raise MetricsUnavailable(f"Prometheus at {client.shown_url}: {err}") from None

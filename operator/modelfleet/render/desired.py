@@ -27,11 +27,13 @@ from modelfleet.api.names import routes_secret_name
 from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.observe.observation import variant_key
-from modelfleet.plan.billing import (
-    CostLine,
-    pool_lines,
-    requests_by_reservation,
-    reservation_lines,
+from modelfleet.plan.billing import CostLine, ledger_lines
+from modelfleet.plan.budgets import (
+    DEGRADED,
+    BudgetPlan,
+    gates,
+    plan_budgets,
+    with_budget_companions,
 )
 from modelfleet.plan.routing.planner import plan_routing
 from modelfleet.plan.routing.table import RoutingTable
@@ -83,6 +85,7 @@ class Desired:
     statuses: dict[tuple[str, str, str], StatusUpdate] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     costs: dict[Key, list[CostLine]] = field(default_factory=dict)  # since the previous plan
+    budgets: dict[Key, BudgetPlan] = field(default_factory=dict)  # by policy
 
     def status_of(self, kind: str, namespace: str, name: str) -> BaseModel | None:
         update = self.statuses.get((kind, namespace, name))
@@ -208,16 +211,15 @@ def _costs(
     plan: PoolPlan,
     previous: PreviousPlan,
 ) -> list[CostLine]:
-    """What the pool cost since its previous plan: its ready replicas' hours, and what the
-    tenants owe by their Reservations."""
+    """What the pool cost since its previous plan: its ready replicas' hours, the
+    Reservations' held hours, and what every tenant used through the gateways."""
     hours = (inputs.now - previous.at).total_seconds() / 3600
     ready = {
         v.name: (v.observation.ready_replicas or 0) if v.observation else 0 for v in plan.variants
     }
-    lines = pool_lines(pool, {name: count * hours for name, count in ready.items()})
-    by_tenant = inputs.tenant_requests.get((pool.namespace, pool.name), {})
-    requests = requests_by_reservation(reservations, by_tenant)
-    return lines + reservation_lines(reservations, previous.at, inputs.now, requests)
+    replica_hours = {name: count * hours for name, count in ready.items()}
+    usage = inputs.usage.get((pool.namespace, pool.name), {})
+    return ledger_lines(pool, reservations, replica_hours, previous.at, inputs.now, usage)
 
 
 # -- routing policies --------------------------------------------------------------------
@@ -240,7 +242,11 @@ def _policy(
         _refuse(out, ref, generation, before, "InvalidSpec", errors, inputs.now)
         return
     table = plan_routing(policy, pool, inputs.observations)
+    budgets = _budgets(inputs, policy, pool)
+    if any(state.state == DEGRADED for state in budgets.states):
+        table = with_budget_companions(table, pool)
     out.tables[key] = table
+    out.budgets[key] = budgets
     if inputs.gateway is None:
         return
     key_errors = inputs.api_key_errors.get(key, ())
@@ -252,14 +258,32 @@ def _policy(
         _refuse(out, ref, generation, before, "NoApiKeys", [_no_keys(policy)], inputs.now)
         return
     addresses = inputs.service_addresses.get((pool.namespace, pool.name), {})
-    gateway = gateway_config(table, pool, policy, keys, addresses, inputs.gateway, cache)
+    gateway = gateway_config(
+        table, pool, policy, keys, addresses, inputs.gateway, cache, gates(budgets, keys)
+    )
     out.gateways[key] = gateway
     if inputs.gateway.image is not None:
         out.workloads.extend(gateway_workloads(policy, inputs.gateway))
     ready = _serving(inputs, policy, pool, table, gateway.config_hash)
-    new = policy_status(table, gateway.config_hash, ready, generation, before, inputs.now)
+    new = policy_status(table, gateway.config_hash, ready, generation, before, inputs.now, budgets)
     out.set_status(ref, new)
     out.events.extend(_condition_events(ref, before, new.conditions))
+    out.events.extend(Event(ref, n.type, n.reason, n.message) for n in budgets.notices)
+
+
+def _budgets(inputs: FleetInputs, policy: RoutingPolicy, pool: ModelPool) -> BudgetPlan:
+    key = (policy.namespace, policy.name)
+    reservations = [
+        r for r in inputs.reservations if (r.namespace, r.spec.pool) == (pool.namespace, pool.name)
+    ]
+    return plan_budgets(
+        policy,
+        pool,
+        reservations,
+        inputs.now,
+        inputs.budget_usage.get(key),
+        inputs.budget_usage_errors.get(key),
+    )
 
 
 def _serving(
@@ -331,6 +355,8 @@ def refuse_gateway(result: Desired, policy: RoutingPolicy, reason: str, message:
             "conditions": conditions,
             "config_hash": last.config_hash if last else None,
             "routes": last.routes if last else [],
+            # The budgets as the last good config enforces them; the next cycle tries again.
+            "budgets": last.budgets if last else [],
         }
     )
     result.set_status(ref, status)

@@ -24,6 +24,7 @@ from modelfleet.api.names import (
     routes_secret_name,
 )
 from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.plan.budgets import Gate
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.render.envoy.names import (
     BOOTSTRAP_FILE,
@@ -85,9 +86,11 @@ def gateway_config(
     backends: Mapping[str, HostPort],
     settings: GatewaySettings,
     cache: GatewayRenderCache | None = None,
+    gates: Mapping[str, Gate] | None = None,
 ) -> GatewayConfig:
     """The gateway of `policy`; with a `cache`, rendered in proportion to what changed
-    since the policy's last render (the same bytes either way)."""
+    since the policy's last render (the same bytes either way). `gates`: the API keys over
+    a spent budget."""
     port = settings.listen_port
     if port is None:
         port = policy.spec.gateway.listener_port
@@ -103,6 +106,7 @@ def gateway_config(
         config_dir=settings.config_dir,
         access_log_path=settings.access_log,
         stats=(settings.listen_host, settings.stats_port),
+        gates=gates,
     )
     digest = config_hash(files)
     config_map, secret = gateway_objects(policy, files, digest)

@@ -7,9 +7,10 @@ So per policy the cache keeps:
 - the bootstrap and listener files, and apart from them the clusters file (the only one
   a change of the table's shape can touch), each for the inputs it was rendered from;
 - the routes file rendered once per *shape* of the routing table (which routes, which
-  backends, no weights) with a unique placeholder in place of each weight, and the
-  canonical JSON its version is the digest of. A weight change fills the placeholders in
-  both and takes the new digest: no YAML is built.
+  backends, no weights) and budget gates (the keys over a spent budget), with a unique
+  placeholder in place of each weight, and the canonical JSON its version is the digest of.
+  A weight change fills the placeholders in both and takes the new digest: no YAML is
+  built.
 
 The result is byte-identical to a full `render_gateway` (tests compare them on random
 changes); a placeholder that does not appear exactly once falls back to the full render.
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from modelfleet.api.keys import ApiKey
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.plan.budgets import Gate
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.render.envoy.fallback import fallback_pairs
 from modelfleet.render.envoy.names import ROUTES_FILE
@@ -78,9 +80,13 @@ def _shape(table: RoutingTable) -> tuple[RoutingTable, list[int]]:
 
 
 def _template(
-    shape: RoutingTable, pool: ModelPool, policy: RoutingPolicy, keys: Sequence[ApiKey]
+    shape: RoutingTable,
+    pool: ModelPool,
+    policy: RoutingPolicy,
+    keys: Sequence[ApiKey],
+    gates: Mapping[str, Gate],
 ) -> RoutesTemplate | None:
-    resources = [route_configuration(shape, pool, policy, keys)]
+    resources = [route_configuration(shape, pool, policy, keys, gates)]
     canonical = json.dumps(resources, sort_keys=True, separators=(",", ":"))
     document = discovery_response(resources, canonical)
     text = dump_yaml(document)
@@ -135,8 +141,10 @@ class GatewayRenderCache:
         config_dir: str,
         access_log_path: str,
         stats: HostPort,
+        gates: Mapping[str, Gate] | None = None,
     ) -> dict[str, str]:
         check_inputs(table, pool, policy, admin)
+        gates = gates or {}
         key = (policy.namespace, policy.name)
         entry = self._entries.get(key)
         if entry is None:
@@ -172,15 +180,18 @@ class GatewayRenderCache:
             entry.clusters = clusters_files(pool, policy, backends, pairs)
         static = {**entry.listener, **entry.clusters}
         shape, weights = _shape(table)
-        # The routes also carry the keys and what the specs say of each route.
+        # The routes also carry the keys, the budget gates and what the specs say of each
+        # route.
         routes_key = (
             shape,
             policy_spec,
             pool_spec,
             tuple(keys),
+            tuple(sorted(gates.items())),
         )
         if entry.routes_key != routes_key:
-            entry.routes_key, entry.template = routes_key, _template(shape, pool, policy, keys)
+            entry.routes_key = routes_key
+            entry.template = _template(shape, pool, policy, keys, gates)
         if entry.template is None:  # a shape the placeholders cannot stand in for
-            return {**static, ROUTES_FILE: routes_file(table, pool, policy, keys)}
+            return {**static, ROUTES_FILE: routes_file(table, pool, policy, keys, gates)}
         return {**static, ROUTES_FILE: entry.template.fill(weights)}

@@ -19,6 +19,7 @@ from modelfleet.api.names import API_VERSION
 from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.observe.observation import Observations
+from modelfleet.observe.usage import UsageTable
 from modelfleet.render.envoy.xds import HostPort
 from modelfleet.render.gateway import GatewaySettings
 
@@ -76,8 +77,12 @@ class FleetInputs:
     observations: Observations = field(default_factory=dict)
     # Why a pool's observations are missing (Prometheus down, ...), for its status.
     metrics_errors: Mapping[Key, str] = field(default_factory=dict)
-    # Requests per tenant through the gateways since the pool's previous plan.
-    tenant_requests: Mapping[Key, Mapping[str, float]] = field(default_factory=dict)
+    # Per pool: what the tenants used through its gateways since the pool's previous plan.
+    usage: Mapping[Key, UsageTable] = field(default_factory=dict)
+    # Per policy: what its tenants used since each budget period ("day", "month") began, or
+    # why that could not be read (its budgets then keep their last known states).
+    budget_usage: Mapping[Key, Mapping[str, UsageTable]] = field(default_factory=dict)
+    budget_usage_errors: Mapping[Key, str] = field(default_factory=dict)
     # Per policy: its API keys, or why they could not be read.
     api_keys: Mapping[Key, Sequence[ApiKey]] = field(default_factory=dict)
     api_key_errors: Mapping[Key, Sequence[InputError]] = field(default_factory=dict)

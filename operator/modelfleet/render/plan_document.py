@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from modelfleet.api.common import rfc3339
 from modelfleet.api.load import InputError, InvalidInput, validation_errors
 from modelfleet.api.modelpool import ModelPoolStatus
+from modelfleet.plan.budgets import BudgetPlan
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.render.desired import Desired
 from modelfleet.render.inputs import Key
@@ -25,14 +26,22 @@ def plan_document(result: Desired) -> dict[str, Any]:
         pools.append(
             {"namespace": namespace, "name": name, **status.model_dump(by_alias=True, mode="json")}
         )
-    routing = [routing_entry(table) for table in result.tables.values()]
+    routing = [
+        routing_entry(table, result.budgets.get(key)) for key, table in result.tables.items()
+    ]
     return {"at": rfc3339(result.now), "pools": pools, "routing": routing}
 
 
-def routing_entry(table: RoutingTable) -> dict[str, Any]:
-    """One policy's planned routes, as its status carries them."""
+def routing_entry(table: RoutingTable, budgets: BudgetPlan | None = None) -> dict[str, Any]:
+    """One policy's planned routes and budgets, as its status carries them."""
     routes = [effective_route(r).model_dump(by_alias=True, mode="json") for r in table.routes]
-    return {"namespace": table.namespace, "policy": table.policy, "routes": routes}
+    entry: dict[str, Any] = {"namespace": table.namespace, "policy": table.policy, "routes": routes}
+    if budgets is not None and budgets.states:
+        entry["budgets"] = [
+            state.status().model_dump(by_alias=True, mode="json", exclude_none=True)
+            for state in budgets.states
+        ]
+    return entry
 
 
 def read_plan_document(data: Any, source: str) -> dict[Key, ModelPoolStatus]:

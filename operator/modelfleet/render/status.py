@@ -27,6 +27,7 @@ from modelfleet.api.routingpolicy import (
     RoutingPolicyStatus,
 )
 from modelfleet.observe.observation import VariantObservation
+from modelfleet.plan.budgets import BudgetPlan
 from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.plan.scaling.types import (
     PlanCondition,
@@ -250,10 +251,17 @@ def policy_status(
     generation: int | None,
     previous_conditions: Sequence[Condition] | None,
     now: datetime,
+    budgets: BudgetPlan | None = None,
 ) -> RoutingPolicyStatus:
+    current = [ready]
+    if budgets is not None and budgets.condition is not None:
+        current.append(budgets.condition)
+    else:  # no budgets (any more): nothing to observe
+        previous_conditions = [c for c in previous_conditions or [] if c.type != "SpendObserved"]
     return RoutingPolicyStatus(
         observed_generation=generation,
         config_hash=config_hash,
         routes=[effective_route(r) for r in table.routes],
-        conditions=replace_conditions(previous_conditions, [ready], now, generation),
+        budgets=[state.status() for state in budgets.states] if budgets else [],
+        conditions=replace_conditions(previous_conditions, current, now, generation),
     )

@@ -8,6 +8,7 @@ mixes in `day.py`.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ class Outcome:
     status: int
     latency: float
     served_by: str  # the Deployment that answered, "" if none
+    error_code: str = ""  # the OpenAI error's code of a refused call (insufficient_quota...)
 
 
 class TokenLengths:
@@ -87,13 +89,15 @@ class LoadGenerator:
         if priority:
             headers["x-priority"] = priority
         sent = time.monotonic()
-        status, served = 0, ""
+        status, served, code = 0, "", ""
         self.in_flight += 1
         try:
             async with session.post(self.url, json=body, headers=headers) as response:
-                await response.read()
+                answer = await response.read()
                 status = response.status
                 served = response.headers.get("x-served-by", "").rsplit("-", 2)[0]
+                if status != 200:
+                    code = _error_code(answer)
         except (TimeoutError, aiohttp.ClientError):
             status = 0
         finally:
@@ -109,6 +113,7 @@ class LoadGenerator:
                 status,
                 time.monotonic() - sent,
                 served,
+                code,
             )
         )
 
@@ -139,6 +144,13 @@ class LoadGenerator:
                 await asyncio.sleep(TICK_SECONDS)
             if tasks:
                 await asyncio.wait(tasks, timeout=60)
+
+
+def _error_code(body: bytes) -> str:
+    try:
+        return str(json.loads(body)["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

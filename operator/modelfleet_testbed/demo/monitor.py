@@ -27,6 +27,8 @@ class Sample:
     gpu_budget: int
     cost_by_mode: dict[str, float]
     requests_per_second: float
+    # Each budget ("tenant/period", "tenant/key/period") as the RoutingPolicy's status has it.
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -39,7 +41,8 @@ class Timeline:
 
 
 def read_pool_state(store: ObjectStore, namespace: str, pool: str, policy: str):
-    """(per-variant status, effective routes, GPUs planned, budget) from the cluster."""
+    """(per-variant status, effective routes, GPUs planned, GPU budget, money budgets) from
+    the cluster."""
     body = store.get(POOLS, namespace, pool) or {}
     status = body.get("status") or {}
     variants = {
@@ -58,7 +61,18 @@ def read_pool_state(store: ObjectStore, namespace: str, pool: str, policy: str):
         for r in routing.get("routes", [])
     }
     budget = (body.get("spec") or {}).get("gpuBudget", 0)
-    return variants, routes, status.get("gpusPlanned", 0), budget
+    budgets = {
+        "/".join(filter(None, (b["tenant"], b.get("keyId"), b["period"]))): {
+            "state": b["state"],
+            "spend": b.get("spend"),
+            "amount": b["amount"],
+            "action": b["action"],
+            "currency": b["currency"],
+            "resets_at": b.get("resetsAt"),
+        }
+        for b in routing.get("budgets", [])
+    }
+    return variants, routes, status.get("gpusPlanned", 0), budget, budgets
 
 
 def scale_events(store: ObjectStore, namespace: str) -> list[dict[str, Any]]:
@@ -68,6 +82,33 @@ def scale_events(store: ObjectStore, namespace: str) -> list[dict[str, Any]]:
         {"time": e["metadata"].get("creationTimestamp"), "message": e.get("message", "")}
         for e in events
     ]
+
+
+def budget_events(store: ObjectStore, namespace: str) -> list[dict[str, Any]]:
+    """The budgets' Events (soft limit reached, exceeded, reset), oldest first."""
+    events = [e for e in store.list(EVENTS, namespace) if e.get("reason", "").startswith("Budget")]
+    events.sort(key=lambda e: e.get("metadata", {}).get("creationTimestamp", ""))
+    return [
+        {
+            "time": e["metadata"].get("creationTimestamp"),
+            "reason": e["reason"],
+            "message": e.get("message", ""),
+        }
+        for e in events
+    ]
+
+
+def tokens_by_tenant(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Prometheus' answers to `sum by (tenant) (envoy_modelfleet_<name>)` per counter name ->
+    per tenant: requests with usage, prompt and completion tokens."""
+    tenants: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"requests": 0.0, "prompt_tokens": 0.0, "completion_tokens": 0.0}
+    )
+    for name, vector in results.items():
+        for sample in vector:
+            tenant = sample["metric"].get("tenant") or "(none)"
+            tenants[tenant][name] = float(sample["value"][1])
+    return dict(sorted(tenants.items()))
 
 
 def operator_costs(metrics_url: str) -> list[dict[str, Any]]:

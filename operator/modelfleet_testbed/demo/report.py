@@ -14,6 +14,7 @@ from rich.table import Table
 from modelfleet_testbed.demo.day import ABUSIVE_KEY, LOW_PRIORITY
 from modelfleet_testbed.demo.loadgen import Outcome
 from modelfleet_testbed.demo.monitor import Timeline
+from modelfleet_testbed.demo.scenario import KEYS
 
 # The sample RoutingPolicy's routes by task type (see manifests/samples/).
 ROUTE_OF_TASK = {
@@ -41,12 +42,99 @@ def gpu_hours(timeline: Timeline) -> float:
     return round(total, 1)
 
 
+ENFORCED = ("Blocked", "Degraded")
+# After a budget's state flips, the gateway's routes swap (sidecar watch, Envoy reload) and
+# calls already in flight finish where they went: "after" starts this much later.
+SETTLE_HOURS = 0.25
+
+
+def budget_story(
+    timeline: Timeline, outcomes: list[Outcome], tenant_of_key: dict[str, str]
+) -> dict[str, Any]:
+    """Per budget: when it was first hit (the first sample with the gateway enforcing it),
+    its highest spend, its states in order, and where its tenant's calls went from then to
+    midnight."""
+    story: dict[str, Any] = {}
+    for name in sorted({n for s in timeline.samples for n in s.budgets}):
+        seen = [(s.hour, s.budgets[name]) for s in timeline.samples if name in s.budgets]
+        hit = next((hour for hour, b in seen if b["state"] in ENFORCED), None)
+        tenant = name.split("/")[0]
+        after = [
+            o
+            for o in outcomes
+            if hit is not None
+            and hit + SETTLE_HOURS <= o.hour < 24
+            and tenant_of_key.get(o.key_id) == tenant
+        ]
+        last = seen[-1][1]
+        reset = next(
+            (h for h, b in seen if hit is not None and h > hit and b["state"] not in ENFORCED),
+            None,
+        )
+        enforced = [b for _, b in seen if b["state"] in ENFORCED]
+        story[name] = {
+            "action": last["action"],
+            "amount": last["amount"],
+            "currency": last["currency"],
+            "hit_at_hour": None if hit is None else round(hit, 2),
+            # When the period that was hit ends (status resetsAt), and when the demo saw the
+            # state go back (the operator's next cycle after it; None: not within the run).
+            "resets_at": enforced[0].get("resets_at") if enforced else None,
+            "reset_seen_at_hour": None if reset is None else round(reset, 2),
+            "max_spend": round(max((b["spend"] or 0.0) for _, b in seen), 4),
+            "final_state": last["state"],
+            # The states in the order they came (WithinBudget -> ... -> WithinBudget at reset).
+            "states": [
+                b["state"]
+                for i, (_, b) in enumerate(seen)
+                if i == 0 or b["state"] != seen[i - 1][1]["state"]
+            ],
+            "after_hit": {
+                "by_status": dict(Counter(str(o.status) for o in after)),
+                "by_error": dict(Counter(o.error_code for o in after if o.error_code)),
+                # route -> the Deployment that answered: a degraded tenant's cheaper backends
+                "served_by": {
+                    route: dict(
+                        Counter(
+                            o.served_by
+                            for o in after
+                            if o.status == 200
+                            and ROUTE_OF_TASK.get(o.task_type, o.task_type) == route
+                        )
+                    )
+                    for route in sorted({ROUTE_OF_TASK.get(o.task_type, "") for o in after})
+                    if route
+                },
+            },
+        }
+    return story
+
+
+def tenant_lines(
+    tokens: dict[str, dict[str, float]], cost_by_tenant: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """Per tenant: what the gateway counted (calls with usage, tokens) and what it is
+    billed (every billing mode of the operator's ledger)."""
+    tenants = sorted((set(tokens) | set(cost_by_tenant)) - {"(pool)"})
+    return {
+        t: {
+            "calls": tokens.get(t, {}).get("requests", 0.0),
+            "prompt_tokens": tokens.get(t, {}).get("prompt_tokens", 0.0),
+            "completion_tokens": tokens.get(t, {}).get("completion_tokens", 0.0),
+            "billed": round(sum(cost_by_tenant.get(t, {}).values()), 4),
+        }
+        for t in tenants
+    }
+
+
 def summarize(
     outcomes: list[Outcome],
     timeline: Timeline,
     costs: list[dict[str, Any]],
     events: list[dict[str, Any]],
     settings: dict[str, Any],
+    tokens: dict[str, dict[str, float]] | None = None,
+    budget_events: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     statuses = Counter(o.status for o in outcomes)
     abusive = [o for o in outcomes if o.key_id == ABUSIVE_KEY]
@@ -77,6 +165,7 @@ def summarize(
             "abusive": {
                 "total": len(abusive),
                 "by_status": dict(Counter(str(o.status) for o in abusive)),
+                "by_error": dict(Counter(o.error_code for o in abusive if o.error_code)),
             },
             "failed_ordinary": [asdict(o) for o in ordinary if o.status != 200][:50],
             "failed_ordinary_count": sum(1 for o in ordinary if o.status != 200),
@@ -95,6 +184,9 @@ def summarize(
             },
             "lines": costs,
         },
+        "tenants": tenant_lines(tokens or {}, cost_by_tenant),
+        "budgets": budget_story(timeline, outcomes, {k["id"]: k["tenant"] for k in KEYS}),
+        "budget_events": budget_events or [],
         "scale_events": events,
         "qwen3_235b_desired": big,
         "timeline": [asdict(s) for s in timeline.samples],
@@ -174,6 +266,39 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     for tenant, modes in summary["cost"]["by_tenant"].items():
         cost.add_row(tenant, ", ".join(f"{m}: {a:.2f}" for m, a in modes.items()))
     console.print(cost)
+    tenants = Table(title="Tenants: tokens and spend", title_justify="left")
+    for column in ("tenant", "calls", "prompt tokens", "completion tokens", "billed (USD)"):
+        tenants.add_column(column)
+    for tenant, line in summary["tenants"].items():
+        tenants.add_row(
+            tenant,
+            f"{line['calls']:.0f}",
+            f"{line['prompt_tokens']:.0f}",
+            f"{line['completion_tokens']:.0f}",
+            f"{line['billed']:.4f}",
+        )
+    console.print(tenants)
+    budgets = Table(title="Budgets", title_justify="left")
+    for column in ("budget", "action", "amount", "hit at", "max spend", "states"):
+        budgets.add_column(column)
+    for name, story in summary["budgets"].items():
+        hit = story["hit_at_hour"]
+        budgets.add_row(
+            name,
+            story["action"],
+            f"{story['amount']:g} {story['currency']}",
+            "-" if hit is None else f"{int(hit):02d}:{int(hit % 1 * 60):02d}",
+            f"{story['max_spend']:.4f}",
+            " > ".join(story["states"]),
+        )
+    console.print(budgets)
+    for name, story in summary["budgets"].items():
+        for route, served in story["after_hit"]["served_by"].items():
+            console.print(
+                f"{name} after its budget was hit, {route} served by: "
+                + ", ".join(f"{d} {n}" for d, n in sorted(served.items())),
+                soft_wrap=True,
+            )
     events = Table(title="Scale events", title_justify="left")
     events.add_column("when")
     events.add_column("what")

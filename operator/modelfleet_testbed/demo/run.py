@@ -21,10 +21,12 @@ from modelfleet_testbed.demo.loadgen import LoadGenerator
 from modelfleet_testbed.demo.monitor import (
     Sample,
     Timeline,
+    budget_events,
     cost_by,
     operator_costs,
     read_pool_state,
     scale_events,
+    tokens_by_tenant,
 )
 from modelfleet_testbed.demo.report import print_summary, summarize, write_outputs
 from modelfleet_testbed.demo.scenario import (
@@ -78,6 +80,7 @@ class Demo:
         self.load: LoadGenerator | None = None
         self.began = time.monotonic()
         self.seconds_to_first_request: float | None = None
+        self._budget_states: dict[str, str] = {}
 
     def hour(self) -> float:
         return (self.clock.now() - self.clock.start).total_seconds() / 3600
@@ -136,7 +139,7 @@ class Demo:
 
     def sample(self, started: float) -> Sample:
         store = self.fleet.cluster.store
-        variants, routes, gpus, budget = self.fleet.background.run(
+        variants, routes, gpus, budget, budgets = self.fleet.background.run(
             _on_loop(read_pool_state, store, NAMESPACE, POOL, POLICY)
         )
         hour = self.hour()
@@ -152,6 +155,7 @@ class Demo:
             budget,
             costs,
             len(recent) / 2,
+            budgets,
         )
 
     @property
@@ -178,20 +182,37 @@ class Demo:
                     live.update(view(sample, self.load))
                 elif sample.phase != last_phase:
                     self.say(_line(sample))
+                if not live:
+                    self._say_budget_changes(sample)
                 last_phase = sample.phase
                 await asyncio.sleep(SAMPLE_SECONDS)
             await load
         finally:
             if live:
                 live.stop()
-        # The next night's first hours: the evening's step-limited scale-downs land.
+        # The next night's first hours: the evening's step-limited scale-downs land, the
+        # day budgets reset at midnight.
         while self.hour() < 24 + NIGHT_AFTER_HOURS:
-            self.timeline.samples.append(await asyncio.to_thread(self.sample, started))
+            sample = await asyncio.to_thread(self.sample, started)
+            self.timeline.samples.append(sample)
+            if not ui:
+                self._say_budget_changes(sample)
             await asyncio.sleep(SAMPLE_SECONDS)
+
+    def _say_budget_changes(self, sample: Sample) -> None:
+        for name, budget in sorted(sample.budgets.items()):
+            if self._budget_states.get(name) not in (None, budget["state"]):
+                spend = budget["spend"] or 0
+                self.say(
+                    f"{sample.hour:5.1f}h budget {name}: {budget['state']} (spent {spend:.3f} "
+                    f"of {budget['amount']:g} {budget['currency']}, action {budget['action']})"
+                )
+            self._budget_states[name] = budget["state"]
 
     def report(self) -> dict[str, Any]:
         store = self.fleet.cluster.store
         events = self.fleet.background.run(_on_loop(scale_events, store, NAMESPACE))
+        budgets = self.fleet.background.run(_on_loop(budget_events, store, NAMESPACE))
         settings = {
             "duration_seconds": self.duration,
             "clock_speed": self.speed,
@@ -204,12 +225,27 @@ class Demo:
             "Splitwise, ISCA 2024: prompt and output lengths",
         }
         summary = summarize(
-            self.load.outcomes, self.timeline, operator_costs(self.metrics_url), events, settings
+            self.load.outcomes,
+            self.timeline,
+            operator_costs(self.metrics_url),
+            events,
+            settings,
+            tokens=self.tokens_by_tenant(),
+            budget_events=budgets,
         )
         paths = write_outputs(summary, self.out)
         print_summary(summary, self.console)
         self.say("wrote " + ", ".join(str(p) for p in paths))
         return summary
+
+    def tokens_by_tenant(self) -> dict[str, dict[str, float]]:
+        """What the gateway counted per tenant (its envoy_modelfleet_* counters, as
+        Prometheus scraped them): what billing and budgets charge."""
+        results = {
+            name: self.fleet.prometheus.query(f"sum by (tenant) (envoy_modelfleet_{name})")
+            for name in ("requests", "prompt_tokens", "completion_tokens")
+        }
+        return tokens_by_tenant(results)
 
     def access(self) -> Access:
         return Access(
@@ -294,7 +330,11 @@ def view(sample: Sample, load: LoadGenerator) -> Table:
         if not route.startswith("by-model")
     )
     cost = ", ".join(f"{mode} {amount:.0f}" for mode, amount in sorted(sample.cost_by_mode.items()))
-    table.caption = f"routes: {weights}\ncost so far (USD): {cost}"
+    budgets = ", ".join(
+        f"{name} {b['state']} {b['spend'] or 0:.3f}/{b['amount']:g}"
+        for name, b in sorted(sample.budgets.items())
+    )
+    table.caption = f"routes: {weights}\ncost so far (USD): {cost}\nbudgets (USD): {budgets}"
     return table
 
 

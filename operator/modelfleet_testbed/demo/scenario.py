@@ -25,6 +25,17 @@ KEYS = [
     {"id": ABUSIVE_KEY, "key": "sk-demo-scraper-77aa", "tenant": "scraper"},
 ]
 ABUSIVE_REQUESTS_PER_MINUTE = 30
+# The demo's budget (it replaces the sample's): research's day budget runs out during the
+# day, so its chat and summary requests go to the cheaper qwen3-7b only, until midnight.
+BUDGETS = [
+    {
+        "tenant": "research",
+        "period": "day",
+        "amount": 0.03,
+        "softLimitPercent": 50,
+        "action": "degrade",
+    }
+]
 
 
 def api_key_secret(secret_name: str) -> dict[str, Any]:
@@ -101,7 +112,8 @@ def policy_patch(listener_port: int) -> str:
         # One gateway replica on this machine: it enforces the whole limit.
         {
             "spec": {
-                "gateway": {"listenerPort": listener_port, "rateLimit": rate_limit, "replicas": 1}
+                "gateway": {"listenerPort": listener_port, "rateLimit": rate_limit, "replicas": 1},
+                "budgets": BUDGETS,
             }
         }
     )

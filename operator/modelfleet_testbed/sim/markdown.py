@@ -163,7 +163,21 @@ def _run_section(run: dict[str, Any]) -> list[str]:
         ],
     )
     cost = run["cost"]
-    lines += ["", f"Pool cost {_num(cost['poolTotal'], 2)}"]
+    lines += ["", f"Pool cost {_num(cost['poolTotal'], 2)}", ""]
+    lines += _table(
+        ["tenant", "requests", "served", "prompt tokens", "completion tokens", "billed"],
+        [
+            [
+                tenant,
+                _num(t["requests"]),
+                _num(t["served"]),
+                _num(t["promptTokens"]),
+                _num(t["completionTokens"]),
+                _num(t["billed"], 2),
+            ]
+            for tenant, t in run["tenants"].items()
+        ],
+    )
     if cost["billing"]:
         lines += [""]
         lines += _table(
@@ -175,7 +189,10 @@ def _run_section(run: dict[str, Any]) -> list[str]:
                     b["mode"],
                     b["item"],
                     _num(b["quantity"], 2),
-                    _num(b["unitPrice"], 4),
+                    # Tokens are priced per thousand, as the spec writes them.
+                    f"{_num(b['unitPrice'] * 1000, 4)} /1K"
+                    if b["item"].endswith("tokens")
+                    else _num(b["unitPrice"], 4),
                     f"{_num(b['amount'], 2)} {b['currency']}",
                 ]
                 for b in cost["billing"]

@@ -60,8 +60,10 @@ def assumptions(settings: ReplaySettings, pool: ModelPool) -> list[str]:
         "GPUs are assumed free when a replica is created; the planner keeps the plan within "
         "gpuBudget, replicas still draining come on top.",
         "Cost: the pool pays costPerReplicaHour for every replica-hour a replica holds GPUs "
-        "(starting, ready or draining); tenants with a Reservation are billed by the "
-        "billing ledger on their served requests.",
+        "(starting, ready or draining); every tenant is billed by the operator's ledger for "
+        "its served requests and their prompt and completion tokens (from the trace): on a "
+        "variant it holds a Reservation on by that Reservation, elsewhere at the variant's "
+        "onDemandPrice. Budgets are not enforced in the simulation.",
         "SLO attainment counts a dropped request as a miss.",
     ]
 

@@ -11,11 +11,12 @@ from typing import Any
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.observe.usage import Usage, UsageKey
 from modelfleet.plan.billing import (
     pool_lines,
-    requests_by_reservation,
-    reservation_lines,
+    reservation_hours_lines,
     totals_by,
+    usage_lines,
 )
 from modelfleet_testbed.sim.outcome import DROP_REASONS, SERVED, ReplayResult
 from modelfleet_testbed.sim.workload import Workload
@@ -97,17 +98,35 @@ def _overall_attainment(slo: dict[str, Any], kind: str) -> float | None:
     return met / total if total else None
 
 
+def served_usage(result: ReplayResult, workload: Workload) -> dict[UsageKey, Usage]:
+    """What the gateway would have counted: per tenant and variant, the answered requests
+    and their prompt and completion tokens (the simulation has no API keys: key "")."""
+    prompt, output = workload.arrivals.prompt_tokens, workload.arrivals.output_tokens
+    counts: dict[tuple[int, int], list[float]] = {}
+    for i, status in enumerate(result.status):
+        if status != SERVED:
+            continue
+        entry = counts.setdefault((workload.tenant_of[i], result.variant_of[i]), [0.0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += prompt[i]
+        entry[2] += output[i]
+    return {
+        UsageKey(workload.tenants[t], "", result.variants[v]): Usage(*entry)
+        for (t, v), entry in sorted(counts.items())
+    }
+
+
 def _costs(
     pool: ModelPool,
     reservations: Sequence[Reservation],
     held_hours: dict[str, float],
-    served_by_tenant: dict[str, float],
+    usage: dict[UsageKey, Usage],
     start: datetime,
     end: datetime,
 ) -> dict[str, Any]:
     fleet = pool_lines(pool, held_hours)
-    tenants = reservation_lines(
-        reservations, start, end, requests_by_reservation(reservations, served_by_tenant)
+    tenants = reservation_hours_lines(reservations, start, end) + usage_lines(
+        pool, reservations, start, end, usage
     )
     return {
         "pool": {
@@ -183,15 +202,19 @@ def summarize(
     held_hours = {v.name: held[i] / 3600 for i, v in enumerate(variants)}
     ready_hours = {v.name: ready[i] / 3600 for i, v in enumerate(variants)}
     tenant_counts = Counter(zip(workload.tenant_of, result.status, strict=True))
-    tenants = {
-        tenant: {
+    usage = served_usage(result, workload)
+    end = start + timedelta(seconds=result.duration)
+    cost = _costs(pool, reservations, held_hours, usage, start, end)
+    tenants = {}
+    for index, tenant in enumerate(workload.tenants):
+        theirs = [u for key, u in usage.items() if key.tenant == tenant]
+        tenants[tenant] = {
             "requests": sum(n for (t, _), n in tenant_counts.items() if t == index),
             "served": tenant_counts.get((index, SERVED), 0),
+            "promptTokens": sum(u.prompt_tokens for u in theirs),
+            "completionTokens": sum(u.completion_tokens for u in theirs),
+            "billed": cost["byTenant"].get(tenant, 0.0),
         }
-        for index, tenant in enumerate(workload.tenants)
-    }
-    served_by_tenant = {tenant: float(counts["served"]) for tenant, counts in tenants.items()}
-    end = start + timedelta(seconds=result.duration)
     served_by_variant = Counter(
         v for v, s in zip(result.variant_of, result.status, strict=True) if s == SERVED
     )
@@ -232,7 +255,7 @@ def summarize(
         "peakGpus": peak_gpus,
         "gpuBudget": pool.spec.gpu_budget,
         "variants": per_variant,
-        "cost": _costs(pool, reservations, held_hours, served_by_tenant, start, end),
+        "cost": cost,
         "tenants": tenants,
         "slo": slo,
         "sloAttainment": {

@@ -178,7 +178,7 @@ def _degrade_companions(
         by_priority.setdefault(rule.priority, []).append(rule)
     companions = []
     for priority, rules in by_priority.items():
-        name = _companion_name(planned.name, priority, taken)
+        name = companion_name(planned.name, priority, taken)
         taken.add(name)
         headers = planned.match.headers
         if own_priority is None:
@@ -213,7 +213,7 @@ def _companion_note(rules: Sequence[DegradeRule], fleet: _PoolView) -> str:
     return "; ".join(notes)
 
 
-def _companion_name(route: str, priority: str, taken: set[str]) -> str:
+def companion_name(route: str, priority: str, taken: set[str]) -> str:
     """`<route>-degraded-<priority>` as a DNS label; a digest stands in when that cannot be."""
     label = _NOT_LABEL_CHARS.sub("-", priority.lower()).strip("-")
     readable = f"{route}{_DEGRADED}{label}"

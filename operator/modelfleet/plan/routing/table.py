@@ -24,6 +24,8 @@ class TableRoute:
     match: RouteMatchSpec
     backends: tuple[WeightedBackend, ...]
     degraded_from: str | None = None  # set on a degrade companion: the route it shadows
+    # A budget companion: the route's cheaper backends, for API keys over a degrade budget.
+    budget: bool = False
     note: str = ""  # why the weights differ from the spec, for status and people
 
 

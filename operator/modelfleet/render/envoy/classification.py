@@ -14,6 +14,8 @@ from modelfleet.render.envoy import matching
 from modelfleet.render.envoy.actions import route_action
 from modelfleet.render.envoy.errors import JSON_CONTENT_TYPE, invalid_request
 from modelfleet.render.envoy.names import (
+    BUDGET_DEGRADED,
+    BUDGET_HEADER,
     CLASSIFY_CHARS_HEADER,
     CLASSIFY_LAST_USER_HEADER,
     CLASSIFY_SYSTEM_HEADER,
@@ -126,25 +128,34 @@ def classification_routes(table: RoutingTable, policy: RoutingPolicy) -> list[di
 
 def default_routes(table: RoutingTable, policy: RoutingPolicy) -> list[dict[str, Any]]:
     """A request that named neither task type nor model, that no rule and no route took,
-    goes to the default route (the script marked it with the prompt-length header)."""
+    goes to the default route (the script marked it with the prompt-length header); a key
+    over a degrade budget to the default route's budget companion, if it has one."""
     classification = policy.spec.classification
     if classification is None or classification.default_route is None:
         return []
-    target = next(
-        (r for r in table.routes if r.name == classification.default_route and not r.degraded_from),
-        None,
-    )
+    name = classification.default_route
+    target = next((r for r in table.routes if r.name == name and not r.degraded_from), None)
     if target is None:
         return []
-    return [
-        {
-            "name": target.name,
-            "match": {
-                "safe_regex": {"regex": matching.GENERATION_PATH_REGEX},
-                "headers": [{"name": CLASSIFY_CHARS_HEADER, "present_match": True}],
-            },
-            **route_action(target, policy),
-            "stat_prefix": target.name,
-            **_classified(DEFAULT_RULE, None),
-        }
-    ]
+    unclassified = {"name": CLASSIFY_CHARS_HEADER, "present_match": True}
+    companion = next((r for r in table.routes if r.budget and r.degraded_from == name), None)
+    routes = []
+    for route, headers in (
+        (companion, [unclassified, matching.header(BUDGET_HEADER, (BUDGET_DEGRADED,))]),
+        (target, [unclassified]),
+    ):
+        if route is None:
+            continue
+        routes.append(
+            {
+                "name": route.name,
+                "match": {
+                    "safe_regex": {"regex": matching.GENERATION_PATH_REGEX},
+                    "headers": headers,
+                },
+                **route_action(route, policy),
+                "stat_prefix": route.name,
+                **_classified(DEFAULT_RULE, None),
+            }
+        )
+    return routes

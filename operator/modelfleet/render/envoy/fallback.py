@@ -36,14 +36,17 @@ def spec_route(policy: RoutingPolicy, route: TableRoute) -> Route | None:
 
 def first_choices(policy: RoutingPolicy, route: TableRoute) -> list[FirstChoice]:
     """The route's weighted variants, each with its fallback: the route's declared fallback,
-    else (not for a degrade companion) its other backend with the largest weight."""
+    else (not for a degrade companion) its other backend with the largest weight. A budget
+    companion retries within its own (cheaper) backends only."""
     declared = spec_route(policy, route)
     declared_fallback = declared.fallback if declared else None
     live = [b for b in route.backends if b.weight > 0]
+    if route.budget and declared_fallback not in {b.variant for b in live}:
+        declared_fallback = None
     choices = []
     for backend in live:
         fallback = declared_fallback if declared_fallback != backend.variant else None
-        if fallback is None and route.degraded_from is None:
+        if fallback is None and (route.degraded_from is None or route.budget):
             others = [b for b in live if b.variant != backend.variant]
             # max() keeps the first of equals: ties go to the earlier backend.
             fallback = max(others, key=lambda b: b.weight).variant if others else None

@@ -13,6 +13,9 @@ from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.render.envoy.lua import gateway_script
 from modelfleet.render.envoy.names import (
     API_KEY_HEADERS,
+    BUDGET_HEADER,
+    BUDGET_KEY,
+    CALLS_STAT,
     CLASSIFY_HEADERS,
     CLIENT_ID_HEADER,
     COMPLETION_TOKENS_KEY,
@@ -22,9 +25,12 @@ from modelfleet.render.envoy.names import (
     LISTENER_NAME,
     METADATA_NAMESPACE,
     MODEL_KEY,
+    POLICY_TAG,
+    POOL_TAG,
     PROMPT_TOKENS_KEY,
     RATE_LIMIT_DESCRIPTOR_KEY,
     RATE_LIMIT_STAT_PREFIX,
+    REQUESTS_STAT,
     RESPONSE_NAMESPACE,
     ROUTE_CONFIG_NAME,
     ROUTE_NAMESPACE,
@@ -91,6 +97,8 @@ ACCESS_LOG_FIELDS = {
     "response_flags": "%RESPONSE_FLAGS%",
     "details": "%RESPONSE_CODE_DETAILS%",
     "stream_usage": _request_metadata(USAGE_KEY),
+    # "block" or "degrade" while a budget of the key or its tenant is spent.
+    "budget": _request_metadata(BUDGET_KEY),
     "prompt_tokens": _response_metadata(PROMPT_TOKENS_KEY),
     "completion_tokens": _response_metadata(COMPLETION_TOKENS_KEY),
     "duration_ms": "%DURATION%",
@@ -136,7 +144,11 @@ def listener(
             "route_config_name": ROUTE_CONFIG_NAME,
             "config_source": file_config_source(f"{config_dir}/{ROUTES_FILE}", config_dir),
         },
-        "access_log": [access_log(access_log_path), token_counters()],
+        "access_log": [
+            access_log(access_log_path),
+            token_counters(policy),
+            call_counter(policy),
+        ],
         "local_reply_config": local_reply_config(policy.spec.gateway.limits.max_body_bytes),
         "http_filters": http_filters(policy),
     }
@@ -170,15 +182,25 @@ def access_log(path: str) -> dict[str, Any]:
     }
 
 
-def token_counters() -> dict[str, Any]:
-    """envoy_modelfleet_{prompt,completion}_tokens{key_id, tenant, route, variant} on
-    /stats/prometheus, added to from each answer's usage (requests without usage are not
-    logged here)."""
+def _scope_tags(policy: RoutingPolicy) -> list[dict[str, str]]:
+    """Which gateway counted: budgets and the ledger select the counters by them."""
+    return [
+        {"name": POLICY_TAG, "value_format": policy.name},
+        {"name": POOL_TAG, "value_format": policy.spec.pool},
+    ]
+
+
+def token_counters(policy: RoutingPolicy) -> dict[str, Any]:
+    """envoy_modelfleet_{requests,prompt_tokens,completion_tokens}{key_id, tenant, route,
+    variant, policy, pool} on /stats/prometheus: each answer with usage counts once, its
+    usage added to the token counters (requests without usage are not counted here). What
+    the billing and the budgets charge."""
     tags = [
         {"name": "key_id", "value_format": KEY_ID},
         {"name": "tenant", "value_format": TENANT},
         {"name": "route", "value_format": "%ROUTE_NAME%"},
         {"name": "variant", "value_format": VARIANT},
+        *_scope_tags(policy),
     ]
     return {
         "name": "envoy.access_loggers.stats",
@@ -196,12 +218,35 @@ def token_counters() -> dict[str, Any]:
             "@type": any_of("envoy.extensions.access_loggers.stats.v3.Config"),
             "stats_scope": {"prefix": TOKEN_STAT_PREFIX},
             "counters": [
-                {
-                    "stat": {"name": key, "tags": tags},
-                    "value_format": _response_metadata(key),
-                }
-                for key in (PROMPT_TOKENS_KEY, COMPLETION_TOKENS_KEY)
+                {"stat": {"name": REQUESTS_STAT, "tags": tags}, "value_fixed": 1},
+                *(
+                    {
+                        "stat": {"name": key, "tags": tags},
+                        "value_format": _response_metadata(key),
+                    }
+                    for key in (PROMPT_TOKENS_KEY, COMPLETION_TOKENS_KEY)
+                ),
             ],
+        },
+    }
+
+
+def call_counter(policy: RoutingPolicy) -> dict[str, Any]:
+    """envoy_modelfleet_calls{key_id, tenant, response_code, policy, pool}: every request,
+    those the gateway refused too (401 with no key id, 429, 400...): what the alerts on a
+    key's calls count."""
+    tags = [
+        {"name": "key_id", "value_format": KEY_ID},
+        {"name": "tenant", "value_format": TENANT},
+        {"name": "response_code", "value_format": "%RESPONSE_CODE%"},
+        *_scope_tags(policy),
+    ]
+    return {
+        "name": "envoy.access_loggers.stats",
+        "typed_config": {
+            "@type": any_of("envoy.extensions.access_loggers.stats.v3.Config"),
+            "stats_scope": {"prefix": TOKEN_STAT_PREFIX},
+            "counters": [{"stat": {"name": CALLS_STAT, "tags": tags}, "value_fixed": 1}],
         },
     }
 
@@ -220,9 +265,16 @@ def http_filters(policy: RoutingPolicy) -> list[dict[str, Any]]:
 
 
 def strip_gateway_headers() -> dict[str, Any]:
-    """A client must not pose as another key or tenant (not even in a 401's log line), feed
-    classification rules its own text, or steer Envoy's retries and timeouts."""
-    removed = [CLIENT_ID_HEADER, TENANT_HEADER, *CLASSIFY_HEADERS, *ENVOY_CONTROL_HEADERS]
+    """A client must not pose as another key or tenant (not even in a 401's log line), mark
+    itself over budget, feed classification rules its own text, or steer Envoy's retries and
+    timeouts."""
+    removed = [
+        CLIENT_ID_HEADER,
+        TENANT_HEADER,
+        BUDGET_HEADER,
+        *CLASSIFY_HEADERS,
+        *ENVOY_CONTROL_HEADERS,
+    ]
     return {
         "name": filter_name("header_mutation"),
         "typed_config": {

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Set by the Lua script for a key over a degrade budget (api/names.py: the plan matches on it).
+from modelfleet.api.names import BUDGET_DEGRADED as BUDGET_DEGRADED
+from modelfleet.api.names import BUDGET_HEADER as BUDGET_HEADER
+
 # Set by the gateway for the backend; anything a client sends under these names is dropped.
 CLIENT_ID_HEADER = "x-client-id"
 TENANT_HEADER = "x-tenant"
@@ -50,6 +54,8 @@ MODEL_KEY = "model"
 TASK_TYPE_KEY = "task_type"
 # "answer", or for a stream "asked"/"injected" (whether the client asked for usage itself).
 USAGE_KEY = "usage"
+# "block" or "degrade": a budget of the request's key (or its tenant) is spent.
+BUDGET_KEY = "budget"
 # Where the Lua script puts the token counts it read from the answer.
 RESPONSE_NAMESPACE = "modelfleet.response"
 PROMPT_TOKENS_KEY = "prompt_tokens"
@@ -78,8 +84,14 @@ ROUTE_CONFIG_NAME = "gateway"
 HTTP_STAT_PREFIX = "gateway"
 RATE_LIMIT_STAT_PREFIX = "rate_limit"
 RATE_LIMIT_DESCRIPTOR_KEY = "client_id"
-# Token counters (envoy_modelfleet_prompt_tokens, ...) from the access log.
+# Counters from the access log: envoy_modelfleet_{requests,prompt_tokens,completion_tokens}
+# of each answer with usage, envoy_modelfleet_calls of every request (refused ones too).
 TOKEN_STAT_PREFIX = "modelfleet"
+REQUESTS_STAT = "requests"
+CALLS_STAT = "calls"
+# Their constant tags: which policy's gateway, over which pool.
+POLICY_TAG = "policy"
+POOL_TAG = "pool"
 
 # The read-only listener for probes and scrapes, and the admin interface behind it.
 STATS_LISTENER_NAME = "stats"

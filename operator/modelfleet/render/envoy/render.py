@@ -11,6 +11,7 @@ import yaml
 from modelfleet.api.keys import ApiKey
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.plan.budgets import Gate
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.render.envoy.clusters import variant_clusters
 from modelfleet.render.envoy.fallback import fallback_pairs
@@ -65,11 +66,13 @@ def render_gateway(
     config_dir: str,
     access_log_path: str = DEFAULT_ACCESS_LOG,
     stats: HostPort = ("0.0.0.0", DEFAULT_STATS_PORT),
+    gates: Mapping[str, Gate] | None = None,
 ) -> dict[str, str]:
     """The files of one gateway: `envoy.yaml` (bootstrap) reads lds/cds/rds from
     `config_dir`, the directory the files will be in when Envoy runs.
 
     `backends` overrides a variant's upstream (default: its Service in the cluster).
+    `gates`: the API keys over a spent budget, blocked or degraded (in the routes file).
     `admin` should be a loopback address: probes and scrapes use `stats`, a listener that
     forwards only /stats/prometheus and /ready to it.
     The same input always gives byte-identical files.
@@ -86,7 +89,7 @@ def render_gateway(
         access_log_path,
         stats,
     )
-    return {**files, ROUTES_FILE: routes_file(table, pool, policy, api_keys)}
+    return {**files, ROUTES_FILE: routes_file(table, pool, policy, api_keys, gates)}
 
 
 def check_inputs(
@@ -154,10 +157,14 @@ def clusters_files(
 
 
 def routes_file(
-    table: RoutingTable, pool: ModelPool, policy: RoutingPolicy, api_keys: Sequence[ApiKey]
+    table: RoutingTable,
+    pool: ModelPool,
+    policy: RoutingPolicy,
+    api_keys: Sequence[ApiKey],
+    gates: Mapping[str, Gate] | None = None,
 ) -> str:
-    """The routes (weights, API keys): the file that changes at run time."""
-    return dump_yaml(xds_file([route_configuration(table, pool, policy, api_keys)]))
+    """The routes (weights, API keys, budget gates): the file that changes at run time."""
+    return dump_yaml(xds_file([route_configuration(table, pool, policy, api_keys, gates)]))
 
 
 def bootstrap(

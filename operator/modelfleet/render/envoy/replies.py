@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelfleet.render.envoy.errors import error_object
+from modelfleet.render.envoy.names import BUDGET_KEY, METADATA_NAMESPACE
 
 
 def _status(op: str, status: int) -> dict[str, Any]:
@@ -84,8 +85,28 @@ def local_reply_config(max_body_bytes: int) -> dict[str, Any]:
                 _status("EQ", 426),
                 error_object("use HTTP/1.1 or HTTP/2", invalid, "upgrade_required"),
             ),
+            # The rate limiter's 429. A spent budget's 429 comes from the Lua script with its
+            # own body (insufficient_quota) and the budget in the request's metadata. (The
+            # rate limiter sets its response flag only after its reply: no use here.)
             _mapper(
-                _status("EQ", 429),
+                {
+                    "and_filter": {
+                        "filters": [
+                            _status("EQ", 429),
+                            {
+                                # No budget in the metadata (a set one is a string).
+                                "metadata_filter": {
+                                    "matcher": {
+                                        "filter": METADATA_NAMESPACE,
+                                        "path": [{"key": BUDGET_KEY}],
+                                        "value": {"null_match": {}},
+                                    },
+                                    "match_if_key_not_found": True,
+                                }
+                            },
+                        ]
+                    }
+                },
                 error_object(
                     "rate limit reached for this API key: retry later",
                     "requests",

@@ -345,6 +345,13 @@ function envoy_on_request(handle)
   if field == nil then
     return
   end
+  -- A key over a spent `block` budget (its own or its tenant's): OpenAI's 429, before the body
+  -- is read. One over a `degrade` budget is marked below for the routes' cheaper backends.
+  local gate = client and C.over_budget[client]
+  if gate and gate.action == "block" then
+    handle:streamInfo():dynamicMetadata():set(C.namespace, "budget", gate.action)
+    return handle:respond({ [":status"] = "429", ["content-type"] = "application/json" }, gate.body)
+  end
   -- A body over the listener's buffer limit never gets here: Envoy answers 413 once its
   -- buffer is full. (Refusing earlier, on content-length, would close the connection on a
   -- client still sending, which most clients then see as a reset instead of the 413.)
@@ -395,6 +402,10 @@ function envoy_on_request(handle)
     end
   end
   metadata:set(C.namespace, "usage", usage or "answer")
+  if gate then
+    metadata:set(C.namespace, "budget", gate.action)
+    headers:replace(C.budget_header, C.budget_degraded)
+  end
   if C.classify and not model and not task_type and C.streaming[path]
       and headers:get(C.task_type_header) == nil then
     classify(headers, text, request.input)

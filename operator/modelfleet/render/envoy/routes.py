@@ -5,12 +5,13 @@ without draining connections."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelfleet.api.keys import ApiKey
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.plan.budgets import Gate
 from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.render.envoy import matching
 from modelfleet.render.envoy.actions import route_action
@@ -20,6 +21,7 @@ from modelfleet.render.envoy.lua import gateway_script
 from modelfleet.render.envoy.names import (
     API_KEY_HEADERS,
     BEARER_SPELLINGS,
+    BUDGET_HEADER,
     CLASSIFY_HEADERS,
     CLIENT_ID_HEADER,
     INPUT_FIELD_BY_PATH,
@@ -33,8 +35,14 @@ ROUTE_CONFIG_TYPE = "envoy.config.route.v3.RouteConfiguration"
 
 
 def route_configuration(
-    table: RoutingTable, pool: ModelPool, policy: RoutingPolicy, api_keys: Sequence[ApiKey]
+    table: RoutingTable,
+    pool: ModelPool,
+    policy: RoutingPolicy,
+    api_keys: Sequence[ApiKey],
+    gates: Mapping[str, Gate] | None = None,
 ) -> dict[str, Any]:
+    """`gates`: the API keys over a spent budget (in the Lua script's settings, so that a
+    budget's flip is a routes swap like a weight change)."""
     routes = [models_route(table, pool), method_not_allowed_route()]
     routes.extend(classification_routes(table, policy))
     for table_route in table.routes:
@@ -45,8 +53,8 @@ def route_configuration(
         "@type": any_of(ROUTE_CONFIG_TYPE),
         "name": ROUTE_CONFIG_NAME,
         # The client's key must never reach a model server, whichever header carried it, nor
-        # the prompt text copied into headers for classification rules.
-        "request_headers_to_remove": [*API_KEY_HEADERS, *CLASSIFY_HEADERS],
+        # the prompt text copied into headers for classification rules, nor the budget mark.
+        "request_headers_to_remove": [*API_KEY_HEADERS, *CLASSIFY_HEADERS, BUDGET_HEADER],
         "virtual_hosts": [
             {
                 "name": table.policy,
@@ -59,7 +67,7 @@ def route_configuration(
                     }
                     for key in sorted(api_keys, key=lambda k: k.id)
                 ],
-                "typed_per_filter_config": per_filter_config(policy, api_keys),
+                "typed_per_filter_config": per_filter_config(policy, api_keys, gates),
             }
         ],
     }
@@ -75,7 +83,9 @@ def credentials(api_keys: Sequence[ApiKey]) -> list[dict[str, str]]:
     return entries
 
 
-def per_filter_config(policy: RoutingPolicy, api_keys: Sequence[ApiKey]) -> dict[str, Any]:
+def per_filter_config(
+    policy: RoutingPolicy, api_keys: Sequence[ApiKey], gates: Mapping[str, Gate] | None = None
+) -> dict[str, Any]:
     tenants = {key.id: key.tenant for key in api_keys}
     return {
         filter_name("api_key_auth"): {
@@ -85,7 +95,9 @@ def per_filter_config(policy: RoutingPolicy, api_keys: Sequence[ApiKey]) -> dict
         },
         filter_name("lua"): {
             "@type": any_of("envoy.extensions.filters.http.lua.v3.LuaPerRoute"),
-            "source_code": {"inline_string": gateway_script(tenants, policy.spec.classification)},
+            "source_code": {
+                "inline_string": gateway_script(tenants, policy.spec.classification, gates)
+            },
         },
     }
 
