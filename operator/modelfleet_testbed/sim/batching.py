@@ -264,17 +264,23 @@ class BatchEngine:
         def end(steps: int) -> float:
             return self._clock + self.profile.decode_stretch_seconds(decoding, context, steps)
 
-        if until is None or end(until_finish) <= until:
-            return _StepPlan(end(until_finish), until_finish)
-        # The most steps that still end by ``until``.
-        low, high = 1, until_finish
-        while low < high:
-            middle = (low + high + 1) // 2
-            if end(middle) <= until:
-                low = middle
-            else:
-                high = middle - 1
-        return _StepPlan(end(low), low)
+        whole = end(until_finish)
+        if until is None or whole <= until:
+            return _StepPlan(whole, until_finish)
+        # The most steps that still end by ``until`` (one at least): the closed-form
+        # estimate, checked against the exact sum.
+        steps = self.profile.decode_steps_within(decoding, context, until - self._clock)
+        steps = max(1, min(steps, until_finish - 1))
+        last = end(steps)
+        while steps > 1 and last > until:
+            steps -= 1
+            last = end(steps)
+        while steps + 1 < until_finish:
+            following = end(steps + 1)
+            if following > until:
+                break
+            steps, last = steps + 1, following
+        return _StepPlan(last, steps)
 
     def _next_finish_step(self) -> int:
         heap = self._finish_heap

@@ -150,6 +150,38 @@ class GpuProfile:
         triangle = steps * (steps - 1) / 2 - compute_bound_steps * (compute_bound_steps - 1) / 2
         return compute_bound_steps * compute + memory_steps * first_memory + growth * triangle
 
+    def decode_steps_within(
+        self, decode_seqs: int, start_context_tokens: int, seconds: float
+    ) -> int:
+        """About how many decode-only steps of an unchanged batch fit in ``seconds``: the
+        inverse of ``decode_stretch_seconds`` in closed form (a line while compute-bound,
+        then a quadratic), so a caller checks one or two neighbours instead of searching.
+        Exact up to floating-point rounding; never negative."""
+        if seconds <= 0 or decode_seqs <= 0:
+            return 0
+        first_memory = (
+            self.fixed_step_seconds
+            + self._moe_seconds(decode_seqs)
+            + self.kv_read_seconds_per_token * start_context_tokens
+        )
+        growth = self.kv_read_seconds_per_token * decode_seqs
+        compute = self.matmul_flops_per_token * decode_seqs / self.peak_flops
+        if first_memory >= compute:
+            compute_bound_steps = 0
+        elif growth <= 0:
+            return int(seconds // compute)
+        else:
+            compute_bound_steps = math.ceil((compute - first_memory) / growth)
+        if seconds < compute_bound_steps * compute:
+            return int(seconds // compute)
+        left = seconds - compute_bound_steps * compute
+        # m memory-bound steps from step index c cost m*F + g*(m*c + m*(m-1)/2).
+        if growth <= 0:
+            return compute_bound_steps + int(left // first_memory)
+        linear = first_memory + growth * compute_bound_steps - growth / 2
+        root = (-linear + math.sqrt(linear * linear + 2 * growth * left)) / growth
+        return compute_bound_steps + max(0, int(root))
+
     def decode_tokens_per_second(self, batch_size: int, context_tokens_per_seq: int) -> float:
         """Output tokens per second of a steady decode batch."""
         if batch_size <= 0:
