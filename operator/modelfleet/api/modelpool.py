@@ -80,7 +80,7 @@ class StepPolicy(KubeModel):
     )
 
 
-def _default_scale_down() -> StepPolicy:
+def default_scale_down() -> StepPolicy:
     return StepPolicy(max_step=None, stabilization_seconds=300)
 
 
@@ -89,7 +89,64 @@ class QueueScaling(KubeModel):
         gt=0, description="Requests (running + waiting) one replica should carry."
     )
     scale_up: StepPolicy = Field(default_factory=StepPolicy)
-    scale_down: StepPolicy = Field(default_factory=_default_scale_down)
+    scale_down: StepPolicy = Field(default_factory=default_scale_down)
+
+
+DAY_SECONDS = 86400
+WEEK_SECONDS = 7 * DAY_SECONDS
+
+
+def _default_lookbacks() -> list[int]:
+    return [DAY_SECONDS, WEEK_SECONDS]
+
+
+class ForecastScaling(KubeModel):
+    """Scale ahead of demand that repeats: the request rate at the same time one look-back
+    period ago (a day, a week), over the next lead time, is provisioned before it comes."""
+
+    lookback_seconds: list[int] = Field(
+        default_factory=_default_lookbacks,
+        min_length=1,
+        max_length=8,
+        description="Look-back periods in seconds (default one day and one week): the "
+        "demand at the same time of day or week is the forecast; the largest wins.",
+    )
+    lead_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="How far ahead to provision; unset = startupSeconds plus one "
+        "spec.metrics.refreshSeconds, so replicas are ready when the demand comes.",
+    )
+
+    @field_validator("lookback_seconds")
+    @classmethod
+    def _lookbacks_positive(cls, periods: list[int]) -> list[int]:
+        for index, period in enumerate(periods):
+            if period < 3600:
+                raise FieldError(
+                    f"[{index}]",
+                    f"{period} is shorter than an hour: use a period demand repeats over, "
+                    f"such as {DAY_SECONDS} (a day) or {WEEK_SECONDS} (a week)",
+                )
+        return periods
+
+
+class SloScaling(KubeModel):
+    """The `slo` signal: replicas from the latency SLOs of the routes that send to the
+    variant (their `slo.ttftSeconds` / `slo.e2eSeconds`), held against vLLM's p99."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Scale on the routes' latency SLOs when a route that sends to this "
+        "variant declares one; false turns the signal off for this variant.",
+    )
+    headroom: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Plan for the load per replica that keeps the observed p99 under this "
+        "share of the strictest SLO (0.8: 20% below it).",
+    )
 
 
 class Variant(KubeModel):
@@ -134,6 +191,24 @@ class Variant(KubeModel):
         },
     )
     queue: QueueScaling | None = None
+    forecast: ForecastScaling | None = Field(
+        default=None,
+        description="Provision ahead of demand seen at the same time a day or a week ago "
+        "(`forecast: {}` for the defaults); unset = no forecast.",
+    )
+    slo: SloScaling = Field(
+        default_factory=SloScaling,
+        description="The latency-SLO signal (on by default where a route declares an SLO).",
+    )
+
+    def forecast_lead_seconds(self, refresh_seconds: float) -> float | None:
+        """How far ahead the forecast provisions: forecast.leadSeconds, else the model's
+        load time plus one planning cycle. None without a forecast."""
+        if self.forecast is None:
+            return None
+        if self.forecast.lead_seconds is not None:
+            return float(self.forecast.lead_seconds)
+        return float(self.startup_seconds + refresh_seconds)
 
     @model_validator(mode="after")
     def _schedules_within_range(self) -> Variant:
@@ -222,7 +297,47 @@ class ObservedStatus(KubeModel):
         default=None, description="p99 end-to-end request latency."
     )
     error_rate: float | None = Field(default=None, description="Share of aborted requests.")
+    p99_ttft_seconds: float | None = Field(
+        default=None, description="p99 time to first token over the last minute."
+    )
+    p99_queue_seconds: float | None = Field(
+        default=None, description="p99 time requests waited for a batch slot, last minute."
+    )
     sampled_at: Time | None = Field(default=None, description="When the queue was sampled.")
+
+
+class CapacityPoint(KubeModel):
+    """How close to its SLOs a variant ran at one load per replica (a band 10% wide)."""
+
+    requests_per_second: float = Field(
+        description="Requests per second per ready replica (the middle of the band)."
+    )
+    slo_ratio: float = Field(
+        description="Observed p99 over the strictest SLO, the worse of TTFT and e2e "
+        "(1 = at the SLO), averaged over the cycles that ran at this load."
+    )
+    at: Time = Field(description="When the variant last ran at this load.")
+
+
+class CapacityStatus(KubeModel):
+    """The `slo` signal's memory: what one replica serves within the SLOs, learned from
+    what the replicas served and how fast. Kept in status so a restarted operator keeps it."""
+
+    requests_per_second_per_replica: float | None = Field(
+        default=None,
+        description="Requests per second one replica carries within the SLOs' headroom; "
+        "demand over this is the replicas the slo and forecast signals ask for.",
+    )
+    basis: str = Field(
+        default="",
+        description="Where that number comes from: learned, exploring, spec (the "
+        "variant's requestsPerSecondPerReplica), or none.",
+    )
+    detail: str = Field(default="", description="How it was learned, in words.")
+    points: list[CapacityPoint] = Field(
+        default_factory=list,
+        description="The loads the variant ran at recently and how close to the SLOs.",
+    )
 
 
 class VariantStatus(KubeModel):
@@ -254,6 +369,10 @@ class VariantStatus(KubeModel):
     recommendations: list[RecommendationSample] = Field(
         default_factory=list,
         description="Recent recommendations, for the stabilization windows.",
+    )
+    capacity: CapacityStatus | None = Field(
+        default=None,
+        description="The per-replica capacity within the SLOs, learned (slo signal).",
     )
 
 

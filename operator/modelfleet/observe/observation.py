@@ -15,16 +15,28 @@ from modelfleet.api.load import InputError, InvalidInput, validation_errors
 
 
 @dataclass(frozen=True)
+class RateSample:
+    """The variant's request rate (finished per second, over a minute) at one instant."""
+
+    at: datetime
+    rate: float
+
+
+@dataclass(frozen=True)
 class VariantObservation:
     """One variant's live state; any field may be unknown (None)."""
 
     ready_replicas: int | None = None
     running: float | None = None  # vllm:num_requests_running summed over replicas
     waiting: float | None = None  # vllm:num_requests_waiting summed over replicas
-    qps: float | None = None
-    p99_latency_seconds: float | None = None
+    qps: float | None = None  # requests finished per second over the last minute
+    p99_latency_seconds: float | None = None  # end to end, over the last minute
     error_rate: float | None = None
     sampled_at: datetime | None = None
+    p99_ttft_seconds: float | None = None  # time to first token, over the last minute
+    p99_queue_seconds: float | None = None  # time waiting for a batch slot, last minute
+    # The request rate in the forecast's look-back windows (a day, a week ago), oldest first.
+    demand_history: tuple[RateSample, ...] = ()
 
 
 def variant_key(namespace: str, pool: str, variant: str) -> str:
@@ -32,6 +44,11 @@ def variant_key(namespace: str, pool: str, variant: str) -> str:
 
 
 Observations = Mapping[str, VariantObservation]  # keyed by variant_key()
+
+
+class _RateInput(KubeModel):
+    at: datetime
+    rate: float = Field(ge=0)
 
 
 class _ObservationInput(KubeModel):
@@ -42,6 +59,9 @@ class _ObservationInput(KubeModel):
     p99_latency_seconds: float | None = Field(default=None, ge=0)
     error_rate: float | None = Field(default=None, ge=0, le=1)
     sampled_at: datetime | None = None
+    p99_ttft_seconds: float | None = Field(default=None, ge=0)
+    p99_queue_seconds: float | None = Field(default=None, ge=0)
+    demand_history: list[_RateInput] = Field(default_factory=list)
 
 
 class _MetricsFile(KubeModel):
@@ -49,7 +69,8 @@ class _MetricsFile(KubeModel):
 
 
 def load_observations(path: str | Path, default_time: datetime) -> dict[str, VariantObservation]:
-    """Read a `--metrics` file: {variants: {"<ns>/<pool>/<variant>": {...}}}."""
+    """Read a `--metrics` file: {variants: {"<ns>/<pool>/<variant>": {...}}}; the fields
+    are VariantObservation's in camelCase, `demandHistory` a list of {at, rate}."""
     source = str(path)
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -68,15 +89,19 @@ def load_observations(path: str | Path, default_time: datetime) -> dict[str, Var
     except ValidationError as err:
         raise InvalidInput(errors + validation_errors(err, source, "metrics")) from None
     for key, entry in parsed.variants.items():
-        if entry.sampled_at is not None and entry.sampled_at.tzinfo is None:
-            errors.append(
-                InputError(
-                    source,
-                    "metrics",
-                    f"variants.{key}.sampledAt",
-                    "has no UTC offset: write e.g. 2026-11-27T10:00:00+08:00",
-                )
+        times = [("sampledAt", entry.sampled_at)] + [
+            (f"demandHistory[{i}].at", sample.at) for i, sample in enumerate(entry.demand_history)
+        ]
+        errors.extend(
+            InputError(
+                source,
+                "metrics",
+                f"variants.{key}.{where}",
+                "has no UTC offset: write e.g. 2026-11-27T10:00:00+08:00",
             )
+            for where, value in times
+            if value is not None and value.tzinfo is None
+        )
     if errors:
         raise InvalidInput(errors)
     return {
@@ -88,6 +113,12 @@ def load_observations(path: str | Path, default_time: datetime) -> dict[str, Var
             p99_latency_seconds=entry.p99_latency_seconds,
             error_rate=entry.error_rate,
             sampled_at=entry.sampled_at or default_time,
+            p99_ttft_seconds=entry.p99_ttft_seconds,
+            p99_queue_seconds=entry.p99_queue_seconds,
+            demand_history=tuple(
+                RateSample(sample.at, sample.rate)
+                for sample in sorted(entry.demand_history, key=lambda sample: sample.at)
+            ),
         )
         for key, entry in parsed.variants.items()
     }

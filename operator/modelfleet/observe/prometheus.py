@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.api.modelpool import ModelPool
+from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
 
 RATE_WINDOW = "1m"
+HISTORY = "history:"  # prefix of the look-back queries' names
 # The gateways' per-key virtual clusters carry a `tenant` label (see docs/gateway.md).
 TENANT_REQUESTS = (
     "sum by (tenant) (increase(envoy_vhost_vcluster_upstream_rq_completed[{window}s]))"
@@ -30,14 +32,71 @@ class MetricsUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class HistoryWindow:
+    """One look-back of the forecast: the request rate from `period` ago over the next
+    `span` (the longest lead time of the variants that look back this far), every `step`.
+    Seconds of Prometheus's clock."""
+
+    period_seconds: float
+    span_seconds: float
+    step_seconds: float
+
+
+def history_windows(
+    pool: ModelPool, wall_seconds: Callable[[float], float] = float
+) -> list[HistoryWindow]:
+    """The look-backs the pool's forecasts need; `wall_seconds` turns the operator's
+    seconds into Prometheus's (they differ only on a sped-up test clock)."""
+    refresh = pool.spec.metrics.refresh_seconds
+    spans: dict[int, float] = {}
+    for variant in pool.spec.variants:
+        lead = variant.forecast_lead_seconds(refresh)
+        if variant.forecast is None or lead is None:
+            continue
+        for period in variant.forecast.lookback_seconds:
+            spans[period] = max(spans.get(period, 0.0), lead)
+    return [
+        HistoryWindow(wall_seconds(period), wall_seconds(span), wall_seconds(refresh))
+        for period, span in sorted(spans.items())
+    ]
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(1, round(seconds))}s"
+
+
+@dataclass(frozen=True)
 class PoolQueries:
     namespace: str
     pool: str
     rate_window: str = RATE_WINDOW
+    history: Sequence[HistoryWindow] = field(default_factory=tuple)
 
     @property
     def selector(self) -> str:
         return f'{{namespace="{self.namespace}",pool="{self.pool}"}}'
+
+    def _p99(self, histogram: str) -> str:
+        return (
+            "histogram_quantile(0.99, sum by (le, variant) "
+            f"(rate({histogram}_bucket{self.selector}[{self.rate_window}])))"
+        )
+
+    def look_backs(self) -> dict[str, str]:
+        """Range vectors (a subquery, offset into the past): the request rate per variant
+        from `period` ago over the following `span`, one sample per planning cycle."""
+        rate = (
+            f"sum by (variant) (rate(vllm:request_success_total{self.selector}"
+            f"[{self.rate_window}]))"
+        )
+        return {
+            f"{HISTORY}{w.period_seconds:g}": (
+                f"({rate})[{_duration(w.span_seconds)}:{_duration(w.step_seconds)}] "
+                f"offset {_duration(w.period_seconds - w.span_seconds)}"
+            )
+            for w in self.history
+            if w.period_seconds > w.span_seconds
+        }
 
     def all(self) -> dict[str, str]:
         sel, window = self.selector, self.rate_window
@@ -47,8 +106,9 @@ class PoolQueries:
             # The oldest sample among the replicas decides how fresh the variant's view is.
             "sampled_at": f"min by (variant) (timestamp(vllm:num_requests_waiting{sel}))",
             "qps": f"sum by (variant) (rate(vllm:request_success_total{sel}[{window}]))",
-            "p99": "histogram_quantile(0.99, sum by (le, variant) "
-            f"(rate(vllm:e2e_request_latency_seconds_bucket{sel}[{window}])))",
+            "p99": self._p99("vllm:e2e_request_latency_seconds"),
+            "p99_ttft": self._p99("vllm:time_to_first_token_seconds"),
+            "p99_queue": self._p99("vllm:request_queue_time_seconds"),
             "error_rate": (
                 f'sum by (variant) (rate(vllm:request_success_total{{namespace="{self.namespace}",'
                 f'pool="{self.pool}",finished_reason="abort"}}[{window}])) / '
@@ -72,14 +132,42 @@ def _by_variant(result: object, query: str) -> dict[str, float]:
     return values
 
 
+def series_by_variant(result: object, query: str) -> dict[str, list[RateSample]]:
+    """Pure: a range-vector answer -> {variant: samples, oldest first}; NaN is no sample."""
+    if not isinstance(result, list):
+        raise MetricsUnavailable(f"unexpected answer to {query!r}: {str(result)[:120]}")
+    series: dict[str, list[RateSample]] = {}
+    for entry in result:
+        try:
+            variant = entry["metric"]["variant"]
+            points = [(float(t), float(v)) for t, v in entry["values"]]
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise MetricsUnavailable(f"malformed series in answer to {query!r}: {err}") from None
+        series[variant] = [
+            RateSample(datetime.fromtimestamp(t, UTC), v)
+            for t, v in sorted(points)
+            if math.isfinite(v)
+        ]
+    return series
+
+
 def observations_from_results(
-    namespace: str, pool: str, results: Mapping[str, dict[str, float]]
+    namespace: str,
+    pool: str,
+    results: Mapping[str, dict[str, float]],
+    history: Mapping[str, dict[str, list[RateSample]]] | None = None,
 ) -> dict[str, VariantObservation]:
-    """Pure: per-query {variant: value} -> Observations keyed by variant_key."""
+    """Pure: per-query {variant: value} (and per look-back {variant: samples}) ->
+    Observations keyed by variant_key."""
     variants = set().union(*(r.keys() for r in results.values())) if results else set()
+    variants |= set().union(*(h.keys() for h in (history or {}).values()))
     observations = {}
     for variant in sorted(variants):
         sampled = results.get("sampled_at", {}).get(variant)
+        samples = sorted(
+            (s for by_variant in (history or {}).values() for s in by_variant.get(variant, ())),
+            key=lambda s: s.at,
+        )
         observations[variant_key(namespace, pool, variant)] = VariantObservation(
             running=results.get("running", {}).get(variant),
             waiting=results.get("waiting", {}).get(variant),
@@ -87,6 +175,9 @@ def observations_from_results(
             p99_latency_seconds=results.get("p99", {}).get(variant),
             error_rate=results.get("error_rate", {}).get(variant),
             sampled_at=datetime.fromtimestamp(sampled, UTC) if sampled is not None else None,
+            p99_ttft_seconds=results.get("p99_ttft", {}).get(variant),
+            p99_queue_seconds=results.get("p99_queue", {}).get(variant),
+            demand_history=tuple(samples),
         )
     return observations
 
@@ -100,7 +191,7 @@ class PrometheusSource:
             url=url, disable_ssl=True, timeout=timeout_seconds, retry=Retry(total=0)
         )
 
-    def _query_all(self, queries: Mapping[str, str]) -> dict[str, dict[str, float]]:
+    def _query_all(self, queries: Mapping[str, str], parse: Callable = _by_variant) -> dict:
         results = {}
         for name, query in queries.items():
             try:
@@ -109,7 +200,7 @@ class PrometheusSource:
                 raise MetricsUnavailable(
                     f"Prometheus at {self.url} failed: {type(err).__name__}: {str(err)[:200]}"
                 ) from None
-            results[name] = _by_variant(answer, query)
+            results[name] = parse(answer, query)
         return results
 
     async def tenant_requests(self, seconds: float) -> dict[str, float]:
@@ -133,14 +224,23 @@ class PrometheusSource:
                 counts[tenant] = value
         return counts
 
-    async def observe_pool(self, namespace: str, pool: str) -> dict[str, VariantObservation]:
-        queries = PoolQueries(namespace, pool).all()
+    def _query_pool(self, queries: PoolQueries):
+        return self._query_all(queries.all()), self._query_all(
+            queries.look_backs(), series_by_variant
+        )
+
+    async def observe_pool(
+        self, namespace: str, pool: str, history: Sequence[HistoryWindow] = ()
+    ) -> dict[str, VariantObservation]:
+        """The pool's observations; `history`: the forecasts' look-backs (history_windows)."""
+        queries = PoolQueries(namespace, pool, history=tuple(history))
+        count = len(queries.all()) + len(queries.look_backs())
         # prometheus-api-client is synchronous; keep the event loop free for kopf.
         try:
-            results = await asyncio.wait_for(
-                asyncio.to_thread(self._query_all, queries),
-                timeout=self._timeout * (len(queries) + 1),
+            results, looked_back = await asyncio.wait_for(
+                asyncio.to_thread(self._query_pool, queries),
+                timeout=self._timeout * (count + 1),
             )
         except TimeoutError:
             raise MetricsUnavailable(f"Prometheus at {self.url} timed out") from None
-        return observations_from_results(namespace, pool, results)
+        return observations_from_results(namespace, pool, results, looked_back)

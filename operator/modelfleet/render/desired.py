@@ -25,7 +25,7 @@ from modelfleet.api.load import InputError, Resources, check_references
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.names import routes_secret_name
 from modelfleet.api.reservation import Reservation
-from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicyStatus
 from modelfleet.observe.observation import variant_key
 from modelfleet.plan.billing import (
     CostLine,
@@ -33,13 +33,15 @@ from modelfleet.plan.billing import (
     requests_by_reservation,
     reservation_lines,
 )
-from modelfleet.plan.routing.planner import plan_routing
+from modelfleet.plan.routing.planner import plan_routing, previous_weights
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.plan.scaling.planner import plan_pool
+from modelfleet.plan.scaling.slo import slo_targets
 from modelfleet.plan.scaling.types import PlanCondition, PoolPlan, PreviousPlan
 from modelfleet.render.gateway import GatewayConfig, gateway_config
 from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
 from modelfleet.render.status import (
+    effective_route,
     errors_message,
     policy_status,
     pool_status,
@@ -133,7 +135,8 @@ def _pool(
     key = (pool.namespace, pool.name)
     now = inputs.now
     previous = previous_from_status(pool.status)
-    plan = plan_pool(pool, reservations, inputs.observations, now, previous)
+    slos = slo_targets(pool.namespace, pool.name, inputs.policies)
+    plan = plan_pool(pool, reservations, inputs.observations, now, previous, slos)
     out.plans[key] = plan
     ref = ObjectRef.of(pool)
     for variant_plan in plan.variants:
@@ -229,9 +232,13 @@ def _policy(out: Desired, inputs: FleetInputs, policy: RoutingPolicy, pool: Mode
     if errors:
         _refuse(out, ref, generation, before, "InvalidSpec", errors, inputs.now)
         return
-    table = plan_routing(policy, pool, inputs.observations)
+    table = plan_routing(policy, pool, inputs.observations, previous_weights(policy))
     out.tables[key] = table
     if inputs.gateway is None:
+        # No gateway to publish: the planned routes alone, so that the next cycle's latency
+        # shift continues from them.
+        routes = RoutingPolicyStatus(routes=[effective_route(r) for r in table.routes])
+        out.set_status(ref, routes, partial=True)
         return
     key_errors = inputs.api_key_errors.get(key, ())
     keys = inputs.api_keys.get(key, ())

@@ -15,6 +15,10 @@ from datetime import UTC, datetime
 from modelfleet.api.common import Condition
 from modelfleet.api.load import InputError
 from modelfleet.api.modelpool import (
+    CapacityPoint as CapacityPointStatus,
+)
+from modelfleet.api.modelpool import (
+    CapacityStatus,
     GrantStatus,
     ModelPoolStatus,
     ObservedStatus,
@@ -33,6 +37,8 @@ from modelfleet.api.routingpolicy import (
 from modelfleet.observe.observation import VariantObservation
 from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.plan.scaling.types import (
+    Capacity,
+    CapacityPoint,
     PlanCondition,
     PoolPlan,
     PreviousPlan,
@@ -111,7 +117,34 @@ def observed_status(obs: VariantObservation | None) -> ObservedStatus | None:
         qps=obs.qps,
         p99_latency_seconds=obs.p99_latency_seconds,
         error_rate=obs.error_rate,
+        p99_ttft_seconds=obs.p99_ttft_seconds,
+        p99_queue_seconds=obs.p99_queue_seconds,
         sampled_at=obs.sampled_at.astimezone(UTC) if obs.sampled_at else None,
+    )
+
+
+def capacity_status(capacity: Capacity | None) -> CapacityStatus | None:
+    if capacity is None:
+        return None
+    return CapacityStatus(
+        requests_per_second_per_replica=capacity.per_replica,
+        basis=capacity.basis,
+        detail=capacity.detail,
+        points=[
+            CapacityPointStatus(requests_per_second=p.rps, slo_ratio=p.ratio, at=p.at)
+            for p in capacity.points
+        ],
+    )
+
+
+def capacity_from_status(status: CapacityStatus | None) -> Capacity | None:
+    if status is None:
+        return None
+    return Capacity(
+        status.requests_per_second_per_replica,
+        status.basis,
+        status.detail,
+        tuple(CapacityPoint(p.requests_per_second, p.slo_ratio, p.at) for p in status.points),
     )
 
 
@@ -136,6 +169,7 @@ def variant_status(plan: VariantPlan) -> VariantStatus:
         recommendations=[
             RecommendationSample(at=r.at, replicas=r.replicas) for r in plan.recommendations
         ],
+        capacity=capacity_status(plan.capacity),
     )
 
 
@@ -193,6 +227,7 @@ def previous_from_status(status: ModelPoolStatus | None) -> PreviousPlan | None:
             recommendations=tuple(Recommendation(r.at, r.replicas) for r in entry.recommendations)
             or (Recommendation(status.planned_at, entry.desired_replicas),),
             last_scale_time=entry.last_scale_time,
+            capacity=capacity_from_status(entry.capacity),
         )
         for entry in status.variants
     }

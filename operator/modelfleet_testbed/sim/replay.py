@@ -32,7 +32,7 @@ import heapq
 import math
 import random
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -40,8 +40,9 @@ from typing import Any
 from modelfleet.api.common import rfc3339
 from modelfleet.api.modelpool import ModelPool, ModelPoolStatus
 from modelfleet.api.reservation import Reservation
-from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicyStatus
+from modelfleet.observe.histogram import histogram_quantile
+from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
 from modelfleet.plan.scaling.types import PoolPlan
 from modelfleet.render.desired import Desired, desired
 from modelfleet.render.inputs import FleetInputs
@@ -61,6 +62,7 @@ from modelfleet_testbed.sim.outcome import (
     ReplaySettings,
     ScaleEvent,
 )
+from modelfleet_testbed.sim.replica_metrics import LATENCY_BUCKETS, TTFT_BUCKETS
 from modelfleet_testbed.sim.replica_set import (
     DRAINING,
     GONE,
@@ -83,10 +85,25 @@ def _metrics_json(observations: Mapping[str, VariantObservation]) -> dict[str, A
             "running": obs.running,
             "waiting": obs.waiting,
             "qps": obs.qps,
+            "p99LatencySeconds": obs.p99_latency_seconds,
+            "p99TtftSeconds": obs.p99_ttft_seconds,
+            "p99QueueSeconds": obs.p99_queue_seconds,
             "sampledAt": rfc3339(obs.sampled_at) if obs.sampled_at else None,
         }
+        if obs.demand_history:
+            entry["demandHistory"] = [
+                {"at": rfc3339(sample.at), "rate": sample.rate} for sample in obs.demand_history
+            ]
         variants[key] = {k: v for k, v in entry.items() if v is not None}
     return {"variants": variants}
+
+
+def _p99(bounds: Sequence[float], counts: list[int]) -> float | None:
+    return histogram_quantile(0.99, bounds, counts) if any(counts) else None
+
+
+def _at(sample: RateSample):
+    return sample.at
 
 
 class Replay:
@@ -224,21 +241,28 @@ class Replay:
         """Record finished requests; returns the latest finish time seen (or -inf)."""
         result, times = self.result, self.times
         latest = -math.inf
-        per_second = fleet.finished_per_second
+        finished = fleet.finished
         for event in events:
             if event.__class__ is not FinishedRequest:
                 continue
             i = event.request_id
             arrived = times[i]
-            result.ttft[i] = event.first_token_at - arrived
-            result.e2e[i] = event.finished_at - arrived
-            result.queued[i] = event.admitted_at - arrived
+            ttft = result.ttft[i] = event.first_token_at - arrived
+            e2e = result.e2e[i] = event.finished_at - arrived
+            queued = result.queued[i] = event.admitted_at - arrived
             result.status[i] = SERVED
             replica.inflight.discard(i)
             latest = event.finished_at
             if counted:
-                second = int(latest)
-                per_second[second] = per_second.get(second, 0) + 1
+                # What the replica's vLLM histograms count: the bucket of each latency.
+                finished.append(
+                    (
+                        int(latest),
+                        bisect_left(TTFT_BUCKETS, ttft),
+                        bisect_left(LATENCY_BUCKETS, e2e),
+                        bisect_left(LATENCY_BUCKETS, queued),
+                    )
+                )
         return latest
 
     # -- gateway-queue balancing ---------------------------------------------------
@@ -342,9 +366,10 @@ class Replay:
     # -- observing and planning ----------------------------------------------------
 
     def _scrape(self, cycle: int, s: float) -> None:
-        """What Prometheus holds for cycle `cycle`: the replicas' gauges at time s."""
+        """What Prometheus holds for cycle `cycle`: the replicas' gauges at time s, and
+        over the minute before it their finished requests and latency histograms."""
         window = self.settings.rate_window
-        now_second = int(s)
+        oldest = int(s) - window  # seconds after this one are in the window
         sample = []
         for fleet in self.fleets:
             running = waiting = 0
@@ -358,14 +383,26 @@ class Replay:
                 else:
                     running += engine.num_running
                     waiting += engine.num_waiting
-            per_second = fleet.finished_per_second
-            finished = sum(
-                per_second.get(second, 0)
-                for second in range(now_second - window + 1, now_second + 1)
+            kept = [entry for entry in fleet.finished if entry[0] > oldest]
+            fleet.finished = kept
+            ttft = [0] * (len(TTFT_BUCKETS) + 1)
+            e2e = [0] * (len(LATENCY_BUCKETS) + 1)
+            queued = [0] * (len(LATENCY_BUCKETS) + 1)
+            for _, first, whole, queue in kept:
+                ttft[first] += 1
+                e2e[whole] += 1
+                queued[queue] += 1
+            sample.append(
+                (
+                    s,
+                    float(running),
+                    float(waiting + len(fleet.queue)),
+                    len(kept) / window,
+                    _p99(TTFT_BUCKETS, ttft),
+                    _p99(LATENCY_BUCKETS, e2e),
+                    _p99(LATENCY_BUCKETS, queued),
+                )
             )
-            for second in [k for k in per_second if k <= now_second - window]:
-                del per_second[second]
-            sample.append((s, float(running), float(waiting + len(fleet.queue)), finished / window))
         self._samples[cycle] = sample
 
     def _observations(self, cycle: int) -> dict[str, VariantObservation]:
@@ -379,15 +416,40 @@ class Replay:
             if sample is None:
                 observations[key] = VariantObservation(ready_replicas=ready)
                 continue
-            s, running, waiting, qps = sample[fleet.index]
+            s, running, waiting, qps, ttft, e2e, queued = sample[fleet.index]
+            at = self.settings.start + timedelta(seconds=s)
+            history = self._history(fleet, at)
+            fleet.rates.append(RateSample(at, qps))
             observations[key] = VariantObservation(
                 ready_replicas=ready,
                 running=running,
                 waiting=waiting,
                 qps=qps,
-                sampled_at=self.settings.start + timedelta(seconds=s),
+                p99_latency_seconds=e2e,
+                sampled_at=at,
+                p99_ttft_seconds=ttft,
+                p99_queue_seconds=queued,
+                demand_history=history,
             )
         return observations
+
+    def _history(self, fleet: VariantReplicas, now) -> tuple[RateSample, ...]:
+        """The request rate this replay recorded in the forecast's look-back windows, as
+        the operator's `offset` queries read it from Prometheus."""
+        forecast = fleet.variant.forecast
+        if forecast is None or not fleet.rates:
+            return ()
+        lead = fleet.variant.forecast_lead_seconds(self.refresh)
+        assert lead is not None
+        rates = fleet.rates
+        samples: list[RateSample] = []
+        for period in sorted(forecast.lookback_seconds, reverse=True):
+            start = now - timedelta(seconds=period)
+            end = start + timedelta(seconds=lead)
+            first = bisect_right(rates, start, key=_at)
+            last = bisect_right(rates, end, key=_at)
+            samples.extend(rates[first:last])
+        return tuple(samples)
 
     def _cycle(self, cycle: int, t: float) -> None:
         settings = self.settings
@@ -444,14 +506,21 @@ class Replay:
             self._push(at, _SCRAPE, cycle)
 
     def _remember(self, result: Desired) -> None:
-        """The pool's status goes out as JSON and comes back parsed, as the operator's
-        status does through the API server: the next cycle plans from what was read back."""
+        """The pool's and the policy's status go out as JSON and come back parsed, as the
+        operator's do through the API server: the next cycle plans from what was read back
+        (the previous plan, the learned capacity, the routes' latency shifts)."""
         status = result.status_of(self.pool.kind, self.pool.namespace, self.pool.name)
         assert status is not None
         wire = status.model_dump_json(by_alias=True)
         self.pool = self.pool.model_copy(
             update={"status": ModelPoolStatus.model_validate_json(wire)}
         )
+        routes = result.status_of(self.policy.kind, self.policy.namespace, self.policy.name)
+        if routes is not None:
+            wire = routes.model_dump_json(by_alias=True, exclude_unset=True)
+            self.policy = self.policy.model_copy(
+                update={"status": RoutingPolicyStatus.model_validate_json(wire)}
+            )
 
     def _record(self, cycle, t, result: Desired, plan: PoolPlan, observations) -> None:
         key = variant_key

@@ -17,6 +17,7 @@ from modelfleet.plan.billing import (
     reservation_lines,
     totals_by,
 )
+from modelfleet_testbed.sim.daily import Hour, days_json
 from modelfleet_testbed.sim.outcome import DROP_REASONS, SERVED, ReplayResult
 from modelfleet_testbed.sim.workload import Workload
 
@@ -174,6 +175,7 @@ def summarize(
     reservations: Sequence[Reservation],
     policy: RoutingPolicy,
     start: datetime,
+    hours: Sequence[Hour],
 ) -> dict[str, Any]:
     status = Counter(result.status)
     total = len(result.status)
@@ -239,6 +241,7 @@ def summarize(
             "ttft": _overall_attainment(slo, "ttft"),
             "e2e": _overall_attainment(slo, "e2e"),
         },
+        "days": days_json(hours),
         "scaleEvents": [
             {
                 "at": (start + timedelta(seconds=e.t)).isoformat(),
