@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import math
 import threading
 import time
 from datetime import UTC, datetime
@@ -10,12 +11,22 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from modelfleet.observe.prometheus import MetricsUnavailable, PrometheusSource
+from modelfleet.api.modelpool import ModelPool
+from modelfleet.observe.prometheus import (
+    HistoryWindow,
+    MetricsUnavailable,
+    PrometheusSource,
+    history_windows,
+)
 
 SAMPLED = 1_795_000_000.0
 
 
 def vector(query: str) -> list[dict]:
+    if "time_to_first_token" in query:
+        return [{"metric": {"variant": "a"}, "value": [SAMPLED, "0.42"]}]
+    if "request_queue_time" in query:
+        return [{"metric": {"variant": "a"}, "value": [SAMPLED, "+Inf"]}]
     if "timestamp(" in query:
         return [{"metric": {"variant": "a"}, "value": [SAMPLED, str(SAMPLED)]}]
     if "num_requests_waiting" in query:
@@ -30,6 +41,7 @@ def vector(query: str) -> list[dict]:
 
 class FakePrometheus(BaseHTTPRequestHandler):
     mode = "good"
+    looked_back: list[str] = []
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         query = parse_qs(urlparse(self.path).query).get("query", [""])[0]
@@ -40,6 +52,14 @@ class FakePrometheus(BaseHTTPRequestHandler):
         elif self.mode == "wrong-shape":
             body = json.dumps(
                 {"status": "success", "data": {"resultType": "vector", "result": [{"nope": 1}]}}
+            ).encode()
+        elif " offset " in query:  # a look-back subquery: a range vector
+            FakePrometheus.looked_back.append(query)
+            day_ago = SAMPLED - 86400
+            values = [[day_ago + 30 * k, str(2.0 + k)] for k in range(3)] + [[day_ago + 90, "NaN"]]
+            result = [{"metric": {"variant": "a"}, "values": values}]
+            body = json.dumps(
+                {"status": "success", "data": {"resultType": "matrix", "result": result}}
             ).encode()
         else:
             body = json.dumps(
@@ -92,3 +112,70 @@ def test_nobody_listening_is_reported():
     source = PrometheusSource("http://127.0.0.1:9", timeout_seconds=0.5)
     with pytest.raises(MetricsUnavailable, match="127.0.0.1:9"):
         asyncio.run(source.observe_pool("ns", "p"))
+
+
+def test_latency_p99s_and_the_demand_history_are_read(prometheus):
+    FakePrometheus.mode = "good"
+    FakePrometheus.looked_back.clear()
+    window = HistoryWindow(period_seconds=86400, span_seconds=930, step_seconds=30)
+    source = PrometheusSource(url(prometheus))
+    observations = asyncio.run(source.observe_pool("ns", "p", [window]))
+    a = observations["ns/p/a"]
+    assert a.p99_ttft_seconds == 0.42
+    assert a.p99_queue_seconds == math.inf  # the planner treats it as unknown
+    assert [(s.at.timestamp(), s.rate) for s in a.demand_history] == [
+        (SAMPLED - 86400 + 30 * k, 2.0 + k) for k in range(3)
+    ]  # NaN is no sample
+    (query,) = FakePrometheus.looked_back
+    assert query.endswith("[930s:30s] offset 85470s")
+    assert 'rate(vllm:request_success_total{namespace="ns",pool="p"}[1m])' in query
+
+
+def test_history_windows_cover_each_look_back_with_the_longest_lead():
+    pool = ModelPool.model_validate(
+        {
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {
+                "gpuBudget": 10,
+                "metrics": {"refreshSeconds": 30},
+                "variants": [
+                    {
+                        "name": "a",
+                        "model": "m/a",
+                        "gpusPerReplica": 1,
+                        "startupSeconds": 900,
+                        "replicas": {"min": 0, "max": 2},
+                        "forecast": {},
+                    },
+                    {
+                        "name": "b",
+                        "model": "m/b",
+                        "gpusPerReplica": 1,
+                        "startupSeconds": 60,
+                        "replicas": {"min": 0, "max": 2},
+                        "forecast": {"lookbackSeconds": [86400], "leadSeconds": 1200},
+                    },
+                    {
+                        "name": "c",
+                        "model": "m/c",
+                        "gpusPerReplica": 1,
+                        "replicas": {"min": 0, "max": 2},
+                    },
+                ],
+            },
+        }
+    )
+    assert history_windows(pool) == [
+        HistoryWindow(86400, 1200, 30),
+        HistoryWindow(604800, 930, 30),
+    ]
+    # On a clock running 60 times faster, Prometheus's seconds are a sixtieth.
+    assert history_windows(pool, lambda s: s / 60)[0] == HistoryWindow(1440, 20, 0.5)
+    assert (
+        history_windows(
+            pool.model_copy(
+                update={"spec": pool.spec.model_copy(update={"variants": pool.spec.variants[2:]})}
+            )
+        )
+        == []
+    )

@@ -420,3 +420,34 @@ def test_budget_cuts_into_slo_needs_by_priority_once_spare_replicas_are_gone():
     by_name = {v.name: v for v in result.variants}
     assert by_name["a"].desired_replicas == 8  # higher priority keeps what its SLO needs
     assert by_name["b"].desired_replicas == 2 and "its SLO needs" in by_name["b"].message
+
+
+# -- schedules are evaluated once per firing, with the same answers ------------------------
+
+CRONS = ["0 8 * * 1-5", "0 20 * * 1-5", "30 2 * * *", "*/15 * * * *", "0 0 31 2 *", "0 3 1 * *"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    start=st.sampled_from(CRONS),
+    end=st.sampled_from(CRONS),
+    zone_name=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]),
+    origin=st.datetimes(datetime(2026, 1, 1), datetime(2026, 12, 20), timezones=st.just(UTC)),
+    steps=st.lists(st.integers(1, 40_000), min_size=1, max_size=30),
+)
+def test_property_cached_schedule_state_equals_the_crons(start, end, zone_name, origin, steps):
+    from zoneinfo import ZoneInfo
+
+    from modelfleet.api.cron import last_firing_at_or_before, parse_cron
+    from modelfleet.api.modelpool import Schedule
+    from modelfleet.plan.scaling.signals import SCHEDULE_LOOKBACK_DAYS, schedule_is_active
+
+    tz = ZoneInfo(zone_name)
+    schedule = Schedule(name="s", start=start, end=end, replicas=1)
+    now = origin
+    for step in steps:
+        now += timedelta(seconds=step)
+        first = last_firing_at_or_before(parse_cron(start), tz, now, SCHEDULE_LOOKBACK_DAYS)
+        last = last_firing_at_or_before(parse_cron(end), tz, now, SCHEDULE_LOOKBACK_DAYS)
+        expected = first is not None and (last is None or first > last)
+        assert schedule_is_active(schedule, tz, now) == expected, now

@@ -25,7 +25,7 @@ from modelfleet.api.load import InputError, Resources, check_references
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.names import routes_secret_name
 from modelfleet.api.reservation import Reservation
-from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicyStatus
+from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.observe.observation import variant_key
 from modelfleet.plan.billing import (
     CostLine,
@@ -41,13 +41,13 @@ from modelfleet.plan.scaling.types import PlanCondition, PoolPlan, PreviousPlan
 from modelfleet.render.gateway import GatewayConfig, gateway_config
 from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
 from modelfleet.render.status import (
-    effective_route,
     errors_message,
     policy_status,
     pool_status,
     previous_from_status,
     replace_conditions,
     reservation_status,
+    routes_status,
 )
 from modelfleet.render.workloads import render_deployment, render_service
 
@@ -237,8 +237,7 @@ def _policy(out: Desired, inputs: FleetInputs, policy: RoutingPolicy, pool: Mode
     if inputs.gateway is None:
         # No gateway to publish: the planned routes alone, so that the next cycle's latency
         # shift continues from them.
-        routes = RoutingPolicyStatus(routes=[effective_route(r) for r in table.routes])
-        out.set_status(ref, routes, partial=True)
+        out.set_status(ref, routes_status(table), partial=True)
         return
     key_errors = inputs.api_key_errors.get(key, ())
     keys = inputs.api_keys.get(key, ())

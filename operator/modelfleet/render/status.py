@@ -11,27 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from modelfleet.api.common import Condition
 from modelfleet.api.load import InputError
 from modelfleet.api.modelpool import (
-    CapacityPoint as CapacityPointStatus,
-)
-from modelfleet.api.modelpool import (
     CapacityStatus,
-    GrantStatus,
     ModelPoolStatus,
-    ObservedStatus,
-    RecommendationSample,
-    SignalStatus,
-    VariantStatus,
 )
 from modelfleet.api.reservation import ReservationStatus
 from modelfleet.api.routingpolicy import (
-    EffectiveBackend,
     EffectiveRoute,
-    HeaderMatch,
-    RouteMatch,
     RoutingPolicyStatus,
 )
 from modelfleet.observe.observation import VariantObservation
@@ -107,34 +97,38 @@ def _ready(plan: VariantPlan) -> int:
     return (plan.observation.ready_replicas or 0) if plan.observation else 0
 
 
-def observed_status(obs: VariantObservation | None) -> ObservedStatus | None:
+# The statuses are built as plain trees and validated once (one call into pydantic's core
+# instead of a constructor per entry): the simulator builds one every planning cycle.
+
+
+def observed_status(obs: VariantObservation | None) -> dict[str, Any] | None:
     if obs is None:
         return None
-    return ObservedStatus(
-        ready_replicas=obs.ready_replicas,
-        running=obs.running,
-        waiting=obs.waiting,
-        qps=obs.qps,
-        p99_latency_seconds=obs.p99_latency_seconds,
-        error_rate=obs.error_rate,
-        p99_ttft_seconds=obs.p99_ttft_seconds,
-        p99_queue_seconds=obs.p99_queue_seconds,
-        sampled_at=obs.sampled_at.astimezone(UTC) if obs.sampled_at else None,
-    )
+    return {
+        "ready_replicas": obs.ready_replicas,
+        "running": obs.running,
+        "waiting": obs.waiting,
+        "qps": obs.qps,
+        "p99_latency_seconds": obs.p99_latency_seconds,
+        "error_rate": obs.error_rate,
+        "p99_ttft_seconds": obs.p99_ttft_seconds,
+        "p99_queue_seconds": obs.p99_queue_seconds,
+        "sampled_at": obs.sampled_at.astimezone(UTC) if obs.sampled_at else None,
+    }
 
 
-def capacity_status(capacity: Capacity | None) -> CapacityStatus | None:
+def capacity_status(capacity: Capacity | None) -> dict[str, Any] | None:
     if capacity is None:
         return None
-    return CapacityStatus(
-        requests_per_second_per_replica=capacity.per_replica,
-        basis=capacity.basis,
-        detail=capacity.detail,
-        points=[
-            CapacityPointStatus(requests_per_second=p.rps, slo_ratio=p.ratio, at=p.at)
+    return {
+        "requests_per_second_per_replica": capacity.per_replica,
+        "basis": capacity.basis,
+        "detail": capacity.detail,
+        "points": [
+            {"requests_per_second": p.rps, "slo_ratio": p.ratio, "at": p.at}
             for p in capacity.points
         ],
-    )
+    }
 
 
 def capacity_from_status(status: CapacityStatus | None) -> Capacity | None:
@@ -148,43 +142,41 @@ def capacity_from_status(status: CapacityStatus | None) -> Capacity | None:
     )
 
 
-def variant_status(plan: VariantPlan) -> VariantStatus:
-    return VariantStatus(
-        name=plan.name,
-        desired_replicas=plan.desired_replicas,
-        ready_replicas=plan.observation.ready_replicas if plan.observation else None,
-        reason=plan.reason,
-        message=plan.message,
-        floor=plan.floor,
-        priority=plan.priority,
-        gpus_per_replica=plan.gpus_per_replica,
-        gpus=plan.gpus,
-        active_schedules=list(plan.active_schedules),
-        signals=[
-            SignalStatus(reason=s.reason, replicas=s.replicas, detail=s.detail)
-            for s in plan.signals
+def variant_status(plan: VariantPlan) -> dict[str, Any]:
+    """One variant's entry of the pool status (validated with it)."""
+    return {
+        "name": plan.name,
+        "desired_replicas": plan.desired_replicas,
+        "ready_replicas": plan.observation.ready_replicas if plan.observation else None,
+        "reason": plan.reason,
+        "message": plan.message,
+        "floor": plan.floor,
+        "priority": plan.priority,
+        "gpus_per_replica": plan.gpus_per_replica,
+        "gpus": plan.gpus,
+        "active_schedules": list(plan.active_schedules),
+        "signals": [
+            {"reason": s.reason, "replicas": s.replicas, "detail": s.detail} for s in plan.signals
         ],
-        observed=observed_status(plan.observation),
-        last_scale_time=plan.last_scale_time,
-        recommendations=[
-            RecommendationSample(at=r.at, replicas=r.replicas) for r in plan.recommendations
-        ],
-        capacity=capacity_status(plan.capacity),
-    )
+        "observed": observed_status(plan.observation),
+        "last_scale_time": plan.last_scale_time,
+        "recommendations": [{"at": r.at, "replicas": r.replicas} for r in plan.recommendations],
+        "capacity": capacity_status(plan.capacity),
+    }
 
 
-def grant_status(grant: ReservationGrant) -> GrantStatus:
-    return GrantStatus(
-        namespace=grant.namespace,
-        name=grant.name,
-        tenant=grant.tenant,
-        variant=grant.variant,
-        replicas=grant.replicas,
-        active=grant.active,
-        granted=grant.granted,
-        granted_replicas=grant.granted_replicas,
-        message=grant.message,
-    )
+def grant_status(grant: ReservationGrant) -> dict[str, Any]:
+    return {
+        "namespace": grant.namespace,
+        "name": grant.name,
+        "tenant": grant.tenant,
+        "variant": grant.variant,
+        "replicas": grant.replicas,
+        "active": grant.active,
+        "granted": grant.granted,
+        "granted_replicas": grant.granted_replicas,
+        "message": grant.message,
+    }
 
 
 def pool_status(
@@ -200,16 +192,18 @@ def pool_status(
                 "MetricsAvailable", "False", "PrometheusUnavailable", metrics_error
             )
         conditions.append(condition)
-    return ModelPoolStatus(
-        observed_generation=generation,
-        planned_at=plan.at,
-        gpu_budget=plan.gpu_budget,
-        gpus_planned=plan.gpus_planned,
-        desired_replicas=plan.desired_replicas,
-        ready_replicas=sum(_ready(v) for v in plan.variants),
-        variants=[variant_status(v) for v in plan.variants],
-        reservations=[grant_status(g) for g in plan.reservations],
-        conditions=merge_conditions(previous_conditions, conditions, plan.at, generation),
+    return ModelPoolStatus.model_validate(
+        {
+            "observed_generation": generation,
+            "planned_at": plan.at,
+            "gpu_budget": plan.gpu_budget,
+            "gpus_planned": plan.gpus_planned,
+            "desired_replicas": plan.desired_replicas,
+            "ready_replicas": sum(_ready(v) for v in plan.variants),
+            "variants": [variant_status(v) for v in plan.variants],
+            "reservations": [grant_status(g) for g in plan.reservations],
+            "conditions": merge_conditions(previous_conditions, conditions, plan.at, generation),
+        }
     )
 
 
@@ -263,17 +257,26 @@ def reservation_status(
 
 
 def effective_route(route: TableRoute) -> EffectiveRoute:
-    return EffectiveRoute(
-        name=route.name,
-        match=RouteMatch(
-            task_type=list(route.match.task_types),
-            model=list(route.match.models),
-            headers=[HeaderMatch(name=n, value=v) for n, v in route.match.headers],
-        ),
-        backends=[EffectiveBackend(variant=b.variant, weight=b.weight) for b in route.backends],
-        degraded_from=route.degraded_from,
-        note=route.note or None,
-    )
+    return EffectiveRoute.model_validate(_route_tree(route))
+
+
+def _route_tree(route: TableRoute) -> dict[str, Any]:
+    return {
+        "name": route.name,
+        "match": {
+            "task_type": list(route.match.task_types),
+            "model": list(route.match.models),
+            "headers": [{"name": n, "value": v} for n, v in route.match.headers],
+        },
+        "backends": [{"variant": b.variant, "weight": b.weight} for b in route.backends],
+        "degraded_from": route.degraded_from,
+        "note": route.note or None,
+    }
+
+
+def routes_status(table: RoutingTable) -> RoutingPolicyStatus:
+    """The planned routes alone (a partial status: no hash, no conditions)."""
+    return RoutingPolicyStatus.model_validate({"routes": [_route_tree(r) for r in table.routes]})
 
 
 def policy_status(
@@ -284,9 +287,11 @@ def policy_status(
     previous_conditions: Sequence[Condition] | None,
     now: datetime,
 ) -> RoutingPolicyStatus:
-    return RoutingPolicyStatus(
-        observed_generation=generation,
-        config_hash=config_hash,
-        routes=[effective_route(r) for r in table.routes],
-        conditions=replace_conditions(previous_conditions, [ready], now, generation),
+    return RoutingPolicyStatus.model_validate(
+        {
+            "observed_generation": generation,
+            "config_hash": config_hash,
+            "routes": [_route_tree(r) for r in table.routes],
+            "conditions": replace_conditions(previous_conditions, [ready], now, generation),
+        }
     )

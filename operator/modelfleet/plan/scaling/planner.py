@@ -16,7 +16,7 @@ from modelfleet.plan.scaling.signals import (
     VariantContext,
     active_schedules,
     metrics_problem,
-    slo_active,
+    observation_problem,
     uses_metrics,
 )
 from modelfleet.plan.scaling.slo import learn_capacity, slo_reading
@@ -132,30 +132,35 @@ def _context(
     previous: PreviousVariant | None,
     slo: SloTarget | None,
 ) -> VariantContext:
-    ctx = VariantContext(
+    observation = observations.get(variant_key(pool.namespace, pool.name, variant.name))
+    stale_after = pool.spec.metrics.stale_after_seconds
+    problem = observation_problem(observation, now, stale_after)
+    reading = capacity = None
+    if slo is not None and variant.slo.enabled:
+        # The learned capacity is the slo signal's memory; it learns only from fresh metrics.
+        fresh = problem is None
+        reading = slo_reading(slo, observation) if fresh else None
+        capacity = learn_capacity(
+            variant,
+            reading,
+            observation if fresh else None,
+            previous.capacity if previous else None,
+            now,
+        )
+    return VariantContext(
         variant=variant,
         timezone=zone(pool.spec.timezone),
         now=now,
-        observation=observations.get(variant_key(pool.namespace, pool.name, variant.name)),
+        observation=observation,
         active_reservations=_active_reservations(reservations, variant.name, now),
-        stale_after_seconds=pool.spec.metrics.stale_after_seconds,
+        stale_after_seconds=stale_after,
         previous=previous,
         refresh_seconds=float(pool.spec.metrics.refresh_seconds),
         slo=slo,
+        reading=reading,
+        capacity=capacity,
+        problem=problem,
     )
-    if not slo_active(ctx):
-        return ctx
-    # The learned capacity is the slo signal's memory; it learns only from fresh metrics.
-    fresh = metrics_problem(ctx) is None
-    reading = slo_reading(slo, ctx.observation) if fresh and slo is not None else None
-    learned = learn_capacity(
-        variant,
-        reading,
-        ctx.observation if fresh else None,
-        previous.capacity if previous else None,
-        now,
-    )
-    return replace(ctx, reading=reading, capacity=learned)
 
 
 def _step_policies(ctx: VariantContext) -> tuple[StepPolicy, StepPolicy]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from modelfleet.api.cron import last_firing_at_or_before, parse_cron
+from modelfleet.api.cron import last_firing_at_or_before, next_firing_after, parse_cron
 from modelfleet.api.modelpool import Schedule, Variant
 from modelfleet.api.reservation import Reservation
 from modelfleet.observe.observation import VariantObservation
@@ -41,20 +41,51 @@ class VariantContext:
     slo: SloTarget | None = None  # the routes' strictest SLOs, if any route declares one
     reading: SloReading | None = None  # how close to them it runs now (enough requests)
     capacity: Capacity | None = None  # per-replica capacity within them, learned
+    problem: str | None = None  # why the metrics cannot be trusted now (observation_problem)
 
 
 Signal = Callable[[VariantContext], SignalResult | None]
 
 
+def _schedule_state(start: str, end: str, tz: ZoneInfo, now: datetime) -> tuple[bool, datetime]:
+    """Whether the window is open at `now`, and until when that stays so: the next firing
+    of either cron, or the moment a firing drops out of the look-back."""
+    lookback = timedelta(days=SCHEDULE_LOOKBACK_DAYS)
+    start_cron, end_cron = parse_cron(start), parse_cron(end)
+    last_start = last_firing_at_or_before(start_cron, tz, now, SCHEDULE_LOOKBACK_DAYS)
+    last_end = last_firing_at_or_before(end_cron, tz, now, SCHEDULE_LOOKBACK_DAYS)
+    active = last_start is not None and (last_end is None or last_start > last_end)
+    changes = [
+        moment
+        for moment in (
+            next_firing_after(start_cron, tz, now, SCHEDULE_LOOKBACK_DAYS),
+            next_firing_after(end_cron, tz, now, SCHEDULE_LOOKBACK_DAYS),
+            last_start + lookback if last_start else None,
+            last_end + lookback if last_end else None,
+        )
+        if moment is not None
+    ]
+    return active, min(changes, default=now + lookback)
+
+
+# (start, end, zone) -> (checked at, open?, unchanged until): a schedule's state changes only
+# at a firing, so the planner, which runs every cycle, evaluates its crons once per firing.
+_SCHEDULE_STATES: dict[tuple[str, str, str], tuple[datetime, bool, datetime]] = {}
+_SCHEDULE_STATES_LIMIT = 4096
+
+
 def schedule_is_active(schedule: Schedule, tz: ZoneInfo, now: datetime) -> bool:
-    """Active iff the latest `start` firing <= now is later than the latest `end` firing."""
-    last_start = last_firing_at_or_before(
-        parse_cron(schedule.start), tz, now, SCHEDULE_LOOKBACK_DAYS
-    )
-    if last_start is None:
-        return False
-    last_end = last_firing_at_or_before(parse_cron(schedule.end), tz, now, SCHEDULE_LOOKBACK_DAYS)
-    return last_end is None or last_start > last_end
+    """Active iff the latest `start` firing <= now is later than the latest `end` firing
+    (a firing older than the look-back does not count)."""
+    key = (schedule.start, schedule.end, str(tz))
+    known = _SCHEDULE_STATES.get(key)
+    if known is not None and known[0] <= now < known[2]:
+        return known[1]
+    active, until = _schedule_state(schedule.start, schedule.end, tz, now)
+    if len(_SCHEDULE_STATES) >= _SCHEDULE_STATES_LIMIT:
+        _SCHEDULE_STATES.clear()
+    _SCHEDULE_STATES[key] = (now, active, until)
+    return active
 
 
 def active_schedules(ctx: VariantContext) -> list[Schedule]:
@@ -81,19 +112,25 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def metrics_problem(ctx: VariantContext) -> str | None:
+def observation_problem(
+    obs: VariantObservation | None, now: datetime, stale_after_seconds: float
+) -> str | None:
     """Why the metric signals cannot trust the observation now, or None if they can."""
-    obs = ctx.observation
     if obs is None or (obs.running is None and obs.waiting is None):
         return "no queue metrics"
     if any(v is not None and not math.isfinite(v) for v in (obs.running, obs.waiting, obs.qps)):
         return "queue metrics are not finite numbers"
     if obs.sampled_at is None:
         return "queue metrics have no sample time"
-    age = (ctx.now - obs.sampled_at).total_seconds()
-    if age > ctx.stale_after_seconds:
-        return f"queue metrics are {age:.0f}s old (limit {ctx.stale_after_seconds:.0f}s)"
+    age = (now - obs.sampled_at).total_seconds()
+    if age > stale_after_seconds:
+        return f"queue metrics are {age:.0f}s old (limit {stale_after_seconds:.0f}s)"
     return None
+
+
+def metrics_problem(ctx: VariantContext) -> str | None:
+    """Why the metric signals cannot trust the observation now (worked out once per plan)."""
+    return ctx.problem
 
 
 def slo_active(ctx: VariantContext) -> bool:
