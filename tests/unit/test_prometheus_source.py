@@ -117,7 +117,7 @@ def test_nobody_listening_is_reported():
 def test_latency_p99s_and_the_demand_history_are_read(prometheus):
     FakePrometheus.mode = "good"
     FakePrometheus.looked_back.clear()
-    window = HistoryWindow(period_seconds=86400, span_seconds=930, step_seconds=30)
+    window = HistoryWindow(period_seconds=86700, span_seconds=1530, step_seconds=30)
     source = PrometheusSource(url(prometheus))
     observations = asyncio.run(source.observe_pool("ns", "p", [window]))
     a = observations["ns/p/a"]
@@ -127,7 +127,7 @@ def test_latency_p99s_and_the_demand_history_are_read(prometheus):
         (SAMPLED - 86400 + 30 * k, 2.0 + k) for k in range(3)
     ]  # NaN is no sample
     (query,) = FakePrometheus.looked_back
-    assert query.endswith("[930s:30s] offset 85470s")
+    assert query.endswith("[1530s:30s] offset 85170s")
     assert 'rate(vllm:request_success_total{namespace="ns",pool="p"}[1m])' in query
 
 
@@ -165,12 +165,15 @@ def test_history_windows_cover_each_look_back_with_the_longest_lead():
             },
         }
     )
+    # The last five minutes, and each look-back from five minutes before it to five
+    # minutes after the longest lead time (the forecast averages over five minutes).
     assert history_windows(pool) == [
-        HistoryWindow(86400, 1200, 30),
-        HistoryWindow(604800, 930, 30),
+        HistoryWindow(300, 300, 30),
+        HistoryWindow(86400 + 300, 1200 + 600, 30),
+        HistoryWindow(604800 + 300, 930 + 600, 30),
     ]
     # On a clock running 60 times faster, Prometheus's seconds are a sixtieth.
-    assert history_windows(pool, lambda s: s / 60)[0] == HistoryWindow(1440, 20, 0.5)
+    assert history_windows(pool, lambda s: s / 60)[1] == HistoryWindow(1445, 30, 0.5)
     assert (
         history_windows(
             pool.model_copy(

@@ -322,18 +322,37 @@ def day_ago(hours_rates, now=NOW):
     )
 
 
+def steps(*levels):
+    """A sample every 30 s from 5 minutes before a day ago: (until second, rate) levels."""
+    samples, at = [], -300
+    for until, rate in levels:
+        while at < until:
+            at += 30
+            samples.append((at, rate))
+    return day_ago(samples)
+
+
 def test_forecast_takes_the_most_demand_in_the_lead_time_a_day_ago():
-    history = day_ago([(30, 5.0), (300, 12.0), (600, 20.0), (1200, 40.0)])
+    history = steps((300, 5.0), (900, 20.0), (1500, 40.0))
     expected = expected_demand(history, NOW, [86400], lead_seconds=630, rate_now=None)
-    assert expected.rate == 20.0  # 1200 s is past the lead time
+    assert expected.rate == pytest.approx(20.0)  # 40 req/s came after the lead time
+
+
+def test_forecast_averages_over_five_minutes_so_a_burst_is_not_the_level():
+    history = steps((300, 10.0), (330, 60.0), (900, 10.0))
+    expected = expected_demand(history, NOW, [86400], 600, rate_now=None)
+    assert expected.rate == pytest.approx(15.0)  # one burst sample in ten
 
 
 def test_forecast_scales_down_when_today_runs_below_that_day():
-    history = day_ago([(30, 10.0), (300, 30.0)])
+    history = steps((0, 10.0), (600, 30.0))
     expected = expected_demand(history, NOW, [86400], 600, rate_now=5.0)
-    assert expected.rate == pytest.approx(15.0)
+    assert expected.rate == pytest.approx(15.0)  # 30 then, today at half the level
     # Busier today: the history's level, the slo and queue signals see the rest.
     assert expected_demand(history, NOW, [86400], 600, rate_now=50.0).rate == 30.0
+    # The history's last five minutes stand for now when they are there.
+    recent = tuple(RateSample(NOW - timedelta(seconds=30 * k), 2.5) for k in range(10))
+    assert expected_demand(history + recent, NOW, [86400], 600, 50.0).rate == pytest.approx(7.5)
 
 
 def test_the_largest_look_back_wins_and_an_empty_window_has_no_opinion():
@@ -346,7 +365,7 @@ def test_the_largest_look_back_wins_and_an_empty_window_has_no_opinion():
 
 def test_forecast_signal_provisions_ahead_with_the_capacity():
     spec = variant(forecast={}, requestsPerSecondPerReplica=2.0)
-    history = day_ago([(60, 4.0), (320, 30.0)])  # within startup 300 + refresh 30
+    history = steps((0, 4.0), (300, 4.0), (1200, 30.0))  # 330 s lead: startup + refresh
     result = plan(spec, obs(ready=2, qps=4.0, demand_history=history), slo=None)
     forecast = signal(result.variants[0], "forecast")
     assert forecast.replicas == 15 and "a day ago" in forecast.detail

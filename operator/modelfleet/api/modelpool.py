@@ -94,6 +94,9 @@ class QueueScaling(KubeModel):
 
 DAY_SECONDS = 86400
 WEEK_SECONDS = 7 * DAY_SECONDS
+# The forecast compares request rates averaged over this long (then and now), so that one
+# bursty minute is not provisioned for a whole lead time.
+FORECAST_SMOOTHING_SECONDS = 300
 
 
 def _default_lookbacks() -> list[int]:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from modelfleet.api.modelpool import ModelPool
+from modelfleet.api.modelpool import FORECAST_SMOOTHING_SECONDS, ModelPool
 from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
 
 RATE_WINDOW = "1m"
@@ -33,9 +33,8 @@ class MetricsUnavailable(Exception):
 
 @dataclass(frozen=True)
 class HistoryWindow:
-    """One look-back of the forecast: the request rate from `period` ago over the next
-    `span` (the longest lead time of the variants that look back this far), every `step`.
-    Seconds of Prometheus's clock."""
+    """One stretch of the forecast's history: the request rate from `period` ago over the
+    next `span`, every `step` (seconds of Prometheus's clock)."""
 
     period_seconds: float
     span_seconds: float
@@ -48,16 +47,21 @@ def history_windows(
     """The look-backs the pool's forecasts need; `wall_seconds` turns the operator's
     seconds into Prometheus's (they differ only on a sped-up test clock)."""
     refresh = pool.spec.metrics.refresh_seconds
+    smoothing = FORECAST_SMOOTHING_SECONDS
     spans: dict[int, float] = {}
     for variant in pool.spec.variants:
         lead = variant.forecast_lead_seconds(refresh)
         if variant.forecast is None or lead is None:
             continue
+        # The rates now, to compare with then, and around each look-back up to its lead
+        # time after (the forecast averages rates over the smoothing window on each side).
+        spans[smoothing] = smoothing
         for period in variant.forecast.lookback_seconds:
-            spans[period] = max(spans.get(period, 0.0), lead)
+            span = lead + 2 * smoothing
+            spans[period + smoothing] = max(spans.get(period + smoothing, 0.0), span)
     return [
-        HistoryWindow(wall_seconds(period), wall_seconds(span), wall_seconds(refresh))
-        for period, span in sorted(spans.items())
+        HistoryWindow(wall_seconds(ago), wall_seconds(span), wall_seconds(refresh))
+        for ago, span in sorted(spans.items())
     ]
 
 
@@ -89,14 +93,16 @@ class PoolQueries:
             f"sum by (variant) (rate(vllm:request_success_total{self.selector}"
             f"[{self.rate_window}]))"
         )
-        return {
-            f"{HISTORY}{w.period_seconds:g}": (
-                f"({rate})[{_duration(w.span_seconds)}:{_duration(w.step_seconds)}] "
-                f"offset {_duration(w.period_seconds - w.span_seconds)}"
+        queries = {}
+        for w in self.history:
+            offset = w.period_seconds - w.span_seconds
+            if offset < 0:
+                continue
+            shift = f" offset {_duration(offset)}" if offset >= 1 else ""
+            queries[f"{HISTORY}{w.period_seconds:g}"] = (
+                f"({rate})[{_duration(w.span_seconds)}:{_duration(w.step_seconds)}]{shift}"
             )
-            for w in self.history
-            if w.period_seconds > w.span_seconds
-        }
+        return queries
 
     def all(self) -> dict[str, str]:
         sel, window = self.selector, self.rate_window

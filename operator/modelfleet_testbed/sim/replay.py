@@ -38,7 +38,7 @@ from datetime import timedelta
 from typing import Any
 
 from modelfleet.api.common import rfc3339
-from modelfleet.api.modelpool import ModelPool, ModelPoolStatus
+from modelfleet.api.modelpool import FORECAST_SMOOTHING_SECONDS, ModelPool, ModelPoolStatus
 from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicyStatus
 from modelfleet.observe.histogram import histogram_quantile
@@ -409,6 +409,7 @@ class Replay:
         if cycle == 0:
             return {}  # warm start: the planner sets the fleet up from its spec alone
         sample = self._samples.pop(cycle, None)
+        now = self.settings.start + timedelta(seconds=cycle * self.refresh)
         observations = {}
         for fleet in self.fleets:
             key = variant_key(self.pool.namespace, self.pool.name, fleet.variant.name)
@@ -418,8 +419,8 @@ class Replay:
                 continue
             s, running, waiting, qps, ttft, e2e, queued = sample[fleet.index]
             at = self.settings.start + timedelta(seconds=s)
-            history = self._history(fleet, at)
             fleet.rates.append(RateSample(at, qps))
+            history = self._history(fleet, now)
             observations[key] = VariantObservation(
                 ready_replicas=ready,
                 running=running,
@@ -442,10 +443,15 @@ class Replay:
         lead = fleet.variant.forecast_lead_seconds(self.refresh)
         assert lead is not None
         rates = fleet.rates
+        smoothing = timedelta(seconds=FORECAST_SMOOTHING_SECONDS)
         samples: list[RateSample] = []
-        for period in sorted(forecast.lookback_seconds, reverse=True):
-            start = now - timedelta(seconds=period)
-            end = start + timedelta(seconds=lead)
+        # The stretches history_windows asks Prometheus for: around each look-back up to its
+        # lead time after, and the last few minutes.
+        stretches = [
+            (now - timedelta(seconds=p) - smoothing, now - timedelta(seconds=p - lead) + smoothing)
+            for p in sorted(forecast.lookback_seconds, reverse=True)
+        ] + [(now - smoothing, now)]
+        for start, end in stretches:
             first = bisect_right(rates, start, key=_at)
             last = bisect_right(rates, end, key=_at)
             samples.extend(rates[first:last])

@@ -2,15 +2,17 @@
 
 For each look-back period P (a day, a week) the history holds the variant's request rate
 from P ago up to P minus the lead time ago: what came next, last time. The forecast for the
-period is the highest rate in that window, scaled down when today runs below that day at
-this hour (a Saturday after a Friday, a holiday): rate now / rate P ago, never above 1, so a
+period is the highest rate in that window (rates averaged over five minutes, so that a
+minute's burst is not provisioned for the whole lead time), scaled down when today runs
+below that day at this hour (a Saturday after a Friday, a holiday): rate now / rate P ago, never above 1, so a
 quiet day is not provisioned like a busy one and a busier one is left to the slo and queue
 signals. The largest forecast over the periods wins (a Monday remembers last Monday, not
 Sunday). A period with no samples in its window has no opinion; so does a variant with
 no history at all.
 
 The operator reads the history from Prometheus (the rate a period ago, by `offset`
-subqueries); the simulator passes its own recorded series. Both come here as samples.
+subqueries, and the last five minutes); the simulator passes its own recorded series. Both
+come here as samples.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from modelfleet.api.modelpool import FORECAST_SMOOTHING_SECONDS
 from modelfleet.observe.observation import RateSample
 
 
@@ -52,13 +55,15 @@ def _ago(seconds: int) -> str:
     return f"{seconds / 3600:g} h ago"
 
 
-def window(
-    history: Sequence[RateSample], now: datetime, period_seconds: int, lead_seconds: float
-) -> list[RateSample]:
-    """The samples from `period` ago (exclusive) up to `period - lead` ago (inclusive)."""
-    start = now - timedelta(seconds=period_seconds)
-    end = start + timedelta(seconds=lead_seconds)
-    return [s for s in history if start < s.at <= end]
+def _mean(rates: Sequence[float]) -> float | None:
+    return sum(rates) / len(rates) if rates else None
+
+
+def smoothed(history: Sequence[RateSample], end: datetime) -> float | None:
+    """The mean request rate of the samples in the FORECAST_SMOOTHING_SECONDS up to `end`
+    (the rate now, and the rate at this time a look-back ago)."""
+    start = end - timedelta(seconds=FORECAST_SMOOTHING_SECONDS)
+    return _mean([s.rate for s in history if start < s.at <= end])
 
 
 def expected_demand(
@@ -68,17 +73,35 @@ def expected_demand(
     lead_seconds: float,
     rate_now: float | None,
 ) -> Expected | None:
-    """The largest demand any look-back period expects over the lead time, or None."""
+    """The largest demand any look-back period expects over the lead time, or None.
+
+    Rates are averaged over FORECAST_SMOOTHING_SECONDS, so a burst of a minute a day ago
+    is not provisioned for all day; `rate_now` stands in when the history holds nothing
+    recent."""
+    smoothing = timedelta(seconds=FORECAST_SMOOTHING_SECONDS)
+    recent = smoothed(history, now)
+    if recent is None:
+        recent = rate_now
     best = None
     for period in periods:
-        samples = window(history, now, period, lead_seconds)
-        if not samples:
+        start = now - timedelta(seconds=period)
+        end = start + timedelta(seconds=lead_seconds)
+        samples = [s for s in history if start - smoothing < s.at <= end + smoothing]
+        ahead = [s for s in samples if start < s.at <= end]
+        if not ahead:
             continue
-        seen = max(s.rate for s in samples)
-        then = samples[0].rate
+        # Each moment of the lead time by the rate of the minutes that follow it, so that a
+        # step up at the end of the lead time counts in full.
+        seen = max(
+            _mean([o.rate for o in samples if s.at <= o.at < s.at + smoothing]) or 0.0
+            for s in ahead
+        )
+        then = smoothed(samples, start)
+        if then is None:
+            then = ahead[0].rate
         scale = 1.0
-        if rate_now is not None and then > 0 and rate_now < then:
-            scale = rate_now / then
+        if recent is not None and then > 0 and recent < then:
+            scale = recent / then
         candidate = Expected(seen * scale, period, seen, then, scale)
         if best is None or candidate.rate > best.rate:
             best = candidate
