@@ -174,11 +174,8 @@ def test_history_windows_cover_each_look_back_with_the_longest_lead():
     ]
     # On a clock running 60 times faster, Prometheus's seconds are a sixtieth.
     assert history_windows(pool, lambda s: s / 60)[1] == HistoryWindow(1445, 30, 0.5)
-    assert (
-        history_windows(
-            pool.model_copy(
-                update={"spec": pool.spec.model_copy(update={"variants": pool.spec.variants[2:]})}
-            )
-        )
-        == []
-    )
+    # Without a forecast, the last five minutes alone (the slo signal's demand).
+    no_forecast = pool.spec.model_copy(update={"variants": pool.spec.variants[2:]})
+    assert history_windows(pool.model_copy(update={"spec": no_forecast})) == [
+        HistoryWindow(300, 300, 30)
+    ]

@@ -94,9 +94,9 @@ class QueueScaling(KubeModel):
 
 DAY_SECONDS = 86400
 WEEK_SECONDS = 7 * DAY_SECONDS
-# The forecast compares request rates averaged over this long (then and now), so that one
-# bursty minute is not provisioned for a whole lead time.
-FORECAST_SMOOTHING_SECONDS = 300
+# Request rates are averaged over this long for the slo signal's demand and the forecast's
+# comparisons, so that one bursty minute is not provisioned for a whole window.
+DEMAND_SMOOTHING_SECONDS = 300
 
 
 def _default_lookbacks() -> list[int]:
@@ -320,6 +320,7 @@ class CapacityPoint(KubeModel):
         "(1 = at the SLO), averaged over the cycles that ran at this load."
     )
     at: Time = Field(description="When the variant last ran at this load.")
+    samples: int = Field(default=1, ge=1, description="How many planning cycles the average holds.")
 
 
 class CapacityStatus(KubeModel):

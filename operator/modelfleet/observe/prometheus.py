@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from modelfleet.api.modelpool import FORECAST_SMOOTHING_SECONDS, ModelPool
+from modelfleet.api.modelpool import DEMAND_SMOOTHING_SECONDS, ModelPool
 from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
 
 RATE_WINDOW = "1m"
@@ -47,15 +47,15 @@ def history_windows(
     """The look-backs the pool's forecasts need; `wall_seconds` turns the operator's
     seconds into Prometheus's (they differ only on a sped-up test clock)."""
     refresh = pool.spec.metrics.refresh_seconds
-    smoothing = FORECAST_SMOOTHING_SECONDS
-    spans: dict[int, float] = {}
+    smoothing = DEMAND_SMOOTHING_SECONDS
+    # The last minutes' rates: the slo signal's demand, and the forecast's "now".
+    spans: dict[int, float] = {smoothing: smoothing}
     for variant in pool.spec.variants:
         lead = variant.forecast_lead_seconds(refresh)
         if variant.forecast is None or lead is None:
             continue
-        # The rates now, to compare with then, and around each look-back up to its lead
-        # time after (the forecast averages rates over the smoothing window on each side).
-        spans[smoothing] = smoothing
+        # Around each look-back up to its lead time after (the forecast averages rates
+        # over the smoothing window on each side).
         for period in variant.forecast.lookback_seconds:
             span = lead + 2 * smoothing
             spans[period + smoothing] = max(spans.get(period + smoothing, 0.0), span)

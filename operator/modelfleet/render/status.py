@@ -125,7 +125,7 @@ def capacity_status(capacity: Capacity | None) -> dict[str, Any] | None:
         "basis": capacity.basis,
         "detail": capacity.detail,
         "points": [
-            {"requests_per_second": p.rps, "slo_ratio": p.ratio, "at": p.at}
+            {"requests_per_second": p.rps, "slo_ratio": p.ratio, "at": p.at, "samples": p.samples}
             for p in capacity.points
         ],
     }
@@ -138,7 +138,10 @@ def capacity_from_status(status: CapacityStatus | None) -> Capacity | None:
         status.requests_per_second_per_replica,
         status.basis,
         status.detail,
-        tuple(CapacityPoint(p.requests_per_second, p.slo_ratio, p.at) for p in status.points),
+        tuple(
+            CapacityPoint(p.requests_per_second, p.slo_ratio, p.at, p.samples)
+            for p in status.points
+        ),
     )
 
 

@@ -63,7 +63,7 @@ class FinishedRequest(NamedTuple):
 Event = FirstToken | FinishedRequest
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Sequence:
     request_id: Hashable
     prompt_tokens: int

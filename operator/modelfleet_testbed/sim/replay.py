@@ -38,7 +38,7 @@ from datetime import timedelta
 from typing import Any
 
 from modelfleet.api.common import rfc3339
-from modelfleet.api.modelpool import FORECAST_SMOOTHING_SECONDS, ModelPool, ModelPoolStatus
+from modelfleet.api.modelpool import DEMAND_SMOOTHING_SECONDS, ModelPool, ModelPoolStatus
 from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicyStatus
 from modelfleet.observe.histogram import histogram_quantile
@@ -208,7 +208,7 @@ class Replay:
         result.degraded[i] = degraded
         result.variant_of[i] = index
         fleet = self.fleets[index]
-        if self.prompt[i] + self.output[i] > fleet.config.token_limit:
+        if self.prompt[i] + self.output[i] > fleet.token_limit:
             result.status[i] = TOO_LONG
             return None
         return fleet
@@ -435,22 +435,25 @@ class Replay:
         return observations
 
     def _history(self, fleet: VariantReplicas, now) -> tuple[RateSample, ...]:
-        """The request rate this replay recorded in the forecast's look-back windows, as
-        the operator's `offset` queries read it from Prometheus."""
-        forecast = fleet.variant.forecast
-        if forecast is None or not fleet.rates:
-            return ()
-        lead = fleet.variant.forecast_lead_seconds(self.refresh)
-        assert lead is not None
+        """The request rate this replay recorded in the last minutes and the forecast's
+        look-back windows, as the operator's subqueries read it from Prometheus."""
         rates = fleet.rates
-        smoothing = timedelta(seconds=FORECAST_SMOOTHING_SECONDS)
-        samples: list[RateSample] = []
+        smoothing = timedelta(seconds=DEMAND_SMOOTHING_SECONDS)
         # The stretches history_windows asks Prometheus for: around each look-back up to its
-        # lead time after, and the last few minutes.
-        stretches = [
-            (now - timedelta(seconds=p) - smoothing, now - timedelta(seconds=p - lead) + smoothing)
-            for p in sorted(forecast.lookback_seconds, reverse=True)
-        ] + [(now - smoothing, now)]
+        # lead time after (with a forecast), and the last few minutes.
+        stretches = []
+        forecast = fleet.variant.forecast
+        lead = fleet.variant.forecast_lead_seconds(self.refresh)
+        if forecast is not None and lead is not None:
+            stretches = [
+                (
+                    now - timedelta(seconds=p) - smoothing,
+                    now - timedelta(seconds=p - lead) + smoothing,
+                )
+                for p in sorted(forecast.lookback_seconds, reverse=True)
+            ]
+        stretches.append((now - smoothing, now))
+        samples: list[RateSample] = []
         for start, end in stretches:
             first = bisect_right(rates, start, key=_at)
             last = bisect_right(rates, end, key=_at)

@@ -116,6 +116,7 @@ class VariantReplicas:
         self.index = index
         self.variant = variant
         self.config = config
+        self.token_limit = config.token_limit  # read for every request
         self.starting: list[SimReplica] = []
         self.routable: list[SimReplica] = []  # ready and not draining: the Service endpoints
         self.busy: dict[int, SimReplica] = {}  # may hold requests: advance these to read them

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from modelfleet.api.modelpool import FORECAST_SMOOTHING_SECONDS
+from modelfleet.api.modelpool import DEMAND_SMOOTHING_SECONDS
 from modelfleet.observe.observation import RateSample
 
 
@@ -60,9 +60,9 @@ def _mean(rates: Sequence[float]) -> float | None:
 
 
 def smoothed(history: Sequence[RateSample], end: datetime) -> float | None:
-    """The mean request rate of the samples in the FORECAST_SMOOTHING_SECONDS up to `end`
+    """The mean request rate of the samples in the DEMAND_SMOOTHING_SECONDS up to `end`
     (the rate now, and the rate at this time a look-back ago)."""
-    start = end - timedelta(seconds=FORECAST_SMOOTHING_SECONDS)
+    start = end - timedelta(seconds=DEMAND_SMOOTHING_SECONDS)
     return _mean([s.rate for s in history if start < s.at <= end])
 
 
@@ -75,10 +75,10 @@ def expected_demand(
 ) -> Expected | None:
     """The largest demand any look-back period expects over the lead time, or None.
 
-    Rates are averaged over FORECAST_SMOOTHING_SECONDS, so a burst of a minute a day ago
+    Rates are averaged over DEMAND_SMOOTHING_SECONDS, so a burst of a minute a day ago
     is not provisioned for all day; `rate_now` stands in when the history holds nothing
     recent."""
-    smoothing = timedelta(seconds=FORECAST_SMOOTHING_SECONDS)
+    smoothing = timedelta(seconds=DEMAND_SMOOTHING_SECONDS)
     recent = smoothed(history, now)
     if recent is None:
         recent = rate_now

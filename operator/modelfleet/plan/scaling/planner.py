@@ -15,6 +15,7 @@ from modelfleet.plan.scaling.signals import (
     SIGNALS,
     VariantContext,
     active_schedules,
+    demand_rate,
     metrics_problem,
     observation_problem,
     uses_metrics,
@@ -140,12 +141,14 @@ def _context(
         # The learned capacity is the slo signal's memory; it learns only from fresh metrics.
         fresh = problem is None
         reading = slo_reading(slo, observation) if fresh else None
+        rate = demand_rate(observation, now) if fresh and observation is not None else None
         capacity = learn_capacity(
             variant,
             reading,
             observation if fresh else None,
             previous.capacity if previous else None,
             now,
+            rate[0] if rate else None,
         )
     return VariantContext(
         variant=variant,

@@ -15,7 +15,7 @@ from modelfleet.api.cron import last_firing_at_or_before, next_firing_after, par
 from modelfleet.api.modelpool import Schedule, Variant
 from modelfleet.api.reservation import Reservation
 from modelfleet.observe.observation import VariantObservation
-from modelfleet.plan.scaling.forecast import expected_demand
+from modelfleet.plan.scaling.forecast import expected_demand, smoothed
 from modelfleet.plan.scaling.slo import SloReading, capacity_of
 from modelfleet.plan.scaling.types import Capacity, PreviousVariant, SignalResult, SloTarget
 
@@ -158,6 +158,18 @@ def hold_signal(ctx: VariantContext) -> SignalResult | None:
     return SignalResult("hold", ready, f"{problem}; holding {ready} replicas")
 
 
+def demand_rate(obs: VariantObservation, now: datetime) -> tuple[float, bool] | None:
+    """The request rate the slo signal sizes for, and whether it is the five-minute mean
+    (from the recent history, when the observation has it) rather than the last minute's:
+    a bursty minute is absorbed by the headroom, not provisioned for ten minutes by the
+    scale-down window."""
+    recent = smoothed(obs.demand_history, now)
+    if recent is not None and math.isfinite(recent):
+        return recent, True
+    qps = _finite(obs.qps)
+    return None if qps is None else (qps, False)
+
+
 def slo_signal(ctx: VariantContext) -> SignalResult | None:
     """Replicas for the demand at what one replica carries within the SLOs; more at once
     while the p99 misses, and no fewer than ready unless it is inside the headroom."""
@@ -165,9 +177,10 @@ def slo_signal(ctx: VariantContext) -> SignalResult | None:
         return None
     obs = ctx.observation
     assert obs is not None and ctx.slo is not None
-    qps = _finite(obs.qps)
-    if qps is None:
+    rate = demand_rate(obs, ctx.now)
+    if rate is None:
         return None
+    qps, smoothed = rate
     waiting = obs.waiting or 0.0
     demand = qps + waiting / DRAIN_SECONDS
     capacity = ctx.capacity
@@ -177,9 +190,10 @@ def slo_signal(ctx: VariantContext) -> SignalResult | None:
     if per_replica:
         replicas = math.ceil(demand / per_replica - 1e-9)
         backlog = f" + {waiting:g} waiting over {DRAIN_SECONDS} s" if waiting else ""
+        served = "served, 5-minute mean" if smoothed else "served"
         why = (
-            f"{demand:.3g} req/s ({qps:.3g} served{backlog}) / {per_replica:.3g} per replica "
-            f"({capacity.basis}) = {replicas}"
+            f"{demand:.3g} req/s ({qps:.3g} {served}{backlog}) / {per_replica:.3g} per "
+            f"replica ({capacity.basis}) = {replicas}"
         )
     reading, ready = ctx.reading, obs.ready_replicas or 0
     headroom = ctx.variant.slo.headroom

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from modelfleet.api.modelpool import Variant
@@ -31,7 +31,8 @@ from modelfleet.observe.observation import VariantObservation
 from modelfleet.plan.scaling.types import Capacity, CapacityPoint, SloTarget
 
 BAND = 1.1  # width of a load band: loads within 10% count as one
-BAND_WEIGHT = 0.3  # weight of a new cycle in its band's average
+BAND_SAMPLES = 20  # a band averages its last this many cycles
+CAPACITY_STEP = 0.2  # the capacity moves this share of the way to what the bands say
 BAND_MEMORY = timedelta(days=1)  # a band not run at for this long is forgotten
 MAX_BANDS = 16
 # Explore one band up only while the top band is this far inside the headroom.
@@ -132,39 +133,57 @@ def remember_load(
         if point.at >= horizon:
             kept[_band(point.rps)] = point
     before = kept.pop(band, None)
-    averaged = ratio if before is None else (1 - BAND_WEIGHT) * before.ratio + BAND_WEIGHT * ratio
-    current = CapacityPoint(_middle(band), averaged, now)
+    if before is None:
+        current = CapacityPoint(_middle(band), ratio, now, 1)
+    else:
+        # A running mean of the band's last BAND_SAMPLES cycles.
+        samples = min(before.samples + 1, BAND_SAMPLES)
+        averaged = before.ratio + (ratio - before.ratio) / samples
+        current = CapacityPoint(_middle(band), averaged, now, samples)
     # Past MAX_BANDS the lowest loads go first: what matters is near the capacity.
     highest = sorted(kept.values(), key=lambda p: p.rps, reverse=True)[: MAX_BANDS - 1]
     return tuple(sorted([*highest, current], key=lambda p: p.rps))
 
 
+def latency_curve(points: Sequence[CapacityPoint]) -> list[float]:
+    """The bands' p99/SLO made non-decreasing in load (least squares, weighted by how many
+    cycles each band averages: pool-adjacent-violators), so one noisy band neither hides
+    a limit nor invents one."""
+    blocks: list[list[float]] = []  # [weighted sum, weight, bands]
+    for point in points:
+        blocks.append([point.ratio * point.samples, float(point.samples), 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, weight, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += weight
+            blocks[-1][2] += count
+    curve: list[float] = []
+    for total, weight, count in blocks:
+        curve.extend([total / weight] * int(count))
+    return curve
+
+
 def capacity_from_points(
     points: Sequence[CapacityPoint], headroom: float, fallback: float | None
 ) -> Capacity:
-    """The capacity the bands support (see the module doc)."""
+    """The capacity the bands support (see the module doc), before smoothing."""
     if not points:
         return _fallback(fallback, (), "no load with enough requests seen yet")
-    # The latency the variant has at its best, whatever the load, is not load; what load
-    # adds on top of it is, so a band breaks past the headroom or past that floor plus a
-    # margin.
-    lowest = min(points, key=lambda p: p.ratio)
-    limit = max(headroom, lowest.ratio * FLOOR_MARGIN)
-    first = next(i for i, p in enumerate(points) if p.ratio <= limit)
-    top = first
-    for index in range(first + 1, len(points)):
-        if points[index].ratio > limit:
-            break
-        top = index
-    best = points[top]
+    curve = latency_curve(points)
+    # The latency the variant has at its lightest loads is not load; what load adds on top
+    # of it is, so the limit is the headroom, or that floor plus a margin.
+    floor_ratio = curve[0]
+    limit = max(headroom, floor_ratio * FLOOR_MARGIN)
+    top = max(i for i, ratio in enumerate(curve) if ratio <= limit) if curve[0] <= limit else 0
+    best, fitted = points[top], curve[top]
     above = points[top + 1] if top + 1 < len(points) else None  # it broke the limit
     floor = ""
-    if lowest.ratio > headroom:
+    if floor_ratio > headroom:
         floor = (
-            f"; p99/SLO {lowest.ratio:.2f} at best (at {lowest.rps:.3g} req/s per replica), "
-            f"over the {headroom:g} headroom: load may add up to x{FLOOR_MARGIN:g} on that"
+            f"; p99/SLO {floor_ratio:.2f} even at the lightest loads, over the {headroom:g} "
+            f"headroom: load may add x{FLOOR_MARGIN:g} to that"
         )
-    if best.ratio <= max(headroom * EXPLORE_BELOW, lowest.ratio * FLAT):
+    if fitted <= max(headroom * EXPLORE_BELOW, floor_ratio * FLAT):
         if above is None and fallback is not None and fallback > best.rps * BAND:
             return Capacity(
                 fallback,
@@ -179,15 +198,15 @@ def capacity_from_points(
             return Capacity(
                 explore,
                 "exploring",
-                f"p99/SLO {best.ratio:.2f} at {best.rps:.3g} req/s per replica, load has not "
+                f"p99/SLO {fitted:.2f} up to {best.rps:.3g} req/s per replica, load has not "
                 f"raised the latency yet: trying {explore:.3g}{floor}",
                 tuple(points),
             )
-    broke = f"; {above.rps:.3g} req/s broke it ({above.ratio:.2f})" if above else ""
+    broke = f"; {above.rps:.3g} broke it ({curve[top + 1]:.2f})" if above else ""
     return Capacity(
         best.rps,
         "floor" if floor else "learned",
-        f"p99/SLO {best.ratio:.2f} within {limit:.2f} at {best.rps:.3g} req/s per "
+        f"p99/SLO {fitted:.2f} (limit {limit:.2f}) up to {best.rps:.3g} req/s per "
         f"replica{broke}{floor}",
         tuple(points),
     )
@@ -205,18 +224,33 @@ def learn_capacity(
     observation: VariantObservation | None,
     previous: Capacity | None,
     now: datetime,
+    rate: float | None = None,
 ) -> Capacity:
-    """This cycle's capacity: the previous bands, with this cycle's load added when it
-    says something (fresh metrics, ready replicas, enough requests)."""
+    """This cycle's capacity: the previous bands, with this cycle's load (`rate`, the
+    request rate the slo signal sizes for, per ready replica) added when it says
+    something (fresh metrics, ready replicas, enough requests); the number the signals
+    divide by moves a fifth of the way to what the bands say each cycle, so that it does
+    not jump with every noisy minute."""
     points = previous.points if previous else ()
     ready = observation.ready_replicas if observation else None
-    if reading is not None and ready and observation is not None and observation.qps:
-        points = remember_load(points, observation.qps / ready, reading.ratio, now)
+    if reading is not None and ready and rate:
+        points = remember_load(points, rate / ready, reading.ratio, now)
     elif points:
         points = tuple(p for p in points if p.at >= now - BAND_MEMORY)
-    return capacity_from_points(
+    target = capacity_from_points(
         points, variant.slo.headroom, variant.requests_per_second_per_replica
     )
+    learning = ("learned", "exploring", "floor")
+    if (
+        previous is None
+        or previous.per_replica is None
+        or previous.basis not in learning
+        or target.basis not in learning
+    ):
+        return target  # the spec's number, or the first that was learned: as it is
+    before = previous.per_replica
+    smoothed = before + CAPACITY_STEP * (target.per_replica - before)
+    return replace(target, per_replica=smoothed)
 
 
 def capacity_of(variant: Variant, capacity: Capacity | None) -> Capacity:

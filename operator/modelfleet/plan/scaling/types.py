@@ -38,6 +38,7 @@ class CapacityPoint:
     rps: float  # requests/s per ready replica: the middle of a band 10% wide
     ratio: float  # averaged over the cycles that ran in this band
     at: datetime  # the last of them
+    samples: int = 1  # how many cycles the average holds (at most slo.BAND_SAMPLES)
 
 
 @dataclass(frozen=True)
