@@ -15,8 +15,8 @@ from modelfleet.plan.scaling.signals import (
     SIGNALS,
     VariantContext,
     active_schedules,
-    demand_rate,
     metrics_problem,
+    minute_load,
     observation_problem,
     uses_metrics,
 )
@@ -141,14 +141,13 @@ def _context(
         # The learned capacity is the slo signal's memory; it learns only from fresh metrics.
         fresh = problem is None
         reading = slo_reading(slo, observation) if fresh else None
-        rate = demand_rate(observation, now) if fresh and observation is not None else None
         capacity = learn_capacity(
             variant,
             reading,
             observation if fresh else None,
             previous.capacity if previous else None,
             now,
-            rate[0] if rate else None,
+            minute_load(observation) if fresh else None,
         )
     return VariantContext(
         variant=variant,

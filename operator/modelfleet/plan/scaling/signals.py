@@ -170,6 +170,16 @@ def demand_rate(obs: VariantObservation, now: datetime) -> tuple[float, bool] | 
     return None if qps is None else (qps, False)
 
 
+def minute_load(obs: VariantObservation | None) -> float | None:
+    """The demand of the last minute, served and waiting, as the capacity learns it: the
+    p99 of a minute belongs to that minute's load (a five-minute mean would still be low
+    while a sudden step has the queue and the latency climbing)."""
+    qps = _finite(obs.qps) if obs is not None else None
+    if qps is None:
+        return None
+    return qps + (obs.waiting or 0.0) / DRAIN_SECONDS
+
+
 def slo_signal(ctx: VariantContext) -> SignalResult | None:
     """Replicas for the demand at what one replica carries within the SLOs; more at once
     while the p99 misses, and no fewer than ready unless it is inside the headroom."""

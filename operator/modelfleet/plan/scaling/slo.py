@@ -226,8 +226,8 @@ def learn_capacity(
     now: datetime,
     rate: float | None = None,
 ) -> Capacity:
-    """This cycle's capacity: the previous bands, with this cycle's load (`rate`, the
-    request rate the slo signal sizes for, per ready replica) added when it says
+    """This cycle's capacity: the previous bands, with this cycle's load (`rate`: the last
+    minute's requests served and waiting, per ready replica) added when it says
     something (fresh metrics, ready replicas, enough requests); the number the signals
     divide by moves a fifth of the way to what the bands say each cycle, so that it does
     not jump with every noisy minute."""
