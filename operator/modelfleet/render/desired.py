@@ -139,11 +139,10 @@ def _pool(
     plan = plan_pool(pool, reservations, inputs.observations, now, previous, slos)
     out.plans[key] = plan
     ref = ObjectRef.of(pool)
-    for variant_plan in plan.variants:
-        variant = pool.spec.variant(variant_plan.name)
-        assert variant is not None
-        out.workloads.append(render_service(pool, variant))
-        out.workloads.append(render_deployment(pool, variant, variant_plan.desired_replicas))
+    for variant_plan, variant in zip(plan.variants, pool.spec.variants, strict=True):
+        if inputs.render_workloads:
+            out.workloads.append(render_service(pool, variant))
+            out.workloads.append(render_deployment(pool, variant, variant_plan.desired_replicas))
         out.events.extend(_scale_events(ref, inputs, pool, variant_plan, previous))
     status = pool_status(
         plan,
@@ -166,7 +165,7 @@ def _pool(
         )
         out.set_status(reservation_ref, granted)
         out.events.extend(_condition_events(reservation_ref, before, granted.conditions))
-    if previous is not None and now > previous.at:
+    if previous is not None and now > previous.at and inputs.render_workloads:
         out.costs[key] = _costs(inputs, pool, reservations, plan, previous)
 
 
@@ -232,7 +231,9 @@ def _policy(out: Desired, inputs: FleetInputs, policy: RoutingPolicy, pool: Mode
     if errors:
         _refuse(out, ref, generation, before, "InvalidSpec", errors, inputs.now)
         return
-    table = plan_routing(policy, pool, inputs.observations, previous_weights(policy))
+    table = plan_routing(
+        policy, pool, inputs.observations, previous_weights(policy), references_checked=True
+    )
     out.tables[key] = table
     if inputs.gateway is None:
         # No gateway to publish: the planned routes alone, so that the next cycle's latency

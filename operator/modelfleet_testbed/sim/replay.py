@@ -156,6 +156,7 @@ class Replay:
         self._planned = False
         self._samples: dict[int, list[tuple[float, float, float, float]]] = {}
         self._dispatch: list[Dispatch | None] = []
+        self._routes: tuple | None = None  # the routes self._dispatch was made from
 
     # -- the loop ------------------------------------------------------------------
 
@@ -476,6 +477,7 @@ class Replay:
                 reservations=self.reservations,
                 policies=[self.policy],
                 observations=observations,
+                render_workloads=False,  # the replay runs its own replicas and bills itself
             )
         )
         plan = result.plans[(self.pool.namespace, self.pool.name)]
@@ -499,9 +501,11 @@ class Replay:
                     )
                 )
         table = result.tables[(self.policy.namespace, self.policy.name)]
-        self._dispatch = dispatch_table(
-            table, self.workload.classes, self.variant_index, self.route_index
-        )
+        if table.routes != self._routes:  # mostly the same table as the cycle before
+            self._routes = table.routes
+            self._dispatch = dispatch_table(
+                table, self.workload.classes, self.variant_index, self.route_index
+            )
         self._record(cycle, t, result, plan, observations)
         if self.progress is not None:
             self.progress(t)
@@ -525,7 +529,9 @@ class Replay:
             update={"status": ModelPoolStatus.model_validate_json(wire)}
         )
         routes = result.status_of(self.policy.kind, self.policy.namespace, self.policy.name)
-        if routes is not None:
+        known = self.policy.status
+        if routes is not None and (known is None or routes.routes != known.routes):
+            # (The API server keeps a status patched with what it holds as it is.)
             wire = routes.model_dump_json(by_alias=True, exclude_unset=True)
             self.policy = self.policy.model_copy(
                 update={"status": RoutingPolicyStatus.model_validate_json(wire)}

@@ -80,12 +80,16 @@ def plan_routing(
     pool: ModelPool,
     observations: Observations,
     previous: Mapping[str, Mapping[str, int]] | None = None,
+    references_checked: bool = False,
 ) -> RoutingTable:
     """The gateway's routing table for `policy` over `pool`, given what is observed now;
-    `previous`: last cycle's weights per route (previous_weights), for the latency shift."""
-    errors = check_references(Resources(pools=[pool], policies=[policy]))
-    if errors:
-        raise InvalidInput(errors)
+    `previous`: last cycle's weights per route (previous_weights), for the latency shift.
+    Raises InvalidInput when the policy names what the pool lacks (unless the caller
+    checked that already)."""
+    if not references_checked:
+        errors = check_references(Resources(pools=[pool], policies=[policy]))
+        if errors:
+            raise InvalidInput(errors)
     fleet = _PoolView(pool, observations)
     tripped = [rule for rule in policy.spec.degrade if _is_tripped(rule, fleet)]
     taken = {route.name for route in policy.spec.routes}
