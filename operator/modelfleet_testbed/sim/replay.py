@@ -483,7 +483,9 @@ class Replay:
         plan = result.plans[(self.pool.namespace, self.pool.name)]
         planned_before = self._planned
         self._planned = True
-        self._remember(result)
+        table = result.tables[(self.policy.namespace, self.policy.name)]
+        routes_changed = table.routes != self._routes  # mostly the same as the cycle before
+        self._remember(result, routes_changed)
         for variant_plan, fleet in zip(plan.variants, self.fleets, strict=True):
             was = fleet.current
             self._scale(fleet, variant_plan.desired_replicas, t, warm=cycle == 0)
@@ -500,8 +502,7 @@ class Replay:
                         t + fleet.variant.startup_seconds if up else None,
                     )
                 )
-        table = result.tables[(self.policy.namespace, self.policy.name)]
-        if table.routes != self._routes:  # mostly the same table as the cycle before
+        if routes_changed:
             self._routes = table.routes
             self._dispatch = dispatch_table(
                 table, self.workload.classes, self.variant_index, self.route_index
@@ -518,7 +519,7 @@ class Replay:
         if at >= 0 and cycle * self.refresh < self.settings.duration:
             self._push(at, _SCRAPE, cycle)
 
-    def _remember(self, result: Desired) -> None:
+    def _remember(self, result: Desired, routes_changed: bool) -> None:
         """The pool's and the policy's status go out as JSON and come back parsed, as the
         operator's do through the API server: the next cycle plans from what was read back
         (the previous plan, the learned capacity, the routes' latency shifts)."""
@@ -529,9 +530,8 @@ class Replay:
             update={"status": ModelPoolStatus.model_validate_json(wire)}
         )
         routes = result.status_of(self.policy.kind, self.policy.namespace, self.policy.name)
-        known = self.policy.status
-        if routes is not None and (known is None or routes.routes != known.routes):
-            # (The API server keeps a status patched with what it holds as it is.)
+        if routes is not None and routes_changed:
+            # (Unchanged routes: the API server keeps the status it holds as it is.)
             wire = routes.model_dump_json(by_alias=True, exclude_unset=True)
             self.policy = self.policy.model_copy(
                 update={"status": RoutingPolicyStatus.model_validate_json(wire)}

@@ -60,10 +60,16 @@ def _mean(rates: Sequence[float]) -> float | None:
 
 
 def smoothed(history: Sequence[RateSample], end: datetime) -> float | None:
-    """The mean request rate of the samples in the DEMAND_SMOOTHING_SECONDS up to `end`
-    (the rate now, and the rate at this time a look-back ago)."""
+    """The mean request rate of the samples (oldest first) in the DEMAND_SMOOTHING_SECONDS
+    up to `end` (the rate now, and the rate at this time a look-back ago)."""
     start = end - timedelta(seconds=DEMAND_SMOOTHING_SECONDS)
-    return _mean([s.rate for s in history if start < s.at <= end])
+    rates = []
+    for sample in reversed(history):
+        if sample.at <= start:
+            break
+        if sample.at <= end:
+            rates.append(sample.rate)
+    return _mean(rates)
 
 
 def expected_demand(
