@@ -367,8 +367,9 @@ def test_forecast_scales_down_when_today_runs_below_that_day():
 
 
 def test_the_largest_look_back_wins_and_an_empty_window_has_no_opinion():
-    week = tuple(RateSample(NOW - timedelta(days=7, seconds=-60), 50.0) for _ in range(1))
-    history = week + day_ago([(60, 5.0)])
+    # Replicas asked for now are ready at the end of the lead time: its last five minutes.
+    week = (RateSample(NOW - timedelta(days=7, seconds=-400), 50.0),)
+    history = week + day_ago([(400, 5.0)])
     assert expected_demand(history, NOW, [86400, 604800], 600, None).period_seconds == 604800
     assert expected_demand((), NOW, [86400], 600, None) is None
     assert expected_demand(day_ago([(5000, 9.0)]), NOW, [86400], 600, None) is None

@@ -173,7 +173,9 @@ class BatchEngine:
     def submit(
         self, request_id: Hashable, prompt_tokens: int, output_tokens: int, at: float
     ) -> None:
-        """Queue a request that arrived at ``at`` (not before the last ``advance_to``)."""
+        """Queue a request that arrived at ``at`` (not before the last ``advance_to``).
+        The engine need not have been advanced to ``at``: steps before it run without the
+        request, and it joins the first step that starts after it (in arrival order)."""
         if request_id in self._ids:
             raise ValueError(f"request {request_id!r} is already in the engine")
         if prompt_tokens < 1 or output_tokens < 1:
@@ -249,18 +251,27 @@ class BatchEngine:
     # -- scheduling ----------------------------------------------------------------
 
     def _head_admissible(self) -> bool:
-        if not self._waiting or self.num_running >= self.max_num_seqs:
+        """Whether the first waiting request can join the next step: it has arrived by the
+        clock, and there are a sequence slot and KV cache for it."""
+        if not self._waiting or len(self._prefilling) + len(self._decoding) >= self.max_num_seqs:
             return False
         head = self._waiting[0]
+        if head.arrived_at > self._clock:
+            return False
         return self._kv_reserved + head.reserved_tokens <= self.profile.kv_cache_tokens
 
     def _plan(self, until: float | None) -> _StepPlan | None:
         """The step under way, or the next step or decode-only stretch from the clock;
-        a stretch ends by ``until`` if it can (always one step at least)."""
+        a stretch ends by ``until`` if it can (always one step at least), and by the
+        arrival of a request submitted ahead of the clock, which joins the step after."""
         if self._current is not None:
             return self._current
         batch_is_steady = not (self._prefilling or self._cancelled or self._head_admissible())
         if batch_is_steady and self._decoding:
+            waiting = self._waiting
+            if waiting and waiting[0].arrived_at > self._clock:
+                arrival = waiting[0].arrived_at
+                until = arrival if until is None else min(until, arrival)
             return self._plan_decode_stretch(until)
         return self._plan_single_step()
 

@@ -223,7 +223,13 @@ class Replay:
             self.result.status[i] = NO_READY
             return
         replica = ready[int(self._rng.random() * len(ready))] if len(ready) > 1 else ready[0]
-        self._submit(fleet, replica, i, t)
+        # Not advanced to t: the replica's engine runs its steps when something reads it
+        # (a scrape, a drain, the end), the request joining the first step after t.
+        replica.engine.submit(i, self.prompt[i], self.output[i], t)
+        replica.inflight.add(i)
+        fleet.busy[replica.ident] = replica
+        if self.result.replica_of is not None:
+            self.result.replica_of[i] = replica.ident
 
     def _submit(self, fleet: VariantReplicas, replica: SimReplica, i: int, t: float) -> None:
         engine = replica.engine
@@ -343,6 +349,9 @@ class Replay:
 
     def _drain(self, fleet: VariantReplicas, replica: SimReplica, t: float) -> None:
         """Out of the Service now; serve what it holds until the grace period ends."""
+        events = replica.engine.advance_to(t)  # what it finished while still in service
+        if events:
+            self._collect(fleet, replica, events, True)
         fleet.routable.remove(replica)
         fleet.busy.pop(replica.ident, None)
         replica.state = DRAINING

@@ -2,9 +2,9 @@
 
 For each look-back period P (a day, a week) the history holds the variant's request rate
 from P ago up to P minus the lead time ago: what came next, last time. The forecast for the
-period is the highest rate in that window (rates averaged over five minutes, so that a
-minute's burst is not provisioned for the whole lead time), scaled down when today runs
-below that day at this hour (a Saturday after a Friday, a holiday): rate now / rate P ago, never above 1, so a
+period is the highest rate in that window, each moment's rate averaged over the minutes
+that follow it (a step up counts in full, a minute's burst is not provisioned for), scaled
+down when today runs below that day at this hour (a Saturday after a Friday, a holiday): rate now / rate P ago, never above 1, so a
 quiet day is not provisioned like a busy one and a busier one is left to the slo and queue
 signals. The largest forecast over the periods wins (a Monday remembers last Monday, not
 Sunday). A period with no samples in its window has no opinion; so does a variant with
@@ -93,11 +93,12 @@ def expected_demand(
         start = now - timedelta(seconds=period)
         end = start + timedelta(seconds=lead_seconds)
         samples = [s for s in history if start - smoothing < s.at <= end + smoothing]
+        # Every moment of the lead time, each by the rate of the minutes that follow it (a
+        # step up counts in full, a burst a day ago does not): a replica that would be
+        # needed again before it could load is not given up in between.
         ahead = [s for s in samples if start < s.at <= end]
         if not ahead:
             continue
-        # Each moment of the lead time by the rate of the minutes that follow it, so that a
-        # step up at the end of the lead time counts in full.
         seen = max(
             _mean([o.rate for o in samples if s.at <= o.at < s.at + smoothing]) or 0.0
             for s in ahead

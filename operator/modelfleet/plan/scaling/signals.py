@@ -225,6 +225,8 @@ def slo_signal(ctx: VariantContext) -> SignalResult | None:
                     f"{min(reading.ratio, MAX_REACTION):.2f} = {reaction}"
                 )
         elif reading.ratio > headroom and (replicas is None or replicas < ready):
+            # Shrink only while well inside: a replica given up at the edge of the SLO is
+            # soon needed again, and loading it takes startupSeconds.
             replicas = ready
             why = f"holding {ready}: {reading.detail} is not inside the {headroom:g} headroom"
     if replicas is None:
