@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from modelfleet.api.load import InvalidInput, Resources, check_references
 from modelfleet.api.modelpool import ModelPool
@@ -38,15 +38,19 @@ _DEGRADED = "-degraded-"
 _NOT_LABEL_CHARS = re.compile(r"[^a-z0-9-]+")
 
 
-@dataclass(frozen=True)
 class _PoolView:
     """The pool as the planner sees it: variants plus what is observed about them."""
 
-    pool: ModelPool
-    observations: Observations
+    def __init__(self, pool: ModelPool, observations: Observations):
+        self.pool = pool
+        # By variant name, looked up once: every route asks about its backends.
+        self._observed = {
+            v.name: observations.get(variant_key(pool.namespace, pool.name, v.name))
+            for v in pool.spec.variants
+        }
 
     def observation(self, variant: str) -> VariantObservation | None:
-        return self.observations.get(variant_key(self.pool.namespace, self.pool.name, variant))
+        return self._observed.get(variant)
 
     def is_ready(self, variant: str) -> bool:
         # No observation means the variant's Deployment exists but metrics have not arrived:
