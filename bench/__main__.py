@@ -64,17 +64,8 @@ def missing_tool(module: ModuleType) -> str | None:
     return None
 
 
-def _gateway_headline(result: dict[str, Any]) -> str:
-    one = result["scenarios"]["one_connection"]["gateway_vs_direct"]
-    many = result["scenarios"]["16_connections"]["gateway_vs_direct"]
-    return (
-        f"+{one['added_p50_ms']:.2f} ms p50 per request (1 connection); "
-        f"{many['requests_per_second']:.2f}x direct req/s at 16 connections"
-    )
-
-
 # For modules that do not define their own headline(result).
-HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {"gateway": _gateway_headline}
+HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {}
 
 
 def headline(name: str, module: ModuleType, result: dict[str, Any]) -> str:

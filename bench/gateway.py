@@ -1,10 +1,15 @@
 """Gateway overhead: a trivial backend called directly vs through the rendered gateway.
 
-The backend is Envoy itself answering a fixed body (so the backend is never the
-bottleneck), the load generator is `wrk` (Debian package `wrk`), and both paths run in the
-same process lifetime, one after the other, with the same request: a chat completion with
-an API key, routed on its JSON body. The gateway does everything it does in production
-(key check, per-key rate limit, body parsing, Lua input check, JSON access log to a file).
+1. Added latency: the backend is Envoy itself answering a fixed body (so the backend is
+   never the bottleneck), the load generator is `wrk` (Debian package `wrk`), and both
+   paths run in the same process lifetime, one after the other, with the same request: a
+   chat completion with an API key, routed on its JSON body. The gateway does everything it
+   does in production (key check, per-key rate limit, the Lua body reading and input check,
+   usage reading, a route with a fallback, JSON access log to a file, token counters).
+2. Time to first byte of a stream, direct and through the gateway (which also asks the
+   stream for its usage): a small asyncio server sends the first event at once.
+3. The worst bodies at the body limit (the default, 4 MiB): how long the gateway takes to
+   read each, and how much they delay another client's small requests on the same worker.
 
     python -m bench.gateway      # writes bench/results/gateway.json, prints a table
 """
@@ -15,9 +20,12 @@ import json
 import os
 import platform
 import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from contextlib import ExitStack
@@ -28,9 +36,11 @@ import yaml
 
 from modelfleet.api.keys import ApiKey
 from modelfleet.api.load import load_resources
+from modelfleet.api.routingpolicy import GatewayLimits
 from modelfleet.apply.files import publish_gateway
 from modelfleet.apply.validate import envoy_binary
 from modelfleet.plan.routing.planner import plan_routing
+from modelfleet.render.envoy.names import LISTENER_NAME
 from modelfleet.render.envoy.render import render_gateway
 
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
@@ -40,16 +50,31 @@ WARMUP_SECONDS = 1
 SCENARIOS = [("one_connection", 1, 3), ("16_connections", 16, 4)]
 KEY = ApiKey(id="bench", key="sk-bench-0123456789abcdef", tenant="bench")
 BODY = {"task_type": "chat", "messages": [{"role": "user", "content": "Say hello."}]}
-ANSWER = '{"id":"bench","object":"chat.completion","choices":[]}'
+STREAM_BODY = {
+    "task_type": "stream",
+    "stream": True,
+    "messages": [{"role": "user", "content": "Say hello."}],
+}
+ANSWER = (
+    '{"id":"bench","object":"chat.completion","choices":[],'
+    '"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
+)
+# Streams timed per path; the two paths alternate in rounds so drift hits both alike.
+TTFB_REQUESTS = 400
+TTFB_ROUNDS = 4
+# Worst bodies: each sent this many times, one after another, while wrk sends small ones.
+WORST_REPEATS = 4
+WORST_LOAD_SECONDS = 4
 
 FLEET = """
 apiVersion: modelfleet.io/v1alpha1
 kind: ModelPool
 metadata: {name: bench, namespace: bench}
 spec:
-  gpuBudget: 1
+  gpuBudget: 2
   variants:
     - {name: echo, model: bench/echo, gpusPerReplica: 1, replicas: {min: 1, max: 1}}
+    - {name: stream, model: bench/stream, gpusPerReplica: 1, replicas: {min: 1, max: 1}}
 ---
 apiVersion: modelfleet.io/v1alpha1
 kind: RoutingPolicy
@@ -61,9 +86,14 @@ spec:
     apiKeySecret: bench
     rateLimit: {requestsPerMinute: 1000000000}
   routes:
+    # As in production: the chat route has a fallback, so it goes through a fallback cluster.
     - name: chat
       match: {taskType: [chat]}
       backends: [{variant: echo, weight: 100}]
+      fallback: stream
+    - name: stream
+      match: {taskType: [stream]}
+      backends: [{variant: stream, weight: 100}]
 """
 
 WRK_SCRIPT = """
@@ -172,9 +202,10 @@ def _listener(admin_file: Path) -> str | None:
     except OSError:
         return None
     for status in statuses:
-        socket = status["local_address"]["socket_address"]
-        if socket.get("port_value"):
-            return f"{socket['address']}:{socket['port_value']}"
+        address = status["local_address"]["socket_address"]
+        # The gateway's own listener (not its stats listener); the backend has one.
+        if status.get("name") in (LISTENER_NAME, "backend") and address.get("port_value"):
+            return f"{address['address']}:{address['port_value']}"
     return None
 
 
@@ -187,7 +218,13 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def render_bench_gateway(config_dir: Path, backend: str, access_log: Path) -> None:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def render_bench_gateway(config_dir: Path, backends: dict[str, str], access_log: Path) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as fleet_file:
         fleet_file.write(FLEET)
         fleet_file.flush()
@@ -195,20 +232,50 @@ def render_bench_gateway(config_dir: Path, backend: str, access_log: Path) -> No
     (policy,) = resources.policies
     pool = resources.pool(policy.namespace, policy.spec.pool)
     assert pool is not None
-    host, port = backend.rsplit(":", 1)
     table = plan_routing(policy, pool, {})
     files = render_gateway(
         table,
         pool,
         policy,
         [KEY],
-        {"echo": (host, int(port))},
+        {variant: split_address(address) for variant, address in backends.items()},
         listen=("127.0.0.1", 0),
-        admin=("127.0.0.1", 0),
+        admin=("127.0.0.1", free_port()),
         config_dir=str(config_dir),
         access_log_path=str(access_log),
+        stats=("127.0.0.1", 0),
     )
     publish_gateway(config_dir, files)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+def start_sse_backend(stack: ExitStack) -> str:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench._sse_backend"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stack.callback(_stop_child, process)
+    port = process.stdout.readline().strip() if process.stdout else ""
+    if not port:
+        raise RuntimeError("the streaming backend did not start")
+    return f"127.0.0.1:{port}"
+
+
+def _stop_child(process: subprocess.Popen) -> None:
+    if process.stdin:
+        process.stdin.close()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
@@ -239,14 +306,142 @@ def compare(direct: dict[str, float], gateway: dict[str, float]) -> dict[str, fl
     }
 
 
+def http_request(path: str, data: bytes, auth: bool) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+    if auth:
+        head += f"authorization: Bearer {KEY.key}\r\n"
+    return (head + f"content-length: {len(data)}\r\n\r\n").encode() + data
+
+
+def time_first_bytes(address: str, request: bytes, count: int) -> list[float]:
+    """Seconds from sending each request to the first event of its stream, one stream after
+    another on one kept-alive connection (each read to its end)."""
+    timings = []
+    with socket.create_connection(split_address(address), timeout=10) as client:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            received = b""
+            started = time.perf_counter()
+            client.sendall(request)
+            first = None
+            while not received.endswith(b"0\r\n\r\n"):
+                data = client.recv(65536)
+                if not data:
+                    raise RuntimeError(f"{address} closed the stream: {received[-200:]!r}")
+                received += data
+                if first is None and b"data: " in received:
+                    first = time.perf_counter() - started
+            if not received.startswith(b"HTTP/1.1 200") or first is None:
+                raise RuntimeError(f"{address} did not stream: {received[:300]!r}")
+            timings.append(first)
+    return timings
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def ttfb(direct: str, gateway: str) -> dict[str, Any]:
+    body = json.dumps(STREAM_BODY).encode()
+    paths = {
+        "direct": (direct, http_request("/v1/chat/completions", body, auth=False)),
+        "gateway": (gateway, http_request("/v1/chat/completions", body, auth=True)),
+    }
+    for address, request in paths.values():
+        time_first_bytes(address, request, 50)  # warm up
+    timings: dict[str, list[float]] = {"direct": [], "gateway": []}
+    for _ in range(TTFB_ROUNDS):
+        for name, (address, request) in paths.items():
+            timings[name] += time_first_bytes(address, request, TTFB_REQUESTS // TTFB_ROUNDS)
+    result: dict[str, Any] = {"requests_per_path": TTFB_REQUESTS}
+    for name, values in timings.items():
+        result[name] = {
+            "p50_ms": round(1000 * statistics.median(values), 3),
+            "p90_ms": round(1000 * percentile(values, 0.9), 3),
+        }
+    result["added_p50_ms"] = round(result["gateway"]["p50_ms"] - result["direct"]["p50_ms"], 3)
+    result["added_p90_ms"] = round(result["gateway"]["p90_ms"] - result["direct"]["p90_ms"], 3)
+    return result
+
+
+def worst_bodies(limit: int) -> dict[str, bytes]:
+    """Valid chat requests just under `limit` bytes, each hard to read in its own way."""
+    head = b'{"task_type":"chat","messages":[{"role":"user","content":"hi"}],"pad":['
+    tail = b"]}"
+    room = limit - len(head) - len(tail) - 16
+
+    def elements(element: bytes) -> bytes:
+        count = room // (len(element) + 1)
+        return head + b",".join([element] * count) + tail
+
+    text = b"hello world " * (room // 12)
+    return {
+        "tiny_numbers": elements(b"0"),
+        "empty_arrays": elements(b"[]"),
+        "empty_strings": elements(b'""'),
+        "long_prompt": b'{"task_type":"chat","messages":[{"role":"user","content":"'
+        + text
+        + b'"}]}',
+    }
+
+
+def send_big(address: str, body: bytes) -> tuple[int, float]:
+    started = time.perf_counter()
+    with socket.create_connection(split_address(address), timeout=30) as client:
+        client.sendall(http_request("/v1/chat/completions", body, auth=True))
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += client.recv(65536)
+    return int(received.split(b" ", 2)[1]), time.perf_counter() - started
+
+
+def worst_case(gateway: str, script: Path, limit: int) -> dict[str, Any]:
+    """Each worst body sent WORST_REPEATS times while wrk sends small requests on another
+    connection to the same (single) worker: the big body's own time, and the small
+    requests' latency next to that of a quiet run."""
+    url = f"http://{gateway}/v1/chat/completions"
+    quiet = run_wrk(url, script, 1, WORST_LOAD_SECONDS)
+    result: dict[str, Any] = {
+        "body_limit_bytes": limit,
+        "small_requests_quiet": quiet,
+        "bodies": {},
+    }
+    for name, body in worst_bodies(limit).items():
+        outcomes: list[tuple[int, float]] = []
+
+        def sender(body: bytes = body, outcomes: list = outcomes) -> None:
+            time.sleep(0.5)
+            for _ in range(WORST_REPEATS):
+                outcomes.append(send_big(gateway, body))
+                time.sleep(0.3)
+
+        thread = threading.Thread(target=sender)
+        thread.start()
+        loaded = run_wrk(url, script, 1, WORST_LOAD_SECONDS)
+        thread.join()
+        statuses = sorted({status for status, _ in outcomes})
+        if statuses != [200]:
+            raise RuntimeError(f"worst body {name}: the gateway answered {statuses}")
+        result["bodies"][name] = {
+            "bytes": len(body),
+            "gateway_read_and_answer_ms": round(1000 * max(t for _, t in outcomes), 1),
+            "small_requests_while_sent": loaded,
+            "small_request_added_max_ms": round(loaded["max_ms"] - quiet["max_ms"], 3),
+        }
+    return result
+
+
 def run() -> dict[str, Any]:
     """Measure, write bench/results/gateway.json, and return what was written."""
+    load_before = round(os.getloadavg()[0], 2)
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gateway-")))
         (work / "backend.yaml").write_text(yaml.safe_dump(backend_bootstrap()))
         backend = start_envoy(stack, work / "backend.yaml", work, "backend")
+        streamer = start_sse_backend(stack)
         config_dir = work / "gateway"
-        render_bench_gateway(config_dir, backend, work / "access.log")
+        render_bench_gateway(config_dir, {"echo": backend, "stream": streamer}, work / "access.log")
         gateway = start_envoy(stack, config_dir / "envoy.yaml", work, "gateway")
         script = work / "request.lua"
         body, auth = json.dumps(json.dumps(BODY)), json.dumps(f"Bearer {KEY.key}")
@@ -270,6 +465,8 @@ def run() -> dict[str, Any]:
                 **measured,
                 "gateway_vs_direct": compare(measured["direct"], measured["gateway"]),
             }
+        stream = ttfb(streamer, gateway)
+        worst = worst_case(gateway, script, GatewayLimits().max_body_bytes)
     result = {
         "benchmark": "gateway",
         "what": "POST /v1/chat/completions with an API key, routed on the body's task_type; "
@@ -279,13 +476,30 @@ def run() -> dict[str, Any]:
         .split("version: ")[-1],
         "cpus": os.cpu_count(),
         # Other work on the machine skews both paths; this says how busy it was.
+        "load_average_1m_at_start": load_before,
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "machine": platform.machine(),
         "scenarios": scenarios,
+        "stream_first_byte": stream,
+        "worst_bodies": worst,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def headline(result: dict[str, Any]) -> str:
+    one = result["scenarios"]["one_connection"]["gateway_vs_direct"]
+    many = result["scenarios"]["16_connections"]["gateway_vs_direct"]
+    stream = result["stream_first_byte"]
+    worst = max(
+        body["gateway_read_and_answer_ms"] for body in result["worst_bodies"]["bodies"].values()
+    )
+    return (
+        f"+{one['added_p50_ms']:.2f} ms p50 per request (1 connection); "
+        f"{many['requests_per_second']:.2f}x direct req/s at 16 connections; "
+        f"+{stream['added_p50_ms']:.2f} ms stream first byte; worst body {worst:.0f} ms"
+    )
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -299,6 +513,24 @@ def print_table(result: dict[str, Any]) -> None:
         ratio = scenario["gateway_vs_direct"]
         rps, p50, p99 = ratio["requests_per_second"], ratio["p50"], ratio["p99"]
         print(row.format("", "ratio", f"{rps:.3f}", f"{p50:.3f}", f"{p99:.3f}"))
+    stream = result["stream_first_byte"]
+    print(
+        f"stream first byte p50: direct {stream['direct']['p50_ms']:.3f} ms, gateway "
+        f"{stream['gateway']['p50_ms']:.3f} ms (+{stream['added_p50_ms']:.3f} ms)"
+    )
+    worst = result["worst_bodies"]
+    quiet = worst["small_requests_quiet"]["max_ms"]
+    print(
+        f"worst bodies at {worst['body_limit_bytes']} bytes (small requests' max quiet: {quiet} ms)"
+    )
+    for name, body in worst["bodies"].items():
+        print(
+            f"  {name:<14} read+answer {body['gateway_read_and_answer_ms']:>7.1f} ms; small "
+            f"requests' max {body['small_requests_while_sent']['max_ms']:.1f} ms"
+        )
+    print(
+        f"load average (1 min): {result['load_average_1m_at_start']} -> {result['load_average_1m_at_end']}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modelfleet"
 ALL_FEATURES = ROOT / "tests" / "golden" / "chart" / "all-features.values.yaml"
+OPENSHIFT = ROOT / "tests" / "golden" / "chart" / "openshift.values.yaml"
 RELEASE = "modelfleet"
 NAMESPACE = "modelfleet-system"
 NOTES = "templates/NOTES.txt"
@@ -93,9 +94,14 @@ def chart_name() -> str:
     return yaml.safe_load((CHART / "Chart.yaml").read_text())["name"]
 
 
+CRD_FILES = CHART / "files" / "crds"  # modelfleet's CRDs, rendered by templates/crds.yaml
+
+
 def chart_crds() -> dict[str, str]:
-    """The chart's crds/ files by name (Helm installs them before the templates)."""
-    return {path.name: path.read_text() for path in sorted((CHART / "crds").glob("*.yaml"))}
+    """Every CRD file the chart ships by name: modelfleet's in files/crds/ (templates, so
+    upgrades upgrade them) and kopf's in crds/ (Helm installs it before the templates)."""
+    paths = [*(CHART / "crds").glob("*.yaml"), *CRD_FILES.glob("*.yaml")]
+    return {path.name: path.read_text() for path in sorted(paths)}
 
 
 def crd_objects() -> Iterator[dict[str, Any]]:

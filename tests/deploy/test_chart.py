@@ -10,22 +10,26 @@ import pytest
 import yaml
 
 from modelfleet.api.load import load_resources
+from modelfleet.cli import build_parser
 from modelfleet.render.workloads import POOL_LABEL, VARIANT_LABEL, render_deployment
 from tests.deploy.chart import (
     ALL_FEATURES,
     CHART,
+    CRD_FILES,
     NAMESPACE,
+    OPENSHIFT,
     ROOT,
     Render,
-    chart_crds,
+    container_args,
     crd_objects,
     lint,
     load_values,
+    pod_fields,
     render,
 )
 from tests.deploy.validation import invalid_objects
 
-CASES = {"default": None, "all-features": ALL_FEATURES}
+CASES = {"default": None, "all-features": ALL_FEATURES, "openshift": OPENSHIFT}
 WARNING = 2  # helm lint severities: 1 info, 2 warning, 3 error
 KOPF_PEERING_CRD = "kopf.dev-clusterkopfpeerings.yaml"
 
@@ -79,14 +83,36 @@ def test_the_crds_shipped_are_valid_and_kopf_peering_is_among_them():
 
 def test_chart_crds_equal_the_repository_crds():
     repo = {p.name: p.read_text() for p in sorted((ROOT / "crds").glob("*.yaml"))}
-    shipped = chart_crds()
+    shipped = {p.name: p.read_text() for p in sorted(CRD_FILES.glob("*.yaml"))}
     assert repo, "no CRDs in crds/: run `make crds`"
     for name, text in repo.items():
         assert shipped.get(name) == text, (
-            f"charts/modelfleet/crds/{name} differs from crds/{name}: cp crds/*.yaml "
-            "charts/modelfleet/crds/"
+            f"charts/modelfleet/files/crds/{name} differs from crds/{name}: `make crds` "
+            "(cp crds/*.yaml charts/modelfleet/files/crds/)"
         )
-    assert set(shipped) - set(repo) == {KOPF_PEERING_CRD}
+    assert set(shipped) == set(repo)
+    # Helm would install a modelfleet CRD left in crds/ before the templated one, and the
+    # install would then fail on the duplicate.
+    assert {p.name for p in (CHART / "crds").glob("*.yaml")} == {KOPF_PEERING_CRD}, (
+        "modelfleet's CRDs belong in charts/modelfleet/files/crds/ (templates/crds.yaml "
+        "renders them), not in charts/modelfleet/crds/"
+    )
+
+
+def test_the_templated_crds_are_the_files_with_the_chart_s_labels_and_annotations():
+    rendered = {crd["metadata"]["name"]: crd for crd in render().find("CustomResourceDefinition")}
+    files = [yaml.safe_load(p.read_text()) for p in sorted(CRD_FILES.glob("*.yaml"))]
+    assert set(rendered) == {crd["metadata"]["name"] for crd in files}
+    for crd in files:
+        shipped = rendered[crd["metadata"]["name"]]
+        assert shipped["spec"] == crd["spec"]
+        assert shipped["metadata"]["labels"]["app.kubernetes.io/part-of"] == "modelfleet"
+
+
+def test_crds_install_false_renders_none_and_crds_keep_false_drops_the_annotations():
+    assert not render({"crds": {"install": False, "keep": True}}).find("CustomResourceDefinition")
+    for crd in render({"crds": {"install": True, "keep": False}}).find("CustomResourceDefinition"):
+        assert "annotations" not in crd["metadata"]
 
 
 def test_the_samples_are_valid_against_the_shipped_crds():
@@ -217,7 +243,8 @@ def test_default_install_has_two_gateway_replicas_behind_a_disruption_budget():
     result = render()
     gateway = result.one("Deployment")
     assert gateway["spec"]["replicas"] == 2
-    assert result.one("PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    budget = result.one("PodDisruptionBudget", gateway["metadata"]["name"])
+    assert budget["spec"]["minAvailable"] == 1
     assert gateway["metadata"]["namespace"] == NAMESPACE
 
 
@@ -280,3 +307,70 @@ def test_rendering_is_deterministic():
 def test_chart_version_and_app_version_match_the_package():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == importlib.metadata.version("modelfleet")
+
+
+def test_openshift_values_set_no_fixed_ids_and_keep_the_rest_hardened():
+    result = render(load_values(OPENSHIFT))
+    assert lint(load_values(OPENSHIFT))["errors"] == []
+    for workload in workloads(result):
+        security = workload["spec"]["template"]["spec"]["securityContext"]
+        assert not {"runAsUser", "runAsGroup", "fsGroup"} & security.keys(), security
+        assert security["runAsNonRoot"] is True
+    operator = result.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    assert flag(operator["args"], "prometheus-token-file") == (
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
+    assert flag(operator["args"], "prometheus-ca-file").endswith("serviceaccount/service-ca.crt")
+
+
+def test_the_operator_s_prometheus_secrets_are_mounted_where_its_flags_point():
+    result = render(load_values(ALL_FEATURES))
+    pod = result.one("StatefulSet")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    secret_of_volume = {
+        v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v
+    }
+    mounted = {m["mountPath"]: secret_of_volume.get(m["name"]) for m in container["volumeMounts"]}
+
+    def secret_behind(path: str) -> str | None:
+        return next((s for mount, s in mounted.items() if path.startswith(mount + "/")), None)
+
+    assert secret_behind(flag(args, "prometheus-ca-file")) == "prometheus-tls"
+    assert flag(args, "prometheus-ca-file").endswith("/ca.crt")
+    assert secret_behind(flag(args, "prometheus-token-file")) == "prometheus-reader"
+    assert secret_behind(flag(args, "prometheus-headers-dir") + "/X") == "prometheus-tenant"
+    assert flag(args, "prometheus-timeout") == "8"
+    parsed = build_parser().parse_args(container_args(container, pod_fields("op-0", 0)))
+    assert parsed.prometheus_url == "https://prometheus-operated.monitoring:9090"
+    assert parsed.prometheus_timeout == 8
+    assert all(m.get("readOnly") for m in container["volumeMounts"] if m["name"] != "tmp")
+    env = {e["name"] for e in container["env"]}
+    assert {"HTTPS_PROXY", "NO_PROXY"} <= env
+    assert {"name": "corporate-ca", "configMap": {"name": "corporate-ca"}} in pod["volumes"]
+
+
+def test_the_operator_has_a_disruption_budget_that_leaves_one_replica():
+    result = render()
+    operator = result.one("StatefulSet")
+    pdb = result.one("PodDisruptionBudget", operator["metadata"]["name"])
+    assert pdb["spec"]["maxUnavailable"] == 1
+    labels = operator["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    # One replica: a budget would block every drain.
+    single = render({"operator": {"replicas": 1}})
+    assert not single.find("PodDisruptionBudget", operator["metadata"]["name"])
+
+
+def test_security_contexts_are_values():
+    custom = render(
+        {
+            "podSecurityContext": {"runAsUser": 2000, "runAsGroup": 2000, "fsGroup": 2000},
+            "containerSecurityContext": {"readOnlyRootFilesystem": True, "runAsUser": 2000},
+        }
+    )
+    for workload in workloads(custom):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsUser"] == 2000
+        for container in containers(pod):
+            assert container["securityContext"]["runAsUser"] == 2000

@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
+from modelfleet.api.crd import crd_documents
 from modelfleet_testbed.local.envoy import Envoy
 from modelfleet_testbed.local.faults import ApiCall
 from modelfleet_testbed.local.processes import ManagedProcess, free_port
+from modelfleet_testbed.local.schema_validation import with_defaults
 from tests.deploy.argocd_health import health
 from tests.deploy.chart import Render, container_args, pod_fields, render
 from tests.deploy.monitoring import (
@@ -207,6 +209,7 @@ def routing_policy(listener_port: int) -> list[dict[str, Any]]:
                 "configMap": CONFIG_MAP,
                 "listenerPort": listener_port,
                 "apiKeySecret": "e2e-keys",
+                "replicas": 1,
                 "rateLimit": {
                     "requestsPerMinute": 600,
                     "perKey": [{"keyId": "burst", "requestsPerMinute": 2}],
@@ -420,10 +423,17 @@ def test_the_operator_writes_no_spec_of_the_resources_users_own(run):
     }
     for kind in ("pool", "reservation"):
         live = run.live["modelpool" if kind == "pool" else kind]
-        assert live["spec"] == run.applied[kind]["spec"], f"the {kind}'s spec drifted"
+        # The API server fills in the CRD's defaults; nothing else may change the spec.
+        applied = with_defaults(spec_schema(live["kind"]), run.applied[kind]["spec"])
+        assert live["spec"] == applied, f"the {kind}'s spec drifted"
         assert live["metadata"].get("annotations", {}).keys() <= {
             "kubectl.kubernetes.io/last-applied-configuration"
         }
+
+
+def spec_schema(kind: str) -> dict[str, Any]:
+    (crd,) = [doc for doc in crd_documents() if doc["spec"]["names"]["kind"] == kind]
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
 
 
 def test_every_metric_the_dashboard_and_alerts_name_is_exported(run):

@@ -78,7 +78,10 @@ def test_dev_is_one_replica_each_without_a_blocking_disruption_budget():
     objects = kustomize("overlays/dev")
     assert one(objects, "StatefulSet", "modelfleet-operator")["spec"]["replicas"] == 1
     assert one(objects, "Deployment", "modelfleet-gateway-chat")["spec"]["replicas"] == 1
-    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    # No budget may block a drain: the gateway's (minAvailable 1 of 1) is removed, the
+    # operator's lets one replica go.
+    budgets = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    assert all(b["spec"].get("maxUnavailable", 0) >= 1 for b in budgets), budgets
     assert {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"} == {
         "modelfleet-system",
         "llm",

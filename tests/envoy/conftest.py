@@ -34,7 +34,9 @@ def live_gateway(tmp_path_factory, fleet: Fleet, backends: EchoBackends):
 
 
 @pytest.fixture
-def gateway(live_gateway: Gateway) -> Gateway:
-    """The session's Envoy serving the fleet's own policy with no observations."""
+def gateway(live_gateway: Gateway, backends: EchoBackends) -> Gateway:
+    """The session's Envoy serving the fleet's own policy with no observations, every echo
+    backend answering normally."""
+    backends.reset()
     live_gateway.apply()
     return live_gateway

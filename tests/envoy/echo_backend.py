@@ -1,11 +1,19 @@
-"""Stand-ins for model servers: each variant answers which variant it is and the headers it
-saw, and counts its requests. Runs as its own process so the load generator in the test
-process does not share a GIL with it:
+"""Stand-ins for model servers: each variant answers which variant it is, the headers it saw
+and a `usage` like vLLM's, and counts its requests. Runs as its own process so the load
+generator in the test process does not share a GIL with it:
 
     python -m tests.envoy.echo_backend a b c   # prints {"a": port, ...} once listening
 
-`GET /_hits` on a backend's own port (not through the gateway) returns how many requests
-it has served since the last `DELETE /_hits`.
+Control paths on a backend's own port (not through the gateway):
+- `GET /_hits`: requests served since the last `DELETE /_hits` (which also resets the mode);
+- `PUT /_mode` `{"status": 503}` answers every request with that status, `{"delay_seconds":
+  2}` waits that long before the response headers, `{"stream_interval_seconds": 0.2}` spaces
+  stream chunks, `{"break_stream": true}` drops the connection after a stream's first chunk;
+- `GET /_last`: the last request's body (its first 64 KiB) and headers.
+
+A request with `"stream": true` gets server-sent events as vLLM sends them: three content
+chunks, then, only if `stream_options.include_usage` is true, a chunk with no choices and
+the usage, then `data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -14,39 +22,110 @@ import asyncio
 import json
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 
-CONTROL_PATH = "/_hits"
+CONTROL_PATHS = ("/_hits", "/_mode", "/_last")
+LAST_BODY_BYTES = 64 * 1024
+STREAM_CHUNKS = 3
+COMPLETION_TOKENS = 7
+
+
+def usage_for(body: bytes) -> dict[str, int]:
+    """A usage that depends on the request, so tests can tell answers apart."""
+    prompt = len(body) // 4 + 1
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": COMPLETION_TOKENS,
+        "total_tokens": prompt + COMPLETION_TOKENS,
+    }
+
+
+def parse(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def variant_app(variant: str) -> web.Application:
-    hits = 0
+    state: dict[str, Any] = {"hits": 0, "mode": {}, "last": {}}
 
-    async def echo(request: web.Request) -> web.Response:
-        nonlocal hits
-        hits += 1
+    async def stream(
+        request: web.Request, body: bytes, asked: dict[str, Any]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        interval = float(state["mode"].get("stream_interval_seconds", 0.01))
+        for index in range(STREAM_CHUNKS):
+            chunk = {
+                "variant": variant,
+                "choices": [{"index": 0, "delta": {"content": str(index)}}],
+            }
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if state["mode"].get("break_stream"):
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            await asyncio.sleep(interval)
+        options = asked.get("stream_options") or {}
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            final = {"variant": variant, "choices": [], "usage": usage_for(body)}
+            await response.write(f"data: {json.dumps(final)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        state["hits"] += 1
         body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        state["last"] = {
+            "body": body[:LAST_BODY_BYTES].decode(errors="replace"),
+            "headers": headers,
+        }
+        mode = state["mode"]
+        if mode.get("delay_seconds"):
+            await asyncio.sleep(float(mode["delay_seconds"]))
+        if mode.get("status"):
+            error = {"error": {"message": f"{variant} is failing", "type": "server_error"}}
+            return web.json_response(error, status=int(mode["status"]))
+        asked = parse(body)
+        if asked.get("stream") is True:
+            return await stream(request, body, asked)
         return web.json_response(
             {
                 "variant": variant,
                 "path": request.path,
-                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "headers": headers,
                 "body_bytes": len(body),
+                "usage": usage_for(body),
             }
         )
 
     async def read_hits(_: web.Request) -> web.Response:
-        return web.json_response({"variant": variant, "hits": hits})
+        return web.json_response({"variant": variant, "hits": state["hits"]})
 
-    async def reset_hits(_: web.Request) -> web.Response:
-        nonlocal hits
-        hits = 0
-        return web.json_response({"variant": variant, "hits": hits})
+    async def reset(_: web.Request) -> web.Response:
+        state.update(hits=0, mode={})
+        return web.json_response({"variant": variant, "hits": 0})
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_get(CONTROL_PATH, read_hits)
-    app.router.add_delete(CONTROL_PATH, reset_hits)
+    async def set_mode(request: web.Request) -> web.Response:
+        state["mode"] = await request.json()
+        return web.json_response(state["mode"])
+
+    async def read_last(_: web.Request) -> web.Response:
+        return web.json_response(state["last"])
+
+    app = web.Application(client_max_size=128 * 1024 * 1024)
+    app.router.add_get("/_hits", read_hits)
+    app.router.add_delete("/_hits", reset)
+    app.router.add_put("/_mode", set_mode)
+    app.router.add_get("/_last", read_last)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 

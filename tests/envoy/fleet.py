@@ -20,7 +20,7 @@ from modelfleet.render.envoy.names import CLUSTERS_FILE, ROUTES_FILE
 from modelfleet.render.gateway import GatewaySettings
 from modelfleet.render.inputs import FleetInputs
 
-from .processes import EchoBackends, EnvoyProcess, wait_until
+from .processes import EchoBackends, EnvoyProcess, free_port, wait_until
 
 HERE = Path(__file__).parent
 RELOAD_TIMEOUT_SECONDS = 5
@@ -72,6 +72,8 @@ class Gateway:
     access_log: Path
     envoy: EnvoyProcess | None = None
     applied: dict[str, str] = field(default_factory=dict)
+    # The stats listener forwards to admin, so admin needs a port known before Envoy starts.
+    admin_port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
@@ -101,8 +103,9 @@ class Gateway:
                     config_dir=str(self.config_dir),
                     listen_host="127.0.0.1",
                     listen_port=0,
-                    admin=("127.0.0.1", 0),
+                    admin=("127.0.0.1", self.admin_port),
                     access_log=str(self.access_log),
+                    stats_port=0,
                 ),
             )
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelfleet.apply.validate import envoy_binary
+from modelfleet.render.envoy.names import LISTENER_NAME, STATS_LISTENER_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 15
@@ -22,6 +24,25 @@ _base_ids = itertools.count(os.getpid() % 10_000 * 100)
 def http_get(url: str, timeout: float = 5) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read().decode()
+
+
+def http_send(url: str, method: str, payload: object = None) -> str:
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read().decode()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (Envoy would share a taken one silently)."""
+    for _ in range(20):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with socket.socket() as check:
+            if check.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no free loopback port found")
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 0.02):
@@ -39,12 +60,15 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.02):
         time.sleep(interval)
 
 
-class EchoBackends:
-    """`tests.envoy.echo_backend` serving the given variants on free loopback ports."""
+class BackendProcess:
+    """A module of tests.envoy serving variants on free loopback ports: it prints
+    {"variant": port} once listening and exits when its stdin closes."""
 
-    def __init__(self, variants: list[str]):
+    MODULE = ""
+
+    def __init__(self, arguments: list[str]):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.envoy.echo_backend", *variants],
+            [sys.executable, "-m", self.MODULE, *arguments],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -53,18 +77,14 @@ class EchoBackends:
         line = self.process.stdout.readline() if self.process.stdout else ""
         if not line:
             self.stop()
-            raise RuntimeError("echo backends did not start")
+            raise RuntimeError(f"{self.MODULE} did not start")
         self.ports: dict[str, int] = json.loads(line)
 
     def address(self, variant: str) -> tuple[str, int]:
         return ("127.0.0.1", self.ports[variant])
 
-    def hits(self) -> dict[str, int]:
-        """Requests each variant served so far (asked directly, not through Envoy)."""
-        return {
-            variant: json.loads(http_get(f"http://127.0.0.1:{port}/_hits"))["hits"]
-            for variant, port in self.ports.items()
-        }
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        return {variant: self.address(variant) for variant in self.ports}
 
     def stop(self) -> None:
         if self.process.stdin:
@@ -76,11 +96,50 @@ class EchoBackends:
             self.process.wait()
 
 
+class SimBackends(BackendProcess):
+    """Simulated vLLM replicas (tests.envoy.sim_backends): `{variant: [served names]}`."""
+
+    MODULE = "tests.envoy.sim_backends"
+
+    def __init__(self, served: dict[str, list[str]]):
+        super().__init__([f"{variant}={','.join(names)}" for variant, names in served.items()])
+
+
+class EchoBackends(BackendProcess):
+    """`tests.envoy.echo_backend` serving the given variants on free loopback ports."""
+
+    MODULE = "tests.envoy.echo_backend"
+
+    def __init__(self, variants: list[str]):
+        super().__init__(variants)
+
+    def hits(self) -> dict[str, int]:
+        """Requests each variant served so far (asked directly, not through Envoy)."""
+        return {
+            variant: json.loads(http_get(f"http://127.0.0.1:{port}/_hits"))["hits"]
+            for variant, port in self.ports.items()
+        }
+
+    def reset(self) -> None:
+        """Every variant back to answering normally, with no hits counted."""
+        for port in self.ports.values():
+            http_send(f"http://127.0.0.1:{port}/_hits", "DELETE")
+
+    def set_mode(self, variant: str, **mode: float) -> None:
+        """E.g. status=503, delay_seconds=2, stream_interval_seconds=0.2 (echo_backend)."""
+        http_send(f"http://127.0.0.1:{self.ports[variant]}/_mode", "PUT", mode)
+
+    def last(self, variant: str) -> dict:
+        """The last request the variant got: its body and headers."""
+        return json.loads(http_get(f"http://127.0.0.1:{self.ports[variant]}/_last"))
+
+
 @dataclass
 class EnvoyProcess:
     process: subprocess.Popen
     admin_url: str
     url: str
+    stats_url: str
     log_path: Path
 
     @classmethod
@@ -122,14 +181,19 @@ class EnvoyProcess:
                 "Envoy's admin address",
             )
             admin_url = f"http://{admin}"
-            listener = wait_until(
-                lambda: _listener_address(admin_url), START_TIMEOUT_SECONDS, "Envoy's listener"
+            listener, stats = (
+                wait_until(
+                    lambda name=name: _listener_address(admin_url, name),
+                    START_TIMEOUT_SECONDS,
+                    f"Envoy's {name} listener",
+                )
+                for name in (LISTENER_NAME, STATS_LISTENER_NAME)
             )
         except TimeoutError as err:
             process.kill()
             process.wait()
             raise RuntimeError(f"{err}; Envoy said:\n{log_path.read_text()[-3000:]}") from None
-        return cls(process, admin_url, f"http://{listener}", log_path)
+        return cls(process, admin_url, f"http://{listener}", f"http://{stats}", log_path)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -156,10 +220,10 @@ class EnvoyProcess:
         return http_get(f"{self.admin_url}/stats")
 
 
-def _listener_address(admin_url: str) -> str | None:
+def _listener_address(admin_url: str, name: str) -> str | None:
     listeners = json.loads(http_get(f"{admin_url}/listeners?format=json"))
     for status in listeners.get("listener_statuses", []):
         address = status["local_address"]["socket_address"]
-        if address.get("port_value"):
+        if status.get("name") == name and address.get("port_value"):
             return f"{address['address']}:{address['port_value']}"
     return None

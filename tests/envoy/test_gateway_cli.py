@@ -12,7 +12,7 @@ import pytest
 
 from modelfleet.cli import main
 
-from .processes import REPO, EchoBackends, EnvoyProcess
+from .processes import REPO, EchoBackends, EnvoyProcess, free_port, http_get
 from .traffic import CHAT, MESSAGES, bearer, call
 
 SAMPLES = REPO / "manifests" / "samples"
@@ -43,7 +43,9 @@ def test_rendered_samples_serve_through_envoy(tmp_path):
             "--listen",
             "127.0.0.1:0",
             "--admin",
-            "127.0.0.1:0",
+            f"127.0.0.1:{free_port()}",
+            "--stats-port",
+            "0",
             "--access-log",
             str(tmp_path / "access.log"),
             "--out",
@@ -70,6 +72,11 @@ def test_rendered_samples_serve_through_envoy(tmp_path):
             assert reply.status == 200, reply.text
             assert reply.variant == variant
         assert call(envoy.url, CHAT, {"task_type": "legal", "messages": MESSAGES}).status == 401
+        # Probes and scrapes: the stats listener, not admin.
+        assert http_get(f"{envoy.stats_url}/ready").strip() == "LIVE"
+        assert "envoy_cluster_upstream_rq_completed" in http_get(
+            f"{envoy.stats_url}/stats/prometheus"
+        )
 
         again = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         assert again.returncode == 0 and again.stdout == "" and "unchanged" in again.stderr
@@ -97,6 +104,23 @@ def test_several_policies_need_policy_flag(tmp_path, capsys):
         capsys, "-f", str(tmp_path / "in"), "--policy", "llm/nope", "--out", str(tmp_path / "out")
     )
     assert status == 2 and "no RoutingPolicy 'llm/nope'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_admin_port_left_to_chance_exits_2(tmp_path, capsys):
+    status, err = run_cli(
+        capsys,
+        "-f",
+        str(SAMPLES),
+        "--api-keys",
+        str(KEYS),
+        "--admin",
+        "127.0.0.1:0",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert status == 2
+    assert "--admin" in err and "fixed" in err
     assert not (tmp_path / "out").exists()
 
 

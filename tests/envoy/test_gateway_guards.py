@@ -1,5 +1,7 @@
-"""What the gateway refuses before a model server sees it: no or unknown key (401), empty
-or broken input (400), too many requests for a key (429); and what the backend is told."""
+"""What the gateway refuses before a model server sees it: no or unknown key (401), empty,
+broken or ambiguous input (400), too large a body (413), too many requests for a key (429);
+and what the backend is told. tests/envoy/test_gateway_lua.py checks the body reading on
+many more inputs without Envoy."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import json
 import socket
 
 import pytest
+
+from modelfleet.api.routingpolicy import RoutingPolicy
 
 from .traffic import CHAT, MESSAGES, bearer, call
 
@@ -29,15 +33,16 @@ def test_missing_or_unknown_key_is_401_and_never_reaches_a_backend(gateway, back
     assert backends.hits() == before
 
 
-@pytest.mark.parametrize("key_header", ["authorization", "x-api-key"])
+@pytest.mark.parametrize("key_header", ["authorization", "bearer", "x-api-key"])
 def test_backend_sees_key_id_and_tenant_never_the_key(gateway, fleet, key_header):
     key = fleet.key("other")
-    credentials = (
+    credentials = {
         # Authorization wins when both are sent; the other header must not leak either.
-        {"authorization": f"Bearer {key.key}", "x-api-key": "sk-stray"}
-        if key_header == "authorization"
-        else {"x-api-key": key.key}
-    )
+        "authorization": {"authorization": f"Bearer {key.key}", "x-api-key": "sk-stray"},
+        # The scheme is case-insensitive (RFC 9110).
+        "bearer": {"authorization": f"bearer {key.key}"},
+        "x-api-key": {"x-api-key": key.key},
+    }[key_header]
     spoofed = {"x-client-id": "app", "x-tenant": "acme"}
     reply = call(gateway.url, CHAT, ROUTED, {**credentials, **spoofed})
     assert reply.status == 200, reply.text
@@ -46,6 +51,8 @@ def test_backend_sees_key_id_and_tenant_never_the_key(gateway, fleet, key_header
     assert seen["x-tenant"] == "globex"
     assert "authorization" not in seen and "x-api-key" not in seen
     assert key.key not in json.dumps(seen)
+    # No client is trusted as internal (which would let it steer retries and timeouts).
+    assert "x-envoy-internal" not in seen
 
 
 @pytest.mark.parametrize(
@@ -62,12 +69,29 @@ def test_backend_sees_key_id_and_tenant_never_the_key(gateway, fleet, key_header
             "empty_input",
             "messages",
         ),
+        (CHAT, b'{"model": "mid", "messages": [{"content": " \\n "}]}', "empty_input", "messages"),
+        (CHAT, b'{"model": "mid", "messages": [""]}', "invalid_type", "messages"),
+        (CHAT, b'{"model": "mid", "messages": [{}]}', "empty_input", "messages"),
+        # The gateway and the model server must read the same value: no key twice.
+        (
+            CHAT,
+            b'{"model": "mid", "messages": [{"content": "hi"}], "messages": []}',
+            "duplicate_key",
+            "messages",
+        ),
+        (
+            CHAT,
+            b'{"model": "mid", "messages": [{"content": "hi", "content": ""}]}',
+            "duplicate_key",
+            "messages[0].content",
+        ),
         (CHAT, b'{"model": "mid", "messages": [}', "invalid_json", None),
         (CHAT, b"model=mid&messages=hi", "invalid_json", None),
         (CHAT, b'["messages"]', "invalid_json", None),
         (CHAT, b"", "missing_body", None),
         ("/v1/completions", b'{"model": "mid", "prompt": ""}', "empty_input", "prompt"),
         ("/v1/completions", b'{"model": "mid", "prompt": []}', "empty_input", "prompt"),
+        ("/v1/completions", b'{"model": "mid", "prompt": " \\t"}', "empty_input", "prompt"),
         ("/v1/embeddings", b'{"model": "mid"}', "missing_required_parameter", "input"),
         ("/v1/embeddings", b'{"model": "mid", "input": ""}', "empty_input", "input"),
     ],
@@ -109,13 +133,35 @@ def test_requests_past_a_keys_limit_get_429_and_other_keys_are_unaffected(gatewa
     assert call(gateway.url, CHAT, ROUTED, bearer(fleet.key("app").key)).status == 200
 
 
-def test_an_oversized_body_is_413(gateway, fleet, backends):
+def test_a_body_over_the_limit_is_413_before_any_backend(gateway, fleet, backends):
     before = backends.hits()
-    huge = {"model": "mid", "messages": [{"role": "user", "content": "x" * (17 * 2**20)}]}
+    limit = fleet.policy.spec.gateway.limits.max_body_bytes
+    # Just over the limit, so that the whole body fits in the sockets' buffers and this
+    # client (which sends all before it reads) sees the answer; larger bodies get it too, if
+    # the client reads while it sends (curl does).
+    huge = {"model": "mid", "messages": [{"role": "user", "content": "x" * (limit + 1)}]}
     reply = call(gateway.url, CHAT, huge, bearer(fleet.key("app").key))
     assert reply.status == 413
-    assert reply.json()["error"]["code"] == "request_too_large"
+    assert reply.headers["content-type"] == "application/json"
+    error = reply.json()["error"]
+    assert error["code"] == "request_too_large"
+    assert "4 MiB" in error["message"]
     assert backends.hits() == before
+
+
+def test_the_body_limit_is_the_policys(live_gateway, fleet):
+    data = fleet.policy.to_wire()
+    data["spec"]["gateway"]["limits"] = {"maxBodyBytes": 65536}
+    live_gateway.apply(RoutingPolicy.model_validate(data))
+    key = bearer(fleet.key("app").key)
+    fits = {"model": "mid", "messages": [{"role": "user", "content": "x" * 60_000}]}
+    assert call(live_gateway.url, CHAT, fits, key).status == 200
+    over = {"model": "mid", "messages": [{"role": "user", "content": "x" * 70_000}]}
+    reply = call(live_gateway.url, CHAT, over, key)
+    assert reply.status == 413
+    assert "0.0625 MiB" in reply.json()["error"]["message"]
+    # Also without a content-length (chunked): refused once the buffer is full.
+    assert call(live_gateway.url, CHAT, over, key, chunked=True).status == 413
 
 
 def test_an_unreachable_variant_is_an_openai_style_5xx(live_gateway, fleet):

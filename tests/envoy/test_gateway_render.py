@@ -8,6 +8,7 @@ import yaml
 
 from modelfleet.api.keys import ApiKey, load_api_keys, parse_api_keys
 from modelfleet.api.load import InvalidInput
+from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.apply.files import publish_gateway
 from modelfleet.plan.routing.planner import plan_routing
 from modelfleet.plan.routing.table import RouteMatchSpec, RoutingTable, TableRoute, WeightedBackend
@@ -98,7 +99,7 @@ def test_lua_literals_escape_everything_risky():
 def test_upstreams_default_to_the_variants_services(fleet):
     clusters = resources(render(fleet, backends={"mid": ("10.0.0.9", 9000)}), "cds.yaml")
     by_name = {c["name"]: c for c in clusters}
-    assert list(by_name) == ["big", "mid", "small"]
+    assert list(by_name)[:3] == ["big", "mid", "small"]
 
     def address(name):
         endpoint = by_name[name]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
@@ -163,3 +164,97 @@ def test_publish_writes_nothing_when_validation_fails(tmp_path):
     with pytest.raises(ValueError):
         publish_gateway(tmp_path / "out", {"rds.yaml": "r"}, validate=refuse)
     assert not (tmp_path / "out").exists()
+
+
+def test_each_first_choice_falls_back_to_its_routes_heaviest_other_backend(fleet):
+    files = render(fleet)
+    clusters = {c["name"]: c for c in resources(files, "cds.yaml")}
+    # split: big 70 / mid 20 / small 10; flip: mid only (small has weight 0); the others
+    # have one backend and retry it.
+    assert sorted(name for name in clusters if "." in name) == [
+        "big.fallback-mid",
+        "mid.fallback-big",
+        "small.fallback-big",
+    ]
+    aggregate = clusters["small.fallback-big"]["cluster_type"]["typed_config"]["clusters"]
+    assert aggregate == ["small", "big"]
+    endpoint = clusters["big"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert endpoint["metadata"] == {"filter_metadata": {"modelfleet": {"variant": "big"}}}
+    budget = clusters["big"]["circuit_breakers"]["thresholds"][0]["retry_budget"]
+    assert budget == {"budget_percent": {"value": 20.0}, "min_retry_concurrency": 3}
+    routes = resources(files, "rds.yaml")[0]["virtual_hosts"][0]["routes"]
+    split = next(r for r in routes if r["name"] == "split")["route"]
+    assert [c["name"] for c in split["weighted_clusters"]["clusters"]] == [
+        "big.fallback-mid",
+        "mid.fallback-big",
+        "small.fallback-big",
+    ]
+    assert split["retry_policy"]["num_retries"] == 1
+    assert split["retry_policy"]["per_try_timeout"] == "60s"
+    assert split["hedge_policy"] == {"hedge_on_per_try_timeout": True}
+    code = next(r for r in routes if r["name"] == "code")["route"]
+    assert code["weighted_clusters"]["clusters"] == [{"name": "small", "weight": 100}]
+    assert "retry_priority" not in code["retry_policy"]
+
+
+def test_a_declared_fallback_and_slo_shape_a_route(fleet):
+    data = fleet.policy.to_wire()
+    code = next(r for r in data["spec"]["routes"] if r["name"] == "code")
+    code["fallback"] = "mid"
+    code["slo"] = {"e2eSeconds": 42}
+    data["spec"]["gateway"]["timeouts"] = {"routeSeconds": 90}
+    data["spec"]["gateway"]["fallback"] = {"firstByteSeconds": 2.5}
+    policy = RoutingPolicy.model_validate(data)
+    files = render_gateway(
+        plan_routing(policy, fleet.pool, {}), fleet.pool, policy, fleet.keys, {}, LISTEN, ADMIN, "/"
+    )
+    routes = resources(files, "rds.yaml")[0]["virtual_hosts"][0]["routes"]
+    by_name = {r["name"]: r["route"] for r in routes if "route" in r}
+    assert by_name["code"]["weighted_clusters"]["clusters"] == [
+        {"name": "small.fallback-mid", "weight": 100}
+    ]
+    assert (by_name["code"]["timeout"], by_name["code"]["idle_timeout"]) == ("42s", "42s")
+    assert by_name["split"]["timeout"] == "90s"
+    assert by_name["split"]["retry_policy"]["per_try_timeout"] == "2.5s"
+
+
+def test_admin_stays_on_loopback_and_probes_use_the_stats_listener(fleet):
+    bootstrap = yaml.safe_load(render(fleet)["envoy.yaml"])
+    assert bootstrap["admin"]["address"]["socket_address"] == {
+        "address": "127.0.0.1",
+        "port_value": 9901,
+    }
+    (stats,) = bootstrap["static_resources"]["listeners"]
+    assert stats["address"]["socket_address"]["port_value"] == 9902
+    assert stats["ignore_global_conn_limit"] is True
+    manager = stats["filter_chains"][0]["filters"][0]["typed_config"]
+    paths = [r["match"].get("path") for r in manager["route_config"]["virtual_hosts"][0]["routes"]]
+    assert paths == ["/stats/prometheus", "/ready", None]
+    (admin,) = bootstrap["static_resources"]["clusters"]
+    assert admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"] == {
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}
+    }
+    monitor = bootstrap["overload_manager"]["resource_monitors"][0]
+    assert monitor["typed_config"]["max_active_downstream_connections"] == 10000
+    with pytest.raises(ValueError, match="admin port must be fixed"):
+        render_gateway(
+            plan_routing(fleet.policy, fleet.pool, {}),
+            fleet.pool,
+            fleet.policy,
+            fleet.keys,
+            {},
+            LISTEN,
+            ("127.0.0.1", 0),
+            "/",
+        )
+
+
+def test_lowercase_bearer_is_a_credential_too(fleet):
+    vhost = resources(render(fleet), "rds.yaml")[0]["virtual_hosts"][0]
+    credentials = vhost["typed_per_filter_config"]["envoy.filters.http.api_key_auth"]["credentials"]
+    app = fleet.key("app").key
+    assert [c["key"] for c in credentials if c["client"] == "app"] == [
+        app,
+        f"bearer {app}",
+        f"BEARER {app}",
+    ]

@@ -22,6 +22,7 @@ class Reply:
     status: int
     headers: dict[str, str]
     text: str
+    complete: bool = True  # False when the body broke off
 
     def json(self) -> Any:
         return json.loads(self.text)
@@ -38,22 +39,29 @@ def call(
     headers: dict[str, str] | None = None,
     method: str | None = None,
     raw: bytes | None = None,
+    chunked: bool = False,
+    timeout: float = 10,
 ) -> Reply:
-    """One request on a fresh connection; `body` is sent as JSON, `raw` as is."""
+    """One request on a fresh connection; `body` is sent as JSON, `raw` as is; `chunked`
+    sends it without a content-length."""
     parts = urlsplit(base_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     all_headers = {"content-type": "application/json", **(headers or {})}
     try:
         connection.request(
-            method or ("POST" if data is not None else "GET"), path, data, all_headers
+            method or ("POST" if data is not None else "GET"),
+            path,
+            iter([data]) if chunked and data is not None else data,
+            all_headers,
+            encode_chunked=chunked,
         )
         response = connection.getresponse()
-        return Reply(
-            response.status,
-            {k.lower(): v for k, v in response.getheaders()},
-            response.read().decode(),
-        )
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        try:
+            return Reply(response.status, headers, response.read().decode())
+        except http.client.IncompleteRead as broken:
+            return Reply(response.status, headers, broken.partial.decode(), complete=False)
     finally:
         connection.close()
 

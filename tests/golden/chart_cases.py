@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.chart import ROOT, Render, chart_crds, load_values, render
+from tests.deploy.chart import CHART, ROOT, Render, load_values, render
 
 CASES_DIR = Path(__file__).parent / "chart"
 BASE_DIR = ROOT / "manifests" / "base"
@@ -99,9 +99,20 @@ def kustomize_files() -> dict[Path, str]:
         "modelServers": {"enabled": True},
     }
     objects = [_without_helm_labels(obj) for obj in render(values).objects()]
-    core = [obj for obj in objects if obj["kind"] not in MONITORING_KINDS]
+    templated_crds = [obj for obj in objects if obj["kind"] == "CustomResourceDefinition"]
+    core = [
+        obj for obj in objects if obj["kind"] not in MONITORING_KINDS | {"CustomResourceDefinition"}
+    ]
     monitoring = [obj for obj in objects if obj["kind"] in MONITORING_KINDS]
-    crds = [doc for text in chart_crds().values() for doc in yaml.safe_load_all(text) if doc]
+    # kopf's peering CRD (the chart's crds/) and modelfleet's, with their keep/Prune=false
+    # annotations, so an Argo CD Application of the kustomize overlays never prunes them.
+    kopf_crds = [
+        doc
+        for path in sorted((CHART / "crds").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    crds = kopf_crds + templated_crds
     return {
         BASE_DIR / "crds.yaml": _documents(crds),
         BASE_DIR / "modelfleet.yaml": _documents(core),

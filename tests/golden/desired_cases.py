@@ -4,7 +4,8 @@ Gateway tests its translator): tests/golden/desired/<case>.in.yaml -> <case>.out
 An input is multi-document YAML. The first document is the case:
 `{at: ISO-8601, files: [paths relative to the repo] (optional), metrics: {...} (as
 `plan --metrics`), apiKeys: {"<ns>/<policy>": {keys: [...]}}, deployedReplicas:
-{"<ns>/<pool>/<variant>": n}, serviceAddresses: {"<ns>/<pool>": {variant: "ip:port"}}}`;
+{"<ns>/<pool>/<variant>": n}, serviceAddresses: {"<ns>/<pool>": {variant: "ip:port"}}, gateway: {image: ...} (the operator runs the
+gateways' pods)}`;
 the rest are resources, as the API server would return them (a `status` is the previous
 cycle's). Invalid resources are kept, as the controller keeps them: their status says why.
 
@@ -67,8 +68,14 @@ def inputs_of(case: Path, tmp: Path) -> FleetInputs:
         },
         service_addresses=addresses,
         deployed_replicas=dict(header.get("deployedReplicas") or {}),
-        gateway=GatewaySettings(),
+        gateway=GatewaySettings(**_settings(header.get("gateway") or {})),
     )
+
+
+def _settings(given: dict[str, Any]) -> dict[str, Any]:
+    """`gateway: {image, statsPort, ...}` of a case -> GatewaySettings' fields."""
+    names = {"image": "image", "statsPort": "stats_port", "resources": "resources"}
+    return {names[key]: value for key, value in given.items()}
 
 
 def _readable(obj: dict[str, Any]) -> dict[str, Any]:

@@ -73,3 +73,20 @@ def test_bad_previous_plan(tmp_path, capsys):
     )
     assert main(["plan", "-f", "manifests/samples", "--previous", str(previous)]) == 2
     assert "pools[0].variants[0].desiredReplicas" in capsys.readouterr().err
+
+
+def test_a_huge_value_is_never_echoed_whole(tmp_path, capsys):
+    pool = (Path(__file__).parents[1] / "bad_inputs" / "zero-gpus.yaml").read_text()
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(pool.replace("model: m", "model: " + "x" * 5_000_000))
+    assert main(["plan", "-f", str(huge)]) == 2
+    err = capsys.readouterr().err
+    assert "spec.variants[0].model" in err and "(5000002 characters)" in err
+    assert len(err) < 2000
+
+
+def test_a_file_larger_than_an_input_can_be_is_refused_unread(tmp_path, capsys):
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (9 * 1024 * 1024))
+    assert main(["plan", "-f", str(big)]) == 2
+    assert "inputs are limited to 8388608 bytes" in capsys.readouterr().err

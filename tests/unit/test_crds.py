@@ -148,7 +148,8 @@ def test_status_conditions_are_metav1_conditions(schemas: dict[str, Any], kind: 
     item = conditions["items"]
     assert tuple(item["properties"]) == CONDITION_FIELDS
     assert item["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
-    assert item["properties"]["lastTransitionTime"] == {"type": "string", "format": "date-time"}
+    transition = item["properties"]["lastTransitionTime"]
+    assert (transition["type"], transition["format"]) == ("string", "date-time")
     assert item["properties"]["observedGeneration"]["type"] == "integer"
     assert {"type", "status", "reason"} <= set(item["required"])
 
@@ -516,10 +517,12 @@ def test_cel_rules_compile_and_point_at_real_fields(schemas: dict[str, Any]) -> 
             _program(rule["rule"])
             assert rule["message"], f"{kind} {path}: a rule without a message"
             if "fieldPath" in rule:
-                field = rule["fieldPath"].lstrip(".")
-                assert field in node.get("properties", {}), (
-                    f"{kind} {path}: fieldPath {rule['fieldPath']} names no field"
-                )
+                target = node
+                for field in rule["fieldPath"].lstrip(".").split("."):
+                    assert field in target.get("properties", {}), (
+                        f"{kind} {path}: fieldPath {rule['fieldPath']} names no field"
+                    )
+                    target = target["properties"][field]
 
 
 def test_cel_rules_stay_within_the_api_servers_cost_budget(schemas: dict[str, Any]) -> None:
@@ -541,6 +544,14 @@ def test_cel_rules_stay_within_the_api_servers_cost_budget(schemas: dict[str, An
 
 WINDOW = ("spec", "window")
 BILLING = ("spec", "billing")
+METRICS_AUTH = ("spec", "metrics", "auth")
+CLASSIFICATION = ("spec", "classification")
+RULE = (*CLASSIFICATION, "rules", 0)
+
+
+def _classification(rule: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    return _set(CLASSIFICATION, {"rules": [{"name": "r", "taskType": "chat", **rule}]})
+
 
 # Objects the rules must accept besides the samples, for rules the samples do not reach.
 CEL_ACCEPTED = [
@@ -549,9 +560,35 @@ CEL_ACCEPTED = [
         _set(WINDOW, {"start": "2026-12-01T08:00:00+08:00", "end": "2026-12-02T00:00:00Z"}),
     ),
     ("Reservation", _set(WINDOW, {"end": "2026-12-02T00:00:00Z"})),
+    ("ModelPool", _set(METRICS_AUTH, {"bearerTokenSecret": {"name": "prom", "key": "token"}})),
+    (
+        "RoutingPolicy",
+        _set(
+            CLASSIFICATION,
+            {
+                "defaultRoute": "chat-summary",
+                "rules": [
+                    {"name": "code", "taskType": "code-simple", "keywords": ["python"]},
+                    {"name": "legal", "taskType": "legal", "regex": "(?i)contract"},
+                    {"name": "mid", "taskType": "chat", "promptLength": {"min": 10, "max": 90}},
+                    {"name": "long", "taskType": "summary", "promptLength": {"min": 9000}},
+                ],
+            },
+        ),
+    ),
 ]
 
 CEL_REFUSALS = [
+    pytest.param(
+        "ModelPool",
+        _set(
+            METRICS_AUTH,
+            {"bearerTokenSecret": {"name": "prom", "key": "token"}, "basicAuthSecret": "prom"},
+        ),
+        "has(self.basicAuthSecret)",
+        METRICS_AUTH,
+        id="bearer-token-and-basic-auth",
+    ),
     pytest.param(
         "ModelPool",
         _set(_variant(1, "replicas"), {"min": 13, "max": 12}),
@@ -606,6 +643,27 @@ CEL_REFUSALS = [
         "self.fallback != self.variant",
         ("spec", "degrade", 0),
         id="degrade-to-itself",
+    ),
+    pytest.param(
+        "RoutingPolicy",
+        _classification({"keywords": ["python"], "regex": "python"}),
+        "size(self.keywords) > 0",
+        RULE,
+        id="classification-rule-with-two-tests",
+    ),
+    pytest.param(
+        "RoutingPolicy",
+        _classification({"promptLength": {"unit": "tokens"}}),
+        "has(self.min) || has(self.max)",
+        (*RULE, "promptLength"),
+        id="prompt-length-without-bounds",
+    ),
+    pytest.param(
+        "RoutingPolicy",
+        _classification({"promptLength": {"min": 10, "max": 5}}),
+        "self.min <= self.max",
+        (*RULE, "promptLength"),
+        id="prompt-length-min-above-max",
     ),
     *(
         pytest.param(
@@ -665,3 +723,25 @@ def test_every_cel_rule_has_a_bad_object(schemas: dict[str, Any]) -> None:
             (kind, rule) for k, rule in all_rules(schemas) if k == kind and rule_part in rule
         }
     assert all_rules(schemas) - covered == set(), "add a CEL_REFUSALS case for these rules"
+
+
+def _undescribed(schema: dict, path: str, root: bool = False) -> list[str]:
+    missing = []
+    for name, node in (schema.get("properties") or {}).items():
+        where = f"{path}.{name}"
+        # The API server owns metadata's schema (and `kubectl explain` its descriptions).
+        if "description" not in node and not (root and name == "metadata"):
+            missing.append(where)
+        missing += _undescribed(node, where)
+    for key, suffix in (("items", "[]"), ("additionalProperties", "{}")):
+        if isinstance(schema.get(key), dict):
+            missing += _undescribed(schema[key], path + suffix)
+    return missing
+
+
+@pytest.mark.parametrize("document", crd_documents(), ids=lambda d: d["spec"]["names"]["kind"])
+def test_every_field_and_kind_is_described_for_kubectl_explain(document):
+    schema = document["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert schema.get("description"), "the kind itself needs a description (its docstring)"
+    missing = _undescribed(schema, document["spec"]["names"]["kind"], root=True)
+    assert missing == [], "give these fields a Field(description=...): " + ", ".join(missing)

@@ -112,7 +112,7 @@ def test_queue_below_min_gives_min_and_above_max_gives_max():
         observe(ready_replicas=7),  # ready known but no queue gauges
     ],
 )
-def test_missing_or_stale_metrics_hold_the_ready_count(obs):
+def test_missing_or_stale_metrics_hold_the_previous_plan(obs):
     p = pool([variant(lo=2, queue=QUEUE)])
     plan = plan_pool(p, [], obs, NOW, previous(7))
     v = plan.variants[0]
@@ -234,6 +234,38 @@ def test_floors_above_budget_are_kept_and_overcommitted():
     assert [v.desired_replicas for v in plan.variants] == [2, 2]
     assert plan.condition("Overcommitted").status == "True"
     assert plan.gpus_planned == 32
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "no queue metrics",
+        "Prometheus answered +inf for waiting",
+        "queue metrics are 600s old",
+    ],
+)
+def test_replicas_still_loading_are_held_while_metrics_are_missing(problem):
+    # 6 planned, 0 ready (a 900 s model load), then Prometheus fails: the plan holds 6,
+    # never the ready count (0 -> min), which would drop the replicas still loading.
+    p = pool([variant(lo=1, queue=QUEUE)])
+    at = NOW - timedelta(seconds=600) if "old" in problem else NOW
+    obs = (
+        observe(ready_replicas=0, at=at, running=1, waiting=1, problem=problem)
+        if "inf" in problem
+        else observe(ready_replicas=0, at=at, running=1, waiting=1)
+        if "old" in problem
+        else observe(ready_replicas=0)
+    )
+    plan = plan_pool(p, [], obs, NOW, previous(6))
+    v = plan.variants[0]
+    assert (v.desired_replicas, v.reason) == (6, "hold")
+    assert problem.split(" ")[0] in plan.condition("MetricsAvailable").message
+
+
+def test_a_queue_beyond_any_range_asks_for_the_maximum_without_overflow():
+    p = pool([variant(hi=20, queue=QUEUE)])
+    v = plan_pool(p, [], observe(running=1e300, waiting=1e300), NOW).variants[0]
+    assert (v.desired_replicas, v.reason) == (20, "max")
 
 
 def test_previous_desired_is_held_without_metrics_or_ready_count():

@@ -1,8 +1,8 @@
-"""Observations from a Prometheus HTTP API on 127.0.0.1: good answers, garbage, slowness."""
+"""Observations from a Prometheus HTTP API on 127.0.0.1: good answers, garbage, refusals,
+slowness, and what the client sends (credentials, headers, all queries at once)."""
 
 import asyncio
 import json
-import math
 import threading
 import time
 from datetime import UTC, datetime
@@ -15,11 +15,16 @@ from modelfleet.api.modelpool import ModelPool
 from modelfleet.observe.prometheus import (
     HistoryWindow,
     MetricsUnavailable,
+    PoolQueries,
+    PrometheusAuth,
     PrometheusSource,
+    by_variant,
     history_windows,
+    tenant_counts,
 )
 
 SAMPLED = 1_795_000_000.0
+SECRET_ERROR_TEXT = "parse error near <script>leak-me</script>"
 
 
 def vector(query: str) -> list[dict]:
@@ -42,13 +47,33 @@ def vector(query: str) -> list[dict]:
 class FakePrometheus(BaseHTTPRequestHandler):
     mode = "good"
     looked_back: list[str] = []
+    seen: list[dict] = []
+    protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802 (http.server's name)
-        query = parse_qs(urlparse(self.path).query).get("query", [""])[0]
+        parsed = urlparse(self.path)
+        params = parse_qs(parsed.query)
+        query = params.get("query", [""])[0]
+        FakePrometheus.seen.append(
+            {
+                "path": parsed.path,
+                "params": params,
+                "headers": dict(self.headers),
+                "at": time.time(),
+            }
+        )
+        status = 200
         if self.mode == "slow":
-            time.sleep(2)
+            time.sleep(1.0)
         if self.mode == "garbage":
-            body = b"<html>502 bad gateway</html>"
+            body = b"<html>502 bad gateway, secret=hunter2</html>"
+        elif self.mode == "unauthorized":
+            status, body = 401, b"Unauthorized"
+        elif self.mode == "refused":
+            status = 400
+            body = json.dumps(
+                {"status": "error", "errorType": "bad_data", "error": SECRET_ERROR_TEXT}
+            ).encode()
         elif self.mode == "wrong-shape":
             body = json.dumps(
                 {"status": "success", "data": {"resultType": "vector", "result": [{"nope": 1}]}}
@@ -65,8 +90,9 @@ class FakePrometheus(BaseHTTPRequestHandler):
             body = json.dumps(
                 {"status": "success", "data": {"resultType": "vector", "result": vector(query)}}
             ).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
@@ -76,6 +102,8 @@ class FakePrometheus(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def prometheus():
+    FakePrometheus.seen = []
+    FakePrometheus.mode = "good"
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakePrometheus)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -89,28 +117,63 @@ def url(server) -> str:
 
 
 def test_a_good_answer_becomes_observations_with_their_sample_time(prometheus):
-    FakePrometheus.mode = "good"
     observations = asyncio.run(PrometheusSource(url(prometheus)).observe_pool("ns", "p"))
     a = observations["ns/p/a"]
     assert (a.waiting, a.running) == (7.0, 3.0)
     assert a.sampled_at == datetime.fromtimestamp(SAMPLED, UTC)
     assert "ns/p/b" not in observations  # NaN is no sample
+    asked = {call["params"]["query"][0] for call in FakePrometheus.seen}
+    assert asked == set(PoolQueries("ns", "p").all().values())
+    assert {call["path"] for call in FakePrometheus.seen} == {"/api/v1/query"}
+    # Prometheus is told how long the operator waits, so it stops evaluating after that.
+    assert {call["params"]["timeout"][0] for call in FakePrometheus.seen} == {"10"}
 
 
 @pytest.mark.parametrize(
     ("mode", "message"),
-    [("garbage", "failed"), ("wrong-shape", "malformed sample"), ("slow", "failed|timed out")],
+    [
+        ("garbage", "answered HTTP 200 with no Prometheus API response"),
+        ("wrong-shape", "malformed sample in answer to 'waiting'"),
+        ("unauthorized", "refused the credentials .HTTP 401.: check spec.metrics.auth"),
+        ("refused", r"refused '\w+' \(HTTP 400, bad_data\)"),
+    ],
 )
-def test_garbage_and_slowness_are_reported_not_believed(prometheus, mode, message):
+def test_garbage_and_refusals_are_reported_without_quoting_the_answer(prometheus, mode, message):
     FakePrometheus.mode = mode
-    source = PrometheusSource(url(prometheus), timeout_seconds=0.5)
-    with pytest.raises(MetricsUnavailable, match=message):
+    with pytest.raises(MetricsUnavailable, match=message) as raised:
+        asyncio.run(PrometheusSource(url(prometheus)).observe_pool("ns", "p"))
+    text = str(raised.value)
+    assert url(prometheus) in text
+    for leaked in ("hunter2", "<html>", "leak-me", "Unauthorized"):
+        assert leaked not in text
+
+
+def test_a_pool_s_queries_run_at_once_under_one_deadline(prometheus):
+    FakePrometheus.mode = "slow"  # every answer takes 1 s
+    queries = len(PoolQueries("ns", "p").all())
+    source = PrometheusSource(url(prometheus), timeout_seconds=4, deadline_seconds=4)
+    started = time.monotonic()
+    observations = asyncio.run(source.observe_pool("ns", "p"))
+    elapsed = time.monotonic() - started
+    assert observations["ns/p/a"].waiting == 7.0
+    assert len(FakePrometheus.seen) == queries
+    arrivals = sorted(call["at"] for call in FakePrometheus.seen)
+    assert arrivals[-1] - arrivals[0] < 0.9, "the queries were not sent at once"
+    assert elapsed < queries - 1, f"{queries} queries of 1 s each took {elapsed:.1f} s"
+
+
+def test_a_slow_prometheus_is_cut_at_the_deadline(prometheus):
+    FakePrometheus.mode = "slow"
+    source = PrometheusSource(url(prometheus), timeout_seconds=5, deadline_seconds=0.4)
+    started = time.monotonic()
+    with pytest.raises(MetricsUnavailable, match="did not answer .* within 0.4s"):
         asyncio.run(source.observe_pool("ns", "p"))
+    assert time.monotonic() - started < 0.9
 
 
 def test_nobody_listening_is_reported():
     source = PrometheusSource("http://127.0.0.1:9", timeout_seconds=0.5)
-    with pytest.raises(MetricsUnavailable, match="127.0.0.1:9"):
+    with pytest.raises(MetricsUnavailable, match=r"127.0.0.1:9: cannot connect"):
         asyncio.run(source.observe_pool("ns", "p"))
 
 
@@ -122,12 +185,16 @@ def test_latency_p99s_and_the_demand_history_are_read(prometheus):
     observations = asyncio.run(source.observe_pool("ns", "p", [window]))
     a = observations["ns/p/a"]
     assert a.p99_ttft_seconds == 0.42
-    assert a.p99_queue_seconds == math.inf  # the planner treats it as unknown
+    # Beyond the largest bucket is no sample, like any other infinity, with the reason.
+    assert a.p99_queue_seconds is None and "+inf for p99_queue" in a.problem
     assert [(s.at.timestamp(), s.rate) for s in a.demand_history] == [
         (SAMPLED - 86400 + 30 * k, 2.0 + k) for k in range(3)
     ]  # NaN is no sample
     (query,) = FakePrometheus.looked_back
     assert query.endswith("[1530s:30s] offset 85170s")
+    # All of the pool's queries, look-backs too, at once and as instant queries.
+    assert len(FakePrometheus.seen) == len(PoolQueries("ns", "p").all()) + 1
+    assert {call["path"] for call in FakePrometheus.seen} == {"/api/v1/query"}
     assert 'rate(vllm:request_success_total{namespace="ns",pool="p"}[1m])' in query
 
 
@@ -179,3 +246,83 @@ def test_history_windows_cover_each_look_back_with_the_longest_lead():
     assert history_windows(pool.model_copy(update={"spec": no_forecast})) == [
         HistoryWindow(300, 300, 30)
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (float("inf"), "answered +inf for waiting"),
+        (float("-inf"), "answered -inf for waiting"),
+        (-3.0, "a negative waiting"),
+        (1e300, "an implausible waiting"),
+    ],
+)
+def test_a_lying_sample_is_no_sample_with_its_reason(value, said):
+    from modelfleet.observe.prometheus import observations_from_results
+
+    results = {"waiting": {"a": value}, "running": {"a": 2.0}, "sampled_at": {"a": SAMPLED}}
+    (observation,) = observations_from_results("llm", "chat", results).values()
+    assert observation.waiting is None and observation.running == 2.0
+    assert said in observation.problem
+
+
+def test_an_infinite_sample_time_is_no_sample_time():
+    from modelfleet.observe.prometheus import observations_from_results
+
+    results = {"waiting": {"a": 1.0}, "sampled_at": {"a": float("inf")}}
+    (observation,) = observations_from_results("llm", "chat", results).values()
+    assert observation.sampled_at is None and "sampled_at" in observation.problem
+
+
+def test_credentials_and_headers_are_sent(prometheus):
+    auth = PrometheusAuth(
+        bearer_token="tok-123\n",  # token files end in a newline
+        headers=(("X-Scope-OrgID", "team-a"),),
+    )
+    asyncio.run(PrometheusSource(url(prometheus), auth).observe_pool("ns", "p"))
+    headers = FakePrometheus.seen[0]["headers"]
+    assert headers["Authorization"] == "Bearer tok-123"
+    assert headers["X-Scope-OrgID"] == "team-a"
+    FakePrometheus.seen = []
+    basic = PrometheusAuth(username="reader", password="pw")
+    asyncio.run(PrometheusSource(url(prometheus), basic).observe_pool("ns", "p"))
+    assert FakePrometheus.seen[0]["headers"]["Authorization"] == "Basic cmVhZGVyOnB3"
+
+
+def test_credentials_are_resolved_at_each_call(prometheus):
+    tokens = iter(["first", "second"])
+
+    async def rotating() -> PrometheusAuth:
+        return PrometheusAuth(bearer_token=next(tokens))
+
+    source = PrometheusSource(url(prometheus), rotating)
+    asyncio.run(source.observe_pool("ns", "p"))
+    asyncio.run(source.tenant_requests(60))
+    sent = [call["headers"]["Authorization"] for call in FakePrometheus.seen]
+    assert set(sent[:-1]) == {"Bearer first"} and sent[-1] == "Bearer second"
+
+
+def test_secrets_never_show_in_a_repr():
+    auth = PrometheusAuth(bearer_token="tok-123", password="pw", headers=(("X-Key", "k-9"),))
+    assert not {"tok-123", "pw", "k-9"} & set(repr(auth).replace("'", " ").split())
+
+
+@pytest.mark.parametrize("headers", [(("Bad Header", "x"),), (("X-Ok", "line\r\nInjected: yes"),)])
+def test_bad_headers_are_refused(headers):
+    with pytest.raises(MetricsUnavailable):
+        PrometheusAuth(headers=headers)
+
+
+def test_parsing_is_pure_and_strict():
+    assert by_variant([{"metric": {"variant": "a"}, "value": [0, "2.5"]}], "q") == {"a": 2.5}
+    with pytest.raises(MetricsUnavailable, match="no 'variant'"):
+        by_variant([{"metric": {}, "value": [0, "1"]}], "q")
+    with pytest.raises(MetricsUnavailable, match="no list"):
+        by_variant({"oops": 1}, "q")
+    assert tenant_counts(
+        [
+            {"metric": {"tenant": "t"}, "value": [0, "4"]},
+            {"metric": {}, "value": [0, "1"]},
+            {"metric": {"tenant": "u"}, "value": [0, "NaN"]},
+        ]
+    ) == {"t": 4.0}

@@ -73,13 +73,58 @@ modelfleet.io/gateway: {{ .gw.name }}
 {{- end }}
 {{- end }}
 
-{{/* What every container of the chart runs with: no root, nothing writable but volumes. */}}
-{{- define "modelfleet.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{/*
+The operator's default Prometheus: flags, and the Secrets they read mounted as files.
+Directories, not subPath mounts: a mounted Secret is updated in place when it rotates.
+*/}}
+{{- define "modelfleet.prometheusDir" -}}/etc/modelfleet/prometheus{{- end }}
+
+{{- define "modelfleet.prometheusArgs" -}}
+{{- $p := .Values.operator.prometheus }}
+{{- $dir := include "modelfleet.prometheusDir" . }}
+{{- with $p.tls.caSecret }}
+- --prometheus-ca-file={{ $dir }}/ca/{{ .key }}
+{{- end }}
+{{- if $p.tls.insecureSkipVerify }}
+- --prometheus-insecure-skip-verify
+{{- end }}
+{{- if $p.auth.serviceAccountToken }}
+- --prometheus-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token
+{{- else if $p.auth.bearerTokenSecret }}
+- --prometheus-token-file={{ $dir }}/token/{{ $p.auth.bearerTokenSecret.key }}
+{{- end }}
+{{- if $p.auth.basicAuthSecret }}
+- --prometheus-basic-auth-dir={{ $dir }}/basic-auth
+{{- end }}
+{{- if $p.auth.headersSecret }}
+- --prometheus-headers-dir={{ $dir }}/headers
+{{- end }}
+- --prometheus-timeout={{ $p.timeoutSeconds }}
+{{- end }}
+
+{{- define "modelfleet.prometheusSecrets" -}}
+{{- $p := .Values.operator.prometheus }}
+{{- $secrets := list }}
+{{- with $p.tls.caSecret }}{{ $secrets = append $secrets (dict "volume" "prometheus-ca" "dir" "ca" "name" .name) }}{{ end }}
+{{- if and $p.auth.bearerTokenSecret (not $p.auth.serviceAccountToken) }}{{ $secrets = append $secrets (dict "volume" "prometheus-token" "dir" "token" "name" $p.auth.bearerTokenSecret.name) }}{{ end }}
+{{- with $p.auth.basicAuthSecret }}{{ $secrets = append $secrets (dict "volume" "prometheus-basic-auth" "dir" "basic-auth" "name" .) }}{{ end }}
+{{- with $p.auth.headersSecret }}{{ $secrets = append $secrets (dict "volume" "prometheus-headers" "dir" "headers" "name" .) }}{{ end }}
+{{- toJson $secrets }}
+{{- end }}
+
+{{- define "modelfleet.prometheusVolumes" -}}
+{{- range include "modelfleet.prometheusSecrets" . | fromJsonArray }}
+- name: {{ .volume }}
+  secret:
+    secretName: {{ .name }}
+{{- end }}
+{{- end }}
+
+{{- define "modelfleet.prometheusVolumeMounts" -}}
+{{- $dir := include "modelfleet.prometheusDir" . }}
+{{- range include "modelfleet.prometheusSecrets" . | fromJsonArray }}
+- name: {{ .volume }}
+  mountPath: {{ $dir }}/{{ .dir }}
+  readOnly: true
+{{- end }}
 {{- end }}

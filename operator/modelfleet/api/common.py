@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict
 from pydantic.alias_generators import to_camel
 
 from modelfleet.api.names import API_VERSION, GROUP, VERSION
@@ -40,8 +40,8 @@ def rfc3339(value: datetime) -> str:
 
 # An instant with its UTC offset (checked by pydantic's core, fast enough for the status the
 # simulator round-trips every cycle). What the operator writes is in UTC, so it reads back
-# as RFC 3339 with `Z`.
-Time = AwareDatetime
+# as RFC 3339 with `Z`. Parsed from text even in the strict models.
+Time = Annotated[AwareDatetime, Strict(False)]
 
 
 class FieldError(ValueError):
@@ -63,13 +63,17 @@ def check_unique(values: list[str], field: str, fix: str, within: str = "") -> N
 
 
 class KubeModel(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are errors (typos)."""
+    """camelCase on the wire, snake_case in Python; unknown fields are errors (typos).
+
+    Strict: a number is a number and a flag a boolean (`gpuBudget: true` and `"8"` are
+    refused, not read as 1 and 8), as the API server's schema would have it."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         validate_assignment=False,
+        strict=True,
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -91,14 +95,22 @@ class ObjectMeta(BaseModel):
 
 
 class Condition(KubeModel):
-    """metav1.Condition."""
+    """One aspect of the resource's state (metav1.Condition)."""
 
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = ""
-    last_transition_time: Time | None = None
-    observed_generation: int | None = None
+    type: str = Field(description="What the condition is about, e.g. Ready.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        max_length=1024,
+        description="Why, as one CamelCase word.",
+    )
+    message: str = Field(default="", description="Why, in words.")
+    last_transition_time: Time | None = Field(
+        default=None, description="When the status last changed."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation the condition was set for."
+    )
 
 
 class Resource(KubeModel):

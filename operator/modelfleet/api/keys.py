@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from modelfleet.api.load import InputError, InvalidInput
 from modelfleet.api.names import API_KEYS_FIELD
+from modelfleet.api.yaml_input import load_one, read_bounded
 
 # Key ids and tenants become header values, Lua table keys and parts of stat names
 # (`<tenant>_<id>`), so they are kept to characters that are safe in all three and leave
@@ -99,19 +98,8 @@ def _check_entry(entry: dict[str, Any]) -> list[tuple[str, str]]:
 
 def load_api_keys(path: str | Path) -> list[ApiKey]:
     source = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise InvalidInput([InputError(source, "api keys", "", f"cannot read: {err}")]) from None
-    except yaml.YAMLError as err:
-        # str(err) quotes the offending line, which may hold a key: report only the place.
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "syntax error"
-        raise InvalidInput(
-            [InputError(source, "api keys", "", f"not valid YAML{where}: {problem}")]
-        ) from None
-    return parse_api_keys(data, source)
+    # The loader reports only the place of a problem, never the line: it may hold a key.
+    return parse_api_keys(load_one(read_bounded(Path(path)), source), source)
 
 
 def read_api_keys_secret(policy: Any, secret: Mapping[str, Any] | None) -> list[ApiKey]:
@@ -134,8 +122,8 @@ def read_api_keys_secret(policy: Any, secret: Mapping[str, Any] | None) -> list[
         )
         raise InvalidInput([InputError(source, policy.ref, field, message)])
     try:
-        data = yaml.safe_load(base64.b64decode(encoded))
-    except (ValueError, yaml.YAMLError):
-        message = "is not valid YAML (content not shown)"
+        text = base64.b64decode(encoded).decode("utf-8")
+    except ValueError:
+        message = "is not base64-encoded UTF-8 text (content not shown)"
         raise InvalidInput([InputError(source, policy.ref, API_KEYS_FIELD, message)]) from None
-    return parse_api_keys(data, source)
+    return parse_api_keys(load_one(text, f"{source} {API_KEYS_FIELD}"), source)

@@ -7,36 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from modelfleet.api import KINDS
 from modelfleet.api.common import API_VERSION, FieldError
+from modelfleet.api.errors import InputError, InvalidInput
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.api.yaml_input import load_all, read_bounded, shown
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-@dataclass(frozen=True)
-class InputError:
-    """One problem in the input, located as precisely as we can."""
-
-    source: str  # "file.yaml#2" (document index) or "" for objects from the API
-    obj: str  # "ModelPool llm/chat" or "" when the object cannot be named
-    path: str  # "spec.variants[0].replicas.min" or ""
-    message: str
-
-    def __str__(self) -> str:
-        where = ": ".join(part for part in (self.source, self.obj, self.path) if part)
-        return f"{where}: {self.message}" if where else self.message
-
-
-class InvalidInput(Exception):
-    def __init__(self, errors: Sequence[InputError]):
-        self.errors = list(errors)
-        super().__init__("\n".join(str(e) for e in self.errors))
 
 
 @dataclass
@@ -109,8 +90,8 @@ def _describe(error: dict[str, Any]) -> str:
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
     if kind in _HINTS:
         got = error.get("input")
-        shown = "" if kind in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
-        return _HINTS[kind] + shown
+        quoted = "" if kind in ("missing",) or isinstance(got, dict) else f" (got {shown(got)})"
+        return _HINTS[kind] + quoted
     if kind in ("too_short", "too_long"):
         ctx = error.get("ctx", {})
         limit = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
@@ -118,8 +99,8 @@ def _describe(error: dict[str, Any]) -> str:
         return f"has {ctx.get('actual_length')} items; {bound} {limit} are allowed"
     if kind in _BOUNDS:
         bound = next(iter(error.get("ctx", {}).values()), "?")
-        return f"must be {_BOUNDS[kind]} {bound} (got {error.get('input')!r})"
-    return f"{error['msg']} (got {error.get('input')!r})"
+        return f"must be {_BOUNDS[kind]} {bound} (got {shown(error.get('input'))})"
+    return f"{error['msg']} (got {shown(error.get('input'))})"
 
 
 def validation_errors(err: ValidationError, source: str, obj: str) -> list[InputError]:
@@ -160,14 +141,20 @@ def parse_resource(data: Any, source: str = "") -> tuple[Any | None, list[InputE
     if api_version != API_VERSION:
         return None, [
             InputError(
-                source, obj, "apiVersion", f"{api_version!r} is not served: use {API_VERSION!r}"
+                source,
+                obj,
+                "apiVersion",
+                f"{shown(api_version)} is not served: use {API_VERSION!r}",
             )
         ]
     model = KINDS.get(kind)
     if model is None:
         return None, [
             InputError(
-                source, obj, "kind", f"unknown kind {kind!r}: use one of {', '.join(sorted(KINDS))}"
+                source,
+                obj,
+                "kind",
+                f"unknown kind {shown(kind)}: use one of {', '.join(sorted(KINDS))}",
             )
         ]
     try:
@@ -187,12 +174,7 @@ def iter_documents(paths: Sequence[str | Path]) -> Iterator[tuple[str, Any]]:
         else:
             raise InvalidInput([InputError(str(path), "", "", "no such file or directory")])
         for file in files:
-            try:
-                documents = list(yaml.safe_load_all(file.read_text()))
-            except yaml.YAMLError as err:
-                mark = getattr(err, "problem_mark", None)
-                where = f"{file}:{mark.line + 1}" if mark else str(file)
-                raise InvalidInput([InputError(where, "", "", f"not valid YAML: {err}")]) from None
+            documents = load_all(read_bounded(file), str(file))
             for index, doc in enumerate(documents):
                 if doc is None:
                     continue
@@ -242,6 +224,9 @@ def check_references(
                 if pool.spec.variant(backend.variant) is None:
                     path = f"spec.routes[{r_index}].backends[{b_index}].variant"
                     errors.append(missing_variant(policy, pool, path, backend.variant))
+            if route.fallback is not None and pool.spec.variant(route.fallback) is None:
+                path = f"spec.routes[{r_index}].fallback"
+                errors.append(missing_variant(policy, pool, path, route.fallback))
         for d_index, rule in enumerate(policy.spec.degrade):
             for attr in ("variant", "fallback"):
                 name = getattr(rule, attr)

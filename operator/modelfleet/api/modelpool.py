@@ -17,6 +17,9 @@ from modelfleet.api.common import (
     check_unique,
 )
 from modelfleet.api.cron import CronError, parse_cron, zone
+from modelfleet.api.names import workload_name
+from modelfleet.api.pod_template import PodTemplate
+from modelfleet.api.urls import MAX_URL_LENGTH, prometheus_url_problem
 
 CEL = "x-kubernetes-validations"
 
@@ -24,9 +27,21 @@ CEL = "x-kubernetes-validations"
 # request can hold; bounding the lists that rules run over or inside keeps that estimate small.
 MAX_VARIANTS = 64
 MAX_SCHEDULES = 32
+# Bounds a user can only exceed by mistake; they keep every derived number in int32 (a
+# Deployment's replicas) and every derived name a DNS label.
+MAX_REPLICAS = 10_000
+MAX_GPU_BUDGET = 1_000_000
+MAX_GPUS_PER_REPLICA = 64
+MAX_SECONDS = 86_400
+MAX_PRICE = 1_000_000.0
+# `<pool>-<variant>` names the variant's Deployment and Service: a DNS label of <= 63.
+MAX_WORKLOAD_NAME = 63
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 
 
 class ReplicaRange(KubeModel):
+    """How many replicas the variant may have."""
+
     model_config = KubeModel.model_config | {
         "json_schema_extra": {
             CEL: [
@@ -39,8 +54,8 @@ class ReplicaRange(KubeModel):
         }
     }
 
-    min: int = Field(ge=0, description="Replicas kept at all times.")
-    max: int = Field(ge=0, description="Replicas never exceeded.")
+    min: int = Field(ge=0, le=MAX_REPLICAS, description="Replicas kept at all times.")
+    max: int = Field(ge=0, le=MAX_REPLICAS, description="Replicas never exceeded.")
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> ReplicaRange:
@@ -54,10 +69,16 @@ class ReplicaRange(KubeModel):
 class Schedule(KubeModel):
     """A KEDA-cron style window: active from a `start` firing until the next `end` firing."""
 
-    name: DnsLabel
-    start: str = Field(description="Cron (5 fields) in spec.timezone that opens the window.")
-    end: str = Field(description="Cron (5 fields) in spec.timezone that closes the window.")
-    replicas: int = Field(ge=0, description="Replica floor while the window is open.")
+    name: DnsLabel = Field(description="The schedule's name, unique within the variant.")
+    start: str = Field(
+        max_length=100, description="Cron (5 fields) in spec.timezone that opens the window."
+    )
+    end: str = Field(
+        max_length=100, description="Cron (5 fields) in spec.timezone that closes the window."
+    )
+    replicas: int = Field(
+        ge=0, le=MAX_REPLICAS, description="Replica floor while the window is open."
+    )
 
     @field_validator("start", "end")
     @classmethod
@@ -70,12 +91,18 @@ class Schedule(KubeModel):
 
 
 class StepPolicy(KubeModel):
+    """How fast replicas may change in one direction (as the HPA's scaling behavior)."""
+
     max_step: int | None = Field(
-        default=None, ge=1, description="Most replicas added or removed per cycle; unset = any."
+        default=None,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="Most replicas added or removed per cycle; unset = any.",
     )
     stabilization_seconds: int = Field(
         default=0,
         ge=0,
+        le=MAX_SECONDS,
         description="A change happens only if every recommendation in this window agrees.",
     )
 
@@ -85,15 +112,25 @@ def default_scale_down() -> StepPolicy:
 
 
 class QueueScaling(KubeModel):
+    """Scale on the vLLM queue: replicas = ceil((running + waiting) / targetPerReplica)."""
+
     target_per_replica: float = Field(
-        gt=0, description="Requests (running + waiting) one replica should carry."
+        gt=0, le=1_000_000, description="Requests (running + waiting) one replica should carry."
     )
-    scale_up: StepPolicy = Field(default_factory=StepPolicy)
-    scale_down: StepPolicy = Field(default_factory=default_scale_down)
+    scale_up: StepPolicy = Field(
+        default_factory=StepPolicy,
+        description="Limits on scaling up (default: no step limit, no window).",
+    )
+    scale_down: StepPolicy = Field(
+        default_factory=default_scale_down,
+        description="Limits on scaling down (default: a 300 s stabilization window).",
+    )
 
 
+HOUR_SECONDS = 3600
 DAY_SECONDS = 86400
 WEEK_SECONDS = 7 * DAY_SECONDS
+MAX_LOOKBACK_SECONDS = 5 * WEEK_SECONDS
 # Request rates are averaged over this long for the slo signal's demand and the forecast's
 # comparisons, so that one bursty minute is not provisioned for a whole window.
 DEMAND_SMOOTHING_SECONDS = 300
@@ -111,12 +148,17 @@ class ForecastScaling(KubeModel):
         default_factory=_default_lookbacks,
         min_length=1,
         max_length=8,
+        # The bounds the validator below explains, for the API server's admission too.
+        json_schema_extra={
+            "items": {"type": "integer", "minimum": HOUR_SECONDS, "maximum": MAX_LOOKBACK_SECONDS}
+        },
         description="Look-back periods in seconds (default one day and one week): the "
         "demand at the same time of day or week is the forecast; the largest wins.",
     )
     lead_seconds: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_SECONDS,
         description="How far ahead to provision; unset = startupSeconds plus one "
         "spec.metrics.refreshSeconds, so replicas are ready when the demand comes.",
     )
@@ -125,11 +167,17 @@ class ForecastScaling(KubeModel):
     @classmethod
     def _lookbacks_positive(cls, periods: list[int]) -> list[int]:
         for index, period in enumerate(periods):
-            if period < 3600:
+            if period < HOUR_SECONDS:
                 raise FieldError(
                     f"[{index}]",
                     f"{period} is shorter than an hour: use a period demand repeats over, "
                     f"such as {DAY_SECONDS} (a day) or {WEEK_SECONDS} (a week)",
+                )
+            if period > MAX_LOOKBACK_SECONDS:
+                raise FieldError(
+                    f"[{index}]",
+                    f"{period} is longer than five weeks: use a day ({DAY_SECONDS}) or a "
+                    f"week ({WEEK_SECONDS}), within Prometheus' retention",
                 )
         return periods
 
@@ -153,6 +201,8 @@ class SloScaling(KubeModel):
 
 
 class Variant(KubeModel):
+    """One model served by vLLM: its Deployment, Service and scaling rules."""
+
     model_config = KubeModel.model_config | {
         "json_schema_extra": {
             CEL: [
@@ -166,25 +216,66 @@ class Variant(KubeModel):
         }
     }
 
-    name: DnsLabel
-    model: str = Field(min_length=1, description="Model to load and the served model name.")
-    image: str = Field(default="vllm/vllm-openai:v0.11.0", min_length=1)
-    args: list[str] = Field(default_factory=list, description="Extra vLLM server arguments.")
-    port: int = Field(default=8000, ge=1, le=65535)
-    gpus_per_replica: int = Field(ge=1, description="GPUs per replica (tensor parallel size).")
-    gpu_type: str | None = Field(default=None, description="nvidia.com/gpu.product to select.")
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
-    priority: int = Field(default=0, description="Higher is more important under the budget.")
-    cost_per_replica_hour: float = Field(default=0.0, ge=0)
-    startup_seconds: int = Field(default=300, ge=0, description="Model load time.")
+    name: DnsLabel = Field(
+        description="The variant's name, unique in the pool; `<pool>-<variant>` names its "
+        "Deployment and Service."
+    )
+    model: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Model to load (a Hugging Face id or a path) and the served model name.",
+    )
+    image: str = Field(
+        default="vllm/vllm-openai:v0.11.0",
+        min_length=1,
+        max_length=512,
+        description="The vLLM OpenAI server image.",
+    )
+    args: list[str] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Extra vLLM server arguments, after the ones the operator sets.",
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="vLLM's HTTP port.")
+    gpus_per_replica: int = Field(
+        ge=1, le=MAX_GPUS_PER_REPLICA, description="GPUs per replica (tensor parallel size)."
+    )
+    gpu_type: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Value of the nodes' nvidia.com/gpu.product label to schedule on.",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="More node labels the replicas must run on."
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Pod tolerations (default: tolerate the nvidia.com/gpu taint).",
+    )
+    priority: int = Field(
+        default=0,
+        ge=-1_000_000,
+        le=1_000_000,
+        description="Higher is more important: under the GPU budget, lower priorities are "
+        "cut first.",
+    )
+    cost_per_replica_hour: float = Field(
+        default=0.0, ge=0, le=MAX_PRICE, description="What one replica costs per hour."
+    )
+    startup_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=MAX_SECONDS,
+        description="How long a replica takes to load its model and become ready.",
+    )
     requests_per_second_per_replica: float | None = Field(
         default=None,
         gt=0,
+        le=1_000_000,
         description="Expected throughput of one replica, used for cost estimates "
         "before observations exist.",
     )
-    replicas: ReplicaRange
+    replicas: ReplicaRange = Field(description="The replica range.")
     schedules: list[Schedule] = Field(
         default_factory=list,
         max_length=MAX_SCHEDULES,
@@ -192,8 +283,17 @@ class Variant(KubeModel):
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
         },
+        description="Time-of-day windows with a replica floor (cron in spec.timezone).",
     )
-    queue: QueueScaling | None = None
+    queue: QueueScaling | None = Field(
+        default=None, description="Scale on the live queue; unset = no queue scaling."
+    )
+    template: PodTemplate | None = Field(
+        default=None,
+        description="Merged onto the replicas' pods, after the pool's template: env (an HF "
+        "token from a Secret), volumes and mounts (a model cache), CPU/memory resources, "
+        "scheduling, service account... The operator keeps what it owns (docs/operator.md).",
+    )
     forecast: ForecastScaling | None = Field(
         default=None,
         description="Provision ahead of demand seen at the same time a day or a week ago "
@@ -232,18 +332,123 @@ class Variant(KubeModel):
         return self
 
 
-class MetricsSource(KubeModel):
-    prometheus_url: str | None = Field(
-        default=None, description="Prometheus base URL; unset = the operator's default."
+class SecretKeyRef(KubeModel):
+    """One key of a Secret in the pool's namespace."""
+
+    name: DnsLabel = Field(description="The Secret's name (in the pool's namespace).")
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY_PATTERN,
+        description="The key within the Secret's data.",
     )
-    refresh_seconds: int = Field(default=30, ge=1, le=3600)
-    stale_after_seconds: int = Field(default=120, ge=1)
+
+
+class MetricsTLS(KubeModel):
+    ca_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="PEM bundle of the CA(s) that signed Prometheus' serving certificate "
+        "(e.g. key ca.crt of a cert-manager Secret); unset = the system trust store.",
+    )
+    insecure_skip_verify: bool = Field(
+        default=False,
+        description="Accept any certificate Prometheus presents. For tests only: anyone on "
+        "the path can then read the credentials and forge the metrics.",
+    )
+
+
+class MetricsAuth(KubeModel):
+    model_config = KubeModel.model_config | {
+        "json_schema_extra": {
+            CEL: [
+                {
+                    "rule": "!(has(self.bearerTokenSecret) && has(self.basicAuthSecret))",
+                    "message": "set bearerTokenSecret or basicAuthSecret, not both",
+                }
+            ]
+        }
+    }
+
+    bearer_token_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="Sent as `Authorization: Bearer <token>` (kube-rbac-proxy, OpenShift's "
+        "thanos-querier, managed Prometheus gateways).",
+    )
+    basic_auth_secret: DnsLabel | None = Field(
+        default=None,
+        description="A Secret with keys `username` and `password` (type "
+        "kubernetes.io/basic-auth), sent as HTTP basic auth.",
+    )
+    headers_secret: DnsLabel | None = Field(
+        default=None,
+        description="A Secret whose every key is an HTTP header name and its value the "
+        "header's value, added to each query (e.g. X-Scope-OrgID for Mimir or Cortex).",
+    )
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> MetricsAuth:
+        if self.bearer_token_secret is not None and self.basic_auth_secret is not None:
+            raise FieldError(
+                "basicAuthSecret", "set bearerTokenSecret or basicAuthSecret, not both"
+            )
+        return self
+
+
+class MetricsSource(KubeModel):
+    """Where the pool's live metrics come from and how often the pool is planned."""
+
+    prometheus_url: str | None = Field(
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        # The API server refuses other schemes and credentials in the URL too.
+        json_schema_extra={"pattern": r"^https?://[^/@?#]+(/[^@]*)?$"},
+        description="Prometheus base URL (http or https, e.g. "
+        "https://prometheus.monitoring.svc:9090); unset = the operator's --prometheus-url.",
+    )
+    tls: MetricsTLS = Field(
+        default_factory=MetricsTLS,
+        description="How the operator checks Prometheus' certificate (https URLs).",
+    )
+    auth: MetricsAuth = Field(
+        default_factory=MetricsAuth,
+        description="Credentials for Prometheus, from Secrets in the pool's namespace.",
+    )
+    refresh_seconds: int = Field(
+        default=30, ge=1, le=3600, description="Seconds between two plans of the pool."
+    )
+    stale_after_seconds: int = Field(
+        default=120,
+        ge=1,
+        le=MAX_SECONDS,
+        description="Queue samples older than this are not trusted: the queue signal holds.",
+    )
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = prometheus_url_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 class ModelPoolSpec(KubeModel):
-    gpu_budget: int = Field(ge=0, description="GPUs the pool may use across all variants.")
-    timezone: str = Field(default="UTC", description="IANA zone for schedules.")
-    metrics: MetricsSource = Field(default_factory=MetricsSource)
+    """A GPU budget and the model variants that share it."""
+
+    gpu_budget: int = Field(
+        ge=0, le=MAX_GPU_BUDGET, description="GPUs the pool may use across all variants."
+    )
+    timezone: str = Field(
+        default="UTC", max_length=64, description="IANA zone the schedules are written in."
+    )
+    metrics: MetricsSource = Field(
+        default_factory=MetricsSource, description="Live metrics and the planning period."
+    )
+    template: PodTemplate | None = Field(
+        default=None,
+        description="Merged onto every variant's pods; a variant's own template extends it.",
+    )
     variants: list[Variant] = Field(
         min_length=1,
         max_length=MAX_VARIANTS,
@@ -251,6 +456,7 @@ class ModelPoolSpec(KubeModel):
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
         },
+        description="The models served from the pool.",
     )
 
     @field_validator("timezone")
@@ -419,6 +625,38 @@ class ModelPoolStatus(KubeModel):
 
 
 class ModelPool(Resource):
-    kind: Literal["ModelPool"] = "ModelPool"
+    """A shared GPU pool: vLLM model variants the operator scales by time of day, live
+    queue depth and reservations, within one GPU budget."""
+
+    model_config = Resource.model_config | {
+        "json_schema_extra": {
+            CEL: [
+                *Resource.model_config["json_schema_extra"][CEL],
+                {
+                    "rule": "self.spec.variants.all(v, self.metadata.name.size() + "
+                    f"v.name.size() < {MAX_WORKLOAD_NAME})",
+                    "message": "metadata.name + '-' + each variant name must fit in "
+                    f"{MAX_WORKLOAD_NAME} characters (they name the variant's Deployment and "
+                    "Service): shorten the pool or the variant name",
+                    "fieldPath": ".spec.variants",
+                },
+            ]
+        }
+    }
+
+    kind: Literal["ModelPool"] = Field(default="ModelPool", description="ModelPool.")
     spec: ModelPoolSpec
     status: ModelPoolStatus | None = None
+
+    @model_validator(mode="after")
+    def _workload_names_fit(self) -> ModelPool:
+        for index, variant in enumerate(self.spec.variants):
+            name = workload_name(self.metadata.name, variant.name)
+            if len(name) > MAX_WORKLOAD_NAME:
+                raise FieldError(
+                    f"spec.variants[{index}].name",
+                    f"{name[:20]}... is {len(name)} characters: `<pool>-<variant>` names the "
+                    f"variant's Deployment and Service and must fit in {MAX_WORKLOAD_NAME}; "
+                    "shorten the pool or the variant name",
+                )
+        return self

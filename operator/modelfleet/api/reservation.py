@@ -12,7 +12,14 @@ from modelfleet.api.common import Condition, DnsLabel, FieldError, KubeModel, Re
 CEL = "x-kubernetes-validations"
 
 
+# Prices and counts a user can only exceed by mistake.
+MAX_PRICE = 1_000_000.0
+MAX_REPLICAS = 10_000
+
+
 class Window(KubeModel):
+    """When the reservation holds capacity: [start, end)."""
+
     model_config = KubeModel.model_config | {
         "json_schema_extra": {
             CEL: [
@@ -40,6 +47,8 @@ class Window(KubeModel):
 
 
 class Billing(KubeModel):
+    """How the tenant pays for the reservation."""
+
     model_config = KubeModel.model_config | {
         "json_schema_extra": {
             CEL: [
@@ -57,17 +66,23 @@ class Billing(KubeModel):
         }
     }
 
-    mode: Literal["reserved", "onDemand", "hybrid"]
-    currency: str = Field(default="USD", min_length=3, max_length=3)
+    mode: Literal["reserved", "onDemand", "hybrid"] = Field(
+        description="reserved: pay held replica-hours; onDemand: pay per request; hybrid: "
+        "held replica-hours plus requests beyond what they include."
+    )
+    currency: str = Field(
+        default="USD", min_length=3, max_length=3, description="ISO 4217 code of the prices."
+    )
     reserved_price_per_replica_hour: float | None = Field(
-        default=None, ge=0, description="Price of one held replica for one hour."
+        default=None, ge=0, le=MAX_PRICE, description="Price of one held replica for one hour."
     )
     on_demand_price_per_request: float | None = Field(
-        default=None, ge=0, description="Price of one request billed on demand."
+        default=None, ge=0, le=MAX_PRICE, description="Price of one request billed on demand."
     )
     included_requests_per_replica_hour: float = Field(
         default=0,
         ge=0,
+        le=1e9,
         description="hybrid: requests covered by each reserved replica-hour; the rest are "
         "billed on demand.",
     )
@@ -82,27 +97,41 @@ class Billing(KubeModel):
 
 
 class ReservationSpec(KubeModel):
-    pool: DnsLabel
-    variant: DnsLabel
-    tenant: str = Field(min_length=1, max_length=253)
-    replicas: int = Field(ge=1)
-    window: Window | None = None
-    billing: Billing
+    """Replicas held for a tenant on one variant of a pool."""
+
+    pool: DnsLabel = Field(description="The ModelPool, in the same namespace.")
+    variant: DnsLabel = Field(description="The variant of the pool the replicas run.")
+    tenant: str = Field(
+        min_length=1, max_length=253, description="Who the capacity is held for (and billed)."
+    )
+    replicas: int = Field(ge=1, le=MAX_REPLICAS, description="Replicas held.")
+    window: Window | None = Field(default=None, description="When; unset = always.")
+    billing: Billing = Field(description="How the tenant pays.")
 
     def active_at(self, now: datetime) -> bool:
         return self.window is None or self.window.active_at(now)
 
 
 class ReservationStatus(KubeModel):
-    observed_generation: int | None = None
-    granted: bool | None = None
-    active: bool | None = None
-    granted_replicas: int | None = None
-    message: str = ""
-    conditions: list[Condition] = Field(default_factory=list)
+    """Whether the pool holds the replicas now."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this status is for."
+    )
+    granted: bool | None = Field(default=None, description="Whether all replicas are held.")
+    active: bool | None = Field(default=None, description="Whether the window is open.")
+    granted_replicas: int | None = Field(default=None, description="Replicas held now.")
+    message: str = Field(default="", description="Why, in words.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Granted (reasons: Granted, NotGranted, NotActive, Expired, PoolNotFound, "
+        "InvalidSpec).",
+    )
 
 
 class Reservation(Resource):
-    kind: Literal["Reservation"] = "Reservation"
+    """Capacity held for a tenant on one variant of a ModelPool, with its billing."""
+
+    kind: Literal["Reservation"] = Field(default="Reservation", description="Reservation.")
     spec: ReservationSpec
     status: ReservationStatus | None = None

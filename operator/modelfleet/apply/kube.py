@@ -198,7 +198,8 @@ class KubeClient:
                 delay = min(delay * 2, 5.0)
                 continue
             if status == 401 and self._relogin is not None and not relogged:
-                fresh = self._relogin()
+                # A login may run an exec credential plugin: not on the event loop.
+                fresh = await asyncio.to_thread(self._relogin)
                 if fresh is not None:
                     relogged = True
                     self._info = fresh

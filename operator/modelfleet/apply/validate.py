@@ -68,7 +68,9 @@ def static_bootstrap(files: Mapping[str, str]) -> dict[str, Any]:
                     if "path" in log.get("typed_config", {}):
                         log["typed_config"]["path"] = os.devnull
     bootstrap.pop("dynamic_resources", None)
-    bootstrap["static_resources"] = {"listeners": listeners, "clusters": clusters}
+    static = bootstrap.setdefault("static_resources", {})
+    static["listeners"] = [*static.get("listeners", []), *listeners]
+    static["clusters"] = [*static.get("clusters", []), *clusters]
     return bootstrap
 
 

@@ -16,7 +16,7 @@ from modelfleet.apply.validate import EnvoyNotFound, InvalidEnvoyConfig
 from modelfleet.cli.plan import add_input_arguments, print_errors
 from modelfleet.observe.observation import load_observations
 from modelfleet.render.desired import desired
-from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG
+from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, DEFAULT_STATS_PORT
 from modelfleet.render.envoy.xds import HostPort, is_ip
 from modelfleet.render.gateway import GatewaySettings
 from modelfleet.render.inputs import FleetInputs
@@ -64,7 +64,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=ip_port,
         default=DEFAULT_ADMIN,
         metavar="IP:PORT",
-        help="Envoy admin and /stats/prometheus (default 127.0.0.1:9901)",
+        help="Envoy's admin interface; keep it on loopback (default 127.0.0.1:9901)",
+    )
+    envoy.add_argument(
+        "--stats-port",
+        type=port_number,
+        default=DEFAULT_STATS_PORT,
+        metavar="PORT",
+        help="read-only listener for /stats/prometheus and /ready, on the --listen host "
+        f"(default {DEFAULT_STATS_PORT})",
     )
     envoy.add_argument(
         "--access-log",
@@ -89,6 +97,12 @@ def host_port(text: str) -> HostPort:
             f"{text!r} is not HOST:PORT: write e.g. 127.0.0.1:8080 or [::1]:8080"
         )
     return host, int(port)
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: write 0-65535")
+    return int(text)
 
 
 def ip_port(text: str) -> HostPort:
@@ -162,6 +176,12 @@ def run_envoy(args: argparse.Namespace) -> int:
         assert pool is not None, "load_resources checks that the policy's pool exists"
         keys = load_api_keys(args.api_keys) if args.api_keys else []
         backends = parse_backends(args.backend, [v.name for v in pool.spec.variants])
+        if args.admin[1] == 0:
+            message = (
+                "the admin port must be fixed, not 0: the stats listener (--stats-port) "
+                "forwards /stats/prometheus and /ready to it"
+            )
+            raise InvalidInput([option_error("--admin", message)])
     except InvalidInput as err:
         print_errors(err)
         return 2
@@ -177,6 +197,7 @@ def run_envoy(args: argparse.Namespace) -> int:
         listen_port=listen_port,
         admin=args.admin,
         access_log=args.access_log,
+        stats_port=args.stats_port,
     )
     policy_key = (policy.namespace, policy.name)
     result = desired(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import time
@@ -28,11 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="watch this namespace (repeatable)",
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch all namespaces")
-    parser.add_argument(
-        "--prometheus-url",
-        default=os.environ.get("MODELFLEET_PROMETHEUS_URL"),
-        help="Prometheus for pools without spec.metrics.prometheusUrl",
-    )
+    add_prometheus_arguments(parser)
     parser.add_argument(
         "--health",
         default="0.0.0.0:8080",
@@ -63,9 +60,29 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--gateway-admin",
-        default="0.0.0.0:9901",
+        default="127.0.0.1:9901",
         metavar="HOST:PORT",
-        help="the gateway's Envoy admin address (serves /stats/prometheus)",
+        help="the gateway's Envoy admin address; keep it on loopback",
+    )
+    parser.add_argument(
+        "--gateway-stats-port",
+        type=int,
+        default=9902,
+        metavar="PORT",
+        help="the gateway's read-only listener for /stats/prometheus and /ready probes",
+    )
+    parser.add_argument(
+        "--gateway-image",
+        default=os.environ.get("MODELFLEET_GATEWAY_IMAGE"),
+        metavar="IMAGE",
+        help="run each RoutingPolicy's gateway pods (Envoy and the gateway-sync sidecar) "
+        "from this image, normally the operator's own; unset: write the configs only",
+    )
+    parser.add_argument(
+        "--gateway-resources",
+        type=json.loads,
+        metavar="JSON",
+        help='the gateway Envoy\'s resources, e.g. {"requests": {"cpu": "500m"}}',
     )
     parser.add_argument(
         "--clock-start", type=parse_instant, help=argparse.SUPPRESS
@@ -74,6 +91,69 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--clock-speed", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(handler=run)
+
+
+def add_prometheus_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "Prometheus",
+        "the default for pools without spec.metrics.prometheusUrl; its credentials are "
+        "sent to this URL only (files are read again at every cycle: rotation works)",
+    )
+    group.add_argument(
+        "--prometheus-url",
+        type=prometheus_url,
+        default=os.environ.get("MODELFLEET_PROMETHEUS_URL"),
+        help="http(s) base URL (default: $MODELFLEET_PROMETHEUS_URL)",
+    )
+    group.add_argument(
+        "--prometheus-ca-file", type=Path, help="PEM CA bundle (default: system trust store)"
+    )
+    group.add_argument(
+        "--prometheus-insecure-skip-verify",
+        action="store_true",
+        help="accept any certificate (tests only)",
+    )
+    group.add_argument("--prometheus-token-file", type=Path, help="bearer token file")
+    group.add_argument(
+        "--prometheus-basic-auth-dir",
+        type=Path,
+        help="directory with files `username` and `password` (a mounted basic-auth Secret)",
+    )
+    group.add_argument(
+        "--prometheus-headers-dir",
+        type=Path,
+        help="directory whose every file is a header: name = file name, value = content",
+    )
+    group.add_argument(
+        "--prometheus-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="most time a pool's queries may take (also at most half its refresh period)",
+    )
+
+
+def prometheus_url(value: str) -> str:
+    from modelfleet.api.urls import prometheus_url_problem
+
+    problem = prometheus_url_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def operator_prometheus(args: argparse.Namespace):
+    from modelfleet.controller.prometheus_sources import OperatorPrometheus
+
+    return OperatorPrometheus(
+        url=args.prometheus_url,
+        ca_file=args.prometheus_ca_file,
+        token_file=args.prometheus_token_file,
+        basic_auth_dir=args.prometheus_basic_auth_dir,
+        headers_dir=args.prometheus_headers_dir,
+        insecure_skip_verify=args.prometheus_insecure_skip_verify,
+        timeout_seconds=args.prometheus_timeout,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,21 +166,27 @@ def run(args: argparse.Namespace) -> int:
     from modelfleet.render.gateway import GatewaySettings
 
     configure_logging(args.log_level)
-    if args.kubeconfig:
-        if not args.kubeconfig.exists():
-            logging.getLogger("modelfleet").error("kubeconfig %s does not exist", args.kubeconfig)
-            return 2
-        os.environ["KUBECONFIG"] = str(args.kubeconfig)
+    if args.kubeconfig and not args.kubeconfig.exists():
+        logging.getLogger("modelfleet").error("kubeconfig %s does not exist", args.kubeconfig)
+        return 2
     admin_host, _, admin_port = args.gateway_admin.rpartition(":")
     gateway = GatewaySettings(
         config_dir=args.gateway_config_dir,
         listen_host=args.gateway_listen_host,
         admin=(admin_host, int(admin_port)),
+        image=args.gateway_image,
+        stats_port=args.gateway_stats_port,
+        resources=args.gateway_resources,
     )
     clock = None
     if args.clock_start is not None:
         clock = ScaledClock(args.clock_start, args.clock_speed, args.clock_origin or time.time())
-    runtime = build_runtime(prometheus_url=args.prometheus_url, gateway=gateway, clock=clock)
+    runtime = build_runtime(
+        prometheus=operator_prometheus(args),
+        gateway=gateway,
+        clock=clock,
+        kubeconfig=args.kubeconfig,
+    )
     serve_operator_metrics(runtime, args.metrics_host, args.metrics_port)
     options: dict[str, Any] = {
         "liveness_endpoint": f"http://{args.health}/healthz",

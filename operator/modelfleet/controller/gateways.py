@@ -1,22 +1,42 @@
 """Publishing a gateway the core rendered: validate with the real Envoy binary, and only
 then write the Secret (routes) and the ConfigMap (the rest). An invalid render changes
 nothing in the cluster: the last good config keeps serving, and the policy's status says
-why the new one is not."""
+why the new one is not.
+
+The two objects are compared with what they should hold every cycle: one deleted or edited
+by hand is put back within a refresh (new gateway pods could not start without them), with
+a Warning Event.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 
 from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.apply.kube import KubeClient
+from modelfleet.apply.kube import KubeClient, object_path
 from modelfleet.apply.validate import EnvoyNotFound, InvalidEnvoyConfig, validate_with_envoy
-from modelfleet.render.desired import Desired, refuse_gateway
+from modelfleet.render.desired import Desired, Event, refuse_gateway
 from modelfleet.render.gateway import GatewayConfig
+from modelfleet.render.inputs import ObjectRef
 
 log = structlog.get_logger(__name__)
+
+
+def holds(live: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
+    """Whether a live ConfigMap/Secret carries what `wanted` puts there (keys others added
+    are theirs: the sidecar and Envoy ignore files they do not know)."""
+    if live is None:
+        return False
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    ours = wanted["metadata"]["annotations"]
+    data = live.get("data") or {}
+    return all(annotations.get(k) == v for k, v in ours.items()) and all(
+        data.get(k) == v for k, v in wanted["data"].items()
+    )
 
 
 class GatewayPublisher:
@@ -27,31 +47,55 @@ class GatewayPublisher:
     ):
         self.kube = kube
         self.validate = validate
+        # Envoy's verdict on a policy's last refused render: not worth another envoy run.
         self._refused: dict[tuple[str, str], tuple[str, str, str]] = {}
 
     async def publish(self, gateway: GatewayConfig, policy: RoutingPolicy, result: Desired):
-        """Write `gateway` unless the policy's status says it is already published; when
-        Envoy refuses it, amend `result` (the policy's status and Events) instead."""
+        """Write `gateway` unless the cluster holds it already; when Envoy refuses it, amend
+        `result` (the policy's status and Events) instead."""
         logger = log.bind(namespace=policy.namespace, name=policy.name, kind="RoutingPolicy")
         published = policy.status.config_hash if policy.status else None
-        if gateway.config_hash == published:
+        live = [
+            await self.kube.get(object_path(obj)) for obj in (gateway.config_map, gateway.secret)
+        ]
+        in_place = all(
+            holds(obj, wanted)
+            for obj, wanted in zip(live, (gateway.config_map, gateway.secret), strict=True)
+        )
+        if gateway.config_hash == published and in_place:
             return
         key = (policy.namespace, policy.name)
-        refused = self._refused.get(key)
-        if refused is not None and refused[0] == gateway.config_hash:
-            # Envoy's verdict on these exact files is known: not worth another envoy run.
-            refuse_gateway(result, policy, refused[1], refused[2])
-            return
-        try:
-            await asyncio.to_thread(self.validate, gateway.files)
-        except (InvalidEnvoyConfig, EnvoyNotFound) as err:
-            reason = "EnvoyRejectedConfig" if isinstance(err, InvalidEnvoyConfig) else "NoEnvoy"
-            refuse_gateway(result, policy, reason, str(err)[:2000])
-            self._refused[key] = (gateway.config_hash, reason, str(err)[:2000])
-            logger.error("gateway.invalid_config", error=str(err)[:500])
-            return
+        if gateway.config_hash != published:
+            refused = self._refused.get(key)
+            if refused is not None and refused[0] == gateway.config_hash:
+                refuse_gateway(result, policy, refused[1], refused[2])
+                return
+            try:
+                await asyncio.to_thread(self.validate, gateway.files)
+            except (InvalidEnvoyConfig, EnvoyNotFound) as err:
+                reason = "EnvoyRejectedConfig" if isinstance(err, InvalidEnvoyConfig) else "NoEnvoy"
+                refuse_gateway(result, policy, reason, str(err)[:2000])
+                self._refused[key] = (gateway.config_hash, reason, str(err)[:2000])
+                logger.error("gateway.invalid_config", error=str(err)[:500])
+                return
         # Clusters and routes travel in two objects: the sidecar applies them together.
         await self.kube.apply(gateway.secret)
         await self.kube.apply(gateway.config_map)
         self._refused.pop(key, None)
-        logger.info("gateway.published", config_hash=gateway.config_hash)
+        if gateway.config_hash == published:
+            what = ", ".join(
+                f"{obj['kind']} {obj['metadata']['name']} "
+                f"{'deleted' if found is None else 'edited'}"
+                for obj, found in zip((gateway.config_map, gateway.secret), live, strict=True)
+                if not holds(found, obj)
+            )
+            message = f"{what} by hand: restored config {gateway.config_hash}"
+            result.events.append(
+                Event(ObjectRef.of(policy), "Warning", "GatewayConfigRestored", message)
+            )
+            logger.warning("gateway.restored", config_hash=gateway.config_hash, what=what)
+        else:
+            logger.info("gateway.published", config_hash=gateway.config_hash)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._refused.pop((namespace, name), None)

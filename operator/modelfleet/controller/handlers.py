@@ -18,7 +18,6 @@ import kopf
 import structlog
 
 from modelfleet.api.names import GROUP, POLICIES, POOLS, RESERVATIONS, VERSION
-from modelfleet.apply.kube import ApiError
 
 DEFAULT_REFRESH_SECONDS = 30
 ERROR_BACKOFF_SECONDS = 5
@@ -35,8 +34,9 @@ def spec_changed(body: Mapping[str, Any]) -> bool:
 
 @kopf.on.login()
 async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    info = memo.runtime.login(**kwargs)
-    return info
+    # An exec credential plugin is a subprocess that may take a while (cloud CLIs): keep
+    # kopf's event loop free meanwhile.
+    return await asyncio.to_thread(memo.runtime.login, **kwargs)
 
 
 @kopf.on.startup()
@@ -66,8 +66,11 @@ async def refresh_pool(
             delay = _refresh_seconds(body)
             try:
                 await memo.runtime.controller().reconcile(body)
-            except ApiError as err:
-                logger.warning("pool.cycle_failed", error=str(err))
+            except Exception as err:
+                # Whatever failed, the loop goes on (kopf would restart it only after a
+                # minute, deaf to spec changes meanwhile): nothing was applied, status says why.
+                logger.warning("pool.cycle_failed", error=repr(err)[:500], exc_info=True)
+                await memo.runtime.controller().report_failure(body, err)
                 delay = min(delay, ERROR_BACKOFF_SECONDS)
             await _sleep_until(wakeup, stopped, delay)
     finally:
@@ -92,13 +95,23 @@ async def _sleep_until(wakeup: asyncio.Event, stopped: kopf.DaemonStopped, secon
 
 @kopf.on.event(GROUP, VERSION, POOLS)
 async def pool_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if type in ("ADDED", "MODIFIED") and spec_changed(body):
-        memo.runtime.wakeups.wake(body["metadata"]["namespace"], body["metadata"]["name"])
+    meta = body["metadata"]
+    if type == "DELETED":
+        memo.runtime.forget("ModelPool", meta["namespace"], meta["name"])
+        memo.runtime.wakeups.events.pop((meta["namespace"], meta["name"]), None)
+        await memo.runtime.controller().reconcile_orphans(meta["namespace"], meta["name"])
+    elif type in ("ADDED", "MODIFIED") and spec_changed(body):
+        memo.runtime.wakeups.wake(meta["namespace"], meta["name"])
 
 
 @kopf.on.event(GROUP, VERSION, RESERVATIONS)
 @kopf.on.event(GROUP, VERSION, POLICIES)
 async def dependent_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     pool = (body.get("spec") or {}).get("pool")
+    meta = body["metadata"]
+    if type == "DELETED":
+        memo.runtime.forget(body.get("kind", ""), meta["namespace"], meta["name"])
     if pool and (type == "DELETED" or spec_changed(body)):
-        memo.runtime.wakeups.wake(body["metadata"]["namespace"], pool)
+        memo.runtime.wakeups.wake(meta["namespace"], pool)
+        if type != "DELETED":
+            await memo.runtime.controller().reconcile_orphans(meta["namespace"], pool)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+import aiohttp
 import structlog
 
 from modelfleet.api.keys import read_api_keys_secret
@@ -21,22 +22,32 @@ from modelfleet.api.names import (
     API_VERSION,
     POLICIES,
     POOL_LABEL,
+    POOLS,
     RESERVATIONS,
     VARIANT_LABEL,
     workload_name,
 )
 from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.apply.kube import ApiError, Conflict, KubeClient, object_path, resource_path
+from modelfleet.apply.kube import (
+    ApiError,
+    Conflict,
+    KubeClient,
+    object_path,
+    object_ref,
+    resource_path,
+)
 from modelfleet.controller.clock import ScaledClock, WallClock
 from modelfleet.controller.gateways import GatewayPublisher
 from modelfleet.controller.metrics import OperatorMetrics
 from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
 from modelfleet.observe.prometheus import HistoryWindow, MetricsUnavailable, history_windows
 from modelfleet.plan.scaling.types import PoolPlan
-from modelfleet.render.desired import Desired, Event, desired
+from modelfleet.render.desired import Desired, Event, desired, failed_cycle
 from modelfleet.render.envoy.xds import HostPort
 from modelfleet.render.gateway import GatewaySettings
-from modelfleet.render.inputs import FleetInputs, Key, Rejected, parse_body
+from modelfleet.render.gateway_cache import GatewayRenderCache
+from modelfleet.render.gateway_workload import gateway_name
+from modelfleet.render.inputs import FleetInputs, Key, ParseCache, Rejected
 
 log = structlog.get_logger(__name__)
 
@@ -71,10 +82,21 @@ class PoolController:
     clock: WallClock | ScaledClock = field(default_factory=WallClock)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     publisher: GatewayPublisher | None = None
+    # What the operator remembers between cycles: each resource parsed once per change,
+    # each gateway rendered in proportion to what changed. One entry per object.
+    parsed: ParseCache = field(default_factory=ParseCache)
+    renders: GatewayRenderCache = field(default_factory=GatewayRenderCache)
 
     def __post_init__(self) -> None:
         if self.publisher is None:
             self.publisher = GatewayPublisher(self.kube)
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """A deleted resource: drop what the operator remembered of it."""
+        self.parsed.forget(kind, namespace, name)
+        if kind == "RoutingPolicy":
+            self.renders.forget(namespace, name)
+            self.publisher.forget(namespace, name)
 
     async def reconcile(self, body: Mapping[str, Any]) -> CycleResult:
         meta = body.get("metadata", {})
@@ -89,10 +111,17 @@ class PoolController:
             self.metrics.cycle_seconds.labels(*labels).observe(time.perf_counter() - started)
 
     async def _cycle(self, body: Mapping[str, Any]) -> CycleResult:
+        # The pool as stored now: the body kopf hands the daemon trails the watch stream, and
+        # a cycle woken right after the previous one wrote its status would plan from the
+        # status before it (and forget what it planned, e.g. replicas still loading).
+        current = await self.kube.get(object_path(object_ref(body)))
+        if current is None:
+            return CycleResult(None)  # deleted meanwhile: its owner references clean up
+        body = current
         now = self.clock.now()
         meta = body.get("metadata", {})
         logger = log.bind(namespace=meta.get("namespace"), name=meta.get("name"), kind="ModelPool")
-        pool, rejected = parse_body(body)
+        pool, rejected = self.parsed.parse(body)
         if rejected is not None:
             await self._write(desired(FleetInputs(now, rejected=[rejected])))
             logger.warning("pool.invalid", errors=[str(e) for e in rejected.errors])
@@ -114,6 +143,7 @@ class PoolController:
             api_keys=keys,
             api_key_errors=key_errors,
             service_addresses={key: await self._service_addresses(pool)},
+            gateway_ready=await self._gateways_ready(policies),
             deployed_replicas={
                 variant_key(pool.namespace, pool.name, variant): int(
                     (d.get("spec") or {}).get("replicas") or 0
@@ -123,7 +153,7 @@ class PoolController:
             gateway=self.gateway,
         )
         with self.metrics.plan_seconds.labels(*key).time():
-            result = desired(inputs)
+            result = desired(inputs, self.renders)
         for manifest in result.workloads:
             await self._apply_with_retry(manifest)
         by_name = {p.name: p for p in policies}
@@ -145,14 +175,46 @@ class PoolController:
         )
         return CycleResult(plan, [], metrics_error)
 
+    async def report_failure(self, body: Mapping[str, Any], error: BaseException) -> None:
+        """A cycle that failed leaves the cluster as it was; the pool's Reconciled condition
+        says why (best effort: the API server may be what failed)."""
+        pool, _ = self.parsed.parse(body)
+        if pool is None:
+            return
+        if isinstance(error, ApiError):
+            reason = "ApiError"
+        elif isinstance(error, OSError | TimeoutError | aiohttp.ClientError):
+            reason = "ApiUnreachable"
+        else:
+            reason = "CycleFailed"
+        message = f"{type(error).__name__}: {str(error)[:300]}; nothing was changed"
+        update = failed_cycle(pool, reason, message, self.clock.now())
+        try:
+            await self.kube.merge_patch(
+                object_path(update.target.body()), {"status": update.wire()}, subresource="status"
+            )
+        except Exception as err:  # noqa: BLE001 - nothing more to do until the next cycle
+            log.warning(
+                "pool.status_unwritable",
+                namespace=pool.namespace,
+                name=pool.name,
+                error=repr(err)[:300],
+            )
+
     async def _write(self, result: Desired) -> None:
         """Statuses, then Events: what the core decided, recorded."""
         for update in result.statuses.values():
-            await self.kube.merge_patch(
+            stored = await self.kube.merge_patch(
                 object_path(update.target.body()),
                 {"status": update.wire()},
                 subresource="status",
             )
+            if not update.partial:
+                target = update.target
+                version = ((stored or {}).get("metadata") or {}).get("resourceVersion")
+                self.parsed.wrote(
+                    target.kind, target.namespace, target.name, version, update.status
+                )
         for event in result.events:
             self._post(event)
 
@@ -164,14 +226,19 @@ class PoolController:
     async def _dependents(
         self, pool: ModelPool
     ) -> tuple[list[Any], list[RoutingPolicy], list[Rejected]]:
-        """The pool's Reservations and RoutingPolicies, parsed; the invalid ones apart."""
+        return await self._dependents_of(pool.namespace, pool.name)
+
+    async def _dependents_of(
+        self, namespace: str, pool: str
+    ) -> tuple[list[Any], list[RoutingPolicy], list[Rejected]]:
+        """A pool's Reservations and RoutingPolicies, parsed; the invalid ones apart."""
         valid: dict[str, list[Any]] = {RESERVATIONS: [], POLICIES: []}
         rejected: list[Rejected] = []
         for plural in (RESERVATIONS, POLICIES):
-            for item in await self.kube.list(resource_path(API_VERSION, plural, pool.namespace)):
-                if (item.get("spec") or {}).get("pool") != pool.name:
+            for item in await self.kube.list(resource_path(API_VERSION, plural, namespace)):
+                if (item.get("spec") or {}).get("pool") != pool:
                     continue
-                model, problem = parse_body(item)
+                model, problem = self.parsed.parse(item)
                 if problem is not None:
                     rejected.append(problem)
                 else:
@@ -203,6 +270,9 @@ class PoolController:
                 observed = await source.observe_pool(pool.namespace, pool.name, history)
             except MetricsUnavailable as err:
                 error = str(err)
+            except Exception as err:  # an unexpected answer must cost a hold, not the cycle
+                log.warning("pool.metrics_failed", error=repr(err)[:300])
+                error = f"reading Prometheus failed: {type(err).__name__}"
             else:
                 observations = {key: self._on_clock(obs) for key, obs in observed.items()}
         # Ready replicas come from the Deployments themselves, never from metrics.
@@ -221,6 +291,38 @@ class PoolController:
             demand_history=tuple(RateSample(from_wall(s.at), s.rate) for s in obs.demand_history),
         )
 
+    async def _gateways_ready(self, policies: Sequence[RoutingPolicy]) -> dict[Key, int]:
+        """Ready pods of the gateway Deployment the operator runs for each policy."""
+        if self.gateway.image is None:
+            return {}
+        ready = {}
+        for policy in policies:
+            deployment = await self.kube.get(
+                resource_path("apps/v1", "deployments", policy.namespace, gateway_name(policy))
+            )
+            ready[(policy.namespace, policy.name)] = ready_replicas(deployment or {})
+        return ready
+
+    async def reconcile_orphans(self, namespace: str, pool: str) -> None:
+        """Reservations and RoutingPolicies whose pool does not exist (deleted, or never
+        created): no pool cycle runs for them, so their status is written here."""
+        if await self.kube.get(resource_path(API_VERSION, POOLS, namespace, pool)) is not None:
+            return
+        reservations, policies, rejected = await self._dependents_of(namespace, pool)
+        if reservations or policies or rejected:
+            inputs = FleetInputs(
+                self.clock.now(), reservations=reservations, policies=policies, rejected=rejected
+            )
+            try:
+                await self._write(desired(inputs))
+            except Exception as err:  # noqa: BLE001 - the next change retries
+                log.warning(
+                    "orphans.status_unwritable",
+                    namespace=namespace,
+                    pool=pool,
+                    error=repr(err)[:300],
+                )
+
     async def _tenant_requests(
         self, pool: ModelPool, reservations: Sequence[Any], now: datetime
     ) -> dict[str, float]:
@@ -232,7 +334,7 @@ class PoolController:
             # Prometheus counts in wall time, whatever the operator's clock runs at.
             window = self.clock.wall_seconds((now - previous).total_seconds())
             return await source.tenant_requests(window)
-        except MetricsUnavailable:
+        except Exception:  # billing waits for the next cycle; the plan does not
             return {}
 
     async def _api_keys(

@@ -7,17 +7,18 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
-from modelfleet.api.modelpool import ModelPool
 from modelfleet.apply.kube import KubeClient
+from modelfleet.apply.login import login_with_kubernetes_client
 from modelfleet.controller.clock import ScaledClock, WallClock
 from modelfleet.controller.metrics import OperatorMetrics
+from modelfleet.controller.prometheus_sources import OperatorPrometheus, sources_for
 from modelfleet.controller.reconcile import PoolController
-from modelfleet.observe.prometheus import PrometheusSource
 from modelfleet.render.gateway import GatewaySettings
 
 
@@ -35,7 +36,11 @@ class Wakeups:
 class Runtime:
     """What the handlers share: the API client, the controller, the wake-up events."""
 
-    def __init__(self, build_controller, metrics, settings_hook=None, login_hook=None):
+    def __init__(
+        self, build_controller, metrics, settings_hook=None, login_hook=None, kubeconfig=None
+    ):
+        # None: in-cluster service account, else $KUBECONFIG or ~/.kube/config.
+        self.kubeconfig: Path | None = kubeconfig
         self.wakeups = Wakeups()
         self.metrics = metrics
         self._build_controller = build_controller
@@ -50,7 +55,7 @@ class Runtime:
         self._login_kwargs = kwargs
         info = self._login_hook(**kwargs) if self._login_hook else None
         if info is None:
-            info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+            info = login_with_kubernetes_client(self.kubeconfig, **kwargs)
         self.connection = info
         return info
 
@@ -66,6 +71,11 @@ class Runtime:
             )
             self._controller = self._build_controller(self.kube)
         return self._controller
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """What the operator remembers of a deleted resource goes with it."""
+        if self._controller is not None:
+            self._controller.forget(kind, namespace, name)
 
     async def close(self) -> None:
         if self.kube is not None:
@@ -84,34 +94,32 @@ def kopf_settings(settings: kopf.OperatorSettings) -> None:
 
 
 def build_runtime(
-    prometheus_url: str | None,
+    prometheus: OperatorPrometheus | None = None,
     clock: WallClock | ScaledClock | None = None,
     login: Callable[..., kopf.ConnectionInfo | None] | None = None,
     gateway: GatewaySettings | None = None,
+    kubeconfig: Path | None = None,
 ) -> Runtime:
     clock = clock or WallClock()
     metrics = OperatorMetrics()
-    sources: dict[str, PrometheusSource] = {}
-
-    def metrics_for(pool: ModelPool) -> PrometheusSource | None:
-        url = pool.spec.metrics.prometheus_url or prometheus_url
-        if not url:
-            return None
-        if url not in sources:
-            sources[url] = PrometheusSource(url)
-        return sources[url]
 
     def build_controller(kube: KubeClient) -> PoolController:
         return PoolController(
             kube=kube,
-            metrics_for=metrics_for,
+            metrics_for=sources_for(kube, prometheus or OperatorPrometheus()),
             post_event=post_kopf_event,
             gateway=gateway or GatewaySettings(),
             clock=clock,
             metrics=metrics,
         )
 
-    return Runtime(build_controller, metrics, settings_hook=kopf_settings, login_hook=login)
+    return Runtime(
+        build_controller,
+        metrics,
+        settings_hook=kopf_settings,
+        login_hook=login,
+        kubeconfig=kubeconfig,
+    )
 
 
 def serve_operator_metrics(runtime: Runtime, host: str, port: int) -> None:

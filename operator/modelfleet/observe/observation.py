@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import yaml
 from pydantic import Field, ValidationError
 
-from modelfleet.api.common import KubeModel
+from modelfleet.api.common import KubeModel, Time
 from modelfleet.api.load import InputError, InvalidInput, validation_errors
+from modelfleet.api.yaml_input import load_one, read_bounded
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class VariantObservation:
     p99_latency_seconds: float | None = None  # end to end, over the last minute
     error_rate: float | None = None
     sampled_at: datetime | None = None
+    # Why the samples cannot be trusted (non-finite, negative, implausible), if they cannot.
+    problem: str | None = None
     p99_ttft_seconds: float | None = None  # time to first token, over the last minute
     p99_queue_seconds: float | None = None  # time waiting for a batch slot, last minute
     # The request rate in the forecast's look-back windows (a day, a week ago), oldest first.
@@ -47,7 +49,7 @@ Observations = Mapping[str, VariantObservation]  # keyed by variant_key()
 
 
 class _RateInput(KubeModel):
-    at: datetime
+    at: Time
     rate: float = Field(ge=0)
 
 
@@ -58,7 +60,7 @@ class _ObservationInput(KubeModel):
     qps: float | None = Field(default=None, ge=0)
     p99_latency_seconds: float | None = Field(default=None, ge=0)
     error_rate: float | None = Field(default=None, ge=0, le=1)
-    sampled_at: datetime | None = None
+    sampled_at: Time | None = None
     p99_ttft_seconds: float | None = Field(default=None, ge=0)
     p99_queue_seconds: float | None = Field(default=None, ge=0)
     demand_history: list[_RateInput] = Field(default_factory=list)
@@ -72,10 +74,7 @@ def load_observations(path: str | Path, default_time: datetime) -> dict[str, Var
     """Read a `--metrics` file: {variants: {"<ns>/<pool>/<variant>": {...}}}; the fields
     are VariantObservation's in camelCase, `demandHistory` a list of {at, rate}."""
     source = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise InvalidInput([InputError(source, "", "", f"cannot read metrics: {err}")]) from None
+    data = load_one(read_bounded(Path(path)), source) or {}
     raw_variants = data.get("variants") if isinstance(data, dict) else None
     errors = [
         InputError(

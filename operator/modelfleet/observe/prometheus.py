@@ -1,4 +1,6 @@
-"""Observations of a pool's variants, read from Prometheus.
+"""Observations of a pool's variants, read from Prometheus: the queries by name, the pure
+functions that turn their answers into observations, and `PrometheusSource`, which asks
+(through prometheus_http's client).
 
 Series are selected by the labels `namespace`, `pool` and `variant`, which the scrape
 config puts on every replica's samples (the chart's PodMonitor relabels the pod labels
@@ -7,17 +9,28 @@ config puts on every replica's samples (the chart's PodMonitor relabels the pod 
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from prometheus_api_client import PrometheusConnect
-from urllib3.util.retry import Retry
-
 from modelfleet.api.modelpool import DEMAND_SMOOTHING_SECONDS, ModelPool
 from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
+from modelfleet.observe.prometheus_http import (
+    DEFAULT_TIMEOUT_SECONDS,
+    MetricsUnavailable,
+    PrometheusAuth,
+    PrometheusClient,
+)
+
+__all__ = [
+    "HistoryWindow",
+    "MetricsUnavailable",
+    "PoolQueries",
+    "PrometheusAuth",
+    "PrometheusSource",
+    "history_windows",
+]
 
 RATE_WINDOW = "1m"
 HISTORY = "history:"  # prefix of the look-back queries' names
@@ -25,10 +38,6 @@ HISTORY = "history:"  # prefix of the look-back queries' names
 TENANT_REQUESTS = (
     "sum by (tenant) (increase(envoy_vhost_vcluster_upstream_rq_completed[{window}s]))"
 )
-
-
-class MetricsUnavailable(Exception):
-    """Prometheus could not be asked, or answered something unusable; the reason says which."""
 
 
 @dataclass(frozen=True)
@@ -123,36 +132,83 @@ class PoolQueries:
         }
 
 
-def _by_variant(result: object, query: str) -> dict[str, float]:
+def by_variant(result: object, name: str) -> dict[str, float]:
+    """Pure: one query's samples -> {variant: value}. NaN is no sample."""
     if not isinstance(result, list):
-        raise MetricsUnavailable(f"unexpected answer to {query!r}: {str(result)[:120]}")
+        raise MetricsUnavailable(f"unexpected answer to {name!r}: no list of samples")
     values: dict[str, float] = {}
     for sample in result:
         try:
             variant = sample["metric"]["variant"]
             value = float(sample["value"][1])
         except (KeyError, IndexError, TypeError, ValueError) as err:
-            raise MetricsUnavailable(f"malformed sample in answer to {query!r}: {err}") from None
+            problem = f"no {err}" if isinstance(err, KeyError) else type(err).__name__
+            raise MetricsUnavailable(
+                f"malformed sample in answer to {name!r} ({problem})"
+            ) from None
         if not math.isnan(value):
             values[variant] = value
     return values
 
 
-def series_by_variant(result: object, query: str) -> dict[str, list[RateSample]]:
-    """Pure: a range-vector answer -> {variant: samples, oldest first}; NaN is no sample."""
+# What a sample can plausibly be; anything else is a lie (a broken exporter, a bad recording
+# rule) and is treated as no sample, with the reason.
+PLAUSIBLE = {
+    "waiting": 1e9,
+    "running": 1e9,
+    "qps": 1e9,
+    "p99": 1e6,
+    "p99_ttft": 1e6,
+    "p99_queue": 1e6,
+    "error_rate": 1.0,
+    "sampled_at": 1e11,  # seconds since the epoch: before the year 5138
+}
+
+
+def _implausible(name: str, value: float) -> str | None:
+    if not math.isfinite(value):
+        return f"Prometheus answered {value:+} for {name}"
+    if value < 0:
+        return f"Prometheus answered a negative {name} ({value:g})"
+    if value > PLAUSIBLE.get(name, math.inf):
+        return f"Prometheus answered an implausible {name} ({value:g})"
+    return None
+
+
+def tenant_counts(result: object) -> dict[str, float]:
+    """Pure: the samples of TENANT_REQUESTS -> {tenant: requests}; unusable samples skipped."""
+    counts: dict[str, float] = {}
+    for sample in result if isinstance(result, list) else []:
+        tenant = (sample.get("metric") or {}).get("tenant") if isinstance(sample, dict) else None
+        try:
+            value = float(sample["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        if tenant and not math.isnan(value):
+            counts[tenant] = value
+    return counts
+
+
+def series_by_variant(result: object, name: str) -> dict[str, list[RateSample]]:
+    """Pure: a range-vector answer -> {variant: samples, oldest first}. A sample that is not
+    a finite, non-negative rate is no sample: the forecast has less history, and a lie in
+    last week's data never holds today's plan."""
     if not isinstance(result, list):
-        raise MetricsUnavailable(f"unexpected answer to {query!r}: {str(result)[:120]}")
+        raise MetricsUnavailable(f"unexpected answer to {name!r}: no list of series")
     series: dict[str, list[RateSample]] = {}
     for entry in result:
         try:
             variant = entry["metric"]["variant"]
             points = [(float(t), float(v)) for t, v in entry["values"]]
         except (KeyError, IndexError, TypeError, ValueError) as err:
-            raise MetricsUnavailable(f"malformed series in answer to {query!r}: {err}") from None
+            problem = f"no {err}" if isinstance(err, KeyError) else type(err).__name__
+            raise MetricsUnavailable(
+                f"malformed series in answer to {name!r} ({problem})"
+            ) from None
         series[variant] = [
             RateSample(datetime.fromtimestamp(t, UTC), v)
             for t, v in sorted(points)
-            if math.isfinite(v)
+            if _implausible("qps", v) is None and _implausible("sampled_at", t) is None
         ]
     return series
 
@@ -164,89 +220,97 @@ def observations_from_results(
     history: Mapping[str, dict[str, list[RateSample]]] | None = None,
 ) -> dict[str, VariantObservation]:
     """Pure: per-query {variant: value} (and per look-back {variant: samples}) ->
-    Observations keyed by variant_key."""
+    Observations keyed by variant_key. Samples that are not finite, negative or implausible
+    are dropped; the variant then carries the reason, which the metric signals report as
+    they hold."""
     variants = set().union(*(r.keys() for r in results.values())) if results else set()
     variants |= set().union(*(h.keys() for h in (history or {}).values()))
     observations = {}
     for variant in sorted(variants):
-        sampled = results.get("sampled_at", {}).get(variant)
+        values: dict[str, float | None] = {}
+        problems = []
+        for name, by_variant in results.items():
+            value = by_variant.get(variant)
+            problem = None if value is None else _implausible(name, value)
+            if problem:
+                problems.append(problem)
+            values[name] = None if problem else value
+        sampled = values.get("sampled_at")
         samples = sorted(
             (s for by_variant in (history or {}).values() for s in by_variant.get(variant, ())),
             key=lambda s: s.at,
         )
         observations[variant_key(namespace, pool, variant)] = VariantObservation(
-            running=results.get("running", {}).get(variant),
-            waiting=results.get("waiting", {}).get(variant),
-            qps=results.get("qps", {}).get(variant),
-            p99_latency_seconds=results.get("p99", {}).get(variant),
-            error_rate=results.get("error_rate", {}).get(variant),
+            running=values.get("running"),
+            waiting=values.get("waiting"),
+            qps=values.get("qps"),
+            p99_latency_seconds=values.get("p99"),
+            error_rate=values.get("error_rate"),
             sampled_at=datetime.fromtimestamp(sampled, UTC) if sampled is not None else None,
-            p99_ttft_seconds=results.get("p99_ttft", {}).get(variant),
-            p99_queue_seconds=results.get("p99_queue", {}).get(variant),
+            p99_ttft_seconds=values.get("p99_ttft"),
+            p99_queue_seconds=values.get("p99_queue"),
             demand_history=tuple(samples),
+            problem="; ".join(problems) or None,
         )
     return observations
 
 
+Credentials = PrometheusAuth | Callable[[], Awaitable[PrometheusAuth]]
+
+
 class PrometheusSource:
-    def __init__(self, url: str, timeout_seconds: float = 5.0):
+    """One pool's Prometheus: the URL and how to authenticate, resolved at each call (a
+    Secret may have rotated since the last cycle). Each call opens its own connection."""
+
+    def __init__(
+        self,
+        url: str,
+        credentials: Credentials | None = None,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        deadline_seconds: float | None = None,
+    ):
         self.url = url
+        self._credentials = credentials or PrometheusAuth()
         self._timeout = timeout_seconds
-        # No retries inside a cycle: the next cycle is the retry, and a hold meanwhile is safe.
-        self._client = PrometheusConnect(
-            url=url, disable_ssl=True, timeout=timeout_seconds, retry=Retry(total=0)
-        )
+        # All of a pool's queries must be answered within this, so a slow Prometheus
+        # never delays the pool's cycle past its refresh period.
+        self._deadline = deadline_seconds or timeout_seconds
 
-    def _query_all(self, queries: Mapping[str, str], parse: Callable = _by_variant) -> dict:
-        results = {}
-        for name, query in queries.items():
-            try:
-                answer = self._client.custom_query(query)
-            except Exception as err:  # requests, JSON and API errors alike
-                raise MetricsUnavailable(
-                    f"Prometheus at {self.url} failed: {type(err).__name__}: {str(err)[:200]}"
-                ) from None
-            results[name] = parse(answer, query)
-        return results
-
-    async def tenant_requests(self, seconds: float) -> dict[str, float]:
-        """Requests per tenant that reached a backend through the gateways, over `seconds`."""
-        window = max(1, round(seconds))
-        query = TENANT_REQUESTS.format(window=window)
-        try:
-            answer = await asyncio.wait_for(
-                asyncio.to_thread(self._client.custom_query, query), timeout=self._timeout
-            )
-        except Exception as err:
-            raise MetricsUnavailable(f"Prometheus at {self.url} failed: {err}") from None
-        counts: dict[str, float] = {}
-        for sample in answer if isinstance(answer, list) else []:
-            tenant = sample.get("metric", {}).get("tenant")
-            try:
-                value = float(sample["value"][1])
-            except (KeyError, IndexError, TypeError, ValueError):
-                continue
-            if tenant and not math.isnan(value):
-                counts[tenant] = value
-        return counts
-
-    def _query_pool(self, queries: PoolQueries):
-        return self._query_all(queries.all()), self._query_all(
-            queries.look_backs(), series_by_variant
-        )
+    async def _client(self) -> PrometheusClient:
+        credentials = self._credentials
+        auth = credentials if isinstance(credentials, PrometheusAuth) else await credentials()
+        return PrometheusClient(self.url, auth, timeout_seconds=min(self._timeout, self._deadline))
 
     async def observe_pool(
         self, namespace: str, pool: str, history: Sequence[HistoryWindow] = ()
     ) -> dict[str, VariantObservation]:
-        """The pool's observations; `history`: the forecasts' look-backs (history_windows)."""
+        """The pool's observations; `history`: the look-backs its signals need
+        (history_windows), asked as subqueries in the same call."""
         queries = PoolQueries(namespace, pool, history=tuple(history))
-        count = len(queries.all()) + len(queries.look_backs())
-        # prometheus-api-client is synchronous; keep the event loop free for kopf.
-        try:
-            results, looked_back = await asyncio.wait_for(
-                asyncio.to_thread(self._query_pool, queries),
-                timeout=self._timeout * (count + 1),
+        look_backs = queries.look_backs()
+        async with await self._client() as client:
+            answers = await client.query_all(
+                {**queries.all(), **look_backs},
+                deadline_seconds=self._deadline,
+                matrices=look_backs.keys(),
             )
-        except TimeoutError:
-            raise MetricsUnavailable(f"Prometheus at {self.url} timed out") from None
+        try:
+            results = {
+                name: by_variant(answer, name)
+                for name, answer in answers.items()
+                if name not in look_backs
+            }
+            looked_back = {name: series_by_variant(answers[name], name) for name in look_backs}
+        except MetricsUnavailable as err:
+            raise MetricsUnavailable(f"Prometheus at {client.shown_url}: {err}") from None
         return observations_from_results(namespace, pool, results, looked_back)
+
+    async def tenant_requests(self, seconds: float) -> dict[str, float]:
+        """Requests per tenant that reached a backend through the gateways, over `seconds`."""
+        query = TENANT_REQUESTS.format(window=max(1, round(seconds)))
+        async with await self._client() as client:
+            answer = await client.query_all(
+                {"tenant_requests": query}, deadline_seconds=self._deadline
+            )
+        return tenant_counts(answer["tenant_requests"])

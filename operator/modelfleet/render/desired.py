@@ -39,6 +39,8 @@ from modelfleet.plan.scaling.planner import plan_pool
 from modelfleet.plan.scaling.slo import slo_targets
 from modelfleet.plan.scaling.types import PlanCondition, PoolPlan, PreviousPlan
 from modelfleet.render.gateway import GatewayConfig, gateway_config
+from modelfleet.render.gateway_cache import GatewayRenderCache
+from modelfleet.render.gateway_workload import gateway_name, gateway_workloads
 from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
 from modelfleet.render.status import (
     errors_message,
@@ -99,8 +101,10 @@ EVENT_MESSAGE_LIMIT = 1000
 QUIET_REASONS = frozenset({"NotActive", "Expired"})
 
 
-def desired(inputs: FleetInputs) -> Desired:
-    """Everything the operator should write, given everything it knows."""
+def desired(inputs: FleetInputs, cache: GatewayRenderCache | None = None) -> Desired:
+    """Everything the operator should write, given everything it knows. `cache` (kept by
+    the caller between cycles) lets gateways render in proportion to what changed; the
+    result is the same with or without it."""
     if inputs.now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     # Everything the operator writes is in UTC (RFC 3339 with Z).
@@ -120,7 +124,7 @@ def desired(inputs: FleetInputs) -> Desired:
     for policy in inputs.policies:
         key = (policy.namespace, policy.spec.pool)
         if key in pools:
-            _policy(out, inputs, policy, pools[key])
+            _policy(out, inputs, policy, pools[key], cache)
         elif key not in rejected_pools:
             _pool_not_found(out, inputs.now, policy, "Ready")
     return out
@@ -221,7 +225,13 @@ def _costs(
 # -- routing policies --------------------------------------------------------------------
 
 
-def _policy(out: Desired, inputs: FleetInputs, policy: RoutingPolicy, pool: ModelPool) -> None:
+def _policy(
+    out: Desired,
+    inputs: FleetInputs,
+    policy: RoutingPolicy,
+    pool: ModelPool,
+    cache: GatewayRenderCache | None,
+) -> None:
     key = (policy.namespace, policy.name)
     ref = ObjectRef.of(policy)
     status = policy.status
@@ -249,19 +259,56 @@ def _policy(out: Desired, inputs: FleetInputs, policy: RoutingPolicy, pool: Mode
         _refuse(out, ref, generation, before, "NoApiKeys", [_no_keys(policy)], inputs.now)
         return
     addresses = inputs.service_addresses.get((pool.namespace, pool.name), {})
-    gateway = gateway_config(table, pool, policy, keys, addresses, inputs.gateway)
+    gateway = gateway_config(table, pool, policy, keys, addresses, inputs.gateway, cache)
     out.gateways[key] = gateway
-    config_map = policy.spec.gateway.config_map
-    ready = PlanCondition(
-        "Ready",
-        "True",
-        "ConfigPublished",
-        f"config {gateway.config_hash} in ConfigMap {config_map} and Secret "
-        f"{routes_secret_name(config_map)}",
-    )
+    if inputs.gateway.image is not None:
+        out.workloads.extend(gateway_workloads(policy, inputs.gateway))
+    ready = _serving(inputs, policy, pool, table, gateway.config_hash)
     new = policy_status(table, gateway.config_hash, ready, generation, before, inputs.now)
     out.set_status(ref, new)
     out.events.extend(_condition_events(ref, before, new.conditions))
+
+
+def _serving(
+    inputs: FleetInputs,
+    policy: RoutingPolicy,
+    pool: ModelPool,
+    table: RoutingTable,
+    config_hash: str,
+) -> PlanCondition:
+    """Ready means traffic can be served: the config is published, a gateway pod runs it
+    (when the operator runs the pods), and some route has a backend with a ready replica."""
+    key = (policy.namespace, policy.name)
+    config_map = policy.spec.gateway.config_map
+    published = (
+        f"config {config_hash} in ConfigMap {config_map} and Secret "
+        f"{routes_secret_name(config_map)}"
+    )
+    assert inputs.gateway is not None
+    if inputs.gateway.image is not None and not inputs.gateway_ready.get(key):
+        return PlanCondition(
+            "Ready",
+            "False",
+            "GatewayNotRunning",
+            f"no pod of Deployment {gateway_name(policy)} is ready yet; {published}",
+        )
+    routed = {b.variant for route in table.routes for b in route.backends}
+    ready = {
+        name
+        for name in routed
+        if (obs := inputs.observations.get(variant_key(pool.namespace, pool.name, name))) is None
+        or obs.ready_replicas is None
+        or obs.ready_replicas > 0
+    }
+    if routed and not ready:
+        return PlanCondition(
+            "Ready",
+            "False",
+            "NoReadyBackend",
+            f"no variant the routes send to has a ready replica ({', '.join(sorted(routed))})"
+            f": requests get 503 until one is ready; {published}",
+        )
+    return PlanCondition("Ready", "True", "ConfigPublished", published)
 
 
 def _no_keys(policy: RoutingPolicy) -> InputError:
@@ -296,6 +343,16 @@ def refuse_gateway(result: Desired, policy: RoutingPolicy, reason: str, message:
     result.set_status(ref, status)
     result.events[:] = [e for e in result.events if e.target != ref]
     result.events.extend(_condition_events(ref, before, conditions))
+
+
+def failed_cycle(pool: ModelPool, reason: str, message: str, now: datetime) -> StatusUpdate:
+    """The pool's status after a cycle that could not finish: its last plan stays, and the
+    Reconciled condition says what failed."""
+    before = pool.status.conditions if pool.status else None
+    condition = PlanCondition("Reconciled", "False", reason, message)
+    conditions = replace_conditions(before, [condition], now, pool.metadata.generation)
+    status = STATUS_MODELS[pool.kind](conditions=conditions)
+    return StatusUpdate(ObjectRef.of(pool), status, partial=True)
 
 
 # -- what every kind shares --------------------------------------------------------------

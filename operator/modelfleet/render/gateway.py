@@ -31,8 +31,9 @@ from modelfleet.render.envoy.names import (
     LISTENERS_FILE,
     ROUTES_FILE,
 )
-from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, render_gateway
+from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, DEFAULT_STATS_PORT, render_gateway
 from modelfleet.render.envoy.xds import HostPort, short_digest
+from modelfleet.render.gateway_cache import GatewayRenderCache
 
 CONFIGMAP_FILES = (BOOTSTRAP_FILE, LISTENERS_FILE, CLUSTERS_FILE)
 SECRET_FILES = (ROUTES_FILE,)
@@ -42,13 +43,22 @@ SECRET_FILES = (ROUTES_FILE,)
 class GatewaySettings:
     """Where the gateway pods run Envoy: the directory the sidecar writes the files into,
     the listener's address (its port is the policy's `listenerPort` unless set here), the
-    admin address and the audit log."""
+    admin address (loopback: nothing outside the pod may reach it), the port of the
+    read-only stats listener (/stats/prometheus and /ready, on the listener's host) and the
+    audit log."""
 
     config_dir: str = "/etc/modelfleet/gateway"
     listen_host: str = "0.0.0.0"
     listen_port: int | None = None
-    admin: HostPort = ("0.0.0.0", 9901)
+    admin: HostPort = ("127.0.0.1", 9901)
     access_log: str = DEFAULT_ACCESS_LOG
+    # The read-only listener for /stats/prometheus and the /ready probe.
+    stats_port: int = DEFAULT_STATS_PORT
+    # The gateway pods the operator runs for each policy: their image (Envoy and the
+    # modelfleet sidecar; None: the operator writes configs only) and Envoy's resources.
+    image: str | None = None
+    ready_path: str = "/ready"
+    resources: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,11 +84,15 @@ def gateway_config(
     keys: Sequence[ApiKey],
     backends: Mapping[str, HostPort],
     settings: GatewaySettings,
+    cache: GatewayRenderCache | None = None,
 ) -> GatewayConfig:
+    """The gateway of `policy`; with a `cache`, rendered in proportion to what changed
+    since the policy's last render (the same bytes either way)."""
     port = settings.listen_port
     if port is None:
         port = policy.spec.gateway.listener_port
-    files = render_gateway(
+    render = render_gateway if cache is None else cache.render
+    files = render(
         table,
         pool,
         policy,
@@ -88,6 +102,7 @@ def gateway_config(
         admin=settings.admin,
         config_dir=settings.config_dir,
         access_log_path=settings.access_log,
+        stats=(settings.listen_host, settings.stats_port),
     )
     digest = config_hash(files)
     config_map, secret = gateway_objects(policy, files, digest)

@@ -85,6 +85,8 @@ class FleetInputs:
     service_addresses: Mapping[Key, Mapping[str, HostPort]] = field(default_factory=dict)
     # variant_key -> spec.replicas of the live Deployment, to notice hand edits.
     deployed_replicas: Mapping[str, int] = field(default_factory=dict)
+    # Per policy: ready pods of the gateway Deployment the operator runs for it.
+    gateway_ready: Mapping[Key, int] = field(default_factory=dict)
     # Where gateway pods run Envoy; None: plan the routing tables, render no gateway.
     gateway: GatewaySettings | None = None
     # False: plan and write the statuses only, render no Deployment or Service and count no
@@ -132,3 +134,58 @@ def parse_body(body: Mapping[str, Any]) -> tuple[Any | None, Rejected | None]:
         tuple(errors),
         pool if isinstance(pool, str) else None,
     )
+
+
+class ParseCache:
+    """Each resource parsed once per change, as a long-running operator should: the spec
+    once per (uid, generation) — the API server moves generation on every spec change —
+    and the status once per resourceVersion, or not at all when it is the status the
+    operator itself just wrote (`wrote`). One entry per object: memory follows the fleet."""
+
+    def __init__(self) -> None:
+        self._specs: dict[tuple[str, str, str], tuple[tuple, Any, Rejected | None]] = {}
+        self._statuses: dict[tuple[str, str, str], tuple[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def parse(self, body: Mapping[str, Any]) -> tuple[Any | None, Rejected | None]:
+        meta = body.get("metadata") or {}
+        name = (str(body.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        version = (meta.get("uid"), meta.get("generation"))
+        if version[1] is None:  # not from an API server: nothing to key on
+            return parse_body(body)
+        cached = self._specs.get(name)
+        if cached is None or cached[0] != version:
+            model, rejected = parse_body({k: v for k, v in body.items() if k != "status"})
+            cached = (version, model, rejected)
+            self._specs[name] = cached
+        _, model, rejected = cached
+        if model is None:
+            # A rejected resource's conditions come from its current status.
+            return parse_body(body)
+        status = self._status(name, meta.get("resourceVersion"), body.get("status"), model)
+        return model.model_copy(update={"status": status}), None
+
+    def _status(self, name: tuple[str, str, str], version: Any, raw: Any, model: Any) -> Any:
+        remembered = self._statuses.get(name)
+        if remembered is not None and version is not None and remembered[0] == version:
+            return remembered[1]
+        if not raw:
+            return None
+        try:
+            parsed = STATUS_MODELS[model.kind].model_validate(raw)
+        except ValidationError:
+            return None
+        if version is not None:
+            self._statuses[name] = (version, parsed)
+        return parsed
+
+    def wrote(self, kind: str, namespace: str, name: str, version: str | None, status: Any) -> None:
+        """The status the operator wrote, stored as `version`: the next read needs no parse."""
+        if version is not None:
+            self._statuses[(kind, namespace, name)] = (version, status)
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self._specs.pop((kind, namespace, name), None)
+        self._statuses.pop((kind, namespace, name), None)

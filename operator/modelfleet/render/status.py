@@ -188,7 +188,10 @@ def pool_status(
     previous_conditions: Sequence[Condition] | None,
     metrics_error: str | None = None,
 ) -> ModelPoolStatus:
-    conditions = [ready_condition(plan)]
+    conditions = [
+        ready_condition(plan),
+        PlanCondition("Reconciled", "True", "Applied", "the plan is applied"),
+    ]
     for condition in plan.conditions:
         if condition.type == "MetricsAvailable" and metrics_error:
             condition = PlanCondition(

@@ -15,6 +15,7 @@ from modelfleet.api.names import (
     owner_reference,
     workload_name,
 )
+from modelfleet.render.pod_merge import apply_template, combined
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -35,10 +36,32 @@ def _labels(pool: ModelPool, variant: Variant) -> dict[str, str]:
     }
 
 
+# vLLM's flags for the tensor-parallel degree: when the variant's args set it, they win.
+_TENSOR_PARALLEL_FLAGS = ("--tensor-parallel-size", "-tp")
+# Requests a replica gets unless its template sets them: enough to keep it out of the
+# BestEffort class (first to be evicted) on any GPU node; size them per model (samples).
+DEFAULT_CPU_PER_GPU = 2
+DEFAULT_MEMORY_GIB_PER_GPU = 16
+# Tensor-parallel workers talk through shared memory; NCCL needs a few GiB of it.
+SHM_SIZE = "8Gi"
+# Before SIGTERM, a replica leaving waits for the Service and the gateways to stop sending
+# it requests; then vLLM has the rest of the grace period to finish what it holds.
+PRE_STOP_SLEEP_SECONDS = 15
+TERMINATION_GRACE_SECONDS = PRE_STOP_SLEEP_SECONDS + 120
+
+
 def vllm_args(pool: ModelPool, variant: Variant) -> list[str]:
     # Served under the model id, the variant name and the pool name: clients that pick a
     # model name one of the first two; clients routed by task_type send `model: <pool>`,
     # which every variant of the pool accepts (vLLM refuses names it does not serve).
+    tensor_parallel = (
+        []
+        if _sets_tensor_parallel(variant.args)
+        else [
+            "--tensor-parallel-size",
+            str(variant.gpus_per_replica),
+        ]
+    )
     return [
         "--model",
         variant.model,
@@ -46,30 +69,78 @@ def vllm_args(pool: ModelPool, variant: Variant) -> list[str]:
         variant.model,
         variant.name,
         pool.name,
-        "--tensor-parallel-size",
-        str(variant.gpus_per_replica),
+        *tensor_parallel,
         "--port",
         str(variant.port),
         *variant.args,
     ]
 
 
+def _sets_tensor_parallel(args: list[str]) -> bool:
+    return any(a in _TENSOR_PARALLEL_FLAGS or a.startswith("--tensor-parallel-size=") for a in args)
+
+
 def _probe(**extra: int) -> dict[str, Any]:
     return {"httpGet": {"path": "/health", "port": "http"}, **extra}
 
 
-def render_deployment(pool: ModelPool, variant: Variant, replicas: int) -> dict[str, Any]:
+def _pod(pool: ModelPool, variant: Variant) -> dict[str, Any]:
+    """The pod the operator renders for a variant, before any template."""
     labels = _labels(pool, variant)
-    node_selector = dict(variant.node_selector)
-    if variant.gpu_type:
-        node_selector.setdefault(GPU_PRODUCT_LABEL, variant.gpu_type)
-    tolerations = list(variant.tolerations) or [
-        {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-    ]
     # Model load can take many minutes; the startup probe gives it that long before the
     # liveness probe may restart the container.
     startup_failures = max(3, math.ceil(variant.startup_seconds / PROBE_PERIOD_SECONDS) + 3)
-    gpus = str(variant.gpus_per_replica)
+    gpus = variant.gpus_per_replica
+    return {
+        "metadata": {
+            "labels": dict(labels),
+            "annotations": {
+                STARTUP_ANNOTATION: str(variant.startup_seconds),
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(variant.port),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "vllm",
+                    "image": variant.image,
+                    "args": vllm_args(pool, variant),
+                    "ports": [{"name": "http", "containerPort": variant.port}],
+                    "resources": {
+                        "limits": {GPU_RESOURCE: str(gpus)},
+                        "requests": {
+                            GPU_RESOURCE: str(gpus),
+                            "cpu": str(DEFAULT_CPU_PER_GPU * gpus),
+                            "memory": f"{DEFAULT_MEMORY_GIB_PER_GPU * gpus}Gi",
+                        },
+                    },
+                    "readinessProbe": _probe(periodSeconds=5, failureThreshold=3),
+                    "livenessProbe": _probe(periodSeconds=PROBE_PERIOD_SECONDS, failureThreshold=6),
+                    "startupProbe": _probe(
+                        periodSeconds=PROBE_PERIOD_SECONDS, failureThreshold=startup_failures
+                    ),
+                    "lifecycle": {
+                        "preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SLEEP_SECONDS)]}},
+                    },
+                    "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+                }
+            ],
+            "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}],
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            "nodeSelector": dict(variant.node_selector),
+            "tolerations": list(variant.tolerations)
+            or [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    }
+
+
+def render_deployment(pool: ModelPool, variant: Variant, replicas: int) -> dict[str, Any]:
+    labels = _labels(pool, variant)
+    template = combined((pool.spec.template, variant.template))
+    gpu_product = {GPU_PRODUCT_LABEL: variant.gpu_type} if variant.gpu_type else {}
+    pod = apply_template(_pod(pool, variant), template, labels, gpu_product)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -86,44 +157,7 @@ def render_deployment(pool: ModelPool, variant: Variant, replicas: int) -> dict[
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
             },
-            "template": {
-                "metadata": {
-                    "labels": dict(labels),
-                    "annotations": {
-                        STARTUP_ANNOTATION: str(variant.startup_seconds),
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(variant.port),
-                        "prometheus.io/path": "/metrics",
-                    },
-                },
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "vllm",
-                            "image": variant.image,
-                            "args": vllm_args(pool, variant),
-                            "ports": [{"name": "http", "containerPort": variant.port}],
-                            "resources": {
-                                "limits": {GPU_RESOURCE: gpus},
-                                "requests": {GPU_RESOURCE: gpus},
-                            },
-                            "readinessProbe": _probe(periodSeconds=5, failureThreshold=3),
-                            "livenessProbe": _probe(
-                                periodSeconds=PROBE_PERIOD_SECONDS, failureThreshold=6
-                            ),
-                            "startupProbe": _probe(
-                                periodSeconds=PROBE_PERIOD_SECONDS,
-                                failureThreshold=startup_failures,
-                            ),
-                            "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
-                        }
-                    ],
-                    # Tensor-parallel workers talk through shared memory.
-                    "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
-                    "nodeSelector": node_selector,
-                    "tolerations": tolerations,
-                },
-            },
+            "template": pod,
         },
     }
 

@@ -7,7 +7,7 @@ are installed, so that a plain install says which extra to add instead of failin
 
 from importlib.util import find_spec
 
-REQUIRED = ("kmock", "jsonpatch", "matplotlib")
+REQUIRED = ("kmock", "jsonpatch", "matplotlib", "celpy")
 
 _missing = [name for name in REQUIRED if find_spec(name) is None]
 if _missing:

@@ -4,8 +4,6 @@ gateway, watch the operator react, report, and leave nothing behind."""
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +15,8 @@ from rich.live import Live
 from rich.table import Table
 
 from modelfleet.controller.clock import ScaledClock
-from modelfleet_testbed.demo.day import PHASES, phase_at
+from modelfleet_testbed.demo.access import Access, access_lines, curl_command
+from modelfleet_testbed.demo.day import ABUSIVE_KEY, PHASES, phase_at
 from modelfleet_testbed.demo.loadgen import LoadGenerator
 from modelfleet_testbed.demo.monitor import (
     Sample,
@@ -29,6 +28,7 @@ from modelfleet_testbed.demo.monitor import (
 )
 from modelfleet_testbed.demo.report import print_summary, summarize, write_outputs
 from modelfleet_testbed.demo.scenario import (
+    ABUSIVE_REQUESTS_PER_MINUTE,
     KEYS,
     NAMESPACE,
     POLICY,
@@ -38,7 +38,9 @@ from modelfleet_testbed.demo.scenario import (
     extra_reservations,
     policy_patch,
     pool_patch,
+    wall_clock_pool_patch,
 )
+from modelfleet_testbed.demo.signals import DemoStopped, StopSignals
 from modelfleet_testbed.local.fleet import LocalFleet, eventually
 from modelfleet_testbed.local.processes import free_port
 
@@ -69,7 +71,8 @@ class Demo:
             self.speed,
             origin=time.time() + SETUP_SECONDS,
         )
-        self.fleet = LocalFleet(max_num_seqs=16, speedup=4.0, clock=self.clock)
+        # The operator watches every namespace, so a user's own pools are handled too.
+        self.fleet = LocalFleet(max_num_seqs=16, speedup=4.0, clock=self.clock, namespaces=None)
         self.timeline = Timeline()
         self.listen = free_port()
         self.load: LoadGenerator | None = None
@@ -80,16 +83,20 @@ class Demo:
         return (self.clock.now() - self.clock.start).total_seconds() / 3600
 
     def say(self, text: str) -> None:
-        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
+        # No wrapping: the lines carry paths and commands to copy whole.
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", soft_wrap=True)
 
     # -- bring-up ------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.say(clock_statement(self.speed, self.clock.start, self.duration))
         self.say("starting the local cluster, node agent, Prometheus and the operator")
         self.fleet.start()
+        self.say(f"kubectl: export KUBECONFIG={self.fleet.cluster.kubeconfig_path}")
         self.say(f"kubectl apply -f {SAMPLES}")
-        self.fleet.kubectl("apply", "--validate=false", "-f", str(SAMPLES))
+        self.fleet.kubectl("apply", "-f", str(SAMPLES))
         pool = self.fleet.get("modelpool", POOL, NAMESPACE)
+        self.sample_metrics = dict(pool["spec"].get("metrics") or {})
         self.fleet.kubectl(
             "patch",
             "modelpool",
@@ -104,11 +111,7 @@ class Demo:
         policy = self.fleet.get("routingpolicy", POLICY, NAMESPACE)
         secret = api_key_secret(policy["spec"]["gateway"]["apiKeySecret"])
         self.fleet.kubectl(
-            "apply",
-            "--validate=false",
-            "-f",
-            "-",
-            stdin=yaml.safe_dump_all([secret, *extra_reservations()]),
+            "apply", "-f", "-", stdin=yaml.safe_dump_all([secret, *extra_reservations()])
         )
         self.fleet.kubectl(
             "patch",
@@ -208,23 +211,48 @@ class Demo:
         self.say("wrote " + ", ".join(str(p) for p in paths))
         return summary
 
-    def curl_hint(self) -> str:
-        key = KEYS[0]["key"]
-        body = json.dumps(
-            {
-                "model": POOL,
-                "task_type": "chat",
-                "messages": [{"role": "user", "content": "Hello!"}],
-            }
+    def access(self) -> Access:
+        return Access(
+            kubeconfig=str(self.fleet.cluster.kubeconfig_path),
+            api_server=self.fleet.cluster.url,
+            prometheus=self.fleet.prometheus.url,
+            gateway=f"http://127.0.0.1:{self.listen}",
+            policy=f"{NAMESPACE}/{POLICY}",
+            model=POOL,
+            keys=KEYS,
+            limited_key=ABUSIVE_KEY,
+            limited_per_minute=ABUSIVE_REQUESTS_PER_MINUTE,
         )
-        return (
-            f"curl -s http://127.0.0.1:{self.listen}/v1/chat/completions "
-            f"-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
-            f"-d '{body}'"
+
+    def curl_hint(self) -> str:
+        return curl_command(self.access())
+
+    def use_wall_clock(self) -> None:
+        """After the day: the fleet on real time, the demo pool's settings for it."""
+        self.say("the day is over: the operator restarts on the wall clock")
+        self.fleet.use_wall_clock()
+        self.fleet.kubectl(
+            "patch",
+            "modelpool",
+            POOL,
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            wall_clock_pool_patch(self.sample_metrics),
         )
 
     def stop(self) -> None:
         self.fleet.stop()
+
+
+def clock_statement(speed: float, day_start: datetime, duration: float) -> str:
+    return (
+        f"the operator's clock runs {speed:.0f}x: one weekday from "
+        f"{day_start.isoformat()} ({TIMEZONE}) in {duration:.0f} s; with --keep-running the "
+        "fleet then runs on the wall clock"
+    )
 
 
 async def _on_loop(function, *args):
@@ -271,20 +299,22 @@ def view(sample: Sample, load: LoadGenerator) -> Table:
 
 
 def run_demo(duration: float, ui: bool, keep_running: bool, out: Path) -> dict[str, Any]:
+    """The demo; SIGINT and SIGTERM stop it through the same clean-up (DemoStopped)."""
     console = Console()
-    demo = Demo(duration, out, console)
-    # SIGTERM ends the demo as Ctrl-C does: through the same clean-up.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        demo.start()
-        asyncio.run(demo.play(ui))
-        summary = demo.report()
-        if keep_running:
-            console.print("\nThe gateway stays up; try it (Ctrl-C ends the demo):")
-            # Plain print: a terminal-wide wrap would break the command for copy and paste.
-            print(f"  {demo.curl_hint()}\n", flush=True)
-            while True:
-                time.sleep(1)
+    with StopSignals() as signals:
+        demo = Demo(duration, out, console)
+        try:
+            demo.start()
+            asyncio.run(demo.play(ui))
+            summary = demo.report()
+            if keep_running:
+                demo.use_wall_clock()
+                # Plain print: a terminal-wide wrap would break lines meant for copy and paste.
+                print("\n" + "\n".join(access_lines(demo.access())), flush=True)
+                signals.wait()
+        finally:
+            with signals.deferred():
+                demo.stop()
+        if signals.received is not None:
+            raise DemoStopped(signals.received)
         return summary
-    finally:
-        demo.stop()

@@ -86,11 +86,22 @@ def pool_patch(pool: dict[str, Any], prometheus_url: str, speed: float) -> str:
     return json.dumps({"spec": {"metrics": metrics, "variants": variants}})
 
 
+def wall_clock_pool_patch(sample_metrics: dict[str, Any]) -> str:
+    """Back to the sample's staleness limit once the clock is real (None: the default)."""
+    stale = sample_metrics.get("staleAfterSeconds")
+    return json.dumps({"spec": {"metrics": {"staleAfterSeconds": stale}}})
+
+
 def policy_patch(listener_port: int) -> str:
     rate_limit = {
         "requestsPerMinute": 6000,
         "perKey": [{"keyId": ABUSIVE_KEY, "requestsPerMinute": ABUSIVE_REQUESTS_PER_MINUTE}],
     }
     return json.dumps(
-        {"spec": {"gateway": {"listenerPort": listener_port, "rateLimit": rate_limit}}}
+        # One gateway replica on this machine: it enforces the whole limit.
+        {
+            "spec": {
+                "gateway": {"listenerPort": listener_port, "rateLimit": rate_limit, "replicas": 1}
+            }
+        }
     )

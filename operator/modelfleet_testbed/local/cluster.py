@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 import shutil
 import ssl
@@ -10,38 +11,21 @@ import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiohttp.web
 import yaml
 
-from modelfleet.api import GROUP, KINDS, VERSION
-from modelfleet_testbed.local.emulator import ClusterEmulator
+from modelfleet.api.crd import crd_documents
+from modelfleet_testbed.local.builtin_kinds import BUILTIN_KINDS
+from modelfleet_testbed.local.emulator import CRDS, ClusterEmulator
 from modelfleet_testbed.local.errors import ApiError
 from modelfleet_testbed.local.store import ObjectStore
 
 DEFAULT_NAMESPACES = ("default", "llm")
-
-# (resource, kind, namespaced, subresources, short names)
-BUILTIN_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("v1/namespaces", "Namespace", False, ("status", "finalize"), ("ns",)),
-    ("v1/events", "Event", True, (), ("ev",)),
-    ("events.k8s.io/v1/events", "Event", True, (), ("ev",)),
-    ("v1/configmaps", "ConfigMap", True, (), ("cm",)),
-    ("v1/secrets", "Secret", True, (), ()),
-    ("v1/services", "Service", True, ("status",), ("svc",)),
-    ("v1/endpoints", "Endpoints", True, (), ("ep",)),
-    ("v1/pods", "Pod", True, ("status",), ("po",)),
-    ("v1/serviceaccounts", "ServiceAccount", True, (), ("sa",)),
-    ("apps/v1/deployments", "Deployment", True, ("scale", "status"), ("deploy",)),
-    ("coordination.k8s.io/v1/leases", "Lease", True, (), ()),
-)
-KOPF_PEERINGS = (
-    ("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", False),
-    ("kopf.dev/v1/kopfpeerings", "KopfPeering", True),
-)
 # kopf's own default, and the one `modelfleet run` uses (the chart creates it too).
 PEERING_NAMES = ("default", "modelfleet")
+MANAGER = "local-cluster"
 
 
 def plural_of(kind: str) -> str:
@@ -49,29 +33,63 @@ def plural_of(kind: str) -> str:
     return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
 
 
+def kopf_peering_crds() -> list[dict[str, Any]]:
+    """kopf's peering CRDs, as kopf's docs and this project's chart ship them (the status
+    is kopf's, kept whole)."""
+    crds = []
+    for kind, scope in (("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")):
+        plural = plural_of(kind)
+        schema = {
+            "type": "object",
+            "properties": {
+                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            },
+        }
+        crds.append(
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.kopf.dev"},
+                "spec": {
+                    "group": "kopf.dev",
+                    "scope": scope,
+                    "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+                    "versions": [
+                        {
+                            "name": "v1",
+                            "served": True,
+                            "storage": True,
+                            "schema": {"openAPIV3Schema": schema},
+                        }
+                    ],
+                },
+            }
+        )
+    return crds
+
+
+@functools.cache
+def _modelfleet_crds() -> tuple[dict[str, Any], ...]:
+    # Generated from the models once per process (the store copies what it stores).
+    return tuple(crd_documents())
+
+
 def register_resources(emulator: ClusterEmulator) -> None:
-    """Built-in kinds, the modelfleet CRDs and kopf's peering CRDs."""
-    for resource, kind, namespaced, subresources, shortnames in BUILTIN_RESOURCES:
-        categories = ("all",) if kind in ("Pod", "Service", "Deployment") else ()
+    """The built-in kinds the project uses, then the CRDs: modelfleet's and kopf's peering,
+    stored as CustomResourceDefinition objects and served from them."""
+    for builtin in BUILTIN_KINDS:
         emulator.register(
-            resource,
-            kind=kind,
-            namespaced=namespaced,
-            subresources=subresources,
-            shortnames=shortnames,
-            categories=categories,
+            builtin.resource,
+            kind=builtin.kind,
+            namespaced=builtin.namespaced,
+            subresources=builtin.subresources,
+            shortnames=builtin.short_names,
+            categories=builtin.categories,
+            schema=builtin.schema,
         )
-    for kind in KINDS:
-        emulator.register(
-            f"{GROUP}/{VERSION}/{plural_of(kind)}",
-            kind=kind,
-            namespaced=True,
-            subresources=("status",),
-            categories=("modelfleet",),
-            custom=True,
-        )
-    for resource, kind, namespaced in KOPF_PEERINGS:
-        emulator.register(resource, kind=kind, namespaced=namespaced, custom=True)
+    for crd in [*_modelfleet_crds(), *kopf_peering_crds()]:
+        stored = emulator.store.create(CRDS, crd, manager=MANAGER)
+        emulator.serve_crd(stored)
 
 
 def kubeconfig_document(
@@ -100,15 +118,16 @@ def kubeconfig_document(
     }
 
 
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key (kubectl sends tokens only over HTTPS)."""
+def self_signed_certificate(directory: Path, name: str = "apiserver") -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (kubectl sends tokens only over HTTPS); it is
+    its own CA: a client trusts it by taking the certificate as its CA bundle."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise RuntimeError(
             "token authentication serves HTTPS and needs the openssl command: "
             "apt-get install openssl, or use LocalCluster(token=None)"
         )
-    cert, key = directory / "apiserver.crt", directory / "apiserver.key"
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
          "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
@@ -205,21 +224,19 @@ class LocalCluster:
     def _create_initial_objects(self) -> None:
         store = self.emulator.store
         for namespace in self.namespaces:
-            store.create(
-                "v1/namespaces", {"metadata": {"name": namespace}}, manager="local-cluster"
-            )
+            store.create("v1/namespaces", {"metadata": {"name": namespace}}, manager=MANAGER)
         for peering in PEERING_NAMES:
             store.create(
                 "kopf.dev/v1/clusterkopfpeerings",
                 {"metadata": {"name": peering}},
-                manager="local-cluster",
+                manager=MANAGER,
             )
             for namespace in self.namespaces:
                 store.create(
                     "kopf.dev/v1/kopfpeerings",
                     {"metadata": {"name": peering}},
                     namespace=namespace,
-                    manager="local-cluster",
+                    manager=MANAGER,
                 )
 
     async def _handle(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:

@@ -15,7 +15,11 @@ resource registry and `objects` array, and answers every object request itself t
 6. PUT and server-side apply (`application/apply-patch+yaml`, `fieldManager`, `force`)
    of new and existing objects, with field ownership and conflicts;
 7. for kubectl: lists with `kind`, watches sent as `application/json`, a `/scale`
-   subresource answering an `autoscaling/v1` Scale, and the `sendInitialEvents` bookmark.
+   subresource answering an `autoscaling/v1` Scale, and the `sendInitialEvents` bookmark;
+8. what kubectl needs with validation on and for printing: `/openapi/v2` and `/openapi/v3`
+   built from the served schemas (openapi), admission of custom resources against their
+   CRD (admission), server-side `Table` answers with printer columns (tables), Events
+   counted instead of repeated (events), CRDs as objects that define what is served.
 
 Object requests do not go through kmock's reaction DSL (a reaction would see the request
 after the state changed); use `faults` to make calls fail and `calls` to see them.
@@ -37,11 +41,16 @@ import kmock
 import yaml
 from kmock._internal import rendering
 
+from modelfleet_testbed.local.admission import Admission
+from modelfleet_testbed.local.cel_rules import compile_rules
 from modelfleet_testbed.local.errors import ApiError
+from modelfleet_testbed.local.events import CORE_EVENTS, record_event
 from modelfleet_testbed.local.faults import ApiCall, CallLog, FaultInjector, call_verb
 from modelfleet_testbed.local.merging import ListSchema
+from modelfleet_testbed.local.openapi import OpenApiDocuments
 from modelfleet_testbed.local.selectors import Predicate, SelectorError, object_selector
 from modelfleet_testbed.local.store import Expired, ObjectStore, ResourceType, StoredEvent
+from modelfleet_testbed.local.tables import Printer, printer_for, table, wants_table
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +62,7 @@ _PATCH_TYPES = {
     "application/apply-patch+yaml": "apply",
 }
 _INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 
 
 @dataclass(frozen=True)
@@ -95,10 +105,25 @@ def _manager_from_agent(user_agent: str) -> str:
     return (user_agent.split("/", 1)[0] or "unknown").strip() or "unknown"
 
 
-def _json_response(payload: Any, status: int = 200) -> aiohttp.web.Response:
-    return aiohttp.web.Response(
+def _json_response(
+    payload: Any, status: int = 200, warnings: Iterable[str] = ()
+) -> aiohttp.web.Response:
+    response = aiohttp.web.Response(
         text=json.dumps(payload), status=status, content_type="application/json"
     )
+    for warning in warnings:
+        # RFC 7234 warn-code 299, the way kube-apiserver sends admission warnings.
+        response.headers.add("Warning", f"299 - {json.dumps(warning)}")
+    return response
+
+
+@dataclass(frozen=True)
+class TableRequest:
+    """A request for `meta.k8s.io` Tables (`kubectl get` asks for them)."""
+
+    version: str
+    include_object: str
+    printer: Printer
 
 
 def _encode_continue(namespace: str, name: str) -> str:
@@ -136,10 +161,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     store: ObjectStore = attrs.field(init=False)
     faults: FaultInjector = attrs.field(factory=FaultInjector, init=False)
     calls: CallLog = attrs.field(factory=CallLog, init=False)
+    openapi: OpenApiDocuments = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.store = ObjectStore(self._objects)
+        self.openapi = OpenApiDocuments(self.store.types)
 
     # -- resources -------------------------------------------------------------------------
 
@@ -155,8 +182,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         verbs: Iterable[str] = ALL_VERBS,
         list_schema: ListSchema | None = None,
         custom: bool = False,
+        schema: Mapping[str, Any] | None = None,
+        printer_columns: Iterable[Mapping[str, Any]] = (),
     ) -> ResourceType:
-        """Serve a resource ("apps/v1/deployments") with these discovery facts."""
+        """Serve a resource ("apps/v1/deployments") with these discovery facts, its OpenAPI
+        schema (a CRD's openAPIV3Schema for custom resources) and printer columns."""
         resource_type = self.store.register(
             resource,
             kind=kind,
@@ -164,6 +194,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             subresources=subresources,
             list_schema=list_schema,
             custom=custom,
+            schema=schema,
+            printer_columns=printer_columns,
         )
         self._resources[resource_type.resource] = kmock.ResourceInfo(
             kind=kind,
@@ -175,6 +207,45 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             subresources=set(subresources),
         )
         return resource_type
+
+    def serve_crd(self, crd: Mapping[str, Any]) -> list[ResourceType]:
+        """Serve the custom resources a CustomResourceDefinition defines (each served
+        version), with its names, schema, subresources and printer columns."""
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        served = []
+        for version in spec.get("versions") or []:
+            if not version.get("served", True):
+                continue
+            compile_rules((version.get("schema") or {}).get("openAPIV3Schema") or {})
+            served.append(
+                self.register(
+                    f"{spec['group']}/{version['name']}/{names['plural']}",
+                    kind=names["kind"],
+                    namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                    subresources=tuple(version.get("subresources") or {}),
+                    shortnames=names.get("shortNames") or (),
+                    categories=names.get("categories") or (),
+                    custom=True,
+                    schema=(version.get("schema") or {}).get("openAPIV3Schema")
+                    or {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    printer_columns=version.get("additionalPrinterColumns") or (),
+                )
+            )
+        return served
+
+    def stop_serving_crd(self, crd: Mapping[str, Any]) -> None:
+        """A deleted CRD: its resources are no longer served and its objects are gone."""
+        spec = crd.get("spec") or {}
+        plural = (spec.get("names") or {}).get("plural")
+        for version in spec.get("versions") or []:
+            resource = kmock.resource(spec.get("group"), version.get("name"), plural)
+            if resource in self.store.types:
+                for obj in self.store.list_raw(resource):
+                    metadata = obj["metadata"]
+                    self.store.delete(resource, metadata.get("namespace"), metadata["name"])
+                del self.store.types[resource]
+                self._resources.pop(resource, None)
 
     # -- HTTP entry point ------------------------------------------------------------------
 
@@ -257,6 +328,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         )
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.url.path.startswith("/openapi/"):
+            return self._serve_openapi(request.url.path)
         if request.resource is None or request.resource.plural is None:
             # Discovery and non-API paths: kmock's scaffold and any user reactions.
             return await super(kmock.KubernetesEmulator, self)._handle(request)
@@ -292,10 +365,14 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         dry_run = params.get("dryRun") == "All"
         namespace = request.namespace if resource_type.namespaced else None
         name, subresource = request.name, request.subresource
+        tables = self._table_request(request, resource_type)
         if call.verb == "watch":
-            return await self._serve_watch(request, resource_type)
+            return await self._serve_watch(request, resource_type, tables)
         if call.verb == "list":
-            return _json_response(self._list(resource_type, namespace, params))
+            listing = self._list(resource_type, namespace, params)
+            if tables is not None:
+                return _json_response(self._table(tables, listing["items"], listing["metadata"]))
+            return _json_response(listing)
         if call.verb == "get":
             if subresource == "scale":
                 return _json_response(store.get_scale(resource_type.resource, namespace, name))
@@ -308,48 +385,17 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                     f'{resource_type.qualified_plural} "{name}" not found',
                     details={"name": name, "kind": resource_type.resource.plural},
                 )
+            if tables is not None and not subresource:
+                return _json_response(self._table(tables, [obj], {}))
             return _json_response(obj)
-        if call.verb == "create":
-            if name is not None:
-                raise ApiError(405, "POST is for collections; use PUT or PATCH on a named object")
-            created = store.create(
-                resource_type.resource,
-                request.data,
-                namespace=namespace,
-                manager=manager,
-                dry_run=dry_run,
+        if call.verb in ("create", "update", "patch"):
+            admission = Admission.from_param(params.get("fieldValidation"))
+            written, status = self._write(
+                request, call, resource_type, namespace, manager, dry_run, admission
             )
-            return _json_response(created, status=201)
-        if call.verb == "update":
-            existed = store.get_raw(resource_type.resource, namespace, name) is not None
-            updated = store.replace(
-                resource_type.resource,
-                namespace,
-                name,
-                request.data,
-                subresource=subresource,
-                manager=manager,
-                dry_run=dry_run,
-            )
-            return _json_response(updated, status=200 if existed else 201)
-        if call.verb == "patch":
-            content_type = request._raw_request.content_type if request._raw_request else ""
-            patch_type = _PATCH_TYPES.get(content_type)
-            if patch_type is None:
-                raise ApiError(415, f"the patch content type {content_type!r} is not supported")
-            existed = store.get_raw(resource_type.resource, namespace, name) is not None
-            patched = store.patch(
-                resource_type.resource,
-                namespace,
-                name,
-                request.data,
-                patch_type=patch_type,
-                subresource=subresource,
-                manager=manager,
-                force=params.get("force", "").lower() == "true",
-                dry_run=dry_run,
-            )
-            return _json_response(patched, status=200 if existed else 201)
+            if resource_type.resource == CRDS and not dry_run:
+                self.serve_crd(written)
+            return _json_response(written, status=status, warnings=admission.warnings)
         if call.verb == "delete":
             options = request.data if isinstance(request.data, Mapping) else {}
             deleted = store.delete(
@@ -359,6 +405,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 preconditions=options.get("preconditions"),
                 dry_run=dry_run,
             )
+            if resource_type.resource == CRDS and not dry_run:
+                self.stop_serving_crd(deleted)
             return _json_response(deleted)
         if call.verb == "deletecollection":
             listing = self._list(resource_type, namespace, params)
@@ -367,6 +415,118 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 store.delete(resource_type.resource, metadata.get("namespace"), metadata["name"])
             return _json_response(listing)
         raise ApiError(405, f"{request.method} is not supported here")
+
+    def _write(
+        self,
+        request: rendering.Request,
+        call: ApiCall,
+        resource_type: ResourceType,
+        namespace: str | None,
+        manager: str,
+        dry_run: bool,
+        admission: Admission,
+    ) -> tuple[dict[str, Any], int]:
+        """Create, update or patch; the object written and the HTTP status."""
+        store = self.store
+        name, subresource = request.name, request.subresource
+        params = request.params
+        if call.verb == "create":
+            if name is not None:
+                raise ApiError(405, "POST is for collections; use PUT or PATCH on a named object")
+            if resource_type.resource == kmock.resource(CORE_EVENTS):
+                if not isinstance(request.data, Mapping):
+                    raise ApiError(400, "the request body must be a JSON or YAML object")
+                event, created = record_event(
+                    store,
+                    namespace,
+                    request.data,
+                    manager=manager,
+                    admission=admission,
+                    dry_run=dry_run,
+                )
+                return event, 201 if created else 200
+            created_obj = store.create(
+                resource_type.resource,
+                request.data,
+                namespace=namespace,
+                manager=manager,
+                dry_run=dry_run,
+                admission=admission,
+            )
+            return created_obj, 201
+        existed = store.get_raw(resource_type.resource, namespace, name) is not None
+        if call.verb == "update":
+            updated = store.replace(
+                resource_type.resource,
+                namespace,
+                name,
+                request.data,
+                subresource=subresource,
+                manager=manager,
+                dry_run=dry_run,
+                admission=admission,
+            )
+            return updated, 200 if existed else 201
+        content_type = request._raw_request.content_type if request._raw_request else ""
+        patch_type = _PATCH_TYPES.get(content_type)
+        if patch_type is None:
+            raise ApiError(415, f"the patch content type {content_type!r} is not supported")
+        patched = store.patch(
+            resource_type.resource,
+            namespace,
+            name,
+            request.data,
+            patch_type=patch_type,
+            subresource=subresource,
+            manager=manager,
+            force=params.get("force", "").lower() == "true",
+            dry_run=dry_run,
+            admission=admission,
+        )
+        return patched, 200 if existed else 201
+
+    # -- tables and OpenAPI ----------------------------------------------------------------
+
+    def _table_request(
+        self, request: rendering.Request, resource_type: ResourceType
+    ) -> TableRequest | None:
+        version = wants_table(request.headers.get("Accept", ""))
+        if version is None:
+            return None
+        printer = printer_for(
+            resource_type.kind, resource_type.custom, resource_type.printer_columns
+        )
+        include = request.params.get("includeObject") or "Metadata"
+        return TableRequest(version, include, printer)
+
+    def _table(
+        self,
+        tables: TableRequest,
+        objects: Iterable[Mapping[str, Any]],
+        list_metadata: Mapping[str, Any],
+        *,
+        headers: bool = True,
+    ) -> dict[str, Any]:
+        return table(
+            tables.printer,
+            objects,
+            table_version=tables.version,
+            include_object=tables.include_object,
+            headers=headers,
+            list_metadata=list_metadata,
+        )
+
+    def _serve_openapi(self, path: str) -> aiohttp.web.Response:
+        if path.rstrip("/") == "/openapi/v2":
+            return _json_response(self.openapi.v2())
+        if path.rstrip("/") == "/openapi/v3":
+            return _json_response(self.openapi.v3_index())
+        document = self.openapi.v3(path.removeprefix("/openapi/v3/"))
+        if document is None:
+            return self._error_response(
+                ApiError(404, "the server could not find the requested resource")
+            )
+        return _json_response(document)
 
     def _predicate(self, params: Mapping[str, str], name: str | None = None) -> Predicate:
         fields = params.get("fieldSelector") or ""
@@ -403,7 +563,10 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         }
 
     async def _serve_watch(
-        self, request: rendering.Request, resource_type: ResourceType
+        self,
+        request: rendering.Request,
+        resource_type: ResourceType,
+        tables: TableRequest | None = None,
     ) -> aiohttp.web.StreamResponse:
         assert request._raw_request is not None
         params = request.params
@@ -421,6 +584,17 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             status=200,
             headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"},
         )
+        headers_sent = False
+
+        async def send(kind: str, obj: dict[str, Any]) -> None:
+            # As Tables, the column definitions come with the first event only.
+            nonlocal headers_sent
+            if tables is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+                version = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                obj = self._table(tables, [obj], version, headers=not headers_sent)
+                headers_sent = True
+            await self._write_event(response, kind, obj)
+
         try:
             backlog: list[tuple[str, dict[str, Any]]] = []
             if initial_events or since_text in ("", "0"):
@@ -444,7 +618,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                     backlog = [("ERROR", gone.to_status())]
             await response.prepare(request._raw_request)
             for kind, obj in backlog:
-                await self._write_event(response, kind, obj)
+                await send(kind, obj)
             if backlog and backlog[-1][0] == "ERROR":
                 return response
             if initial_events:
@@ -471,7 +645,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                     continue
                 last = event.revision
                 if kind := _watch_type(event, predicate):
-                    await self._write_event(response, kind, event.object)
+                    await send(kind, event.object)
             await response.write_eof()
         except (ConnectionError, aiohttp.ClientConnectionResetError):
             pass  # the client went away; nothing to tell it

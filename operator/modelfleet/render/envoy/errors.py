@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+JSON_CONTENT_TYPE = {
+    "header": {"key": "content-type", "value": "application/json"},
+    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+}
+
 
 def error_object(message: str, kind: str, code: str, param: str | None = None) -> dict[str, Any]:
     """The `{"error": {...}}` shape OpenAI clients parse."""

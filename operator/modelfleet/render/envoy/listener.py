@@ -1,7 +1,8 @@
-"""LDS: the listener, its filter chain, the audit log and the error bodies Envoy makes.
+"""LDS: the listener, its filter chain, timeouts, the audit log, the token counters and the
+error bodies Envoy makes.
 
-Filter order: drop spoofable headers -> API key -> per-key rate limit -> read the JSON
-body into metadata (re-picks the route) -> Lua input check -> router.
+Filter order: drop spoofable headers -> API key -> per-key rate limit -> Lua (reads the
+body once: routing fields, input check, classification text, stream usage) -> router.
 """
 
 from __future__ import annotations
@@ -9,57 +10,89 @@ from __future__ import annotations
 from typing import Any
 
 from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.render.envoy.errors import error_object
-from modelfleet.render.envoy.lua import input_check_script
+from modelfleet.render.envoy.lua import gateway_script
 from modelfleet.render.envoy.names import (
     API_KEY_HEADERS,
-    BODY_ERROR_KEY,
+    CLASSIFY_HEADERS,
     CLIENT_ID_HEADER,
+    COMPLETION_TOKENS_KEY,
+    ENDPOINT_NAMESPACE,
+    ENVOY_CONTROL_HEADERS,
     HTTP_STAT_PREFIX,
     LISTENER_NAME,
     METADATA_NAMESPACE,
     MODEL_KEY,
+    PROMPT_TOKENS_KEY,
     RATE_LIMIT_DESCRIPTOR_KEY,
     RATE_LIMIT_STAT_PREFIX,
+    RESPONSE_NAMESPACE,
     ROUTE_CONFIG_NAME,
+    ROUTE_NAMESPACE,
     ROUTES_FILE,
+    RULE_KEY,
     TASK_TYPE_HEADER,
     TASK_TYPE_KEY,
     TENANT_HEADER,
+    TOKEN_STAT_PREFIX,
+    USAGE_KEY,
+    VARIANT_KEY,
 )
+from modelfleet.render.envoy.replies import local_reply_config
 from modelfleet.render.envoy.xds import (
     HostPort,
     any_of,
+    duration,
     file_config_source,
     filter_name,
     socket_address,
 )
 
 LISTENER_TYPE = "envoy.config.listener.v3.Listener"
-# Prompts are buffered whole (body routing, input check); 16 MiB fits long contexts and
-# images. Larger requests get 413.
-BODY_LIMIT_BYTES = 16 * 1024 * 1024
+HCM_TYPE = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 MAX_KEY_BUCKETS = 10_000
+
+
+def _request_metadata(key: str) -> str:
+    return f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:{key})%"
+
+
+def _response_metadata(key: str) -> str:
+    return f"%DYNAMIC_METADATA({RESPONSE_NAMESPACE}:{key})%"
+
+
+VARIANT = f"%UPSTREAM_METADATA({ENDPOINT_NAMESPACE}:{VARIANT_KEY})%"
+KEY_ID = f"%REQ({CLIENT_ID_HEADER.upper()})%"
+TENANT = f"%REQ({TENANT_HEADER.upper()})%"
 
 ACCESS_LOG_FIELDS = {
     "time": "%START_TIME%",
     "request_id": "%REQ(X-REQUEST-ID)%",
-    "key_id": f"%REQ({CLIENT_ID_HEADER.upper()})%",
-    "tenant": f"%REQ({TENANT_HEADER.upper()})%",
-    "model": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:{MODEL_KEY})%",
-    "task_type": f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:{TASK_TYPE_KEY})%",
+    "key_id": KEY_ID,
+    "tenant": TENANT,
+    "model": _request_metadata(MODEL_KEY),
+    "task_type": _request_metadata(TASK_TYPE_KEY),
     "task_type_header": f"%REQ({TASK_TYPE_HEADER.upper()})%",
+    # Set when a classification rule (or the default route) routed the request.
+    "rule": f"%METADATA(ROUTE:{ROUTE_NAMESPACE}:{RULE_KEY})%",
+    "assigned_task_type": f"%METADATA(ROUTE:{ROUTE_NAMESPACE}:{TASK_TYPE_KEY})%",
     "priority": "%REQ(X-PRIORITY)%",
     "method": "%REQ(:METHOD)%",
     # Without the query string: clients sometimes put secrets there.
     "path": "%PATH(NQ)%",
     "route": "%ROUTE_NAME%",
+    # The first choice's cluster: a variant, or `<variant>.fallback-<variant>`.
     "cluster": "%UPSTREAM_CLUSTER%",
+    # The variant that answered, after a retry the fallback.
+    "variant": VARIANT,
     "upstream_host": "%UPSTREAM_HOST%",
+    "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
     "status": "%RESPONSE_CODE%",
     "response_flags": "%RESPONSE_FLAGS%",
     "details": "%RESPONSE_CODE_DETAILS%",
+    "stream_usage": _request_metadata(USAGE_KEY),
+    "prompt_tokens": _response_metadata(PROMPT_TOKENS_KEY),
+    "completion_tokens": _response_metadata(COMPLETION_TOKENS_KEY),
     "duration_ms": "%DURATION%",
     "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
     "bytes_received": "%BYTES_RECEIVED%",
@@ -70,30 +103,49 @@ ACCESS_LOG_FIELDS = {
 def listener(
     policy: RoutingPolicy, listen: HostPort, config_dir: str, access_log_path: str
 ) -> dict[str, Any]:
+    gateway = policy.spec.gateway
+    timeouts = gateway.timeouts
     manager = {
-        "@type": any_of(
-            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-        ),
+        "@type": any_of(HCM_TYPE),
         "stat_prefix": HTTP_STAT_PREFIX,
         "codec_type": "AUTO",
         "use_remote_address": True,
+        # No client is "internal" (trusted with x-envoy-* control headers), whatever its
+        # address: an empty list would mean Envoy's default (private and loopback ranges),
+        # so the one range is an address no client has.
+        "internal_address_config": {
+            "cidr_ranges": [{"address_prefix": "0.0.0.0", "prefix_len": 32}]
+        },
         # Clients can quote the id of the log line of their request.
         "always_set_request_id_in_response": True,
         "normalize_path": True,
         "merge_slashes": True,
+        "request_headers_timeout": duration(timeouts.request_headers_seconds),
+        "request_timeout": duration(timeouts.request_receive_seconds),
+        "stream_idle_timeout": duration(timeouts.stream_idle_seconds),
+        "common_http_protocol_options": {
+            "idle_timeout": duration(timeouts.idle_connection_seconds),
+        },
+        "max_request_headers_kb": gateway.limits.max_request_headers_kib,
+        # Old clients and load balancers' probes still speak HTTP/1.0, often without Host.
+        "http_protocol_options": {
+            "accept_http_10": True,
+            "default_host_for_http_10": LISTENER_NAME,
+        },
         "rds": {
             "route_config_name": ROUTE_CONFIG_NAME,
             "config_source": file_config_source(f"{config_dir}/{ROUTES_FILE}", config_dir),
         },
-        "access_log": [access_log(access_log_path)],
-        "local_reply_config": local_reply_config(),
+        "access_log": [access_log(access_log_path), token_counters()],
+        "local_reply_config": local_reply_config(policy.spec.gateway.limits.max_body_bytes),
         "http_filters": http_filters(policy),
     }
     return {
         "@type": any_of(LISTENER_TYPE),
         "name": LISTENER_NAME,
         "address": socket_address(listen),
-        "per_connection_buffer_limit_bytes": BODY_LIMIT_BYTES,
+        # Bodies are read whole (routing, input check); a larger one gets 413 unread.
+        "per_connection_buffer_limit_bytes": gateway.limits.max_body_bytes,
         "filter_chains": [
             {
                 "filters": [
@@ -118,12 +170,47 @@ def access_log(path: str) -> dict[str, Any]:
     }
 
 
+def token_counters() -> dict[str, Any]:
+    """envoy_modelfleet_{prompt,completion}_tokens{key_id, tenant, route, variant} on
+    /stats/prometheus, added to from each answer's usage (requests without usage are not
+    logged here)."""
+    tags = [
+        {"name": "key_id", "value_format": KEY_ID},
+        {"name": "tenant", "value_format": TENANT},
+        {"name": "route", "value_format": "%ROUTE_NAME%"},
+        {"name": "variant", "value_format": VARIANT},
+    ]
+    return {
+        "name": "envoy.access_loggers.stats",
+        "filter": {
+            "metadata_filter": {
+                "matcher": {
+                    "filter": RESPONSE_NAMESPACE,
+                    "path": [{"key": PROMPT_TOKENS_KEY}],
+                    "value": {"present_match": True},
+                },
+                "match_if_key_not_found": False,
+            }
+        },
+        "typed_config": {
+            "@type": any_of("envoy.extensions.access_loggers.stats.v3.Config"),
+            "stats_scope": {"prefix": TOKEN_STAT_PREFIX},
+            "counters": [
+                {
+                    "stat": {"name": key, "tags": tags},
+                    "value_format": _response_metadata(key),
+                }
+                for key in (PROMPT_TOKENS_KEY, COMPLETION_TOKENS_KEY)
+            ],
+        },
+    }
+
+
 def http_filters(policy: RoutingPolicy) -> list[dict[str, Any]]:
     return [
         strip_gateway_headers(),
         api_key_auth(),
         rate_limit(policy),
-        json_to_metadata(),
         lua(),
         {
             "name": filter_name("router"),
@@ -133,17 +220,14 @@ def http_filters(policy: RoutingPolicy) -> list[dict[str, Any]]:
 
 
 def strip_gateway_headers() -> dict[str, Any]:
-    """A client must not pose as another key or tenant, not even in a 401's log line."""
+    """A client must not pose as another key or tenant (not even in a 401's log line), feed
+    classification rules its own text, or steer Envoy's retries and timeouts."""
+    removed = [CLIENT_ID_HEADER, TENANT_HEADER, *CLASSIFY_HEADERS, *ENVOY_CONTROL_HEADERS]
     return {
         "name": filter_name("header_mutation"),
         "typed_config": {
             "@type": any_of("envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"),
-            "mutations": {
-                "request_mutations": [
-                    {"remove": CLIENT_ID_HEADER},
-                    {"remove": TENANT_HEADER},
-                ]
-            },
+            "mutations": {"request_mutations": [{"remove": name} for name in removed]},
         },
     }
 
@@ -168,23 +252,31 @@ def token_bucket(requests_per_minute: int) -> dict[str, Any]:
     }
 
 
+def per_replica(requests_per_minute: int, replicas: int) -> int:
+    """A gateway replica's share of a limit: each Envoy counts only what it serves, and the
+    Service spreads a key's requests over the replicas."""
+    return max(1, -(-requests_per_minute // replicas))
+
+
 def rate_limit(policy: RoutingPolicy) -> dict[str, Any]:
     """One token bucket per API key: the per-key overrides by value, every other key by the
-    descriptor without a value (Envoy makes a bucket per distinct key id)."""
+    descriptor without a value (Envoy makes a bucket per distinct key id). Limits are per
+    gateway; each replica enforces its share."""
     limits = policy.spec.gateway.rate_limit
+    replicas = policy.spec.gateway.replicas
     enabled = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
     overrides = sorted(limits.per_key, key=lambda k: k.key_id)
     descriptors = [
         {
             "entries": [{"key": RATE_LIMIT_DESCRIPTOR_KEY, "value": override.key_id}],
-            "token_bucket": token_bucket(override.requests_per_minute),
+            "token_bucket": token_bucket(per_replica(override.requests_per_minute, replicas)),
         }
         for override in overrides
     ]
     descriptors.append(
         {
             "entries": [{"key": RATE_LIMIT_DESCRIPTOR_KEY}],
-            "token_bucket": token_bucket(limits.requests_per_minute),
+            "token_bucket": token_bucket(per_replica(limits.requests_per_minute, replicas)),
         }
     )
     return {
@@ -192,7 +284,7 @@ def rate_limit(policy: RoutingPolicy) -> dict[str, Any]:
         "typed_config": {
             "@type": any_of("envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"),
             "stat_prefix": RATE_LIMIT_STAT_PREFIX,
-            "token_bucket": token_bucket(limits.requests_per_minute),
+            "token_bucket": token_bucket(per_replica(limits.requests_per_minute, replicas)),
             "filter_enabled": {**enabled, "runtime_key": "modelfleet.rate_limit.enabled"},
             "filter_enforced": {**enabled, "runtime_key": "modelfleet.rate_limit.enforced"},
             "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
@@ -220,106 +312,12 @@ def rate_limit(policy: RoutingPolicy) -> dict[str, Any]:
     }
 
 
-def json_to_metadata() -> dict[str, Any]:
-    """`model` and `task_type` from the body into metadata for route matching and the log;
-    an unparsable body is marked for the Lua check."""
-    marked_unparsable = {
-        "metadata_namespace": METADATA_NAMESPACE,
-        "key": BODY_ERROR_KEY,
-        "value": "invalid_json",
-    }
-    rules = [
-        {
-            "selectors": [{"key": key}],
-            "on_present": {"metadata_namespace": METADATA_NAMESPACE, "key": key, "type": "STRING"},
-            "on_error": marked_unparsable,
-        }
-        for key in (MODEL_KEY, TASK_TYPE_KEY)
-    ]
-    return {
-        "name": filter_name("json_to_metadata"),
-        "typed_config": {
-            "@type": any_of("envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata"),
-            "request_rules": {
-                "rules": rules,
-                # Parse whatever the client sent: `curl -d` says form-urlencoded, and a
-                # body that is not JSON must get the 400, not slip through unparsed.
-                "allow_content_types_regex": {"regex": ".*"},
-                "allow_empty_content_type": True,
-            },
-        },
-    }
-
-
 def lua() -> dict[str, Any]:
-    """The script without tenants; RDS replaces it per virtual host with the tenant map."""
+    """The script without tenants or rules; RDS replaces it per virtual host."""
     return {
         "name": filter_name("lua"),
         "typed_config": {
             "@type": any_of("envoy.extensions.filters.http.lua.v3.Lua"),
-            "default_source_code": {"inline_string": input_check_script({})},
+            "default_source_code": {"inline_string": gateway_script({})},
         },
-    }
-
-
-def local_reply_config() -> dict[str, Any]:
-    """OpenAI-style JSON for the errors Envoy itself produces (direct responses and the Lua
-    check already answer JSON and are not touched)."""
-
-    def mapper(status: int, op: str, error: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "filter": {
-                "status_code_filter": {
-                    "comparison": {
-                        "op": op,
-                        "value": {
-                            "default_value": status,
-                            "runtime_key": f"modelfleet.local_reply.{op.lower()}_{status}",
-                        },
-                    }
-                }
-            },
-            "body_format_override": {"json_format": error},
-        }
-
-    return {
-        "mappers": [
-            mapper(
-                401,
-                "EQ",
-                error_object(
-                    "missing or unknown API key: send 'Authorization: Bearer <key>' or "
-                    "'x-api-key: <key>'",
-                    "invalid_request_error",
-                    "invalid_api_key",
-                ),
-            ),
-            mapper(
-                413,
-                "EQ",
-                error_object(
-                    f"request body larger than {BODY_LIMIT_BYTES // (1024 * 1024)} MiB",
-                    "invalid_request_error",
-                    "request_too_large",
-                ),
-            ),
-            mapper(
-                429,
-                "EQ",
-                error_object(
-                    "rate limit reached for this API key: retry later",
-                    "requests",
-                    "rate_limit_exceeded",
-                ),
-            ),
-            mapper(
-                500,
-                "GE",
-                error_object(
-                    "%LOCAL_REPLY_BODY%",
-                    "server_error",
-                    "upstream_unavailable",
-                ),
-            ),
-        ]
     }

@@ -6,6 +6,7 @@ from typing import Any
 
 from modelfleet.plan.routing.table import RouteMatchSpec
 from modelfleet.render.envoy.names import (
+    GENERATION_PATHS,
     INPUT_FIELD_BY_PATH,
     METADATA_NAMESPACE,
     MODEL_KEY,
@@ -14,6 +15,7 @@ from modelfleet.render.envoy.names import (
 )
 
 INFERENCE_PATH_REGEX = "^(?:" + "|".join(INPUT_FIELD_BY_PATH) + ")$"
+GENERATION_PATH_REGEX = "^(?:" + "|".join(GENERATION_PATHS) + ")$"
 
 
 def exact_or_any(values: tuple[str, ...]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """RDS: the route configuration. Everything that changes at run time lives here (weights,
-API keys, tenants), because Envoy swaps a route table per request without draining
-connections."""
+API keys, tenants, classification rules), because Envoy swaps a route table per request
+without draining connections."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ from typing import Any
 
 from modelfleet.api.keys import ApiKey
 from modelfleet.api.modelpool import ModelPool
+from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.render.envoy import matching
-from modelfleet.render.envoy.errors import error_body, invalid_request
-from modelfleet.render.envoy.lua import input_check_script
+from modelfleet.render.envoy.actions import route_action
+from modelfleet.render.envoy.classification import classification_routes, default_routes
+from modelfleet.render.envoy.errors import JSON_CONTENT_TYPE, error_body, invalid_request
+from modelfleet.render.envoy.lua import gateway_script
 from modelfleet.render.envoy.names import (
     API_KEY_HEADERS,
+    BEARER_SPELLINGS,
+    CLASSIFY_HEADERS,
     CLIENT_ID_HEADER,
     INPUT_FIELD_BY_PATH,
     MODELS_PATH,
@@ -25,24 +30,23 @@ from modelfleet.render.envoy.names import (
 from modelfleet.render.envoy.xds import any_of, filter_name
 
 ROUTE_CONFIG_TYPE = "envoy.config.route.v3.RouteConfiguration"
-JSON_CONTENT_TYPE = {
-    "header": {"key": "content-type", "value": "application/json"},
-    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-}
 
 
 def route_configuration(
-    table: RoutingTable, pool: ModelPool, api_keys: Sequence[ApiKey]
+    table: RoutingTable, pool: ModelPool, policy: RoutingPolicy, api_keys: Sequence[ApiKey]
 ) -> dict[str, Any]:
     routes = [models_route(table, pool), method_not_allowed_route()]
+    routes.extend(classification_routes(table, policy))
     for table_route in table.routes:
-        routes.extend(table_routes(table_route))
+        routes.extend(table_routes(table_route, policy))
+    routes.extend(default_routes(table, policy))
     routes.extend([no_route_route(), unknown_path_route()])
     return {
         "@type": any_of(ROUTE_CONFIG_TYPE),
         "name": ROUTE_CONFIG_NAME,
-        # The client's key must never reach a model server, whichever header carried it.
-        "request_headers_to_remove": list(API_KEY_HEADERS),
+        # The client's key must never reach a model server, whichever header carried it, nor
+        # the prompt text copied into headers for classification rules.
+        "request_headers_to_remove": [*API_KEY_HEADERS, *CLASSIFY_HEADERS],
         "virtual_hosts": [
             {
                 "name": table.policy,
@@ -55,63 +59,44 @@ def route_configuration(
                     }
                     for key in sorted(api_keys, key=lambda k: k.id)
                 ],
-                "typed_per_filter_config": per_filter_config(api_keys),
+                "typed_per_filter_config": per_filter_config(policy, api_keys),
             }
         ],
     }
 
 
-def per_filter_config(api_keys: Sequence[ApiKey]) -> dict[str, Any]:
+def credentials(api_keys: Sequence[ApiKey]) -> list[dict[str, str]]:
+    """Each key as api_key_auth sees it: bare (x-api-key, `Authorization: Bearer <key>`) and
+    with the other spellings of the scheme, which the filter leaves on the value."""
+    entries = []
+    for key in sorted(api_keys, key=lambda k: k.id):
+        entries.append({"key": key.key, "client": key.id})
+        entries.extend({"key": scheme + key.key, "client": key.id} for scheme in BEARER_SPELLINGS)
+    return entries
+
+
+def per_filter_config(policy: RoutingPolicy, api_keys: Sequence[ApiKey]) -> dict[str, Any]:
+    tenants = {key.id: key.tenant for key in api_keys}
     return {
         filter_name("api_key_auth"): {
             "@type": any_of("envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuthPerRoute"),
-            "credentials": [
-                {"key": key.key, "client": key.id} for key in sorted(api_keys, key=lambda k: k.id)
-            ],
+            "credentials": credentials(api_keys),
             "forwarding": {"header": CLIENT_ID_HEADER, "hide_credentials": True},
         },
         filter_name("lua"): {
             "@type": any_of("envoy.extensions.filters.http.lua.v3.LuaPerRoute"),
-            "source_code": {
-                "inline_string": input_check_script({key.id: key.tenant for key in api_keys})
-            },
+            "source_code": {"inline_string": gateway_script(tenants, policy.spec.classification)},
         },
     }
 
 
-def table_routes(route: TableRoute) -> list[dict[str, Any]]:
+def table_routes(route: TableRoute, policy: RoutingPolicy) -> list[dict[str, Any]]:
     """The Envoy routes for one routing-table route (one per way it can match)."""
-    action = route_action(route)
+    action = route_action(route, policy)
     return [
         {"name": route.name, "match": match, **action, "stat_prefix": route.name}
         for match in matching.route_matches(route.match)
     ]
-
-
-def route_action(route: TableRoute) -> dict[str, Any]:
-    clusters = [{"name": b.variant, "weight": b.weight} for b in route.backends if b.weight > 0]
-    if not clusters:
-        return {
-            "direct_response": {
-                "status": 503,
-                "body": {"inline_string": f"route {route.name!r} has no backend with weight"},
-            }
-        }
-    return {
-        "route": {
-            "weighted_clusters": {"clusters": clusters},
-            # Generation can run for many minutes; the stream idle timeout still ends a
-            # request whose backend stops sending.
-            "timeout": "0s",
-            # A replica that is shutting down refuses with 503 before any work: safe to retry.
-            "retry_policy": {
-                "retry_on": "connect-failure,refused-stream,reset-before-request,"
-                "retriable-status-codes",
-                "retriable_status_codes": [503],
-                "num_retries": 2,
-            },
-        }
-    }
 
 
 def models_route(table: RoutingTable, pool: ModelPool) -> dict[str, Any]:

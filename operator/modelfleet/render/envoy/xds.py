@@ -52,3 +52,9 @@ def discovery_response(resources: Sequence[dict[str, Any]], canonical: str) -> d
     """A file-based xDS document; version_info is a digest of the content, so the version
     Envoy reports in /config_dump tells which render it runs."""
     return {"version_info": short_digest(canonical), "resources": list(resources)}
+
+
+def duration(seconds: float) -> str:
+    """A protobuf Duration in JSON form ("10s", "0.25s")."""
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return f"{text}s"
