@@ -104,7 +104,12 @@ class FakePrometheus(BaseHTTPRequestHandler):
 def prometheus():
     FakePrometheus.seen = []
     FakePrometheus.mode = "good"
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakePrometheus)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakePrometheus, bind_and_activate=False)
+    # A pool's queries arrive at once: past the default backlog of 5 a connection would wait
+    # for a SYN retransmit (1 s) and the timing assertions would measure that.
+    server.request_queue_size = 64
+    server.server_bind()
+    server.server_activate()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server

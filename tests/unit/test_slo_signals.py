@@ -292,6 +292,18 @@ def test_stale_metrics_give_no_slo_opinion_and_the_variant_holds():
     assert result.condition("MetricsAvailable").status == "False"
 
 
+def test_a_lying_sample_holds_the_planned_count_of_an_slo_scaled_variant():
+    """Replicas still loading are planned but not ready: a lie holds the plan, not ready."""
+    previous = learned(2.0)  # planned 10
+    lying = obs(ready=4, qps=30.0, e2e=50.0, problem="Prometheus answered +inf for p99_ttft")
+    result = plan(variant(), lying, previous)
+    assert signal(result.variants[0], "slo") is None
+    assert signal(result.variants[0], "forecast") is None
+    held = result.variants[0]
+    assert (held.reason, held.desired_replicas) == ("hold", 10)
+    assert "+inf for p99_ttft" in result.condition("MetricsAvailable").message
+
+
 def test_the_slo_signal_can_be_turned_off_and_needs_an_slo():
     off = variant(slo={"enabled": False})
     assert signal(plan(off, obs(), learned(2.0)).variants[0], "slo") is None
