@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modelfleet"
 ALL_FEATURES = ROOT / "tests" / "golden" / "chart" / "all-features.values.yaml"
 OPENSHIFT = ROOT / "tests" / "golden" / "chart" / "openshift.values.yaml"
+NAMESPACED = ROOT / "tests" / "golden" / "chart" / "namespaced.values.yaml"
 RELEASE = "modelfleet"
 NAMESPACE = "modelfleet-system"
 NOTES = "templates/NOTES.txt"

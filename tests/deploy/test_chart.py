@@ -17,6 +17,7 @@ from tests.deploy.chart import (
     CHART,
     CRD_FILES,
     NAMESPACE,
+    NAMESPACED,
     OPENSHIFT,
     ROOT,
     Render,
@@ -29,9 +30,14 @@ from tests.deploy.chart import (
 )
 from tests.deploy.validation import invalid_objects
 
-CASES = {"default": None, "all-features": ALL_FEATURES, "openshift": OPENSHIFT}
+CASES = {
+    "default": None,
+    "all-features": ALL_FEATURES,
+    "openshift": OPENSHIFT,
+    "namespaced": NAMESPACED,
+}
 WARNING = 2  # helm lint severities: 1 info, 2 warning, 3 error
-KOPF_PEERING_CRD = "kopf.dev-clusterkopfpeerings.yaml"
+KOPF_PEERING_CRDS = {"kopf.dev-clusterkopfpeerings.yaml", "kopf.dev-kopfpeerings.yaml"}
 
 
 def values_of(case: str) -> dict[str, Any] | None:
@@ -78,7 +84,13 @@ def test_every_rendered_object_is_valid(rendered):
 def test_the_crds_shipped_are_valid_and_kopf_peering_is_among_them():
     assert invalid_objects(crd_objects()) == {}
     kinds = {crd["spec"]["names"]["kind"] for crd in crd_objects()}
-    assert {"ModelPool", "Reservation", "RoutingPolicy", "ClusterKopfPeering"} == kinds
+    assert {
+        "ModelPool",
+        "Reservation",
+        "RoutingPolicy",
+        "ClusterKopfPeering",
+        "KopfPeering",
+    } == kinds
 
 
 def test_chart_crds_equal_the_repository_crds():
@@ -93,7 +105,7 @@ def test_chart_crds_equal_the_repository_crds():
     assert set(shipped) == set(repo)
     # Helm would install a modelfleet CRD left in crds/ before the templated one, and the
     # install would then fail on the duplicate.
-    assert {p.name for p in (CHART / "crds").glob("*.yaml")} == {KOPF_PEERING_CRD}, (
+    assert {p.name for p in (CHART / "crds").glob("*.yaml")} == KOPF_PEERING_CRDS, (
         "modelfleet's CRDs belong in charts/modelfleet/files/crds/ (templates/crds.yaml "
         "renders them), not in charts/modelfleet/crds/"
     )
@@ -172,7 +184,9 @@ def test_the_operator_runs_replicas_that_never_act_at_once(rendered, case):
     pod = operator["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     args = container["args"]
-    assert args[0] == "run" and "--all-namespaces" in args
+    watched = (values_of(case) or {}).get("operator", {}).get("watchNamespaces")
+    scope = [f"--namespace={ns}" for ns in watched] if watched else ["--all-namespaces"]
+    assert args[0] == "run" and [a for a in args if "namespace" in a] == scope
     assert operator["spec"]["replicas"] >= 2
     # Each replica's kopf priority is its ordinal: exactly one has the highest.
     assert flag(args, "priority") == "$(POD_INDEX)"
@@ -181,13 +195,19 @@ def test_the_operator_runs_replicas_that_never_act_at_once(rendered, case):
         "metadata.labels['apps.kubernetes.io/pod-index']"
     )
     assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-    peering = rendered.one("ClusterKopfPeering")
-    assert flag(args, "peering") == peering["metadata"]["name"]
+    peerings = rendered.find("KopfPeering") if watched else [rendered.one("ClusterKopfPeering")]
+    assert {flag(args, "peering")} == {p["metadata"]["name"] for p in peerings}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert flag(args, "health") == f"0.0.0.0:{ports['health']}"
     assert flag(args, "metrics-port") == str(ports["metrics"])
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert pod["serviceAccountName"] == rendered.one("ClusterRoleBinding")["subjects"][0]["name"]
+    operator_bindings = [
+        b
+        for b in [*rendered.find("ClusterRoleBinding"), *rendered.find("RoleBinding")]
+        if b["roleRef"]["name"] == rendered.one("StatefulSet")["metadata"]["name"]
+    ]
+    assert len(operator_bindings) == (len(watched) if watched else 1)
+    assert {b["subjects"][0]["name"] for b in operator_bindings} == {pod["serviceAccountName"]}
 
 
 def test_each_gateway_serves_its_policy_with_the_files_the_operator_renders(rendered):
@@ -296,7 +316,9 @@ def test_notes_tell_the_next_step(rendered, case):
         name, namespace = gateway["metadata"]["name"], gateway["metadata"]["namespace"]
         assert f"kubectl -n {namespace} port-forward svc/{name}" in notes
     assert "kubectl apply -f manifests/samples/" in notes
-    assert ("operator.prometheusUrl" in notes) == (case == "default")
+    assert ("operator.prometheusUrl" in notes) == (case in ("default", "namespaced"))
+    watched = (values_of(case) or {}).get("operator", {}).get("watchNamespaces")
+    assert ("It watches only the namespaces" in notes) == bool(watched)
 
 
 def test_rendering_is_deterministic():

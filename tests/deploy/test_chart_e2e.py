@@ -88,14 +88,9 @@ class ChartFleet(Fleet):
         self.chart = chart
 
     def start_operator(self) -> None:
-        # The peering object the chart creates; kopf's replicas announce themselves in it.
-        self.kubectl(
-            "apply",
-            "--validate=false",
-            "-f",
-            "-",
-            stdin=yaml.safe_dump(self.chart.one("ClusterKopfPeering")),
-        )
+        # The peering objects the chart creates; kopf's replicas announce themselves there.
+        peerings = [*self.chart.find("ClusterKopfPeering"), *self.chart.find("KopfPeering")]
+        self.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(peerings))
         container = self.chart.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]
         args = container_args(container, pod_fields("modelfleet-operator-0", 0))
         health_port, self.operator_metrics_port = free_port(), free_port()

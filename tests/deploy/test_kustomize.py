@@ -96,6 +96,7 @@ def test_the_base_has_the_crds_rbac_operator_and_gateway():
         ("CustomResourceDefinition", "reservations.modelfleet.io"),
         ("CustomResourceDefinition", "routingpolicies.modelfleet.io"),
         ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
+        ("CustomResourceDefinition", "kopfpeerings.kopf.dev"),
         ("ClusterRole", "modelfleet-operator"),
         ("StatefulSet", "modelfleet-operator"),
         ("Deployment", "modelfleet-gateway-chat"),
