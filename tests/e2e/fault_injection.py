@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,9 +17,19 @@ from urllib.parse import parse_qs, urlparse
 from modelfleet_testbed.local.processes import free_port
 
 
+class _Server(ThreadingHTTPServer):
+    # A pool's queries arrive at once; past the default backlog of 5 a connection waits
+    # for a SYN retransmit (1 s), which is the operator's whole deadline in these tests.
+    request_queue_size = 64
+
+
+SUBQUERY = re.compile(r"\[\d+s:\d+s\]")  # a range-vector subquery, e.g. `[300s:1s]`
+
+
 class LyingPrometheus:
     """Answers Prometheus' query API from a script: `waiting`/`running` per variant of any
-    pool, sampled now; `mode` "fresh" (true numbers), "inf" (+Inf waiting), "503"."""
+    pool, sampled now (the look-back subqueries: no history); `mode` "fresh" (true numbers),
+    "inf" (+Inf waiting), "503"."""
 
     def __init__(self) -> None:
         self.mode = "fresh"
@@ -37,7 +48,7 @@ class LyingPrometheus:
             def log_message(self, *_: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -66,7 +77,10 @@ class LyingPrometheus:
         query = params.get("query", [""])[0]
         now = time.time()
         result = []
-        if "num_requests_waiting" in query and "timestamp(" in query:
+        result_type = "vector"
+        if SUBQUERY.search(query):  # the request-rate look-backs: no history here
+            result_type = "matrix"
+        elif "num_requests_waiting" in query and "timestamp(" in query:
             result = [self._sample(v, now, now) for v in self.waiting]
         elif "num_requests_waiting" in query:
             result = [
@@ -76,7 +90,7 @@ class LyingPrometheus:
         elif "num_requests_running" in query:
             result = [self._sample(v, n, now) for v, n in self.running.items()]
         body = json.dumps(
-            {"status": "success", "data": {"resultType": "vector", "result": result}}
+            {"status": "success", "data": {"resultType": result_type, "result": result}}
         ).encode()
         request.send_response(200)
         request.send_header("Content-Type", "application/json")

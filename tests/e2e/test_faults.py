@@ -126,9 +126,8 @@ def test_prometheus_failing_while_replicas_load_holds_what_was_planned(fleet, li
     for _ in range(6):
         time.sleep(1)
         assert spec_replicas(fleet, "loading-big") == 6
-    assert [
-        e for e in fleet.events("Scaled") if "loading" in str(e) and "-> 1" in e["message"]
-    ] == []
+    down = [e for e in fleet.events("Scaled") if "loading" in str(e) and "-> 1" in e["message"]]
+    assert down == [], [e["message"] for e in down]
 
 
 def test_a_lying_sample_is_no_sample_and_the_loop_goes_on(fleet, liar):

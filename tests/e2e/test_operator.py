@@ -218,6 +218,13 @@ def test_an_invalid_spec_is_refused_with_its_field_path_and_changes_nothing(flee
 
 def test_prometheus_down_holds_replicas_and_says_why(fleet, pool):
     eventually(lambda: fleet.replicas("e2e-small") == 2, 20, "small at 2")
+    # Until Prometheus has scraped the new replicas the condition is False for another
+    # reason (no samples yet); the kill must be what turns it False.
+    eventually(
+        lambda: fleet.condition("modelpool", "e2e", "MetricsAvailable").get("status") == "True",
+        30,
+        "MetricsAvailable=True before the kill",
+    )
     fleet.prometheus.kill()
     try:
         down = eventually(
@@ -228,7 +235,7 @@ def test_prometheus_down_holds_replicas_and_says_why(fleet, pool):
             15,
             "MetricsAvailable=False",
         )
-        assert down["reason"] == "PrometheusUnavailable"
+        assert down["reason"] == "PrometheusUnavailable", down
         time.sleep(2)
         assert fleet.replicas("e2e-small") == 2
         assert _desired(fleet, "small")[0] == 2

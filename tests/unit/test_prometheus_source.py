@@ -11,13 +11,16 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from modelfleet.api.modelpool import ModelPool
 from modelfleet.observe.prometheus import (
+    HistoryWindow,
     MetricsUnavailable,
     PoolQueries,
     PrometheusAuth,
     PrometheusSource,
     UsageQueries,
     by_variant,
+    history_windows,
     usage_from_results,
 )
 from modelfleet.observe.usage import Usage, UsageKey
@@ -32,6 +35,10 @@ def vector(query: str) -> list[dict]:
         value = {"requests": "3", "prompt_tokens": "120", "completion_tokens": "45"}
         name = query.split("envoy_modelfleet_")[1].split("{")[0]
         return [{"metric": labels, "value": [SAMPLED, value[name]]}]
+    if "time_to_first_token" in query:
+        return [{"metric": {"variant": "a"}, "value": [SAMPLED, "0.42"]}]
+    if "request_queue_time" in query:
+        return [{"metric": {"variant": "a"}, "value": [SAMPLED, "+Inf"]}]
     if "timestamp(" in query:
         return [{"metric": {"variant": "a"}, "value": [SAMPLED, str(SAMPLED)]}]
     if "num_requests_waiting" in query:
@@ -46,6 +53,7 @@ def vector(query: str) -> list[dict]:
 
 class FakePrometheus(BaseHTTPRequestHandler):
     mode = "good"
+    looked_back: list[str] = []
     seen: list[dict] = []
     protocol_version = "HTTP/1.1"
 
@@ -77,6 +85,14 @@ class FakePrometheus(BaseHTTPRequestHandler):
             body = json.dumps(
                 {"status": "success", "data": {"resultType": "vector", "result": [{"nope": 1}]}}
             ).encode()
+        elif " offset " in query:  # a look-back subquery: a range vector
+            FakePrometheus.looked_back.append(query)
+            day_ago = SAMPLED - 86400
+            values = [[day_ago + 30 * k, str(2.0 + k)] for k in range(3)] + [[day_ago + 90, "NaN"]]
+            result = [{"metric": {"variant": "a"}, "values": values}]
+            body = json.dumps(
+                {"status": "success", "data": {"resultType": "matrix", "result": result}}
+            ).encode()
         else:
             body = json.dumps(
                 {"status": "success", "data": {"resultType": "vector", "result": vector(query)}}
@@ -95,7 +111,12 @@ class FakePrometheus(BaseHTTPRequestHandler):
 def prometheus():
     FakePrometheus.seen = []
     FakePrometheus.mode = "good"
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakePrometheus)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakePrometheus, bind_and_activate=False)
+    # A pool's queries arrive at once: past the default backlog of 5 a connection would wait
+    # for a SYN retransmit (1 s) and the timing assertions would measure that.
+    server.request_queue_size = 64
+    server.server_bind()
+    server.server_activate()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -166,6 +187,77 @@ def test_nobody_listening_is_reported():
     source = PrometheusSource("http://127.0.0.1:9", timeout_seconds=0.5)
     with pytest.raises(MetricsUnavailable, match=r"127.0.0.1:9: cannot connect"):
         asyncio.run(source.observe_pool("ns", "p"))
+
+
+def test_latency_p99s_and_the_demand_history_are_read(prometheus):
+    FakePrometheus.mode = "good"
+    FakePrometheus.looked_back.clear()
+    window = HistoryWindow(period_seconds=86700, span_seconds=1530, step_seconds=30)
+    source = PrometheusSource(url(prometheus))
+    observations = asyncio.run(source.observe_pool("ns", "p", [window]))
+    a = observations["ns/p/a"]
+    assert a.p99_ttft_seconds == 0.42
+    # Beyond the largest bucket is no sample, like any other infinity, with the reason.
+    assert a.p99_queue_seconds is None and "+inf for p99_queue" in a.problem
+    assert [(s.at.timestamp(), s.rate) for s in a.demand_history] == [
+        (SAMPLED - 86400 + 30 * k, 2.0 + k) for k in range(3)
+    ]  # NaN is no sample
+    (query,) = FakePrometheus.looked_back
+    assert query.endswith("[1530s:30s] offset 85170s")
+    # All of the pool's queries, look-backs too, at once and as instant queries.
+    assert len(FakePrometheus.seen) == len(PoolQueries("ns", "p").all()) + 1
+    assert {call["path"] for call in FakePrometheus.seen} == {"/api/v1/query"}
+    assert 'rate(vllm:request_success_total{namespace="ns",pool="p"}[1m])' in query
+
+
+def test_history_windows_cover_each_look_back_with_the_longest_lead():
+    pool = ModelPool.model_validate(
+        {
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {
+                "gpuBudget": 10,
+                "metrics": {"refreshSeconds": 30},
+                "variants": [
+                    {
+                        "name": "a",
+                        "model": "m/a",
+                        "gpusPerReplica": 1,
+                        "startupSeconds": 900,
+                        "replicas": {"min": 0, "max": 2},
+                        "forecast": {},
+                    },
+                    {
+                        "name": "b",
+                        "model": "m/b",
+                        "gpusPerReplica": 1,
+                        "startupSeconds": 60,
+                        "replicas": {"min": 0, "max": 2},
+                        "forecast": {"lookbackSeconds": [86400], "leadSeconds": 1200},
+                    },
+                    {
+                        "name": "c",
+                        "model": "m/c",
+                        "gpusPerReplica": 1,
+                        "replicas": {"min": 0, "max": 2},
+                    },
+                ],
+            },
+        }
+    )
+    # The last five minutes, and each look-back from five minutes before it to five
+    # minutes after the longest lead time (the forecast averages over five minutes).
+    assert history_windows(pool) == [
+        HistoryWindow(300, 300, 30),
+        HistoryWindow(86400 + 300, 1200 + 600, 30),
+        HistoryWindow(604800 + 300, 930 + 600, 30),
+    ]
+    # On a clock running 60 times faster, Prometheus's seconds are a sixtieth.
+    assert history_windows(pool, lambda s: s / 60)[1] == HistoryWindow(1445, 30, 0.5)
+    # Without a forecast, the last five minutes alone (the slo signal's demand).
+    no_forecast = pool.spec.model_copy(update={"variants": pool.spec.variants[2:]})
+    assert history_windows(pool.model_copy(update={"spec": no_forecast})) == [
+        HistoryWindow(300, 300, 30)
+    ]
 
 
 @pytest.mark.parametrize(

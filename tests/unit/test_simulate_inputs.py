@@ -155,3 +155,14 @@ def test_workload_classes_match_their_routes_and_trace_fields_win(tmp_path):
     assert last.task_type == "medical"
     assert workload.tenants[workload.tenant_of[400]] == "bank"
     assert {workload.tenants[t] for t in workload.tenant_of[:400]} == {"shared"}
+
+
+def test_the_forecast_sample_is_the_samples_pool_as_the_forecast_slo_run_replays_it():
+    """manifests/samples-forecast/ is what `--compare forecast-slo` (and bench/policy.py)
+    measure: the samples' pool with its schedules removed and `forecast: {}` everywhere."""
+    from modelfleet_testbed.sim.baselines import baseline_pool
+
+    (samples,) = load_resources([REPO / "manifests" / "samples"]).pools
+    (forecast,) = load_resources([REPO / "manifests" / "samples-forecast"]).pools
+    assert forecast.spec == baseline_pool(samples, "forecast-slo").spec
+    assert all(v.forecast is not None and not v.schedules for v in forecast.spec.variants)

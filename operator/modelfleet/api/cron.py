@@ -128,3 +128,22 @@ def last_firing_at_or_before(
             if instant <= at_utc:
                 return instant if instant >= horizon else None
     return None
+
+
+def next_firing_after(
+    cron: CronSchedule, tz: ZoneInfo, at: datetime, lookahead_days: int = 8
+) -> datetime | None:
+    """The first firing > `at`, or None if none in the next `lookahead_days` days."""
+    at_utc = at.astimezone(UTC)
+    horizon = at_utc + timedelta(days=lookahead_days)
+    local_day = at_utc.astimezone(tz).date()
+    # One day before covers a firing shifted across midnight by a DST gap.
+    for ahead in range(-1, lookahead_days + 1):
+        day = local_day + timedelta(days=ahead)
+        if not cron.matches_day(day):
+            continue
+        for at_time in reversed(cron.times_of_day_descending()):
+            instant = wall_time_to_instant(day, at_time, tz)
+            if instant > at_utc:
+                return instant if instant <= horizon else None
+    return None

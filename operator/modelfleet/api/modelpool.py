@@ -107,7 +107,7 @@ class StepPolicy(KubeModel):
     )
 
 
-def _default_scale_down() -> StepPolicy:
+def default_scale_down() -> StepPolicy:
     return StepPolicy(max_step=None, stabilization_seconds=300)
 
 
@@ -122,7 +122,7 @@ class QueueScaling(KubeModel):
         description="Limits on scaling up (default: no step limit, no window).",
     )
     scale_down: StepPolicy = Field(
-        default_factory=_default_scale_down,
+        default_factory=default_scale_down,
         description="Limits on scaling down (default: a 300 s stabilization window).",
     )
 
@@ -148,6 +148,79 @@ class OnDemandPrice(KubeModel):
             + prompt_tokens / 1000 * self.per_thousand_prompt_tokens
             + completion_tokens / 1000 * self.per_thousand_completion_tokens
         )
+
+
+HOUR_SECONDS = 3600
+DAY_SECONDS = 86400
+WEEK_SECONDS = 7 * DAY_SECONDS
+MAX_LOOKBACK_SECONDS = 5 * WEEK_SECONDS
+# Request rates are averaged over this long for the slo signal's demand and the forecast's
+# comparisons, so that one bursty minute is not provisioned for a whole window.
+DEMAND_SMOOTHING_SECONDS = 300
+
+
+def _default_lookbacks() -> list[int]:
+    return [DAY_SECONDS, WEEK_SECONDS]
+
+
+class ForecastScaling(KubeModel):
+    """Scale ahead of demand that repeats: the request rate at the same time one look-back
+    period ago (a day, a week), over the next lead time, is provisioned before it comes."""
+
+    lookback_seconds: list[int] = Field(
+        default_factory=_default_lookbacks,
+        min_length=1,
+        max_length=8,
+        # The bounds the validator below explains, for the API server's admission too.
+        json_schema_extra={
+            "items": {"type": "integer", "minimum": HOUR_SECONDS, "maximum": MAX_LOOKBACK_SECONDS}
+        },
+        description="Look-back periods in seconds (default one day and one week): the "
+        "demand at the same time of day or week is the forecast; the largest wins.",
+    )
+    lead_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SECONDS,
+        description="How far ahead to provision; unset = startupSeconds plus one "
+        "spec.metrics.refreshSeconds, so replicas are ready when the demand comes.",
+    )
+
+    @field_validator("lookback_seconds")
+    @classmethod
+    def _lookbacks_positive(cls, periods: list[int]) -> list[int]:
+        for index, period in enumerate(periods):
+            if period < HOUR_SECONDS:
+                raise FieldError(
+                    f"[{index}]",
+                    f"{period} is shorter than an hour: use a period demand repeats over, "
+                    f"such as {DAY_SECONDS} (a day) or {WEEK_SECONDS} (a week)",
+                )
+            if period > MAX_LOOKBACK_SECONDS:
+                raise FieldError(
+                    f"[{index}]",
+                    f"{period} is longer than five weeks: use a day ({DAY_SECONDS}) or a "
+                    f"week ({WEEK_SECONDS}), within Prometheus' retention",
+                )
+        return periods
+
+
+class SloScaling(KubeModel):
+    """The `slo` signal: replicas from the latency SLOs of the routes that send to the
+    variant (their `slo.ttftSeconds` / `slo.e2eSeconds`), held against vLLM's p99."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Scale on the routes' latency SLOs when a route that sends to this "
+        "variant declares one; false turns the signal off for this variant.",
+    )
+    headroom: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Plan for the load per replica that keeps the observed p99 under this "
+        "share of the strictest SLO (0.8: 20% below it).",
+    )
 
 
 class Variant(KubeModel):
@@ -249,6 +322,24 @@ class Variant(KubeModel):
         "token from a Secret), volumes and mounts (a model cache), CPU/memory resources, "
         "scheduling, service account... The operator keeps what it owns (docs/operator.md).",
     )
+    forecast: ForecastScaling | None = Field(
+        default=None,
+        description="Provision ahead of demand seen at the same time a day or a week ago "
+        "(`forecast: {}` for the defaults); unset = no forecast.",
+    )
+    slo: SloScaling = Field(
+        default_factory=SloScaling,
+        description="The latency-SLO signal (on by default where a route declares an SLO).",
+    )
+
+    def forecast_lead_seconds(self, refresh_seconds: float) -> float | None:
+        """How far ahead the forecast provisions: forecast.leadSeconds, else the model's
+        load time plus one planning cycle. None without a forecast."""
+        if self.forecast is None:
+            return None
+        if self.forecast.lead_seconds is not None:
+            return float(self.forecast.lead_seconds)
+        return float(self.startup_seconds + refresh_seconds)
 
     @model_validator(mode="after")
     def _schedules_within_range(self) -> Variant:
@@ -452,7 +543,48 @@ class ObservedStatus(KubeModel):
         default=None, description="p99 end-to-end request latency."
     )
     error_rate: float | None = Field(default=None, description="Share of aborted requests.")
+    p99_ttft_seconds: float | None = Field(
+        default=None, description="p99 time to first token over the last minute."
+    )
+    p99_queue_seconds: float | None = Field(
+        default=None, description="p99 time requests waited for a batch slot, last minute."
+    )
     sampled_at: Time | None = Field(default=None, description="When the queue was sampled.")
+
+
+class CapacityPoint(KubeModel):
+    """How close to its SLOs a variant ran at one load per replica (a band 10% wide)."""
+
+    requests_per_second: float = Field(
+        description="Requests per second per ready replica (the middle of the band)."
+    )
+    slo_ratio: float = Field(
+        description="Observed p99 over the strictest SLO, the worse of TTFT and e2e "
+        "(1 = at the SLO), averaged over the cycles that ran at this load."
+    )
+    at: Time = Field(description="When the variant last ran at this load.")
+    samples: int = Field(default=1, ge=1, description="How many planning cycles the average holds.")
+
+
+class CapacityStatus(KubeModel):
+    """The `slo` signal's memory: what one replica serves within the SLOs, learned from
+    what the replicas served and how fast. Kept in status so a restarted operator keeps it."""
+
+    requests_per_second_per_replica: float | None = Field(
+        default=None,
+        description="Requests per second one replica carries within the SLOs' headroom; "
+        "demand over this is the replicas the slo and forecast signals ask for.",
+    )
+    basis: str = Field(
+        default="",
+        description="Where that number comes from: learned, exploring, spec (the "
+        "variant's requestsPerSecondPerReplica), or none.",
+    )
+    detail: str = Field(default="", description="How it was learned, in words.")
+    points: list[CapacityPoint] = Field(
+        default_factory=list,
+        description="The loads the variant ran at recently and how close to the SLOs.",
+    )
 
 
 class VariantStatus(KubeModel):
@@ -484,6 +616,10 @@ class VariantStatus(KubeModel):
     recommendations: list[RecommendationSample] = Field(
         default_factory=list,
         description="Recent recommendations, for the stabilization windows.",
+    )
+    capacity: CapacityStatus | None = Field(
+        default=None,
+        description="The per-replica capacity within the SLOs, learned (slo signal).",
     )
 
 

@@ -39,8 +39,13 @@ from modelfleet.apply.kube import (
 from modelfleet.controller.clock import ScaledClock, WallClock
 from modelfleet.controller.gateways import GatewayPublisher
 from modelfleet.controller.metrics import OperatorMetrics
-from modelfleet.observe.observation import VariantObservation, variant_key
-from modelfleet.observe.prometheus import MetricsUnavailable, UsageQueries
+from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
+from modelfleet.observe.prometheus import (
+    HistoryWindow,
+    MetricsUnavailable,
+    UsageQueries,
+    history_windows,
+)
 from modelfleet.observe.usage import Usage, UsageKey, UsageTable
 from modelfleet.plan.budgets import period_bounds
 from modelfleet.plan.scaling.types import PoolPlan
@@ -57,7 +62,9 @@ APPLY_ATTEMPTS = 3
 
 
 class ObservationSource(Protocol):
-    async def observe_pool(self, namespace: str, pool: str) -> dict[str, VariantObservation]: ...
+    async def observe_pool(
+        self, namespace: str, pool: str, history: Sequence[HistoryWindow] = ()
+    ) -> dict[str, VariantObservation]: ...
 
     async def usage(self, queries: UsageQueries) -> dict[UsageKey, Usage]: ...
 
@@ -271,26 +278,31 @@ class PoolController:
         if source is None:
             error = "no Prometheus URL: set spec.metrics.prometheusUrl or run with --prometheus-url"
         else:
+            history = history_windows(pool, self.clock.wall_seconds)
             try:
-                observed = await source.observe_pool(pool.namespace, pool.name)
+                observed = await source.observe_pool(pool.namespace, pool.name, history)
             except MetricsUnavailable as err:
                 error = str(err)
             except Exception as err:  # an unexpected answer must cost a hold, not the cycle
                 log.warning("pool.metrics_failed", error=repr(err)[:300])
                 error = f"reading Prometheus failed: {type(err).__name__}"
             else:
-                observations = {
-                    key: replace(obs, sampled_at=self.clock.from_wall(obs.sampled_at))
-                    if obs.sampled_at
-                    else obs
-                    for key, obs in observed.items()
-                }
+                observations = {key: self._on_clock(obs) for key, obs in observed.items()}
         # Ready replicas come from the Deployments themselves, never from metrics.
         for variant, deployment in deployments.items():
             key = variant_key(pool.namespace, pool.name, variant)
             current = observations.get(key, VariantObservation())
             observations[key] = replace(current, ready_replicas=ready_replicas(deployment))
         return observations, error
+
+    def _on_clock(self, obs: VariantObservation) -> VariantObservation:
+        """Prometheus's sample times on the operator's clock (they differ on a sped-up one)."""
+        from_wall = self.clock.from_wall
+        return replace(
+            obs,
+            sampled_at=from_wall(obs.sampled_at) if obs.sampled_at else None,
+            demand_history=tuple(RateSample(from_wall(s.at), s.rate) for s in obs.demand_history),
+        )
 
     async def _gateways_ready(self, policies: Sequence[RoutingPolicy]) -> dict[Key, int]:
         """Ready pods of the gateway Deployment the operator runs for each policy."""

@@ -17,18 +17,30 @@ from modelfleet.observe.usage import Usage, UsageKey, UsageTable
 
 
 @dataclass(frozen=True)
+class RateSample:
+    """The variant's request rate (finished per second, over a minute) at one instant."""
+
+    at: datetime
+    rate: float
+
+
+@dataclass(frozen=True)
 class VariantObservation:
     """One variant's live state; any field may be unknown (None)."""
 
     ready_replicas: int | None = None
     running: float | None = None  # vllm:num_requests_running summed over replicas
     waiting: float | None = None  # vllm:num_requests_waiting summed over replicas
-    qps: float | None = None
-    p99_latency_seconds: float | None = None
+    qps: float | None = None  # requests finished per second over the last minute
+    p99_latency_seconds: float | None = None  # end to end, over the last minute
     error_rate: float | None = None
     sampled_at: datetime | None = None
     # Why the samples cannot be trusted (non-finite, negative, implausible), if they cannot.
     problem: str | None = None
+    p99_ttft_seconds: float | None = None  # time to first token, over the last minute
+    p99_queue_seconds: float | None = None  # time waiting for a batch slot, last minute
+    # The request rate in the forecast's look-back windows (a day, a week ago), oldest first.
+    demand_history: tuple[RateSample, ...] = ()
 
 
 def variant_key(namespace: str, pool: str, variant: str) -> str:
@@ -36,6 +48,11 @@ def variant_key(namespace: str, pool: str, variant: str) -> str:
 
 
 Observations = Mapping[str, VariantObservation]  # keyed by variant_key()
+
+
+class _RateInput(KubeModel):
+    at: Time
+    rate: float = Field(ge=0)
 
 
 class _ObservationInput(KubeModel):
@@ -46,6 +63,9 @@ class _ObservationInput(KubeModel):
     p99_latency_seconds: float | None = Field(default=None, ge=0)
     error_rate: float | None = Field(default=None, ge=0, le=1)
     sampled_at: Time | None = None
+    p99_ttft_seconds: float | None = Field(default=None, ge=0)
+    p99_queue_seconds: float | None = Field(default=None, ge=0)
+    demand_history: list[_RateInput] = Field(default_factory=list)
 
 
 class _UsageRow(KubeModel):
@@ -98,7 +118,8 @@ def load_observations(path: str | Path, default_time: datetime) -> dict[str, Var
 def load_metrics(path: str | Path, default_time: datetime) -> MetricsInput:
     """Read a `--metrics` file: {variants: {"<ns>/<pool>/<variant>": {...}}, usage:
     {"<ns>/<pool>": [rows]}, budgetUsage: {"<ns>/<policy>": {day|month: [rows]}}}, a row
-    being {tenant, keyId, variant, requests, promptTokens, completionTokens}."""
+    being {tenant, keyId, variant, requests, promptTokens, completionTokens}; a variant's
+    fields are VariantObservation's in camelCase, `demandHistory` a list of {at, rate}."""
     source = str(path)
     data = load_one(read_bounded(Path(path)), source) or {}
     raw_variants = data.get("variants") if isinstance(data, dict) else None
@@ -124,15 +145,19 @@ def load_metrics(path: str | Path, default_time: datetime) -> MetricsInput:
     except ValidationError as err:
         raise InvalidInput(errors + validation_errors(err, source, "metrics")) from None
     for key, entry in parsed.variants.items():
-        if entry.sampled_at is not None and entry.sampled_at.tzinfo is None:
-            errors.append(
-                InputError(
-                    source,
-                    "metrics",
-                    f"variants.{key}.sampledAt",
-                    "has no UTC offset: write e.g. 2026-11-27T10:00:00+08:00",
-                )
+        times = [("sampledAt", entry.sampled_at)] + [
+            (f"demandHistory[{i}].at", sample.at) for i, sample in enumerate(entry.demand_history)
+        ]
+        errors.extend(
+            InputError(
+                source,
+                "metrics",
+                f"variants.{key}.{where}",
+                "has no UTC offset: write e.g. 2026-11-27T10:00:00+08:00",
             )
+            for where, value in times
+            if value is not None and value.tzinfo is None
+        )
     if errors:
         raise InvalidInput(errors)
     observations = {
@@ -144,6 +169,12 @@ def load_metrics(path: str | Path, default_time: datetime) -> MetricsInput:
             p99_latency_seconds=entry.p99_latency_seconds,
             error_rate=entry.error_rate,
             sampled_at=entry.sampled_at or default_time,
+            p99_ttft_seconds=entry.p99_ttft_seconds,
+            p99_queue_seconds=entry.p99_queue_seconds,
+            demand_history=tuple(
+                RateSample(sample.at, sample.rate)
+                for sample in sorted(entry.demand_history, key=lambda sample: sample.at)
+            ),
         )
         for key, entry in parsed.variants.items()
     }

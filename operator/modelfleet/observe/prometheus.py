@@ -10,11 +10,12 @@ config puts on every replica's samples (the chart's PodMonitor relabels the pod 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.api.modelpool import DEMAND_SMOOTHING_SECONDS, ModelPool
+from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
 from modelfleet.observe.prometheus_http import (
     DEFAULT_TIMEOUT_SECONDS,
     MetricsUnavailable,
@@ -24,14 +25,17 @@ from modelfleet.observe.prometheus_http import (
 from modelfleet.observe.usage import Usage, UsageKey
 
 __all__ = [
+    "HistoryWindow",
     "MetricsUnavailable",
     "PoolQueries",
     "PrometheusAuth",
     "PrometheusSource",
     "UsageQueries",
+    "history_windows",
 ]
 
 RATE_WINDOW = "1m"
+HISTORY = "history:"  # prefix of the look-back queries' names
 # The gateways' counters of what each answer used (docs/gateway.md, Metrics): per key,
 # tenant, route and variant, with the policy and pool that the gateway serves.
 USAGE_COUNTERS = {
@@ -42,14 +46,77 @@ USAGE_COUNTERS = {
 
 
 @dataclass(frozen=True)
+class HistoryWindow:
+    """One stretch of the forecast's history: the request rate from `period` ago over the
+    next `span`, every `step` (seconds of Prometheus's clock)."""
+
+    period_seconds: float
+    span_seconds: float
+    step_seconds: float
+
+
+def history_windows(
+    pool: ModelPool, wall_seconds: Callable[[float], float] = float
+) -> list[HistoryWindow]:
+    """The look-backs the pool's forecasts need; `wall_seconds` turns the operator's
+    seconds into Prometheus's (they differ only on a sped-up test clock)."""
+    refresh = pool.spec.metrics.refresh_seconds
+    smoothing = DEMAND_SMOOTHING_SECONDS
+    # The last minutes' rates: the slo signal's demand, and the forecast's "now".
+    spans: dict[int, float] = {smoothing: smoothing}
+    for variant in pool.spec.variants:
+        lead = variant.forecast_lead_seconds(refresh)
+        if variant.forecast is None or lead is None:
+            continue
+        # Around each look-back up to its lead time after (the forecast averages rates
+        # over the smoothing window on each side).
+        for period in variant.forecast.lookback_seconds:
+            span = lead + 2 * smoothing
+            spans[period + smoothing] = max(spans.get(period + smoothing, 0.0), span)
+    return [
+        HistoryWindow(wall_seconds(ago), wall_seconds(span), wall_seconds(refresh))
+        for ago, span in sorted(spans.items())
+    ]
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(1, round(seconds))}s"
+
+
+@dataclass(frozen=True)
 class PoolQueries:
     namespace: str
     pool: str
     rate_window: str = RATE_WINDOW
+    history: Sequence[HistoryWindow] = field(default_factory=tuple)
 
     @property
     def selector(self) -> str:
         return f'{{namespace="{self.namespace}",pool="{self.pool}"}}'
+
+    def _p99(self, histogram: str) -> str:
+        return (
+            "histogram_quantile(0.99, sum by (le, variant) "
+            f"(rate({histogram}_bucket{self.selector}[{self.rate_window}])))"
+        )
+
+    def look_backs(self) -> dict[str, str]:
+        """Range vectors (a subquery, offset into the past): the request rate per variant
+        from `period` ago over the following `span`, one sample per planning cycle."""
+        rate = (
+            f"sum by (variant) (rate(vllm:request_success_total{self.selector}"
+            f"[{self.rate_window}]))"
+        )
+        queries = {}
+        for w in self.history:
+            offset = w.period_seconds - w.span_seconds
+            if offset < 0:
+                continue
+            shift = f" offset {_duration(offset)}" if offset >= 1 else ""
+            queries[f"{HISTORY}{w.period_seconds:g}"] = (
+                f"({rate})[{_duration(w.span_seconds)}:{_duration(w.step_seconds)}]{shift}"
+            )
+        return queries
 
     def all(self) -> dict[str, str]:
         sel, window = self.selector, self.rate_window
@@ -59,8 +126,9 @@ class PoolQueries:
             # The oldest sample among the replicas decides how fresh the variant's view is.
             "sampled_at": f"min by (variant) (timestamp(vllm:num_requests_waiting{sel}))",
             "qps": f"sum by (variant) (rate(vllm:request_success_total{sel}[{window}]))",
-            "p99": "histogram_quantile(0.99, sum by (le, variant) "
-            f"(rate(vllm:e2e_request_latency_seconds_bucket{sel}[{window}])))",
+            "p99": self._p99("vllm:e2e_request_latency_seconds"),
+            "p99_ttft": self._p99("vllm:time_to_first_token_seconds"),
+            "p99_queue": self._p99("vllm:request_queue_time_seconds"),
             "error_rate": (
                 f'sum by (variant) (rate(vllm:request_success_total{{namespace="{self.namespace}",'
                 f'pool="{self.pool}",finished_reason="abort"}}[{window}])) / '
@@ -152,6 +220,8 @@ PLAUSIBLE = {
     "running": 1e9,
     "qps": 1e9,
     "p99": 1e6,
+    "p99_ttft": 1e6,
+    "p99_queue": 1e6,
     "error_rate": 1.0,
     "sampled_at": 1e11,  # seconds since the epoch: before the year 5138
 }
@@ -167,13 +237,42 @@ def _implausible(name: str, value: float) -> str | None:
     return None
 
 
+def series_by_variant(result: object, name: str) -> dict[str, list[RateSample]]:
+    """Pure: a range-vector answer -> {variant: samples, oldest first}. A sample that is not
+    a finite, non-negative rate is no sample: the forecast has less history, and a lie in
+    last week's data never holds today's plan."""
+    if not isinstance(result, list):
+        raise MetricsUnavailable(f"unexpected answer to {name!r}: no list of series")
+    series: dict[str, list[RateSample]] = {}
+    for entry in result:
+        try:
+            variant = entry["metric"]["variant"]
+            points = [(float(t), float(v)) for t, v in entry["values"]]
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            problem = f"no {err}" if isinstance(err, KeyError) else type(err).__name__
+            raise MetricsUnavailable(
+                f"malformed series in answer to {name!r} ({problem})"
+            ) from None
+        series[variant] = [
+            RateSample(datetime.fromtimestamp(t, UTC), v)
+            for t, v in sorted(points)
+            if _implausible("qps", v) is None and _implausible("sampled_at", t) is None
+        ]
+    return series
+
+
 def observations_from_results(
-    namespace: str, pool: str, results: Mapping[str, dict[str, float]]
+    namespace: str,
+    pool: str,
+    results: Mapping[str, dict[str, float]],
+    history: Mapping[str, dict[str, list[RateSample]]] | None = None,
 ) -> dict[str, VariantObservation]:
-    """Pure: per-query {variant: value} -> Observations keyed by variant_key. Samples that
-    are not finite, negative or implausible are dropped; the variant then carries the
-    reason, which the queue signal reports as it holds."""
+    """Pure: per-query {variant: value} (and per look-back {variant: samples}) ->
+    Observations keyed by variant_key. Samples that are not finite, negative or implausible
+    are dropped; the variant then carries the reason, which the metric signals report as
+    they hold."""
     variants = set().union(*(r.keys() for r in results.values())) if results else set()
+    variants |= set().union(*(h.keys() for h in (history or {}).values()))
     observations = {}
     for variant in sorted(variants):
         values: dict[str, float | None] = {}
@@ -185,6 +284,10 @@ def observations_from_results(
                 problems.append(problem)
             values[name] = None if problem else value
         sampled = values.get("sampled_at")
+        samples = sorted(
+            (s for by_variant in (history or {}).values() for s in by_variant.get(variant, ())),
+            key=lambda s: s.at,
+        )
         observations[variant_key(namespace, pool, variant)] = VariantObservation(
             running=values.get("running"),
             waiting=values.get("waiting"),
@@ -192,6 +295,9 @@ def observations_from_results(
             p99_latency_seconds=values.get("p99"),
             error_rate=values.get("error_rate"),
             sampled_at=datetime.fromtimestamp(sampled, UTC) if sampled is not None else None,
+            p99_ttft_seconds=values.get("p99_ttft"),
+            p99_queue_seconds=values.get("p99_queue"),
+            demand_history=tuple(samples),
             problem="; ".join(problems) or None,
         )
     return observations
@@ -224,16 +330,29 @@ class PrometheusSource:
         auth = credentials if isinstance(credentials, PrometheusAuth) else await credentials()
         return PrometheusClient(self.url, auth, timeout_seconds=min(self._timeout, self._deadline))
 
-    async def observe_pool(self, namespace: str, pool: str) -> dict[str, VariantObservation]:
+    async def observe_pool(
+        self, namespace: str, pool: str, history: Sequence[HistoryWindow] = ()
+    ) -> dict[str, VariantObservation]:
+        """The pool's observations; `history`: the look-backs its signals need
+        (history_windows), asked as subqueries in the same call."""
+        queries = PoolQueries(namespace, pool, history=tuple(history))
+        look_backs = queries.look_backs()
         async with await self._client() as client:
             answers = await client.query_all(
-                PoolQueries(namespace, pool).all(), deadline_seconds=self._deadline
+                {**queries.all(), **look_backs},
+                deadline_seconds=self._deadline,
+                matrices=look_backs.keys(),
             )
         try:
-            results = {name: by_variant(answer, name) for name, answer in answers.items()}
+            results = {
+                name: by_variant(answer, name)
+                for name, answer in answers.items()
+                if name not in look_backs
+            }
+            looked_back = {name: series_by_variant(answers[name], name) for name in look_backs}
         except MetricsUnavailable as err:
             raise MetricsUnavailable(f"Prometheus at {client.shown_url}: {err}") from None
-        return observations_from_results(namespace, pool, results)
+        return observations_from_results(namespace, pool, results, looked_back)
 
     async def usage(self, queries: UsageQueries) -> dict[UsageKey, Usage]:
         """What the tenants used through the gateways in `queries`' scope and window."""

@@ -18,7 +18,7 @@ import base64
 import json
 import re
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -116,10 +116,13 @@ class PrometheusClient:
             await self._session.close()
             self._session = None
 
-    async def query(self, promql: str, *, name: str | None = None) -> list[dict[str, Any]]:
-        """An instant query's result (a vector's samples)."""
+    async def query(
+        self, promql: str, *, name: str | None = None, matrix: bool = False
+    ) -> list[dict[str, Any]]:
+        """An instant query's result: a vector's samples, or with `matrix` the series of a
+        range-vector expression (a subquery such as `(rate(x[1m]))[1h:1m] offset 1d`)."""
         data = await self._call("query", {"query": promql}, name or promql)
-        return self._result(data, ("vector", "scalar"), name or promql)
+        return self._result(data, ("matrix",) if matrix else ("vector", "scalar"), name or promql)
 
     async def query_range(
         self, promql: str, start: float, end: float, step: float, *, name: str | None = None
@@ -130,17 +133,23 @@ class PrometheusClient:
         return self._result(data, ("matrix",), name or promql)
 
     async def query_all(
-        self, queries: Mapping[str, str], *, deadline_seconds: float | None = None
+        self,
+        queries: Mapping[str, str],
+        *,
+        deadline_seconds: float | None = None,
+        matrices: Collection[str] = (),
     ) -> dict[str, list[dict[str, Any]]]:
-        """Instant queries by name, all at once; the first failure or the deadline ends the
-        call (and cancels the rest)."""
+        """Instant queries by name, all at once (those named in `matrices` answer a range
+        vector); the first failure or the deadline ends the call (and cancels the rest)."""
         deadline = deadline_seconds or self._timeout
         try:
             async with asyncio.timeout(deadline):
                 try:
                     async with asyncio.TaskGroup() as group:
                         tasks = {
-                            name: group.create_task(self.query(promql, name=name))
+                            name: group.create_task(
+                                self.query(promql, name=name, matrix=name in matrices)
+                            )
                             for name, promql in queries.items()
                         }
                 except* MetricsUnavailable as failures:

@@ -35,9 +35,10 @@ from modelfleet.plan.budgets import (
     plan_budgets,
     with_budget_companions,
 )
-from modelfleet.plan.routing.planner import plan_routing
+from modelfleet.plan.routing.planner import plan_routing, previous_weights
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.plan.scaling.planner import plan_pool
+from modelfleet.plan.scaling.slo import slo_targets
 from modelfleet.plan.scaling.types import PlanCondition, PoolPlan, PreviousPlan
 from modelfleet.render.gateway import GatewayConfig, gateway_config
 from modelfleet.render.gateway_cache import GatewayRenderCache
@@ -50,6 +51,7 @@ from modelfleet.render.status import (
     previous_from_status,
     replace_conditions,
     reservation_status,
+    routes_status,
 )
 from modelfleet.render.workloads import render_deployment, render_service
 
@@ -140,14 +142,14 @@ def _pool(
     key = (pool.namespace, pool.name)
     now = inputs.now
     previous = previous_from_status(pool.status)
-    plan = plan_pool(pool, reservations, inputs.observations, now, previous)
+    slos = slo_targets(pool.namespace, pool.name, inputs.policies)
+    plan = plan_pool(pool, reservations, inputs.observations, now, previous, slos)
     out.plans[key] = plan
     ref = ObjectRef.of(pool)
-    for variant_plan in plan.variants:
-        variant = pool.spec.variant(variant_plan.name)
-        assert variant is not None
-        out.workloads.append(render_service(pool, variant))
-        out.workloads.append(render_deployment(pool, variant, variant_plan.desired_replicas))
+    for variant_plan, variant in zip(plan.variants, pool.spec.variants, strict=True):
+        if inputs.render_workloads:
+            out.workloads.append(render_service(pool, variant))
+            out.workloads.append(render_deployment(pool, variant, variant_plan.desired_replicas))
         out.events.extend(_scale_events(ref, inputs, pool, variant_plan, previous))
     status = pool_status(
         plan,
@@ -170,7 +172,7 @@ def _pool(
         )
         out.set_status(reservation_ref, granted)
         out.events.extend(_condition_events(reservation_ref, before, granted.conditions))
-    if previous is not None and now > previous.at:
+    if previous is not None and now > previous.at and inputs.render_workloads:
         out.costs[key] = _costs(inputs, pool, reservations, plan, previous)
 
 
@@ -241,13 +243,18 @@ def _policy(
     if errors:
         _refuse(out, ref, generation, before, "InvalidSpec", errors, inputs.now)
         return
-    table = plan_routing(policy, pool, inputs.observations)
+    table = plan_routing(
+        policy, pool, inputs.observations, previous_weights(policy), references_checked=True
+    )
     budgets = _budgets(inputs, policy, pool)
     if any(state.state == DEGRADED for state in budgets.states):
         table = with_budget_companions(table, pool)
     out.tables[key] = table
     out.budgets[key] = budgets
     if inputs.gateway is None:
+        # No gateway to publish: the planned routes alone, so that the next cycle's latency
+        # shift continues from them.
+        out.set_status(ref, routes_status(table), partial=True)
         return
     key_errors = inputs.api_key_errors.get(key, ())
     keys = inputs.api_keys.get(key, ())

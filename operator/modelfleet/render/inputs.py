@@ -94,6 +94,9 @@ class FleetInputs:
     gateway_ready: Mapping[Key, int] = field(default_factory=dict)
     # Where gateway pods run Envoy; None: plan the routing tables, render no gateway.
     gateway: GatewaySettings | None = None
+    # False: plan and write the statuses only, render no Deployment or Service and count no
+    # cost (the simulator, which replays the plans on its own replicas and bills itself).
+    render_workloads: bool = True
 
 
 def _conditions(status: Any) -> tuple[Condition, ...]:

@@ -16,20 +16,20 @@ from typing import Any
 from modelfleet.api.common import Condition
 from modelfleet.api.load import InputError
 from modelfleet.api.modelpool import (
+    CapacityStatus,
     ModelPoolStatus,
 )
 from modelfleet.api.reservation import ReservationStatus
 from modelfleet.api.routingpolicy import (
-    EffectiveBackend,
     EffectiveRoute,
-    HeaderMatch,
-    RouteMatch,
     RoutingPolicyStatus,
 )
 from modelfleet.observe.observation import VariantObservation
 from modelfleet.plan.budgets import BudgetPlan
 from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.plan.scaling.types import (
+    Capacity,
+    CapacityPoint,
     PlanCondition,
     PoolPlan,
     PreviousPlan,
@@ -98,8 +98,8 @@ def _ready(plan: VariantPlan) -> int:
     return (plan.observation.ready_replicas or 0) if plan.observation else 0
 
 
-# The nested parts of a status are built as plain mappings and validated once, by the
-# top-level model: one pass through pydantic's core instead of a constructor per part.
+# The statuses are built as plain trees and validated once (one call into pydantic's core
+# instead of a constructor per entry): the simulator builds one every planning cycle.
 
 
 def observed_status(obs: VariantObservation | None) -> dict[str, Any] | None:
@@ -112,11 +112,42 @@ def observed_status(obs: VariantObservation | None) -> dict[str, Any] | None:
         "qps": obs.qps,
         "p99_latency_seconds": obs.p99_latency_seconds,
         "error_rate": obs.error_rate,
+        "p99_ttft_seconds": obs.p99_ttft_seconds,
+        "p99_queue_seconds": obs.p99_queue_seconds,
         "sampled_at": obs.sampled_at.astimezone(UTC) if obs.sampled_at else None,
     }
 
 
+def capacity_status(capacity: Capacity | None) -> dict[str, Any] | None:
+    if capacity is None:
+        return None
+    return {
+        "requests_per_second_per_replica": capacity.per_replica,
+        "basis": capacity.basis,
+        "detail": capacity.detail,
+        "points": [
+            {"requests_per_second": p.rps, "slo_ratio": p.ratio, "at": p.at, "samples": p.samples}
+            for p in capacity.points
+        ],
+    }
+
+
+def capacity_from_status(status: CapacityStatus | None) -> Capacity | None:
+    if status is None:
+        return None
+    return Capacity(
+        status.requests_per_second_per_replica,
+        status.basis,
+        status.detail,
+        tuple(
+            CapacityPoint(p.requests_per_second, p.slo_ratio, p.at, p.samples)
+            for p in status.points
+        ),
+    )
+
+
 def variant_status(plan: VariantPlan) -> dict[str, Any]:
+    """One variant's entry of the pool status (validated with it)."""
     return {
         "name": plan.name,
         "desired_replicas": plan.desired_replicas,
@@ -134,6 +165,7 @@ def variant_status(plan: VariantPlan) -> dict[str, Any]:
         "observed": observed_status(plan.observation),
         "last_scale_time": plan.last_scale_time,
         "recommendations": [{"at": r.at, "replicas": r.replicas} for r in plan.recommendations],
+        "capacity": capacity_status(plan.capacity),
     }
 
 
@@ -196,6 +228,7 @@ def previous_from_status(status: ModelPoolStatus | None) -> PreviousPlan | None:
             recommendations=tuple(Recommendation(r.at, r.replicas) for r in entry.recommendations)
             or (Recommendation(status.planned_at, entry.desired_replicas),),
             last_scale_time=entry.last_scale_time,
+            capacity=capacity_from_status(entry.capacity),
         )
         for entry in status.variants
     }
@@ -231,17 +264,26 @@ def reservation_status(
 
 
 def effective_route(route: TableRoute) -> EffectiveRoute:
-    return EffectiveRoute(
-        name=route.name,
-        match=RouteMatch(
-            task_type=list(route.match.task_types),
-            model=list(route.match.models),
-            headers=[HeaderMatch(name=n, value=v) for n, v in route.match.headers],
-        ),
-        backends=[EffectiveBackend(variant=b.variant, weight=b.weight) for b in route.backends],
-        degraded_from=route.degraded_from,
-        note=route.note or None,
-    )
+    return EffectiveRoute.model_validate(_route_tree(route))
+
+
+def _route_tree(route: TableRoute) -> dict[str, Any]:
+    return {
+        "name": route.name,
+        "match": {
+            "task_type": list(route.match.task_types),
+            "model": list(route.match.models),
+            "headers": [{"name": n, "value": v} for n, v in route.match.headers],
+        },
+        "backends": [{"variant": b.variant, "weight": b.weight} for b in route.backends],
+        "degraded_from": route.degraded_from,
+        "note": route.note or None,
+    }
+
+
+def routes_status(table: RoutingTable) -> RoutingPolicyStatus:
+    """The planned routes alone (a partial status: no hash, no conditions)."""
+    return RoutingPolicyStatus.model_validate({"routes": [_route_tree(r) for r in table.routes]})
 
 
 def policy_status(
@@ -258,10 +300,12 @@ def policy_status(
         current.append(budgets.condition)
     else:  # no budgets (any more): nothing to observe
         previous_conditions = [c for c in previous_conditions or [] if c.type != "SpendObserved"]
-    return RoutingPolicyStatus(
-        observed_generation=generation,
-        config_hash=config_hash,
-        routes=[effective_route(r) for r in table.routes],
-        budgets=[state.status() for state in budgets.states] if budgets else [],
-        conditions=replace_conditions(previous_conditions, current, now, generation),
+    return RoutingPolicyStatus.model_validate(
+        {
+            "observed_generation": generation,
+            "config_hash": config_hash,
+            "routes": [_route_tree(r) for r in table.routes],
+            "budgets": [state.status() for state in budgets.states] if budgets else [],
+            "conditions": replace_conditions(previous_conditions, current, now, generation),
+        }
     )

@@ -200,7 +200,11 @@ def run(args: argparse.Namespace) -> int:
         from modelfleet_testbed.sim.plots import write_plots
 
         paths += write_plots(
-            args.out, simulation.results, simulation.workload, simulation.start.isoformat()
+            args.out,
+            simulation.results,
+            simulation.workload,
+            simulation.start.isoformat(),
+            simulation.hours,
         )
     if args.plans_log is not None:
         args.plans_log.parent.mkdir(parents=True, exist_ok=True)

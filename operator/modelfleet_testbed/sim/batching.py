@@ -20,9 +20,10 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
-from modelfleet_testbed.sim.gpu import GpuProfile, PrefillChunk
+from modelfleet_testbed.sim.gpu import GpuProfile
 
 __all__ = ["BatchEngine", "FinishedRequest", "FirstToken", "RequestTooLong"]
 
@@ -31,14 +32,13 @@ class RequestTooLong(ValueError):
     """The prompt plus output tokens exceed what the replica's KV cache can ever hold."""
 
 
-@dataclass(frozen=True)
-class FirstToken:
+# Events are named tuples: a replay makes millions of them, and a tuple is made in C.
+class FirstToken(NamedTuple):
     request_id: Hashable
     at: float
 
 
-@dataclass(frozen=True)
-class FinishedRequest:
+class FinishedRequest(NamedTuple):
     request_id: Hashable
     arrived_at: float
     admitted_at: float
@@ -63,7 +63,7 @@ class FinishedRequest:
 Event = FirstToken | FinishedRequest
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Sequence:
     request_id: Hashable
     prompt_tokens: int
@@ -82,12 +82,20 @@ class _Sequence:
         return self.prompt_tokens + self.output_tokens
 
 
-@dataclass
 class _StepPlan:
-    end: float
-    steps: int
-    admitted: list[_Sequence] = field(default_factory=list)
-    chunks: list[tuple[_Sequence, int]] = field(default_factory=list)
+    __slots__ = ("admitted", "chunks", "end", "steps")
+
+    def __init__(
+        self,
+        end: float,
+        steps: int,
+        admitted: list[_Sequence] | None = None,
+        chunks: list[tuple[_Sequence, int]] | None = None,
+    ):
+        self.end = end
+        self.steps = steps
+        self.admitted = admitted or []
+        self.chunks = chunks or []
 
 
 class BatchEngine:
@@ -165,7 +173,9 @@ class BatchEngine:
     def submit(
         self, request_id: Hashable, prompt_tokens: int, output_tokens: int, at: float
     ) -> None:
-        """Queue a request that arrived at ``at`` (not before the last ``advance_to``)."""
+        """Queue a request that arrived at ``at`` (not before the last ``advance_to``).
+        The engine need not have been advanced to ``at``: steps before it run without the
+        request, and it joins the first step that starts after it (in arrival order)."""
         if request_id in self._ids:
             raise ValueError(f"request {request_id!r} is already in the engine")
         if prompt_tokens < 1 or output_tokens < 1:
@@ -207,7 +217,7 @@ class BatchEngine:
         self.now = t
         events: list[Event] = []
         while True:
-            if not self.num_running:
+            if not (self._prefilling or self._decoding):
                 if not self._waiting or self._waiting[0].arrived_at > t:
                     self._clock = t
                     break
@@ -241,18 +251,27 @@ class BatchEngine:
     # -- scheduling ----------------------------------------------------------------
 
     def _head_admissible(self) -> bool:
-        if not self._waiting or self.num_running >= self.max_num_seqs:
+        """Whether the first waiting request can join the next step: it has arrived by the
+        clock, and there are a sequence slot and KV cache for it."""
+        if not self._waiting or len(self._prefilling) + len(self._decoding) >= self.max_num_seqs:
             return False
         head = self._waiting[0]
+        if head.arrived_at > self._clock:
+            return False
         return self._kv_reserved + head.reserved_tokens <= self.profile.kv_cache_tokens
 
     def _plan(self, until: float | None) -> _StepPlan | None:
         """The step under way, or the next step or decode-only stretch from the clock;
-        a stretch ends by ``until`` if it can (always one step at least)."""
+        a stretch ends by ``until`` if it can (always one step at least), and by the
+        arrival of a request submitted ahead of the clock, which joins the step after."""
         if self._current is not None:
             return self._current
         batch_is_steady = not (self._prefilling or self._cancelled or self._head_admissible())
         if batch_is_steady and self._decoding:
+            waiting = self._waiting
+            if waiting and waiting[0].arrived_at > self._clock:
+                arrival = waiting[0].arrived_at
+                until = arrival if until is None else min(until, arrival)
             return self._plan_decode_stretch(until)
         return self._plan_single_step()
 
@@ -260,21 +279,29 @@ class BatchEngine:
         decoding = len(self._decoding)
         context = self._context_base + decoding * self._decode_steps
         until_finish = self._next_finish_step() - self._decode_steps
+        stretch = self.profile.decode_stretch(decoding, context)
+        clock = self._clock
 
         def end(steps: int) -> float:
-            return self._clock + self.profile.decode_stretch_seconds(decoding, context, steps)
+            return clock + stretch.seconds(steps)
 
-        if until is None or end(until_finish) <= until:
-            return _StepPlan(end(until_finish), until_finish)
-        # The most steps that still end by ``until``.
-        low, high = 1, until_finish
-        while low < high:
-            middle = (low + high + 1) // 2
-            if end(middle) <= until:
-                low = middle
-            else:
-                high = middle - 1
-        return _StepPlan(end(low), low)
+        whole = end(until_finish)
+        if until is None or whole <= until:
+            return _StepPlan(whole, until_finish)
+        # The most steps that still end by ``until`` (one at least): the closed-form
+        # estimate, checked against the exact sum.
+        steps = stretch.steps_within(until - clock)
+        steps = max(1, min(steps, until_finish - 1))
+        last = end(steps)
+        while steps > 1 and last > until:
+            steps -= 1
+            last = end(steps)
+        while steps + 1 < until_finish:
+            following = end(steps + 1)
+            if following > until:
+                break
+            steps, last = steps + 1, following
+        return _StepPlan(last, steps)
 
     def _next_finish_step(self) -> int:
         heap = self._finish_heap
@@ -286,34 +313,48 @@ class BatchEngine:
         decoding = len(self._decoding)
         token_budget = self.max_num_batched_tokens - decoding
         chunks: list[tuple[_Sequence, int]] = []
+        # The prefill chunks' sums for the step's cost (GpuProfile.step_seconds_of).
+        prefill_tokens = prefill_context = 0
+        attention_pairs = 0
         for seq in self._prefilling:
             if token_budget <= 0:
                 break
             take = min(token_budget, seq.prompt_tokens - seq.prefilled)
             chunks.append((seq, take))
             token_budget -= take
+            prefill_tokens += take
+            prefill_context += seq.prefilled + take
+            attention_pairs += take * (take / 2 + seq.prefilled)
         admitted: list[_Sequence] = []
-        running = self.num_running
+        running = len(self._prefilling) + decoding
         kv_reserved = self._kv_reserved
+        kv_cache = self.profile.kv_cache_tokens
+        clock = self._clock
         for seq in self._waiting:
-            if token_budget <= 0 or running >= self.max_num_seqs or seq.arrived_at > self._clock:
+            if token_budget <= 0 or running >= self.max_num_seqs or seq.arrived_at > clock:
                 break
-            if kv_reserved + seq.reserved_tokens > self.profile.kv_cache_tokens:
+            reserved = seq.prompt_tokens + seq.output_tokens
+            if kv_reserved + reserved > kv_cache:
                 break
             take = min(token_budget, seq.prompt_tokens)
             admitted.append(seq)
             chunks.append((seq, take))
             token_budget -= take
             running += 1
-            kv_reserved += seq.reserved_tokens
+            kv_reserved += reserved
+            prefill_tokens += take
+            prefill_context += take  # nothing of it is cached yet
+            attention_pairs += take * (take / 2 + 0)
         if not decoding and not chunks:
             return None
-        seconds = self.profile.step_seconds(
+        seconds = self.profile.step_seconds_of(
             decoding,
             self._context_base + decoding * self._decode_steps,
-            [PrefillChunk(take, seq.prefilled) for seq, take in chunks],
+            prefill_tokens,
+            prefill_context,
+            attention_pairs,
         )
-        return _StepPlan(self._clock + seconds, 1, admitted, chunks)
+        return _StepPlan(clock + seconds, 1, admitted, chunks)
 
     def _start(self, plan: _StepPlan) -> None:
         """Admit the step's new requests as it begins, as vLLM's scheduler does."""
@@ -331,7 +372,9 @@ class BatchEngine:
         self._current = None
         self._decode_steps += plan.steps
         self._clock = end
-        self._finish_decoding(end, events)
+        heap = self._finish_heap
+        if heap and heap[0][0] <= self._decode_steps:
+            self._finish_decoding(end, events)
         for seq, take in plan.chunks:
             seq.prefilled += take
             if seq.prefilled < seq.prompt_tokens:
@@ -351,9 +394,10 @@ class BatchEngine:
             self._context_base += seq.prompt_tokens + 1 - seq.origin
             heapq.heappush(self._finish_heap, (seq.finish_step, self._heap_order, seq))
             self._heap_order += 1
-        for seq in self._cancelled:
-            self._drop(seq)
-        self._cancelled.clear()
+        if self._cancelled:
+            for seq in self._cancelled:
+                self._drop(seq)
+            self._cancelled.clear()
 
     def _finish_decoding(self, at: float, events: list[Event]) -> None:
         heap = self._finish_heap

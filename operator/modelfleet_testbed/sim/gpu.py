@@ -58,6 +58,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "PROFILES",
+    "DecodeStretch",
     "GpuProfile",
     "PrefillChunk",
     "get_profile",
@@ -104,17 +105,31 @@ class GpuProfile:
         if decode_seqs < 0 or decode_context_tokens < 0:
             raise ValueError("decode_seqs and decode_context_tokens must be >= 0")
         prefill_tokens = sum(chunk.tokens for chunk in prefill)
-        tokens = decode_seqs + prefill_tokens
-        if tokens == 0:
+        if decode_seqs + prefill_tokens == 0:
             return 0.0
-        prefill_context = sum(chunk.history + chunk.tokens for chunk in prefill)
+        return self.step_seconds_of(
+            decode_seqs,
+            decode_context_tokens,
+            prefill_tokens,
+            sum(chunk.history + chunk.tokens for chunk in prefill),
+            sum(chunk.tokens * (chunk.tokens / 2 + chunk.history) for chunk in prefill),
+        )
+
+    def step_seconds_of(
+        self,
+        decode_seqs: int,
+        decode_context_tokens: int,
+        prefill_tokens: int,
+        prefill_context: int,
+        attention_pairs: float,
+    ) -> float:
+        """``step_seconds`` from the prefill chunks' sums (tokens, tokens read, and
+        sum of tokens * (tokens / 2 + history)), for a caller that has them at hand."""
+        tokens = decode_seqs + prefill_tokens
         memory = (
             self.fixed_step_seconds
             + self._moe_seconds(tokens)
             + self.kv_read_seconds_per_token * (decode_context_tokens + prefill_context)
-        )
-        attention_pairs = sum(
-            chunk.tokens * (chunk.tokens / 2 + chunk.history) for chunk in prefill
         )
         compute = (
             self.matmul_flops_per_token * tokens
@@ -122,17 +137,8 @@ class GpuProfile:
         ) / self.peak_flops
         return max(memory, compute)
 
-    def decode_stretch_seconds(
-        self, decode_seqs: int, start_context_tokens: int, steps: int
-    ) -> float:
-        """``steps`` consecutive decode-only steps of an unchanged batch, in closed form.
-
-        Each step adds one token to every sequence, so the context read grows by
-        ``decode_seqs`` per step while the compute term stays put; the sum of
-        max(growing line, constant) splits where they cross.
-        """
-        if steps <= 0 or decode_seqs <= 0:
-            return 0.0
+    def decode_stretch(self, decode_seqs: int, start_context_tokens: int) -> DecodeStretch:
+        """Consecutive decode-only steps of an unchanged batch (``decode_seqs`` > 0)."""
         first_memory = (
             self.fixed_step_seconds
             + self._moe_seconds(decode_seqs)
@@ -141,14 +147,30 @@ class GpuProfile:
         growth = self.kv_read_seconds_per_token * decode_seqs
         compute = self.matmul_flops_per_token * decode_seqs / self.peak_flops
         if first_memory >= compute:
-            compute_bound_steps = 0
+            compute_bound = 0
         elif growth <= 0:
-            compute_bound_steps = steps
+            compute_bound = None  # compute-bound for ever
         else:
-            compute_bound_steps = min(steps, math.ceil((compute - first_memory) / growth))
-        memory_steps = steps - compute_bound_steps
-        triangle = steps * (steps - 1) / 2 - compute_bound_steps * (compute_bound_steps - 1) / 2
-        return compute_bound_steps * compute + memory_steps * first_memory + growth * triangle
+            compute_bound = math.ceil((compute - first_memory) / growth)
+        return DecodeStretch(first_memory, growth, compute, compute_bound)
+
+    def decode_stretch_seconds(
+        self, decode_seqs: int, start_context_tokens: int, steps: int
+    ) -> float:
+        """``steps`` consecutive decode-only steps of an unchanged batch, in closed form
+        (see DecodeStretch)."""
+        if steps <= 0 or decode_seqs <= 0:
+            return 0.0
+        return self.decode_stretch(decode_seqs, start_context_tokens).seconds(steps)
+
+    def decode_steps_within(
+        self, decode_seqs: int, start_context_tokens: int, seconds: float
+    ) -> int:
+        """About how many decode-only steps of an unchanged batch fit in ``seconds``
+        (see DecodeStretch.steps_within); never negative."""
+        if seconds <= 0 or decode_seqs <= 0:
+            return 0
+        return self.decode_stretch(decode_seqs, start_context_tokens).steps_within(seconds)
 
     def decode_tokens_per_second(self, batch_size: int, context_tokens_per_seq: int) -> float:
         """Output tokens per second of a steady decode batch."""
@@ -184,6 +206,57 @@ class GpuProfile:
         (x0, y0), (x1, y1) = points[upper - 1], points[upper]
         per_layer = y0 + (tokens - x0) / (x1 - x0) * (y1 - y0)
         return self.moe_layers * per_layer
+
+
+class DecodeStretch:
+    """Consecutive decode-only steps of an unchanged batch, in closed form.
+
+    Each step adds one token to every sequence, so the context read grows by
+    ``growth`` seconds per step while the compute term stays put; the sum of
+    max(growing line, constant) splits where they cross, after ``compute_bound`` steps.
+    """
+
+    __slots__ = ("compute", "compute_bound", "first_memory", "growth")
+
+    def __init__(
+        self, first_memory: float, growth: float, compute: float, compute_bound: int | None
+    ):
+        self.first_memory = first_memory
+        self.growth = growth
+        self.compute = compute
+        self.compute_bound = compute_bound  # None: compute-bound for ever
+
+    def seconds(self, steps: int) -> float:
+        """How long ``steps`` (>= 1) steps take."""
+        bound = self.compute_bound
+        compute_bound_steps = steps if bound is None else min(steps, bound)
+        memory_steps = steps - compute_bound_steps
+        triangle = steps * (steps - 1) / 2 - compute_bound_steps * (compute_bound_steps - 1) / 2
+        return (
+            compute_bound_steps * self.compute
+            + memory_steps * self.first_memory
+            + self.growth * triangle
+        )
+
+    def steps_within(self, seconds: float) -> int:
+        """About how many steps fit in ``seconds``: the inverse of ``seconds`` in closed
+        form (a line while compute-bound, then a quadratic), so a caller checks one or
+        two neighbours instead of searching. Exact up to floating-point rounding."""
+        if seconds <= 0:
+            return 0
+        compute, first_memory, growth = self.compute, self.first_memory, self.growth
+        bound = self.compute_bound
+        if bound is None:
+            return int(seconds // compute)
+        if seconds < bound * compute:
+            return int(seconds // compute)
+        left = seconds - bound * compute
+        # m memory-bound steps from step index c cost m*F + g*(m*c + m*(m-1)/2).
+        if growth <= 0:
+            return bound + int(left // first_memory)
+        linear = first_memory + growth * bound - growth / 2
+        root = (-linear + math.sqrt(linear * linear + 2 * growth * left)) / growth
+        return bound + max(0, int(root))
 
 
 _H100_PEAK_FP16 = 989e12

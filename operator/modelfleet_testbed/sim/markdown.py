@@ -78,6 +78,7 @@ def markdown(report: dict[str, Any]) -> str:
     )
     lines += [""]
     lines += [f"- **{run['name']}**: {run['description']}." for run in report["runs"]]
+    lines += _days_section(report["runs"])
     for run in report["runs"]:
         lines += _run_section(run)
     lines += ["", "## Request mix", ""]
@@ -107,8 +108,48 @@ def markdown(report: dict[str, Any]) -> str:
     )
     lines += ["", "Assumptions:", ""]
     lines += [f"- {line}" for line in model["assumptions"]]
-    lines += ["", "Plots: `replicas.png`, `queue.png`; every cycle: `series.csv`.", ""]
+    lines += [
+        "",
+        "Plots: `replicas.png`, `queue.png`, `attainment.png`; every cycle: `series.csv`.",
+        "",
+    ]
     return "\n".join(lines)
+
+
+def _days_section(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Each run day by day, with the ramp hours (demand climbing fast) on their own."""
+    peak = next((r for r in runs if r["name"] == "static-peak"), None)
+    peak_hours = {d["date"]: d["gpuHours"] for d in peak["days"]} if peak else {}
+    header = ["run", "date", "GPU-hours"]
+    header += ["of static-peak"] if peak else []
+    header += ["TTFT SLO", "e2e SLO", "ramp hours", "TTFT / e2e SLO in ramp hours"]
+    rows = []
+    for run in runs:
+        for day in run.get("days", []):
+            row = [run["name"], day["date"], _num(day["gpuHours"])]
+            if peak:
+                reference = peak_hours.get(day["date"])
+                row.append(_pct(day["gpuHours"] / reference) if reference else "-")
+            ramps = day["rampHours"]
+            row += [
+                _pct(day["sloAttainment"]["ttft"]),
+                _pct(day["sloAttainment"]["e2e"]),
+                ", ".join(h["hour"] for h in ramps) or "-",
+                f"{_pct(day['rampAttainment']['ttft'])} / {_pct(day['rampAttainment']['e2e'])}"
+                if ramps
+                else "-",
+            ]
+            rows.append(row)
+    if not rows:
+        return []
+    lines = ["", "## Day by day", ""]
+    lines.append(
+        "In the pool's time zone. Ramp hours bring at least a quarter more requests than the "
+        "hour before (and a climb of at least 5% of the day's busiest hour): a fleet that "
+        "scales only after demand arrives misses there. `attainment.png` plots every hour."
+    )
+    lines.append("")
+    return lines + _table(header, rows)
 
 
 def _run_section(run: dict[str, Any]) -> list[str]:

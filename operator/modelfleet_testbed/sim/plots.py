@@ -1,10 +1,12 @@
-"""PNG plots of a simulation: load and replicas over time, waiting queue over time."""
+"""PNG plots of a simulation: load and replicas over time, waiting queue over time, SLO
+attainment and GPUs hour by hour."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from modelfleet_testbed.sim.daily import Hour
 from modelfleet_testbed.sim.outcome import ReplayResult
 from modelfleet_testbed.sim.workload import Workload
 
@@ -31,8 +33,59 @@ def _arrival_rate(workload: Workload, duration: float) -> tuple[list[float], lis
     return [i * bucket for i in range(len(counts))], [c / bucket for c in counts]
 
 
+def _attainment_plot(plt, out: Path, hours: Mapping[str, Sequence[Hour]], start_label: str):
+    """Hourly SLO attainment and GPUs per run; ramp hours shaded, days marked with their
+    attainment."""
+    first = next(iter(hours.values()))
+    figure, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True)
+    origin = first[0].begin if first else 0.0
+    for run, run_hours in hours.items():
+        xs = [(h.begin - origin) / 3600 for h in run_hours]
+        for axis, values in (
+            (axes[0], [h.ttft for h in run_hours]),
+            (axes[1], [h.e2e for h in run_hours]),
+        ):
+            points = [(x, 100 * v) for x, v in zip(xs, values, strict=True) if v is not None]
+            if points:
+                axis.step(*zip(*points, strict=True), where="post", label=run, linewidth=1)
+        gpus = [h.gpu_seconds / max(1.0, h.end - h.begin) for h in run_hours]
+        axes[2].step(xs, gpus, where="post", label=run, linewidth=1)
+    for hour in first:
+        if hour.ramp:
+            for axis in axes:
+                axis.axvspan(
+                    (hour.begin - origin) / 3600,
+                    (hour.end - origin) / 3600,
+                    color="orange",
+                    alpha=0.15,
+                    linewidth=0,
+                )
+        if hour.start.hour == 0 and hour.begin > origin:
+            for axis in axes:
+                axis.axvline((hour.begin - origin) / 3600, color="grey", linewidth=0.6)
+    axes[0].set_ylabel("TTFT SLO met %")
+    axes[1].set_ylabel("e2e SLO met %")
+    axes[2].set_ylabel("GPUs held")
+    for axis in axes[:2]:
+        low = min([99.0] + [line.get_ydata().min() for line in axis.get_lines()])
+        axis.set_ylim(max(0.0, low - 1), 100.5)
+        axis.axhline(99, color="red", linewidth=0.6, linestyle="--")
+    axes[0].set_title("SLO attainment per hour (ramp hours shaded, 99% dashed)")
+    axes[0].legend(loc="lower right", fontsize="small")
+    axes[-1].set_xlabel(f"hours since {start_label}")
+    figure.tight_layout()
+    path = out / "attainment.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def write_plots(
-    out: Path, results: Mapping[str, ReplayResult], workload: Workload, start_label: str
+    out: Path,
+    results: Mapping[str, ReplayResult],
+    workload: Workload,
+    start_label: str,
+    hours: Mapping[str, Sequence[Hour]] | None = None,
 ) -> list[Path]:
     import matplotlib
 
@@ -87,4 +140,6 @@ def write_plots(
     paths.append(out / "queue.png")
     figure.savefig(paths[-1], dpi=100)
     plt.close(figure)
+    if hours:
+        paths.append(_attainment_plot(plt, out, hours, start_label))
     return paths

@@ -32,16 +32,17 @@ import heapq
 import math
 import random
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from modelfleet.api.common import rfc3339
-from modelfleet.api.modelpool import ModelPool, ModelPoolStatus
+from modelfleet.api.modelpool import DEMAND_SMOOTHING_SECONDS, ModelPool, ModelPoolStatus
 from modelfleet.api.reservation import Reservation
-from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicyStatus
+from modelfleet.observe.histogram import histogram_quantile
+from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
 from modelfleet.plan.scaling.types import PoolPlan
 from modelfleet.render.desired import Desired, desired
 from modelfleet.render.inputs import FleetInputs
@@ -61,6 +62,7 @@ from modelfleet_testbed.sim.outcome import (
     ReplaySettings,
     ScaleEvent,
 )
+from modelfleet_testbed.sim.replica_metrics import LATENCY_BUCKETS, TTFT_BUCKETS
 from modelfleet_testbed.sim.replica_set import (
     DRAINING,
     GONE,
@@ -83,10 +85,25 @@ def _metrics_json(observations: Mapping[str, VariantObservation]) -> dict[str, A
             "running": obs.running,
             "waiting": obs.waiting,
             "qps": obs.qps,
+            "p99LatencySeconds": obs.p99_latency_seconds,
+            "p99TtftSeconds": obs.p99_ttft_seconds,
+            "p99QueueSeconds": obs.p99_queue_seconds,
             "sampledAt": rfc3339(obs.sampled_at) if obs.sampled_at else None,
         }
+        if obs.demand_history:
+            entry["demandHistory"] = [
+                {"at": rfc3339(sample.at), "rate": sample.rate} for sample in obs.demand_history
+            ]
         variants[key] = {k: v for k, v in entry.items() if v is not None}
     return {"variants": variants}
+
+
+def _p99(bounds: Sequence[float], counts: list[int]) -> float | None:
+    return histogram_quantile(0.99, bounds, counts) if any(counts) else None
+
+
+def _at(sample: RateSample):
+    return sample.at
 
 
 class Replay:
@@ -139,6 +156,7 @@ class Replay:
         self._planned = False
         self._samples: dict[int, list[tuple[float, float, float, float]]] = {}
         self._dispatch: list[Dispatch | None] = []
+        self._routes: tuple | None = None  # the routes self._dispatch was made from
 
     # -- the loop ------------------------------------------------------------------
 
@@ -191,7 +209,7 @@ class Replay:
         result.degraded[i] = degraded
         result.variant_of[i] = index
         fleet = self.fleets[index]
-        if self.prompt[i] + self.output[i] > fleet.config.token_limit:
+        if self.prompt[i] + self.output[i] > fleet.token_limit:
             result.status[i] = TOO_LONG
             return None
         return fleet
@@ -205,7 +223,13 @@ class Replay:
             self.result.status[i] = NO_READY
             return
         replica = ready[int(self._rng.random() * len(ready))] if len(ready) > 1 else ready[0]
-        self._submit(fleet, replica, i, t)
+        # Not advanced to t: the replica's engine runs its steps when something reads it
+        # (a scrape, a drain, the end), the request joining the first step after t.
+        replica.engine.submit(i, self.prompt[i], self.output[i], t)
+        replica.inflight.add(i)
+        fleet.busy[replica.ident] = replica
+        if self.result.replica_of is not None:
+            self.result.replica_of[i] = replica.ident
 
     def _submit(self, fleet: VariantReplicas, replica: SimReplica, i: int, t: float) -> None:
         engine = replica.engine
@@ -224,21 +248,28 @@ class Replay:
         """Record finished requests; returns the latest finish time seen (or -inf)."""
         result, times = self.result, self.times
         latest = -math.inf
-        per_second = fleet.finished_per_second
+        finished = fleet.finished
         for event in events:
             if event.__class__ is not FinishedRequest:
                 continue
             i = event.request_id
             arrived = times[i]
-            result.ttft[i] = event.first_token_at - arrived
-            result.e2e[i] = event.finished_at - arrived
-            result.queued[i] = event.admitted_at - arrived
+            ttft = result.ttft[i] = event.first_token_at - arrived
+            e2e = result.e2e[i] = event.finished_at - arrived
+            queued = result.queued[i] = event.admitted_at - arrived
             result.status[i] = SERVED
             replica.inflight.discard(i)
             latest = event.finished_at
             if counted:
-                second = int(latest)
-                per_second[second] = per_second.get(second, 0) + 1
+                # What the replica's vLLM histograms count: the bucket of each latency.
+                finished.append(
+                    (
+                        int(latest),
+                        bisect_left(TTFT_BUCKETS, ttft),
+                        bisect_left(LATENCY_BUCKETS, e2e),
+                        bisect_left(LATENCY_BUCKETS, queued),
+                    )
+                )
         return latest
 
     # -- gateway-queue balancing ---------------------------------------------------
@@ -318,6 +349,9 @@ class Replay:
 
     def _drain(self, fleet: VariantReplicas, replica: SimReplica, t: float) -> None:
         """Out of the Service now; serve what it holds until the grace period ends."""
+        events = replica.engine.advance_to(t)  # what it finished while still in service
+        if events:
+            self._collect(fleet, replica, events, True)
         fleet.routable.remove(replica)
         fleet.busy.pop(replica.ident, None)
         replica.state = DRAINING
@@ -342,9 +376,10 @@ class Replay:
     # -- observing and planning ----------------------------------------------------
 
     def _scrape(self, cycle: int, s: float) -> None:
-        """What Prometheus holds for cycle `cycle`: the replicas' gauges at time s."""
+        """What Prometheus holds for cycle `cycle`: the replicas' gauges at time s, and
+        over the minute before it their finished requests and latency histograms."""
         window = self.settings.rate_window
-        now_second = int(s)
+        oldest = int(s) - window  # seconds after this one are in the window
         sample = []
         for fleet in self.fleets:
             running = waiting = 0
@@ -358,20 +393,33 @@ class Replay:
                 else:
                     running += engine.num_running
                     waiting += engine.num_waiting
-            per_second = fleet.finished_per_second
-            finished = sum(
-                per_second.get(second, 0)
-                for second in range(now_second - window + 1, now_second + 1)
+            kept = [entry for entry in fleet.finished if entry[0] > oldest]
+            fleet.finished = kept
+            ttft = [0] * (len(TTFT_BUCKETS) + 1)
+            e2e = [0] * (len(LATENCY_BUCKETS) + 1)
+            queued = [0] * (len(LATENCY_BUCKETS) + 1)
+            for _, first, whole, queue in kept:
+                ttft[first] += 1
+                e2e[whole] += 1
+                queued[queue] += 1
+            sample.append(
+                (
+                    s,
+                    float(running),
+                    float(waiting + len(fleet.queue)),
+                    len(kept) / window,
+                    _p99(TTFT_BUCKETS, ttft),
+                    _p99(LATENCY_BUCKETS, e2e),
+                    _p99(LATENCY_BUCKETS, queued),
+                )
             )
-            for second in [k for k in per_second if k <= now_second - window]:
-                del per_second[second]
-            sample.append((s, float(running), float(waiting + len(fleet.queue)), finished / window))
         self._samples[cycle] = sample
 
     def _observations(self, cycle: int) -> dict[str, VariantObservation]:
         if cycle == 0:
             return {}  # warm start: the planner sets the fleet up from its spec alone
         sample = self._samples.pop(cycle, None)
+        now = self.settings.start + timedelta(seconds=cycle * self.refresh)
         observations = {}
         for fleet in self.fleets:
             key = variant_key(self.pool.namespace, self.pool.name, fleet.variant.name)
@@ -379,15 +427,48 @@ class Replay:
             if sample is None:
                 observations[key] = VariantObservation(ready_replicas=ready)
                 continue
-            s, running, waiting, qps = sample[fleet.index]
+            s, running, waiting, qps, ttft, e2e, queued = sample[fleet.index]
+            at = self.settings.start + timedelta(seconds=s)
+            fleet.rates.append(RateSample(at, qps))
+            history = self._history(fleet, now)
             observations[key] = VariantObservation(
                 ready_replicas=ready,
                 running=running,
                 waiting=waiting,
                 qps=qps,
-                sampled_at=self.settings.start + timedelta(seconds=s),
+                p99_latency_seconds=e2e,
+                sampled_at=at,
+                p99_ttft_seconds=ttft,
+                p99_queue_seconds=queued,
+                demand_history=history,
             )
         return observations
+
+    def _history(self, fleet: VariantReplicas, now) -> tuple[RateSample, ...]:
+        """The request rate this replay recorded in the last minutes and the forecast's
+        look-back windows, as the operator's subqueries read it from Prometheus."""
+        rates = fleet.rates
+        smoothing = timedelta(seconds=DEMAND_SMOOTHING_SECONDS)
+        # The stretches history_windows asks Prometheus for: around each look-back up to its
+        # lead time after (with a forecast), and the last few minutes.
+        stretches = []
+        forecast = fleet.variant.forecast
+        lead = fleet.variant.forecast_lead_seconds(self.refresh)
+        if forecast is not None and lead is not None:
+            stretches = [
+                (
+                    now - timedelta(seconds=p) - smoothing,
+                    now - timedelta(seconds=p - lead) + smoothing,
+                )
+                for p in sorted(forecast.lookback_seconds, reverse=True)
+            ]
+        stretches.append((now - smoothing, now))
+        samples: list[RateSample] = []
+        for start, end in stretches:
+            first = bisect_right(rates, start, key=_at)
+            last = bisect_right(rates, end, key=_at)
+            samples.extend(rates[first:last])
+        return tuple(samples)
 
     def _cycle(self, cycle: int, t: float) -> None:
         settings = self.settings
@@ -405,12 +486,15 @@ class Replay:
                 reservations=self.reservations,
                 policies=[self.policy],
                 observations=observations,
+                render_workloads=False,  # the replay runs its own replicas and bills itself
             )
         )
         plan = result.plans[(self.pool.namespace, self.pool.name)]
         planned_before = self._planned
         self._planned = True
-        self._remember(result)
+        table = result.tables[(self.policy.namespace, self.policy.name)]
+        routes_changed = table.routes != self._routes  # mostly the same as the cycle before
+        self._remember(result, routes_changed)
         for variant_plan, fleet in zip(plan.variants, self.fleets, strict=True):
             was = fleet.current
             self._scale(fleet, variant_plan.desired_replicas, t, warm=cycle == 0)
@@ -427,10 +511,11 @@ class Replay:
                         t + fleet.variant.startup_seconds if up else None,
                     )
                 )
-        table = result.tables[(self.policy.namespace, self.policy.name)]
-        self._dispatch = dispatch_table(
-            table, self.workload.classes, self.variant_index, self.route_index
-        )
+        if routes_changed:
+            self._routes = table.routes
+            self._dispatch = dispatch_table(
+                table, self.workload.classes, self.variant_index, self.route_index
+            )
         self._record(cycle, t, result, plan, observations)
         if self.progress is not None:
             self.progress(t)
@@ -443,15 +528,23 @@ class Replay:
         if at >= 0 and cycle * self.refresh < self.settings.duration:
             self._push(at, _SCRAPE, cycle)
 
-    def _remember(self, result: Desired) -> None:
-        """The pool's status goes out as JSON and comes back parsed, as the operator's
-        status does through the API server: the next cycle plans from what was read back."""
+    def _remember(self, result: Desired, routes_changed: bool) -> None:
+        """The pool's and the policy's status go out as JSON and come back parsed, as the
+        operator's do through the API server: the next cycle plans from what was read back
+        (the previous plan, the learned capacity, the routes' latency shifts)."""
         status = result.status_of(self.pool.kind, self.pool.namespace, self.pool.name)
         assert status is not None
         wire = status.model_dump_json(by_alias=True)
         self.pool = self.pool.model_copy(
             update={"status": ModelPoolStatus.model_validate_json(wire)}
         )
+        routes = result.status_of(self.policy.kind, self.policy.namespace, self.policy.name)
+        if routes is not None and routes_changed:
+            # (Unchanged routes: the API server keeps the status it holds as it is.)
+            wire = routes.model_dump_json(by_alias=True, exclude_unset=True)
+            self.policy = self.policy.model_copy(
+                update={"status": RoutingPolicyStatus.model_validate_json(wire)}
+            )
 
     def _record(self, cycle, t, result: Desired, plan: PoolPlan, observations) -> None:
         key = variant_key

@@ -12,17 +12,17 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from modelfleet_testbed.sim.batching import FinishedRequest
 
-__all__ = ["CONTENT_TYPE", "FINISH_REASONS", "ReplicaMetrics"]
+__all__ = ["CONTENT_TYPE", "FINISH_REASONS", "LATENCY_BUCKETS", "TTFT_BUCKETS", "ReplicaMetrics"]
 
 # Prometheus 2.x reads the classic text format; say so rather than the client's newest.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 FINISH_REASONS = ("stop", "length", "abort")
 
-_TTFT_BUCKETS = (
+TTFT_BUCKETS = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
     7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
 )  # fmt: skip
-_REQUEST_LATENCY_BUCKETS = (
+LATENCY_BUCKETS = (
     0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
     120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
 )  # fmt: skip
@@ -70,17 +70,17 @@ class ReplicaMetrics:
         self.ttft = histogram(
             "vllm:time_to_first_token_seconds",
             "Histogram of time to first token in seconds.",
-            _TTFT_BUCKETS,
+            TTFT_BUCKETS,
         )
         self.e2e = histogram(
             "vllm:e2e_request_latency_seconds",
             "Histogram of e2e request latency in seconds.",
-            _REQUEST_LATENCY_BUCKETS,
+            LATENCY_BUCKETS,
         )
         self.queue_time = histogram(
             "vllm:request_queue_time_seconds",
             "Histogram of time spent in WAITING phase for request.",
-            _REQUEST_LATENCY_BUCKETS,
+            LATENCY_BUCKETS,
         )
 
     def set_load(self, running: int, waiting: int, kv_cache_usage: float) -> None:

@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass, fields
 
 from modelfleet.api.modelpool import Variant
+from modelfleet.observe.observation import RateSample
 from modelfleet_testbed.sim.batching import BatchEngine
 from modelfleet_testbed.sim.gpu import GpuProfile
 
@@ -115,12 +116,16 @@ class VariantReplicas:
         self.index = index
         self.variant = variant
         self.config = config
+        self.token_limit = config.token_limit  # read for every request
         self.starting: list[SimReplica] = []
         self.routable: list[SimReplica] = []  # ready and not draining: the Service endpoints
         self.busy: dict[int, SimReplica] = {}  # may hold requests: advance these to read them
         self.replicas: list[SimReplica] = []  # every replica ever created, for accounting
         self.queue: deque[int] = deque()  # requests held at the gateway (gateway-queue only)
-        self.finished_per_second: dict[int, int] = {}  # for the QPS the operator would read
+        # Finished requests not yet out of the rate window: (second, TTFT, e2e and queue
+        # time buckets), what the replicas' vLLM counters and histograms would hold.
+        self.finished: list[tuple[int, int, int, int]] = []
+        self.rates: list[RateSample] = []  # the request rate of every cycle, for forecasts
 
     @property
     def current(self) -> int:

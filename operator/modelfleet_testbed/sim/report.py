@@ -15,6 +15,7 @@ from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet_testbed.sim.baselines import describe
+from modelfleet_testbed.sim.daily import Hour
 from modelfleet_testbed.sim.diurnal import Envelope
 from modelfleet_testbed.sim.markdown import markdown
 from modelfleet_testbed.sim.outcome import ReplayResult, ReplaySettings
@@ -125,6 +126,7 @@ def build_report(
     trace: Trace | None,
     shape: Envelope,
     settings: ReplaySettings,
+    hours: Mapping[str, Sequence[Hour]],
 ) -> dict[str, Any]:
     start = settings.start
     requests = len(workload.arrivals)
@@ -138,6 +140,7 @@ def build_report(
             reservations,
             policy,
             start,
+            hours[name],
         )
         for name, result in results.items()
     ]

@@ -17,6 +17,7 @@ from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet_testbed.sim import arrivals as make_arrivals
 from modelfleet_testbed.sim.arrivals import Arrivals
 from modelfleet_testbed.sim.baselines import POLICY, baseline_pool
+from modelfleet_testbed.sim.daily import Hour, hourly
 from modelfleet_testbed.sim.diurnal import PROFILES, Envelope, envelope, parse_profile
 from modelfleet_testbed.sim.gpu import GpuProfile, get_profile, profile_for_model
 from modelfleet_testbed.sim.outcome import BALANCES, ReplayResult, ReplaySettings
@@ -69,6 +70,7 @@ class Simulation:
     results: dict[str, ReplayResult]  # by run name: "policy" and each baseline
     pools: dict[str, ModelPool]
     start: datetime
+    hours: dict[str, list[Hour]] = field(default_factory=dict)  # by run, local clock hours
 
 
 def _error(flag: str, message: str, path: str = "") -> InvalidInput:
@@ -248,6 +250,10 @@ def simulate(
                 progress(name, t, duration)
 
         results[name] = replay(run_pool, reservations, policy, workload, configs, settings, tick)
+    hours = {
+        name: hourly(result, workload, pools[name], policy, start)
+        for name, result in results.items()
+    }
     report = build_report(
         options=options,
         pool=pool,
@@ -260,5 +266,6 @@ def simulate(
         trace=trace,
         shape=shape,
         settings=settings,
+        hours=hours,
     )
-    return Simulation(report, workload, results, pools, start)
+    return Simulation(report, workload, results, pools, start, hours)

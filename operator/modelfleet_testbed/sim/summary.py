@@ -18,6 +18,7 @@ from modelfleet.plan.billing import (
     totals_by,
     usage_lines,
 )
+from modelfleet_testbed.sim.daily import Hour, days_json
 from modelfleet_testbed.sim.outcome import DROP_REASONS, SERVED, ReplayResult
 from modelfleet_testbed.sim.workload import Workload
 
@@ -193,6 +194,7 @@ def summarize(
     reservations: Sequence[Reservation],
     policy: RoutingPolicy,
     start: datetime,
+    hours: Sequence[Hour],
 ) -> dict[str, Any]:
     status = Counter(result.status)
     total = len(result.status)
@@ -262,6 +264,7 @@ def summarize(
             "ttft": _overall_attainment(slo, "ttft"),
             "e2e": _overall_attainment(slo, "e2e"),
         },
+        "days": days_json(hours),
         "scaleEvents": [
             {
                 "at": (start + timedelta(seconds=e.t)).isoformat(),

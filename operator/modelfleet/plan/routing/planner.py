@@ -8,6 +8,8 @@ Per route, in this order:
    stays. It runs after readiness so that a ready variant over the cap still serves when
    every variant under the cap is down: a route degrades in cost, never in availability.
 4. The survivors' weights are rescaled to integers summing to 100.
+5. On a route with an SLO, weight moves by bounded steps from a backend that misses it to
+   those with headroom, and back when it recovers (plan/routing/latency.py).
 Then every tripped degrade rule puts a companion route (`x-priority` -> fallback) directly
 before each route that sends weight to the overloaded variant.
 """
@@ -16,16 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from modelfleet.api.load import InvalidInput, Resources, check_references
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import Backend, DegradeRule, Route, RoutingPolicy
 from modelfleet.observe.observation import Observations, VariantObservation, variant_key
 from modelfleet.plan.routing.cost import CostEstimate, cost_per_request
+from modelfleet.plan.routing.latency import Shift, route_target, shift_weights
 from modelfleet.plan.routing.table import RouteMatchSpec, RoutingTable, TableRoute, WeightedBackend
 from modelfleet.plan.routing.weights import apportion
+from modelfleet.plan.scaling.slo import slo_reading
 
 PRIORITY_HEADER = "x-priority"
 TOTAL_WEIGHT = 100
@@ -34,15 +38,19 @@ _DEGRADED = "-degraded-"
 _NOT_LABEL_CHARS = re.compile(r"[^a-z0-9-]+")
 
 
-@dataclass(frozen=True)
 class _PoolView:
     """The pool as the planner sees it: variants plus what is observed about them."""
 
-    pool: ModelPool
-    observations: Observations
+    def __init__(self, pool: ModelPool, observations: Observations):
+        self.pool = pool
+        # By variant name, looked up once: every route asks about its backends.
+        self._observed = {
+            v.name: observations.get(variant_key(pool.namespace, pool.name, v.name))
+            for v in pool.spec.variants
+        }
 
     def observation(self, variant: str) -> VariantObservation | None:
-        return self.observations.get(variant_key(self.pool.namespace, self.pool.name, variant))
+        return self._observed.get(variant)
 
     def is_ready(self, variant: str) -> bool:
         # No observation means the variant's Deployment exists but metrics have not arrived:
@@ -58,19 +66,40 @@ class _PoolView:
         return cost_per_request(spec, self.observation(variant))
 
 
+def previous_weights(policy: RoutingPolicy) -> dict[str, dict[str, int]]:
+    """The weights the policy's status says each route had last cycle (its own routes,
+    not degrade companions), for the latency shift to continue from."""
+    status = policy.status
+    if status is None:
+        return {}
+    return {
+        route.name: {b.variant: b.weight for b in route.backends}
+        for route in status.routes
+        if route.degraded_from is None
+    }
+
+
 def plan_routing(
-    policy: RoutingPolicy, pool: ModelPool, observations: Observations
+    policy: RoutingPolicy,
+    pool: ModelPool,
+    observations: Observations,
+    previous: Mapping[str, Mapping[str, int]] | None = None,
+    references_checked: bool = False,
 ) -> RoutingTable:
-    """The gateway's routing table for `policy` over `pool`, given what is observed now."""
-    errors = check_references(Resources(pools=[pool], policies=[policy]))
-    if errors:
-        raise InvalidInput(errors)
+    """The gateway's routing table for `policy` over `pool`, given what is observed now;
+    `previous`: last cycle's weights per route (previous_weights), for the latency shift.
+    Raises InvalidInput when the policy names what the pool lacks (unless the caller
+    checked that already)."""
+    if not references_checked:
+        errors = check_references(Resources(pools=[pool], policies=[policy]))
+        if errors:
+            raise InvalidInput(errors)
     fleet = _PoolView(pool, observations)
     tripped = [rule for rule in policy.spec.degrade if _is_tripped(rule, fleet)]
     taken = {route.name for route in policy.spec.routes}
     routes: list[TableRoute] = []
     for route in policy.spec.routes:
-        planned = _plan_route(route, fleet)
+        planned = _plan_route(route, fleet, (previous or {}).get(route.name))
         companions, planned = _degrade_companions(planned, tripped, fleet, taken)
         routes.extend(companions)
         routes.append(planned)
@@ -79,7 +108,28 @@ def plan_routing(
     )
 
 
-def _plan_route(route: Route, fleet: _PoolView) -> TableRoute:
+def _latency_shift(
+    route: Route, live: Sequence[Backend], shares: list[int], fleet: _PoolView, previous
+) -> Shift | None:
+    target = route_target(route.name, route.slo)
+    if target is None or len(live) < 2:
+        return None
+
+    def headroom(variant: str) -> float:
+        spec = fleet.pool.spec.variant(variant)
+        assert spec is not None
+        return spec.slo.headroom
+
+    return shift_weights(
+        [b.variant for b in live],
+        shares,
+        previous,
+        lambda variant: slo_reading(target, fleet.observation(variant)),
+        headroom,
+    )
+
+
+def _plan_route(route: Route, fleet: _PoolView, previous=None) -> TableRoute:
     notes: list[str] = []
     configured = [b for b in route.backends if b.weight > 0]
     ready = [b for b in configured if fleet.is_ready(b.variant)]
@@ -101,6 +151,11 @@ def _plan_route(route: Route, fleet: _PoolView) -> TableRoute:
     rounded_away = _names(b for b, share in zip(live, shares, strict=True) if share == 0)
     if rounded_away:
         notes.append(f"weight too small to get 1 of {TOTAL_WEIGHT}: {rounded_away}")
+    shift = _latency_shift(route, live, shares, fleet, previous)
+    if shift is not None:
+        shares = shift.weights
+        if shift.note:
+            notes.append(shift.note)
     return TableRoute(
         name=route.name,
         match=RouteMatchSpec(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from modelfleet.api.cron import zone
-from modelfleet.api.modelpool import ModelPool, StepPolicy, Variant
+from modelfleet.api.modelpool import ModelPool, StepPolicy, Variant, default_scale_down
 from modelfleet.api.reservation import Reservation
 from modelfleet.observe.observation import Observations, variant_key
 from modelfleet.plan.scaling.signals import (
@@ -16,7 +16,11 @@ from modelfleet.plan.scaling.signals import (
     VariantContext,
     active_schedules,
     metrics_problem,
+    minute_load,
+    observation_problem,
+    uses_metrics,
 )
+from modelfleet.plan.scaling.slo import learn_capacity, slo_reading
 from modelfleet.plan.scaling.types import (
     PlanCondition,
     PoolPlan,
@@ -25,6 +29,7 @@ from modelfleet.plan.scaling.types import (
     Recommendation,
     ReservationGrant,
     SignalResult,
+    SloTarget,
     VariantPlan,
 )
 
@@ -94,15 +99,81 @@ def stabilize(
 
 
 def _history(previous: PreviousVariant | None, now: datetime, keep_seconds: int, raw: int):
+    """The recommendations the stabilization windows can still use, with this one.
+
+    Every window ends now, so a later recommendation stays in a window at least as long as
+    an earlier one: an earlier one with a later one at least as high and a later one at
+    least as low can never be a window's max or min again, and is dropped. The windows
+    decide exactly as with the whole history; the status keeps a handful of entries."""
     horizon = now - timedelta(seconds=keep_seconds)
     kept = [r for r in previous.recommendations if horizon <= r.at < now] if previous else []
-    return tuple(kept) + (Recommendation(now, raw),)
+    kept.append(Recommendation(now, raw))
+    useful = []
+    low = high = raw
+    for recommendation in reversed(kept):
+        value = recommendation.replicas
+        if recommendation.at == now or value > high or value < low:
+            useful.append(recommendation)
+        low, high = min(low, value), max(high, value)
+    return tuple(reversed(useful))
 
 
 def _active_reservations(
     reservations: Sequence[Reservation], variant: str, now: datetime
 ) -> list[Reservation]:
     return [r for r in reservations if r.spec.variant == variant and r.spec.active_at(now)]
+
+
+def _context(
+    pool: ModelPool,
+    variant: Variant,
+    reservations: Sequence[Reservation],
+    observations: Observations,
+    now: datetime,
+    previous: PreviousVariant | None,
+    slo: SloTarget | None,
+) -> VariantContext:
+    observation = observations.get(variant_key(pool.namespace, pool.name, variant.name))
+    stale_after = pool.spec.metrics.stale_after_seconds
+    problem = observation_problem(observation, now, stale_after)
+    reading = capacity = None
+    if slo is not None and variant.slo.enabled:
+        # The learned capacity is the slo signal's memory; it learns only from fresh metrics.
+        fresh = problem is None
+        reading = slo_reading(slo, observation) if fresh else None
+        capacity = learn_capacity(
+            variant,
+            reading,
+            observation if fresh else None,
+            previous.capacity if previous else None,
+            now,
+            minute_load(observation) if fresh else None,
+        )
+    return VariantContext(
+        variant=variant,
+        timezone=zone(pool.spec.timezone),
+        now=now,
+        observation=observation,
+        active_reservations=_active_reservations(reservations, variant.name, now),
+        stale_after_seconds=stale_after,
+        previous=previous,
+        refresh_seconds=float(pool.spec.metrics.refresh_seconds),
+        slo=slo,
+        reading=reading,
+        capacity=capacity,
+        problem=problem,
+    )
+
+
+def _step_policies(ctx: VariantContext) -> tuple[StepPolicy, StepPolicy]:
+    """The queue's step policies; a variant scaled by slo or forecast without a queue
+    section scales down through the same default window."""
+    queue = ctx.variant.queue
+    if queue is not None:
+        return queue.scale_up, queue.scale_down
+    if uses_metrics(ctx):
+        return StepPolicy(), default_scale_down()
+    return StepPolicy(), StepPolicy()
 
 
 def plan_variant(
@@ -112,22 +183,14 @@ def plan_variant(
     observations: Observations,
     now: datetime,
     previous: PreviousVariant | None,
+    slo: SloTarget | None = None,
 ) -> VariantPlan:
-    ctx = VariantContext(
-        variant=variant,
-        timezone=zone(pool.spec.timezone),
-        now=now,
-        observation=observations.get(variant_key(pool.namespace, pool.name, variant.name)),
-        active_reservations=_active_reservations(reservations, variant.name, now),
-        stale_after_seconds=pool.spec.metrics.stale_after_seconds,
-        previous=previous,
-    )
+    ctx = _context(pool, variant, reservations, observations, now, previous, slo)
     results = tuple(r for r in (signal(ctx) for signal in SIGNALS) if r is not None)
     decision = combine_signals(variant, results)
     reservation_floor = sum(r.spec.replicas for r in ctx.active_reservations)
     floor = min(max(variant.replicas.min, reservation_floor), variant.replicas.max)
-    up = variant.queue.scale_up if variant.queue else StepPolicy()
-    down = variant.queue.scale_down if variant.queue else StepPolicy()
+    up, down = _step_policies(ctx)
     keep = max(up.stabilization_seconds, down.stabilization_seconds)
     history = _history(previous, now, keep, decision.replicas)
     current = previous.desired_replicas if previous else None
@@ -146,37 +209,61 @@ def plan_variant(
         recommendations=history,
         last_scale_time=now if changed else (previous.last_scale_time if previous else None),
         observation=ctx.observation,
-        metrics_problem=metrics_problem(ctx) if variant.queue else None,
+        metrics_problem=metrics_problem(ctx) if uses_metrics(ctx) else None,
+        capacity=ctx.capacity,
+        slo_need=next((r.replicas for r in results if r.reason == "slo"), None),
     )
+
+
+def _slo_floor(plan: VariantPlan) -> int:
+    """Replicas the budget takes last: what the SLOs need now (never above the plan)."""
+    need = plan.slo_need if plan.slo_need is not None else 0
+    return min(plan.desired_replicas, max(plan.floor, need))
 
 
 def fit_budget(
     variants: list[VariantPlan], budget: int, previous: PreviousPlan | None, now: datetime
 ) -> tuple[list[VariantPlan], bool]:
-    """Cut the lowest-priority variants (later in the spec on ties) down toward their floors
-    until the pool fits its GPU budget. Returns the plans and whether the floors alone overflow."""
+    """Cut toward the floors until the pool fits its GPU budget, where it costs the least
+    SLO: first replicas no SLO needs now (a variant's plan above its slo signal's count, or
+    any replica of a variant without an SLO), then replicas its SLO needs; within each
+    round the lowest priority first (later in the spec on ties). Returns the plans and
+    whether the floors alone overflow."""
     plans = list(variants)
     excess = sum(p.gpus for p in plans) - budget
-    while excess > 0:
-        cuttable = [i for i, p in enumerate(plans) if p.desired_replicas > p.floor]
-        if not cuttable:
-            return plans, True
-        index = min(cuttable, key=lambda i: (plans[i].priority, -i))
-        plan = plans[index]
-        take = min(math.ceil(excess / plan.gpus_per_replica), plan.desired_replicas - plan.floor)
-        desired = plan.desired_replicas - take
-        before = previous.variants.get(plan.name) if previous else None
-        changed = before is not None and before.desired_replicas != desired
-        plans[index] = replace(
-            plan,
-            desired_replicas=desired,
-            reason="budget",
-            message=f"cut from {plan.desired_replicas} to {desired} to fit gpuBudget {budget} "
-            f"(priority {plan.priority}); {plan.message}",
-            last_scale_time=now if changed else (before.last_scale_time if before else None),
-        )
-        excess -= take * plan.gpus_per_replica
-    return plans, False
+    spare = {p.name: _slo_floor(p) for p in plans}
+    for into_slo in (False, True):
+        while excess > 0:
+            stop = {p.name: p.floor if into_slo else max(p.floor, spare[p.name]) for p in plans}
+            cuttable = [i for i, p in enumerate(plans) if p.desired_replicas > stop[p.name]]
+            if not cuttable:
+                break
+            index = min(cuttable, key=lambda i: (plans[i].priority, -i))
+            plan = plans[index]
+            room = plan.desired_replicas - stop[plan.name]
+            take = min(math.ceil(excess / plan.gpus_per_replica), room)
+            desired = plan.desired_replicas - take
+            before = previous.variants.get(plan.name) if previous else None
+            changed = before is not None and before.desired_replicas != desired
+            why = (
+                f"into the {spare[plan.name]} its SLO needs"
+                if into_slo and plan.slo_need
+                else "above what its SLO needs"
+                if plan.slo_need
+                else f"priority {plan.priority}"
+            )
+            if plan.slo_need:
+                why = f"priority {plan.priority}, {why}"
+            plans[index] = replace(
+                plan,
+                desired_replicas=desired,
+                reason="budget",
+                message=f"cut from {plan.desired_replicas} to {desired} to fit gpuBudget "
+                f"{budget} ({why}); {plan.message}",
+                last_scale_time=now if changed else (before.last_scale_time if before else None),
+            )
+            excess -= take * plan.gpus_per_replica
+    return plans, excess > 0
 
 
 def _conditions(pool: ModelPool, plans: Sequence[VariantPlan], overcommitted: bool):
@@ -204,7 +291,7 @@ def _conditions(pool: ModelPool, plans: Sequence[VariantPlan], overcommitted: bo
         "False" if problems else "True",
         "MetricsUnavailable" if problems else "MetricsFresh",
         "; ".join(f"{p.name}: {p.metrics_problem}" for p in problems)
-        or "queue metrics are fresh for every queue-scaled variant",
+        or "queue metrics are fresh for every variant scaled on metrics",
     )
 
 
@@ -264,8 +351,10 @@ def plan_pool(
     observations: Observations,
     now: datetime,
     previous: PreviousPlan | None = None,
+    slos: Mapping[str, SloTarget] | None = None,
 ) -> PoolPlan:
-    """The whole pool's plan at `now`. `reservations` may include other pools' (ignored)."""
+    """The whole pool's plan at `now`. `reservations` may include other pools' (ignored);
+    `slos`: per variant, the strictest SLOs of the routes sending to it (slo_targets)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     own = [r for r in reservations if r.namespace == pool.namespace and r.spec.pool == pool.name]
@@ -277,6 +366,7 @@ def plan_pool(
             observations,
             now,
             previous.variants.get(variant.name) if previous else None,
+            (slos or {}).get(variant.name),
         )
         for variant in pool.spec.variants
     ]

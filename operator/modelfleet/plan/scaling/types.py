@@ -18,10 +18,45 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
+class SloTarget:
+    """The strictest latency SLOs of the routes that send to a variant."""
+
+    ttft_seconds: float | None
+    e2e_seconds: float | None
+    routes: tuple[str, ...]  # the routes (and degrade rules' source routes) they come from
+
+    def describe(self) -> str:
+        parts = [f"TTFT {self.ttft_seconds:g} s"] if self.ttft_seconds else []
+        parts += [f"e2e {self.e2e_seconds:g} s"] if self.e2e_seconds else []
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class CapacityPoint:
+    """How close to the SLOs (p99 / SLO, the worse kind) the variant ran at one load."""
+
+    rps: float  # requests/s per ready replica: the middle of a band 10% wide
+    ratio: float  # averaged over the cycles that ran in this band
+    at: datetime  # the last of them
+    samples: int = 1  # how many cycles the average holds (at most slo.BAND_SAMPLES)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What one replica carries within the SLOs' headroom, and how that is known."""
+
+    per_replica: float | None  # requests/s; None: not known yet
+    basis: str  # learned | exploring | floor | spec | none
+    detail: str
+    points: tuple[CapacityPoint, ...] = ()
+
+
+@dataclass(frozen=True)
 class PreviousVariant:
     desired_replicas: int
     recommendations: tuple[Recommendation, ...] = ()
     last_scale_time: datetime | None = None
+    capacity: Capacity | None = None
 
 
 @dataclass(frozen=True)
@@ -34,7 +69,7 @@ class PreviousPlan:
 class SignalResult:
     """One scaler's vote for a variant: like a KEDA scaler's metric, with its reason."""
 
-    reason: str  # the signal's name: reservation, schedule, queue, hold
+    reason: str  # the signal's name: reservation, schedule, slo, forecast, queue, hold
     replicas: int
     detail: str
 
@@ -53,7 +88,10 @@ class VariantPlan:
     recommendations: tuple[Recommendation, ...]
     last_scale_time: datetime | None
     observation: VariantObservation | None
-    metrics_problem: str | None  # why the queue signal could not be used, if it could not
+    metrics_problem: str | None  # why the metric signals could not be used, if they could not
+    capacity: Capacity | None = None  # the slo signal's learned capacity (kept in status)
+    # Replicas the SLOs need now (the slo signal's count): the budget cuts other replicas first.
+    slo_need: int | None = None
 
     @property
     def gpus(self) -> int:

@@ -1,0 +1,220 @@
+"""Does the policy meet the SLOs at the lowest cost? `modelfleet simulate` of two working days.
+
+A Monday and a Tuesday (office day curve, 24 requests/s on average, seed 1) of the Azure
+LLM 2023 conversation trace, replayed through the operator's own cycle with:
+
+- `forecast-slo`: the sample pool with its schedules removed and `forecast: {}` on every
+  variant (manifests/samples-forecast/ is that pool): forecast, slo and queue signals;
+- `policy`: the samples as given (schedules, queue, and the slo signal on by default).
+
+On the second day (the forecast has a day of history by then) each must serve at least 99%
+of the requests within their route's TTFT SLO and 99% within its e2e SLO; the forecast pool
+at most 40% of the static-peak GPU-hours (every variant at replicas.max, cut to the GPU
+budget: what the planner plans for an always-open schedule, held all day).
+
+The conversation trace's prompts are short, so end-to-end latency binds. A second case
+replays a synthetic trace with long prompts (about 6,000 tokens, log-normal) and short
+answers, where time to first token binds, at a rate the static-peak fleet serves: the
+mechanism, not the trace, has to meet the SLOs.
+
+    python -m bench.policy       # writes bench/results/policy.json, prints a table
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import random
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from modelfleet.api.load import load_resources
+from modelfleet.render.desired import desired
+from modelfleet.render.inputs import FleetInputs
+from modelfleet_testbed.sim.baselines import baseline_pool
+from modelfleet_testbed.sim.run import SimulationOptions, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results" / "policy.json"
+SAMPLES = ROOT / "manifests" / "samples"
+CONVERSATION = ROOT / "data" / "traces" / "azure-llm-2023-conv.csv"
+MONDAY = datetime.fromisoformat("2026-01-05T00:00:00+08:00")  # in the pool's zone
+DAYS = 2
+SEED = 1
+TARGETS = {"ttft": 0.99, "e2e": 0.99, "static_peak_share": 0.40}
+CASES = {
+    "conversation": {"rate": 24.0, "trace": "the Azure LLM 2023 conversation trace"},
+    "long-prompts": {"rate": 4.0, "trace": "synthetic long prompts (TTFT binds)"},
+}
+LONG_PROMPTS = {"requests": 20_000, "rate": 5.0, "prompt_median": 6000, "prompt_sigma": 0.5,
+                "prompt_max": 28_000, "output_median": 120, "output_sigma": 0.6}  # fmt: skip
+
+
+def long_prompt_trace(path: Path, seed: int = SEED) -> Path:
+    """A CSV trace (timestamp, input_tokens, output_tokens) of Poisson arrivals with long,
+    log-normal prompts and short answers; simulate stretches it over the days."""
+    spec = LONG_PROMPTS
+    rng = random.Random(f"long-prompts:{seed}")
+    t = 0.0
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["timestamp", "input_tokens", "output_tokens"])
+        for _ in range(spec["requests"]):
+            t += rng.expovariate(spec["rate"])
+            prompt = rng.lognormvariate(math.log(spec["prompt_median"]), spec["prompt_sigma"])
+            output = rng.lognormvariate(math.log(spec["output_median"]), spec["output_sigma"])
+            out.writerow(
+                [f"{t:.3f}", min(spec["prompt_max"], round(prompt)), max(1, round(output))]
+            )
+    return path
+
+
+def static_peak_gpus() -> int:
+    """GPUs the static-peak baseline holds all the time: the planner's plan for it."""
+    resources = load_resources([SAMPLES])
+    pool = baseline_pool(resources.pools[0], "static-peak")
+    result = desired(FleetInputs(now=MONDAY, pools=[pool], reservations=resources.reservations))
+    return result.plans[(pool.namespace, pool.name)].gpus_planned
+
+
+def _case(name: str, trace: Path, trace_format: str | None, static_gpus: int) -> dict[str, Any]:
+    options = SimulationOptions(
+        files=[SAMPLES],
+        trace=trace,
+        trace_format=trace_format,
+        days=DAYS,
+        diurnal="office",
+        rate=CASES[name]["rate"],
+        start=MONDAY,
+        seed=SEED,
+        compare=["forecast-slo"],
+    )
+    wall = time.perf_counter()
+    simulation = simulate(options)
+    wall = time.perf_counter() - wall
+    runs = {}
+    for run in simulation.report["runs"]:
+        days = []
+        for day in run["days"]:
+            static = static_gpus * day["hours"]
+            share = day["gpuHours"] / static
+            attainment = day["sloAttainment"]
+            days.append(
+                {
+                    "date": day["date"],
+                    "requests": day["requests"],
+                    "gpuHours": round(day["gpuHours"], 1),
+                    "staticPeakGpuHours": round(static, 1),
+                    "staticPeakShare": round(share, 4),
+                    "sloAttainment": attainment,
+                    "rampHours": [h["hour"] for h in day["rampHours"]],
+                    "rampAttainment": day["rampAttainment"],
+                }
+            )
+        second = days[-1]
+        checks = {
+            "ttft": second["sloAttainment"]["ttft"] >= TARGETS["ttft"],
+            "e2e": second["sloAttainment"]["e2e"] >= TARGETS["e2e"],
+        }
+        if run["name"] == "forecast-slo":
+            checks["static_peak_share"] = second["staticPeakShare"] <= TARGETS["static_peak_share"]
+        runs[run["name"]] = {
+            "description": run["description"],
+            "gpuHours": run["gpuHours"],
+            "sloAttainment": run["sloAttainment"],
+            "days": days,
+            "secondDayMeets": checks,
+            "variants": {
+                v: {"gpuHours": d["gpuHours"], "peakReplicas": d["peakReplicas"]}
+                for v, d in run["variants"].items()
+            },
+        }
+    return {
+        "trace": CASES[name]["trace"],
+        "rate": CASES[name]["rate"],
+        "requests": simulation.report["replay"]["requests"],
+        "wall_seconds": round(wall, 1),
+        "runs": runs,
+    }
+
+
+def run() -> dict[str, Any]:
+    """Measure, write bench/results/policy.json, and return what was written."""
+    static_gpus = static_peak_gpus()
+    cases = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cases["conversation"] = _case("conversation", CONVERSATION, None, static_gpus)
+        long_trace = long_prompt_trace(Path(tmp) / "long-prompts.csv")
+        cases["long-prompts"] = _case("long-prompts", long_trace, "csv", static_gpus)
+    result = {
+        "benchmark": "policy",
+        "what": "modelfleet simulate of a Monday and Tuesday (office day curve, seed 1) with "
+        "the samples as given (policy) and without schedules with forecast: {} on every "
+        "variant (forecast-slo); targets on the second day",
+        "targets": TARGETS,
+        "static_peak_gpus": static_gpus,
+        "long_prompt_trace": LONG_PROMPTS,
+        "cases": cases,
+        "all_met": all(
+            all(run["secondDayMeets"].values())
+            for case in cases.values()
+            for run in case["runs"].values()
+        ),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def headline(result: dict[str, Any]) -> str:
+    run = result["cases"]["conversation"]["runs"]["forecast-slo"]["days"][-1]
+    return (
+        f"forecast-slo day 2: TTFT {_pct(run['sloAttainment']['ttft'])}, e2e "
+        f"{_pct(run['sloAttainment']['e2e'])} at {_pct(run['staticPeakShare'])} of static "
+        f"peak; all targets {'met' if result['all_met'] else 'NOT met'}"
+    )
+
+
+def print_table(result: dict[str, Any]) -> None:
+    row = "{:<14} {:<14} {:<11} {:>10} {:>9} {:>9} {:>9}  {}"
+    print(row.format("case", "run", "date", "GPU-hours", "of peak", "TTFT", "e2e", "meets"))
+    for case_name, case in result["cases"].items():
+        for run_name, run in case["runs"].items():
+            for day in run["days"]:
+                meets = (
+                    ", ".join(k for k, ok in run["secondDayMeets"].items() if not ok) or "yes"
+                    if day is run["days"][-1]
+                    else ""
+                )
+                if meets and meets != "yes":
+                    meets = "NO: " + meets
+                print(
+                    row.format(
+                        case_name,
+                        run_name,
+                        day["date"],
+                        f"{day['gpuHours']:,.0f}",
+                        _pct(day["staticPeakShare"]),
+                        _pct(day["sloAttainment"]["ttft"]),
+                        _pct(day["sloAttainment"]["e2e"]),
+                        meets,
+                    )
+                )
+
+
+if __name__ == "__main__":
+    print_table(run())
+    print(RESULTS)
