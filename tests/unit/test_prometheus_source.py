@@ -309,10 +309,12 @@ def test_credentials_are_resolved_at_each_call(prometheus):
 
     source = PrometheusSource(url(prometheus), rotating)
     asyncio.run(source.observe_pool("ns", "p"))
+    pool_queries = len(FakePrometheus.seen)
     asyncio.run(source.usage(UsageQueries("ns", "pool", "p", 60)))
     sent = [call["headers"]["Authorization"] for call in FakePrometheus.seen]
-    # Six queries of the pool with the first token, then three of the usage with the second.
-    assert sent == ["Bearer first"] * 6 + ["Bearer second"] * 3
+    # The pool's queries with the first token, then the three of the usage with the second.
+    assert pool_queries > 1
+    assert sent == ["Bearer first"] * pool_queries + ["Bearer second"] * 3
 
 
 def test_secrets_never_show_in_a_repr():
