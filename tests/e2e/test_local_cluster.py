@@ -23,7 +23,7 @@ import kopf
 import pytest
 import yaml
 
-from modelfleet_testbed.local.agent import PORT_ANNOTATION, NodeAgent
+from modelfleet_testbed.local.agent import PORT_ANNOTATION, NodeAgent, ServesOnItsPort
 from modelfleet_testbed.local.cluster import LocalCluster
 from modelfleet_testbed.local.envoy import Envoy
 from modelfleet_testbed.local.processes import MissingBinary, find_binary, free_port
@@ -36,7 +36,7 @@ DEPLOYMENTS = "apps/v1/deployments"
 MODELPOOLS = "modelfleet.io/v1alpha1/modelpools"
 
 
-class TinyReplica:
+class TinyReplica(ServesOnItsPort):
     """A model server stand-in: /health is 503 until loaded, /metrics counts requests."""
 
     def __init__(self, pod_name: str, startup_seconds: float):

@@ -61,11 +61,18 @@ def resource_path(
     return "/".join(parts)
 
 
+# Every kind the operator writes: the model servers, the gateways' configs and the objects
+# that run each gateway (render/gateway_workload.py).
 _PLURALS = {
     ("apps/v1", "Deployment"): "deployments",
     ("v1", "Service"): "services",
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Secret"): "secrets",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("rbac.authorization.k8s.io/v1", "Role"): "roles",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     **{(API_VERSION, kind): plural for kind, plural in PLURALS.items()},
 }
 
