@@ -119,8 +119,12 @@ class KubeClient:
         max_retries: int = 5,
         backoff: float = 0.2,
         relogin: Callable[[], kopf.ConnectionInfo | None] | None = None,
+        user_agent: str = "modelfleet-operator",
     ):
+        """`user_agent` names the client in the API server's audit log (and is its default
+        field manager)."""
         self._info = info
+        self._user_agent = user_agent
         # Service-account tokens are projected and rotate: on a 401, log in again once.
         self._relogin = relogin
         self._max_retries = max_retries
@@ -144,7 +148,7 @@ class KubeClient:
         return context
 
     def _headers(self) -> dict[str, str]:
-        headers = {"User-Agent": "modelfleet-operator", "Accept": "application/json"}
+        headers = {"User-Agent": self._user_agent, "Accept": "application/json"}
         if self._info.token:
             headers["Authorization"] = f"{self._info.scheme or 'Bearer'} {self._info.token}"
         elif self._info.username:

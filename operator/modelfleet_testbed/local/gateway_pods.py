@@ -11,11 +11,13 @@ this launcher, which starts, as the kubelet would:
 2. the real Envoy (the venv's `envoy`) on the files the sidecar writes.
 
 A pod's filesystem is a directory of its own, `<root>/<namespace>/<pod>`: both processes
-run in it and each `emptyDir` is the directory at its mount path inside it. The paths in
-the gateway's files (the bootstrap's LDS and CDS, the listener's RDS) are the operator's
-`--gateway-config-dir`, so on this node it must be relative (the local fleet runs the
-operator with one): each Envoy then reads its own pod's files, and the sidecar's `--out`
-is that pod's `config` directory.
+run in it and each `emptyDir` at a relative mount path is that directory inside it (this
+node has no mount namespaces: absolute paths, /tmp, are the machine's; the token volume is
+not needed, the sidecar uses the kubeconfig). The paths in the gateway's files (the
+bootstrap's LDS and CDS, the listener's RDS) are the operator's `--gateway-config-dir`, so
+on this node it must be relative (the local fleet runs the operator with one): each Envoy
+then reads its own pod's files, and the sidecar's `--out` is that pod's `config`
+directory. The containers' env is not passed on (the processes inherit the node's).
 
 A pod's network is the machine's, where the ports the operator renders for a pod of its
 own (admin 9901, stats 9902, the sidecar's 8090) would collide. So each Envoy gets the
@@ -387,13 +389,14 @@ class GatewayPodLauncher:
         self._claim(listener, namespace, owner)
         try:
             directory = self.root / namespace / pod_name
-            self._make_volumes(spec, directory)
+            sidecar_args = [str(a) for a in sidecar.get("args") or []]
+            self._make_volumes(spec, sidecar_args, directory)
             pod = GatewayPod(
                 namespace=namespace,
                 name=pod_name,
                 deployment=owner,
                 directory=directory,
-                sidecar_args=[str(a) for a in sidecar.get("args") or []],
+                sidecar_args=sidecar_args,
                 envoy_args=[str(a) for a in envoy.get("args") or []],
                 listener_port=listener,
                 stats_container_port=_port(envoy, "stats"),
@@ -409,23 +412,24 @@ class GatewayPodLauncher:
         pod.start()
         return pod
 
-    def _make_volumes(self, spec: Mapping[str, Any], directory: Path) -> None:
-        """Each emptyDir at its mount path inside the pod's directory."""
+    def _make_volumes(self, spec: Mapping[str, Any], sidecar_args: list[str], directory: Path):
+        """Each emptyDir with a relative mount path at that path inside the pod's directory.
+        This node has no mount namespaces: an absolute path is the machine's own (fine for
+        /tmp), so the directory the sidecar writes Envoy's files into must be relative, or
+        every pod would share it."""
+        out = _flag_value(sidecar_args, "--out")
+        if out is None or Path(out).is_absolute():
+            raise GatewayPodError(
+                f"the gateway-sync sidecar writes to {out}: this node runs each pod in a "
+                "directory of its own and needs the gateway's config directory relative to "
+                "it (run the operator with a relative --gateway-config-dir)"
+            )
         empty = {v["name"] for v in spec.get("volumes") or [] if "emptyDir" in v}
         containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
         for container in containers:
             for mount in container.get("volumeMounts") or []:
-                if mount["name"] not in empty:
-                    continue
-                path = mount["mountPath"]
-                if Path(path).is_absolute():
-                    raise GatewayPodError(
-                        f"volume {mount['name']!r} is mounted at the absolute path {path}: "
-                        "this node runs each pod in a directory of its own and needs the "
-                        "gateway's config directory relative to it (run the operator with "
-                        "a relative --gateway-config-dir)"
-                    )
-                (directory / path).mkdir(parents=True, exist_ok=True)
+                if mount["name"] in empty and not Path(mount["mountPath"]).is_absolute():
+                    (directory / mount["mountPath"]).mkdir(parents=True, exist_ok=True)
         (directory / "logs").mkdir(parents=True, exist_ok=True)
 
     def _claim(self, port: int, namespace: str, deployment: str) -> None:
