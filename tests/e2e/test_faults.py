@@ -409,7 +409,9 @@ def test_the_sidecar_never_writes_files_envoy_refuses(fleet, published):
         if data:
             patch["data"] = data
         fleet.kubectl("patch", kind, name, "-n", "llm", "--type=merge", "-p", json.dumps(patch))
-    eventually(lambda: "files_refused" in pod.log_tail("gateway-sync"), 20, "the sidecar refused")
+    eventually(
+        lambda: "files_refused" in pod.log_tail("gateway-sync", 2000), 60, "the sidecar refused"
+    )
     assert (out / "cds.yaml").read_text() == good_cds
     assert _files_hash(out) == good
     assert _chat(pod.port) == 200, "Envoy serves the last good files"
