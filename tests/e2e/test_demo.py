@@ -298,6 +298,10 @@ def test_after_its_day_the_demo_is_a_cluster_a_user_drives(kept_running, tmp_pat
         assert ready.status == 200
     answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
     assert json.loads(answer.stdout)["choices"][0]["message"]["content"], answer
+    # That gateway is the one the operator runs for the sample policy, owned by it.
+    gateway = json.loads(kubectl("get", "deploy", "chat-gateway", "-n", "llm", "-o", "json").stdout)
+    assert [o["kind"] for o in gateway["metadata"]["ownerReferences"]] == ["RoutingPolicy"]
+    assert gateway["status"]["readyReplicas"] == gateway["spec"]["replicas"] == 1
 
     # A namespace and a pool of one's own, applied with validation on.
     now = datetime.now(UTC)
