@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/envoy --version >/dev/null
 	touch $@
 
-test: setup
+test: setup prometheus
 	$(BIN)/pytest -q
 
 test-unit: setup
@@ -30,7 +30,7 @@ prometheus:
 	@command -v prometheus >/dev/null || test -x /usr/bin/prometheus || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
-	  else echo "The demo needs Prometheus: sudo apt-get install prometheus"; exit 1; fi; }
+	  else echo "The demo and the e2e tests need Prometheus: sudo apt-get install prometheus"; exit 1; fi; }
 
 # What the operator would decide for the sample fleet at a few times of a weekday, offline.
 PLAN_TIMES := 2026-11-30T03:00:00+08:00 2026-11-30T09:00:00+08:00 2026-11-30T14:00:00+08:00 2026-11-30T21:00:00+08:00

@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from modelfleet.controller.runtime import GC_THRESHOLDS, tune_garbage_collection
 from modelfleet.observe.observation import VariantObservation
 from modelfleet.render.desired import Desired, desired
 from modelfleet.render.gateway import GatewaySettings
@@ -259,6 +260,7 @@ def _max_rss_mib() -> float:
 def measure(pools: int, seed: int) -> dict[str, Any]:
     """The measurement itself; run it in a fresh process (see run()) so that the memory
     numbers are this fleet's and nothing else's."""
+    tune_garbage_collection()  # as `modelfleet run` does
     after_imports = _max_rss_mib()
     started = time.process_time()
     fleet = build_fleet(pools, seed)
@@ -321,6 +323,7 @@ def measure(pools: int, seed: int) -> dict[str, Any]:
             "render_cache_entries": len(memory.renders),
         },
         "fleet_build_cpu_seconds": round(build_cpu, 3),
+        "gc_thresholds": list(GC_THRESHOLDS),
     }
 
 

@@ -614,3 +614,15 @@ async def test_kubectl_with_validation_on_applies_prints_explains_and_refuses(
     deployments = (await kubectl("get", "deploy", "-n", "llm")).stdout.splitlines()
     assert deployments[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert deployments[1].split()[:2] == ["web", "0/2"]
+
+
+async def test_kubectl_explain_shows_what_each_field_is_for(cluster, kubectl) -> None:
+    kinds = await kubectl("explain", "modelpool")
+    assert "DESCRIPTION:" in kinds.stdout and "<empty>" not in kinds.stdout
+    spec = await kubectl("explain", "modelpool.spec.variants")
+    fields = spec.stdout.split("FIELDS:", 1)[1]
+    for name in ("gpusPerReplica", "startupSeconds", "replicas", "template"):
+        assert re.search(rf"^\s+{name}\s", fields, re.MULTILINE), (name, spec.stdout)
+    assert "<no description>" not in fields
+    status = await kubectl("explain", "routingpolicy.status.conditions")
+    assert "DESCRIPTION:" in status.stdout and "<empty>" not in status.stdout

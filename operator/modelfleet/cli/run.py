@@ -180,9 +180,14 @@ def run(args: argparse.Namespace) -> int:
     from modelfleet.cli.logs import configure_logging
     from modelfleet.controller import handlers  # noqa: F401  (registers kopf's handlers)
     from modelfleet.controller.clock import ScaledClock
-    from modelfleet.controller.runtime import build_runtime, serve_operator_metrics
+    from modelfleet.controller.runtime import (
+        build_runtime,
+        serve_operator_metrics,
+        tune_garbage_collection,
+    )
 
     configure_logging(args.log_level)
+    tune_garbage_collection()
     if args.kubeconfig and not args.kubeconfig.exists():
         logging.getLogger("modelfleet").error("kubeconfig %s does not exist", args.kubeconfig)
         return 2

@@ -4,7 +4,8 @@ A gateway's files are mostly YAML that depends on the specs, the keys and the Se
 addresses, which change rarely; the route weights change whenever readiness or load does.
 So per policy the cache keeps:
 
-- the bootstrap, listener and cluster files, for the inputs they were rendered from;
+- the bootstrap and listener files, and apart from them the clusters file (the only one
+  a change of the table's shape can touch), each for the inputs it was rendered from;
 - the routes file rendered once per *shape* of the routing table (which routes, which
   backends, no weights) with a unique placeholder in place of each weight, and the
   canonical JSON its version is the digest of. A weight change fills the placeholders in
@@ -21,7 +22,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from modelfleet.api.keys import ApiKey
 from modelfleet.api.modelpool import ModelPool
@@ -29,7 +30,13 @@ from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.render.envoy.fallback import fallback_pairs
 from modelfleet.render.envoy.names import ROUTES_FILE
-from modelfleet.render.envoy.render import check_inputs, dump_yaml, routes_file, static_files
+from modelfleet.render.envoy.render import (
+    check_inputs,
+    clusters_files,
+    dump_yaml,
+    listener_files,
+    routes_file,
+)
 from modelfleet.render.envoy.routes import route_configuration
 from modelfleet.render.envoy.xds import HostPort, discovery_response, short_digest
 
@@ -96,9 +103,11 @@ def _template(
 
 @dataclass
 class _Entry:
-    static_key: tuple
-    static: dict[str, str]
-    shape: RoutingTable | None = None
+    listener_key: tuple | None = None
+    listener: dict[str, str] = field(default_factory=dict)
+    clusters_key: tuple | None = None
+    clusters: dict[str, str] = field(default_factory=dict)
+    routes_key: tuple | None = None
     template: RoutesTemplate | None = None
 
 
@@ -128,34 +137,50 @@ class GatewayRenderCache:
         stats: HostPort,
     ) -> dict[str, str]:
         check_inputs(table, pool, policy, admin)
-        # The clusters depend on the table only through the fallback pairs its routes use.
-        pairs = tuple(fallback_pairs(policy, table))
-        static_key = (
-            policy.namespace,
-            policy.name,
-            pool.name,
-            # Route weights reach the files only through the table (the routes file).
+        key = (policy.namespace, policy.name)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry()
+        # Specs change rarely; each is written out once per render to compare it.
+        policy_spec, pool_spec = policy.spec.model_dump_json(), pool.spec.model_dump_json()
+        listener_key = (
+            # A route's backends and weights reach the files only through the table.
             policy.spec.model_dump_json(exclude={"routes": {"__all__": {"backends"}}}),
-            pool.spec.model_dump_json(),
-            tuple(keys),
-            tuple(sorted(backends.items())),
             listen,
             admin,
             config_dir,
             access_log_path,
             stats,
+        )
+        if entry.listener_key != listener_key:
+            entry.listener_key = listener_key
+            entry.listener = listener_files(
+                policy, listen, admin, config_dir, access_log_path, stats
+            )
+        # The clusters depend on the table only through the fallback pairs its routes use:
+        # a variant leaving a route (unready, say) changes them, never the listener.
+        pairs = tuple(fallback_pairs(policy, table))
+        clusters_key = (
+            pool.name,
+            pool_spec,
+            policy.spec.gateway.fallback.model_dump_json(),
+            tuple(sorted(backends.items())),
             pairs,
         )
-        entry = self._entries.get((policy.namespace, policy.name))
-        if entry is None or entry.static_key != static_key:
-            static = static_files(
-                pool, policy, backends, pairs, listen, admin, config_dir, access_log_path, stats
-            )
-            entry = _Entry(static_key, static)
-            self._entries[(policy.namespace, policy.name)] = entry
+        if entry.clusters_key != clusters_key:
+            entry.clusters_key = clusters_key
+            entry.clusters = clusters_files(pool, policy, backends, pairs)
+        static = {**entry.listener, **entry.clusters}
         shape, weights = _shape(table)
-        if entry.shape != shape:
-            entry.shape, entry.template = shape, _template(shape, pool, policy, keys)
+        # The routes also carry the keys and what the specs say of each route.
+        routes_key = (
+            shape,
+            policy_spec,
+            pool_spec,
+            tuple(keys),
+        )
+        if entry.routes_key != routes_key:
+            entry.routes_key, entry.template = routes_key, _template(shape, pool, policy, keys)
         if entry.template is None:  # a shape the placeholders cannot stand in for
-            return {**entry.static, ROUTES_FILE: routes_file(table, pool, policy, keys)}
-        return {**entry.static, ROUTES_FILE: entry.template.fill(weights)}
+            return {**static, ROUTES_FILE: routes_file(table, pool, policy, keys)}
+        return {**static, ROUTES_FILE: entry.template.fill(weights)}

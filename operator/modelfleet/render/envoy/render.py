@@ -117,14 +117,40 @@ def static_files(
 ) -> dict[str, str]:
     """The files that depend on the routing table only through its fallback `pairs`:
     bootstrap, listeners, clusters."""
+    return {
+        **listener_files(policy, listen, admin, config_dir, access_log_path, stats),
+        **clusters_files(pool, policy, backends, pairs),
+    }
+
+
+def listener_files(
+    policy: RoutingPolicy,
+    listen: HostPort,
+    admin: HostPort,
+    config_dir: str,
+    access_log_path: str = DEFAULT_ACCESS_LOG,
+    stats: HostPort = ("0.0.0.0", DEFAULT_STATS_PORT),
+) -> dict[str, str]:
+    """Bootstrap and listeners: the policy and where the gateway runs, never the table."""
     config_dir = config_dir.rstrip("/") or "/"
-    fallback = policy.spec.gateway.fallback
     documents = {
         BOOTSTRAP_FILE: bootstrap(policy, admin, stats, config_dir),
         LISTENERS_FILE: xds_file([listener(policy, listen, config_dir, access_log_path)]),
-        CLUSTERS_FILE: xds_file(variant_clusters(pool, backends, fallback, list(pairs))),
     }
     return {name: dump_yaml(document) for name, document in documents.items()}
+
+
+def clusters_files(
+    pool: ModelPool,
+    policy: RoutingPolicy,
+    backends: Mapping[str, HostPort],
+    pairs: Sequence[tuple[str, str]],
+) -> dict[str, str]:
+    """The clusters: the pool's variants, and one per fallback pair the table's routes use."""
+    fallback = policy.spec.gateway.fallback
+    return {
+        CLUSTERS_FILE: dump_yaml(xds_file(variant_clusters(pool, backends, fallback, list(pairs))))
+    }
 
 
 def routes_file(
