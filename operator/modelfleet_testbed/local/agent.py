@@ -529,25 +529,49 @@ class NodeAgent:
     # -- garbage collector -----------------------------------------------------------------
 
     async def _collect_garbage(self) -> None:
+        """As kube-controller-manager's garbage collector: an object all of whose owners (by
+        uid) are gone is deleted, whether they went after it was written (a DELETED event)
+        or before (a client still acting on an owner it had read, e.g. an operator's cycle
+        in flight when its RoutingPolicy was deleted, writes an object owned by it)."""
         subscription = self.store.subscribe(None)
         try:
-            self._sweep()
+            alive = self._sweep()
             while (event := await subscription.queue.get()) is not None:
                 if event.type == "DELETED":
-                    self._sweep()
+                    alive = self._sweep()
+                    continue
+                metadata = event.object.get("metadata") or {}
+                alive.add(metadata.get("uid"))
+                if event.type == "ADDED" and self._orphaned(event.object, alive):
+                    self._collect(event.resource, event.object)
         finally:
             self.store.unsubscribe(subscription)
 
-    def _sweep(self) -> None:
+    @staticmethod
+    def _orphaned(obj: Mapping[str, Any], alive: set[str]) -> bool:
+        owners = obj["metadata"].get("ownerReferences") or []
+        return bool(owners) and not any(owner.get("uid") in alive for owner in owners)
+
+    def _sweep(self) -> set[str]:
+        """Delete every orphan; the uids of what exists."""
         objects = list(self.store.live_objects())
         alive = {obj["metadata"]["uid"] for _, obj in objects}
         for resource, obj in objects:
-            owners = obj["metadata"].get("ownerReferences") or []
-            if owners and not any(owner.get("uid") in alive for owner in owners):
-                metadata = obj["metadata"]
-                with contextlib.suppress(ApiError):
-                    self.store.delete(resource, metadata.get("namespace"), metadata["name"])
-                    log.info("garbage collected", kind=obj.get("kind"), name=metadata["name"])
+            if self._orphaned(obj, alive):
+                self._collect(resource, obj)
+        return alive
+
+    def _collect(self, resource: Any, obj: Mapping[str, Any]) -> None:
+        metadata = obj["metadata"]
+        # That very object (by uid), not one created since under its name.
+        with contextlib.suppress(ApiError):
+            self.store.delete(
+                resource,
+                metadata.get("namespace"),
+                metadata["name"],
+                preconditions={"uid": metadata["uid"]},
+            )
+            log.info("garbage collected", kind=obj.get("kind"), name=metadata["name"])
 
     # -- projected volumes -----------------------------------------------------------------
 
