@@ -62,7 +62,13 @@ def policy(listen: int, blue: int, green: int) -> dict[str, Any]:
         "metadata": {"name": "bench-gw", "namespace": "llm"},
         "spec": {
             "pool": "bench",
-            "gateway": {"configMap": "bench-gw", "listenerPort": listen, "apiKeySecret": "keys"},
+            # One gateway pod (the operator's, run by the node agent) on the listener port.
+            "gateway": {
+                "configMap": "bench-gw",
+                "listenerPort": listen,
+                "apiKeySecret": "keys",
+                "replicas": 1,
+            },
             "routes": [
                 {
                     "name": "chat",
@@ -106,12 +112,12 @@ def weight_change_delays(fleet: LocalFleet) -> dict[str, list[float]]:
         "data": {"keys.yaml": base64.b64encode(yaml.safe_dump(keys).encode()).decode()},
     }
     _apply(fleet, secret, policy(listen, 100, 0))
+    fleet.gateway_url("bench-gw")
     eventually(
         lambda: fleet.condition("routingpolicy", "bench-gw", "Ready").get("status") == "True",
         30,
-        "the gateway published",
+        "the gateway published and running",
     )
-    fleet.start_gateway("bench-gw")
     url = f"http://127.0.0.1:{listen}/v1/chat/completions"
     headers = {"Authorization": f"Bearer {API_KEY}"}
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}

@@ -13,6 +13,12 @@ from typing import Any
 
 import yaml
 
+from modelfleet.api.load import load_resources
+from modelfleet.cli import build_parser
+from modelfleet.cli.run import gateway_settings
+from modelfleet.render.gateway import GatewaySettings
+from modelfleet.render.gateway_workload import gateway_workloads
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modelfleet"
 ALL_FEATURES = ROOT / "tests" / "golden" / "chart" / "all-features.values.yaml"
@@ -136,3 +142,17 @@ def pod_fields(pod_name: str, ordinal: int, namespace: str = NAMESPACE) -> dict[
         "metadata.namespace": namespace,
         "metadata.labels['apps.kubernetes.io/pod-index']": str(ordinal),
     }
+
+
+def operator_gateway_settings(result: Render) -> GatewaySettings:
+    """What the operator the chart starts runs each RoutingPolicy's gateway with, parsed
+    from its StatefulSet's args as `modelfleet run` parses them."""
+    container = result.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args(container_args(container, pod_fields("op-0", 0)))
+    return gateway_settings(args)
+
+
+def sample_gateway(result: Render) -> list[dict[str, Any]]:
+    """The objects that operator runs the sample RoutingPolicy's gateway with."""
+    policy = load_resources([ROOT / "manifests" / "samples"]).policies[0]
+    return gateway_workloads(policy, operator_gateway_settings(result))

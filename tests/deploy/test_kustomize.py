@@ -49,22 +49,19 @@ def test_builds_and_every_object_is_valid(directory):
     assert invalid_objects(valid_apis) == {}
 
 
-def test_prod_runs_the_release_with_its_prometheus_monitoring_and_spread_gateways():
+def _operator(objects) -> dict[str, Any]:
+    return one(objects, "StatefulSet", "modelfleet-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+
+
+def test_prod_runs_the_release_with_its_prometheus_and_monitoring():
     objects = kustomize("overlays/prod")
     operator = one(objects, "StatefulSet", "modelfleet-operator")
-    container = operator["spec"]["template"]["spec"]["containers"][0]
+    container = _operator(objects)
     assert container["image"] == "modelfleet/modelfleet:0.1.0"
     assert "--prometheus-url=http://prometheus-operated.monitoring.svc:9090" in container["args"]
     assert operator["spec"]["replicas"] == 2
-    gateway = one(objects, "Deployment", "modelfleet-gateway-chat")
-    assert gateway["spec"]["replicas"] == 3
-    assert gateway["spec"]["template"]["spec"]["topologySpreadConstraints"]
-    sidecar = gateway["spec"]["template"]["spec"]["initContainers"][0]
-    assert sidecar["image"] == "modelfleet/modelfleet:0.1.0"
-    assert one(objects, "PodDisruptionBudget", "modelfleet-gateway-chat")["spec"] == {
-        "minAvailable": 2,
-        "selector": gateway["spec"]["selector"],
-    }
     kinds = {o["kind"] for o in objects}
     assert {"ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
     assert all(
@@ -74,12 +71,19 @@ def test_prod_runs_the_release_with_its_prometheus_monitoring_and_spread_gateway
     )
 
 
-def test_dev_is_one_replica_each_without_a_blocking_disruption_budget():
+@pytest.mark.parametrize("directory", ["overlays/dev", "overlays/prod"])
+def test_the_gateways_run_the_image_the_overlay_sets(directory):
+    """kustomize's `images:` sets the container's image; the overlay's replacement puts
+    the same into --gateway-image, which the operator runs every gateway pod from."""
+    container = _operator(kustomize(directory))
+    assert f"--gateway-image={container['image']}" in container["args"]
+    assert sum(a.startswith("--gateway-image=") for a in container["args"]) == 1
+
+
+def test_dev_is_one_operator_replica_without_monitoring():
     objects = kustomize("overlays/dev")
     assert one(objects, "StatefulSet", "modelfleet-operator")["spec"]["replicas"] == 1
-    assert one(objects, "Deployment", "modelfleet-gateway-chat")["spec"]["replicas"] == 1
-    # No budget may block a drain: the gateway's (minAvailable 1 of 1) is removed, the
-    # operator's lets one replica go.
+    # The operator's budget must let its one replica go: a drain is never blocked.
     budgets = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
     assert all(b["spec"].get("maxUnavailable", 0) >= 1 for b in budgets), budgets
     assert {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"} == {
@@ -89,8 +93,9 @@ def test_dev_is_one_replica_each_without_a_blocking_disruption_budget():
     assert not {"ServiceMonitor", "PodMonitor", "PrometheusRule"} & {o["kind"] for o in objects}
 
 
-def test_the_base_has_the_crds_rbac_operator_and_gateway():
-    kinds = {(o["kind"], o["metadata"]["name"]) for o in kustomize("base")}
+def test_the_base_has_the_crds_rbac_and_operator_and_no_gateway():
+    objects = kustomize("base")
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert {
         ("CustomResourceDefinition", "modelpools.modelfleet.io"),
         ("CustomResourceDefinition", "reservations.modelfleet.io"),
@@ -99,9 +104,9 @@ def test_the_base_has_the_crds_rbac_operator_and_gateway():
         ("CustomResourceDefinition", "kopfpeerings.kopf.dev"),
         ("ClusterRole", "modelfleet-operator"),
         ("StatefulSet", "modelfleet-operator"),
-        ("Deployment", "modelfleet-gateway-chat"),
-        ("Role", "modelfleet-gateway-chat"),
     } <= kinds
+    # Each RoutingPolicy's gateway comes from the operator.
+    assert not [k for k in kinds if k[0] in ("Deployment", "Role", "RoleBinding")]
 
 
 def test_argocd_bundle_carries_the_health_checks_verbatim_and_the_applications():

@@ -72,7 +72,7 @@ def test_the_argocd_application_prunes_but_never_the_crds_of_its_overlay():
     # The Application's path emptied, or the CRDs moved elsewhere: nothing of them is pruned.
     pruned = argocd_prunes(live, [])
     assert not crd_names(pruned)
-    assert {o["kind"] for o in pruned} >= {"StatefulSet", "Deployment", "ClusterRole"}
+    assert {o["kind"] for o in pruned} >= {"StatefulSet", "ServiceAccount", "ClusterRole"}
 
 
 def test_deleting_the_argocd_application_with_its_resources_keeps_the_crds():
@@ -85,6 +85,6 @@ def test_deleting_the_argocd_application_with_its_resources_keeps_the_crds():
     live = list(kustomize(operator_app["spec"]["source"]["path"].removeprefix("manifests/")))
     deleted = argocd_app_deletion_deletes(live)
     assert not crd_names(deleted)
-    assert {o["kind"] for o in deleted} >= {"StatefulSet", "Deployment", "ClusterRole"}
+    assert {o["kind"] for o in deleted} >= {"StatefulSet", "ServiceAccount", "ClusterRole"}
     chart = render().objects()
     assert not crd_names(argocd_app_deletion_deletes(chart))

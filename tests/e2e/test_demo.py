@@ -16,9 +16,11 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import openai
 import pytest
 import yaml
 
+from modelfleet_testbed.local.processes import free_port
 from tests.e2e.operator_harness import BIN, eventually
 
 pytestmark = pytest.mark.e2e
@@ -248,6 +250,45 @@ def user_pool(now: datetime) -> dict:
     }
 
 
+USER_KEY = "sk-team-a-walk-0123456789"
+
+
+def user_policy(listener_port: int) -> list[dict]:
+    """A RoutingPolicy of one's own over the pool `mine`, and its API key Secret."""
+    keys = {"keys": [{"id": "walker", "key": USER_KEY, "tenant": "team-a"}]}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "mine-keys", "namespace": "team-a"},
+        "stringData": {"keys.yaml": yaml.safe_dump(keys)},
+    }
+    policy = {
+        "apiVersion": "modelfleet.io/v1alpha1",
+        "kind": "RoutingPolicy",
+        "metadata": {"name": "mine", "namespace": "team-a"},
+        "spec": {
+            "pool": "mine",
+            "gateway": {
+                "configMap": "mine-gateway-config",
+                "apiKeySecret": "mine-keys",
+                "listenerPort": listener_port,
+                "replicas": 1,
+                "service": {"port": 8080},
+            },
+            "routes": [
+                {
+                    "name": "all",
+                    "backends": [
+                        {"variant": "day", "weight": 80},
+                        {"variant": "night", "weight": 20},
+                    ],
+                }
+            ],
+        },
+    }
+    return [secret, policy]
+
+
 def planned_replicas(pool_file: Path) -> dict[str, int]:
     planned = subprocess.run(
         [str(BIN / "modelfleet"), "plan", "-f", str(pool_file), "-o", "json"],
@@ -267,6 +308,9 @@ def real_time_since(start: datetime, stamp: str) -> bool:
     return start - timedelta(seconds=1) <= moment <= datetime.now(UTC) + timedelta(seconds=1)
 
 
+# The demo's day, a minute on the wall clock, a policy's gateway started: past the default
+# 300 s on a busy machine.
+@pytest.mark.timeout(540)
 def test_after_its_day_the_demo_is_a_cluster_a_user_drives(kept_running, tmp_path):
     demo = kept_running
     kubeconfig = demo.wait_for(r"^\s*export KUBECONFIG=(\S+)$", 300).group(1)
@@ -293,6 +337,10 @@ def test_after_its_day_the_demo_is_a_cluster_a_user_drives(kept_running, tmp_pat
         assert ready.status == 200
     answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
     assert json.loads(answer.stdout)["choices"][0]["message"]["content"], answer
+    # That gateway is the one the operator runs for the sample policy, owned by it.
+    gateway = json.loads(kubectl("get", "deploy", "chat-gateway", "-n", "llm", "-o", "json").stdout)
+    assert [o["kind"] for o in gateway["metadata"]["ownerReferences"]] == ["RoutingPolicy"]
+    assert gateway["status"]["readyReplicas"] == gateway["spec"]["replicas"] == 1
 
     # A namespace and a pool of one's own, applied with validation on.
     now = datetime.now(UTC)
@@ -338,6 +386,30 @@ def test_after_its_day_the_demo_is_a_cluster_a_user_drives(kept_running, tmp_pat
     stamps = eventually(sampled, 60, "the pool's replicas scraped")
     assert all(real_time_since(now, stamp) for stamp in stamps), stamps
 
+    # A RoutingPolicy of one's own: the operator runs its gateway (the demo's node agent
+    # starts its pod: gateway-sync and Envoy), reached with the OpenAI SDK at its Service.
+    policy_file = tmp_path / "mine-policy.yaml"
+    policy_file.write_text(yaml.safe_dump_all(user_policy(free_port())))
+    applied = kubectl("apply", "-f", str(policy_file))
+    assert "routingpolicy.modelfleet.io/mine created" in applied.stdout
+
+    def policy_ready() -> str:
+        jsonpath = '{.status.conditions[?(@.type=="Ready")].status}'
+        return kubectl("get", "rp", "mine", "-n", "team-a", "-o", f"jsonpath={jsonpath}").stdout
+
+    eventually(lambda: policy_ready() == "True", 90, "the policy's gateway serving")
+    assert deployments()["mine-gateway"] == 1
+    service = json.loads(kubectl("get", "svc", "mine-gateway", "-n", "team-a", "-o", "json").stdout)
+    address = f"{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+    client = openai.OpenAI(
+        base_url=f"http://{address}/v1", api_key=USER_KEY, max_retries=0, timeout=30
+    )
+    answer = client.chat.completions.create(
+        model="mine", messages=[{"role": "user", "content": "Hello!"}], max_tokens=8
+    )
+    assert answer.choices[0].message.content
+    assert answer.model == "mine"
+
     broken = user_pool(now)
     broken["metadata"]["name"] = "broken"
     broken["spec"]["variants"][0]["replicas"] = {"min": 4, "max": 2}
@@ -346,8 +418,12 @@ def test_after_its_day_the_demo_is_a_cluster_a_user_drives(kept_running, tmp_pat
     assert 'The ModelPool "broken" is invalid' in refused.stderr
     assert "spec.variants[0].replicas.min: Invalid value" in refused.stderr
 
-    kubectl("delete", "-f", str(pool_file))
-    eventually(lambda: deployments() == {}, 60, "the pool's Deployments gone with it")
+    kubectl("delete", "-f", str(policy_file), "-f", str(pool_file))
+    eventually(lambda: deployments() == {}, 60, "the Deployments gone with the pool and policy")
+    leftovers = kubectl(
+        "get", "svc,sa,role,rolebinding,pdb,netpol,cm", "-n", "team-a", "-o", "name"
+    )
+    assert "mine-gateway" not in leftovers.stdout
 
     # Ctrl-C reaches it although it started with SIGINT ignored, and nothing is left.
     workdir = json.loads((tmp_path / "demo.json").read_text())["settings"]["workdir"]

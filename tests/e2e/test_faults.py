@@ -1,18 +1,23 @@
 """Faults the operator, the sidecar and the gateway must survive, injected into the real
 `modelfleet run` and `modelfleet gateway-sync` on the local cluster: Prometheus down while
 replicas load, samples that lie, gateway objects deleted or edited by hand, an empty key
-Secret, watch streams cut mid-event and an API server gone for two minutes."""
+Secret, watch streams cut mid-event and an API server gone for two minutes. The gateway is
+the one the operator runs for the policy (its pod's sidecar and Envoy, started by the node
+agent), but in the outage test, whose sidecar must reach the API server through the
+faulty proxy."""
 
 from __future__ import annotations
 
 import base64
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from modelfleet_testbed.local.fleet import GATEWAY_CONFIG_DIR
 from modelfleet_testbed.local.processes import ManagedProcess, free_port
 from tests.e2e.fault_injection import ApiProxy, LyingPrometheus
 from tests.e2e.operator_harness import BIN, Fleet, eventually
@@ -64,6 +69,7 @@ def loading_pool(name: str, namespace: str, prometheus_url: str, **variant: obje
 
 
 def gateway_policy(name: str, namespace: str, pool: str, config_map: str) -> dict:
+    """One gateway pod on a free listener port."""
     return {
         "apiVersion": "modelfleet.io/v1alpha1",
         "kind": "RoutingPolicy",
@@ -74,6 +80,7 @@ def gateway_policy(name: str, namespace: str, pool: str, config_map: str) -> dic
                 "configMap": config_map,
                 "listenerPort": free_port(),
                 "apiKeySecret": f"{name}-keys",
+                "replicas": 1,
             },
             "routes": [{"name": "all", "backends": [{"variant": "big", "weight": 1}]}],
         },
@@ -168,10 +175,11 @@ def published(fleet, liar):
     pool = loading_pool("gw", "llm", liar.url, startupSeconds=0)
     keys = keys_secret("gw-keys", "llm", [{"id": "app", "key": API_KEY, "tenant": "a"}])
     apply(fleet, pool, keys, gateway_policy("gw", "llm", "gw", "gw-gateway"))
+    fleet.gateway_url("gw")
     eventually(
         lambda: fleet.condition("routingpolicy", "gw", "Ready").get("status") == "True",
         30,
-        "the gateway published",
+        "the gateway published and running",
     )
     return _settled_hash(fleet, "gw", "gw-gateway")
 
@@ -372,42 +380,41 @@ def _change_port(fleet: Fleet, namespace: str, pool: str, offset: int) -> None:
     )
 
 
-def test_the_sidecar_never_writes_files_envoy_refuses(fleet, published, tmp_path):
-    out = tmp_path / "gateway"
-    sidecar = ManagedProcess(
-        [
-            str(BIN / "modelfleet"),
-            "gateway-sync",
-            "--kubeconfig",
-            str(fleet.cluster.kubeconfig_path),
-            "-n",
-            "llm",
-            "--config-map",
-            "gw-gateway",
-            "--out",
-            str(out),
-        ],
-        tmp_path / "sidecar.log",
+def _chat(port: int) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=json.dumps(
+            {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        ).encode(),
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
     )
-    sidecar.start()
-    try:
-        good = eventually(lambda: _files_hash(out), 30, "the first files")
-        good_cds = (out / "cds.yaml").read_text()
-        # Someone writes a broken config into both objects with a matching hash.
-        broken = "resources:\n- '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: x\n  connect_timeout: -1s\n"
-        for kind, name, data in (
-            ("configmap", "gw-gateway", {"cds.yaml": broken}),
-            ("secret", "gw-gateway-routes", None),
-        ):
-            patch = {"metadata": {"annotations": {"modelfleet.io/config-hash": "handmade"}}}
-            if data:
-                patch["data"] = data
-            fleet.kubectl("patch", kind, name, "-n", "llm", "--type=merge", "-p", json.dumps(patch))
-        eventually(lambda: "files_refused" in sidecar.log_tail(2000), 60, "the sidecar refused")
-        assert (out / "cds.yaml").read_text() == good_cds
-        assert _files_hash(out) == good
-        # The operator puts its own config back, and the sidecar follows.
-        eventually(lambda: _hash_of(fleet, "configmap", "gw-gateway") == published, 20, "restored")
-        assert sidecar.running()
-    finally:
-        sidecar.stop()
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
+def test_the_sidecar_never_writes_files_envoy_refuses(fleet, published):
+    """In the gateway pod the operator runs: its sidecar refuses, its Envoy keeps serving."""
+    (pod,) = fleet.gateway_pods("gw")
+    out = pod.directory / GATEWAY_CONFIG_DIR
+    good = eventually(lambda: _files_hash(out), 30, "the pod's files")
+    good_cds = (out / "cds.yaml").read_text()
+    # Someone writes a broken config into both objects with a matching hash.
+    broken = "resources:\n- '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: x\n  connect_timeout: -1s\n"
+    for kind, name, data in (
+        ("configmap", "gw-gateway", {"cds.yaml": broken}),
+        ("secret", "gw-gateway-routes", None),
+    ):
+        patch = {"metadata": {"annotations": {"modelfleet.io/config-hash": "handmade"}}}
+        if data:
+            patch["data"] = data
+        fleet.kubectl("patch", kind, name, "-n", "llm", "--type=merge", "-p", json.dumps(patch))
+    eventually(
+        lambda: "files_refused" in pod.log_tail("gateway-sync", 2000), 60, "the sidecar refused"
+    )
+    assert (out / "cds.yaml").read_text() == good_cds
+    assert _files_hash(out) == good
+    assert _chat(pod.port) == 200, "Envoy serves the last good files"
+    # The operator puts its own config back, and the sidecar follows.
+    eventually(lambda: _hash_of(fleet, "configmap", "gw-gateway") == published, 20, "restored")
+    assert pod.sidecar.running() and pod.envoy.running()
+    assert fleet.condition("routingpolicy", "gw", "Ready").get("status") == "True"

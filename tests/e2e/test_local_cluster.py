@@ -23,7 +23,7 @@ import kopf
 import pytest
 import yaml
 
-from modelfleet_testbed.local.agent import PORT_ANNOTATION, NodeAgent
+from modelfleet_testbed.local.agent import PORT_ANNOTATION, NodeAgent, ServesOnItsPort
 from modelfleet_testbed.local.cluster import LocalCluster
 from modelfleet_testbed.local.envoy import Envoy
 from modelfleet_testbed.local.processes import MissingBinary, find_binary, free_port
@@ -36,7 +36,7 @@ DEPLOYMENTS = "apps/v1/deployments"
 MODELPOOLS = "modelfleet.io/v1alpha1/modelpools"
 
 
-class TinyReplica:
+class TinyReplica(ServesOnItsPort):
     """A model server stand-in: /health is 503 until loaded, /metrics counts requests."""
 
     def __init__(self, pod_name: str, startup_seconds: float):
@@ -358,6 +358,14 @@ async def test_agent_rolls_replicas_up_down_and_collects_garbage(cluster, agent,
         what="owned objects collected",
     )
     await eventually(lambda: not launcher.running, what="every replica stopped")
+    # Written after its owner went (a client still acting on what it had read): collected
+    # too, as kube-controller-manager's collector does; an unowned namesake is left alone.
+    store.create("v1/services", {**owned, "spec": {"ports": [{"port": 8000}]}}, namespace="llm")
+    store.create("v1/configmaps", {"metadata": {"name": "small"}}, namespace="llm")
+    await eventually(
+        lambda: store.get("v1/services", "llm", "small") is None, what="a late orphan collected"
+    )
+    assert store.get("v1/configmaps", "llm", "small") is not None
 
 
 async def test_configmap_projection_swaps_atomically(cluster, agent, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import aiohttp
 import aiohttp.web
 import pytest
 
-from modelfleet_testbed.local.agent import NodeAgent
+from modelfleet_testbed.local.agent import NodeAgent, ServesOnItsPort
 from modelfleet_testbed.local.cluster import LocalCluster
 from modelfleet_testbed.local.errors import ApiError
 
@@ -32,7 +32,7 @@ ENDPOINTS = "v1/endpoints"
 PORT = 8000
 
 
-class HttpReplica:
+class HttpReplica(ServesOnItsPort):
     def __init__(self, pod_name: str, release: asyncio.Event):
         self.pod_name = pod_name
         self.release = release
@@ -71,7 +71,7 @@ class HttpReplica:
             self._runner = None
 
 
-class EchoReplica:
+class EchoReplica(ServesOnItsPort):
     """Answers its readiness probe; otherwise reads to end-of-stream, then echoes.
     Stopping it closes the listener only (connections end on their own)."""
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
+import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
@@ -291,37 +294,43 @@ def test_an_operator_restart_changes_no_replica(fleet, pool):
 
 API_KEY = "sk-e2e-0123456789abcdef"
 KEYS = {"keys": [{"id": "app", "key": API_KEY, "tenant": "team-a"}]}
+KEYS_SECRET = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "type": "Opaque",
+    "metadata": {"name": "e2e-keys", "namespace": "llm"},
+    "data": {"keys.yaml": base64.b64encode(yaml.safe_dump(KEYS).encode()).decode()},
+}
+# What a gateway the operator runs consists of, besides its Deployment's pods.
+GATEWAY_KINDS = (
+    "deployment",
+    "service",
+    "serviceaccount",
+    "role",
+    "rolebinding",
+    "poddisruptionbudget",
+    "networkpolicy",
+)
 
 
-def _served_by(listen: int, count: int) -> list[str]:
+def _served_by(url: str, count: int) -> list[str]:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     body = {"task_type": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-    url = f"http://127.0.0.1:{listen}/v1/chat/completions"
-    return asyncio.run(served_by(url, count, headers, body))
+    return asyncio.run(served_by(f"{url}/v1/chat/completions", count, headers, body))
 
 
-@pytest.fixture(scope="module")
-def gateway(fleet, pool):
-    from modelfleet_testbed.local.processes import free_port
-
-    listen = free_port()
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": "e2e-keys", "namespace": "llm"},
-        "data": {"keys.yaml": base64.b64encode(yaml.safe_dump(KEYS).encode()).decode()},
-    }
-    policy = {
+def routing_policy(name: str, listener_port: int, **gateway: object) -> dict:
+    return {
         "apiVersion": "modelfleet.io/v1alpha1",
         "kind": "RoutingPolicy",
-        "metadata": {"name": "e2e-gw", "namespace": "llm"},
+        "metadata": {"name": name, "namespace": "llm"},
         "spec": {
             "pool": "e2e",
             "gateway": {
-                "configMap": "e2e-gateway",
-                "listenerPort": listen,
+                "configMap": f"{name}-config",
+                "listenerPort": listener_port,
                 "apiKeySecret": "e2e-keys",
+                **gateway,
             },
             "routes": [
                 {
@@ -335,27 +344,38 @@ def gateway(fleet, pool):
             ],
         },
     }
+
+
+@pytest.fixture(scope="module")
+def gateway(fleet, pool):
+    """The gateway the operator runs for a RoutingPolicy applied with kubectl, reached
+    through its Service (one pod: the tests of two are below)."""
+    from modelfleet_testbed.local.processes import free_port
+
+    policy = routing_policy("e2e-gw", free_port(), replicas=1)
     fleet.kubectl(
-        "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all([secret, policy])
+        "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all([KEYS_SECRET, policy])
     )
+    url = fleet.gateway_url("e2e-gw")
     eventually(
         lambda: fleet.condition("routingpolicy", "e2e-gw", "Ready").get("status") == "True",
         20,
-        "the RoutingPolicy's gateway published",
+        "the RoutingPolicy Ready with its gateway running",
     )
-    fleet.start_gateway("e2e-gateway")
-    return listen
+    return url
 
 
 def test_a_routing_policy_becomes_a_gateway_that_real_envoy_serves(fleet, gateway):
     eventually(lambda: fleet.ready("e2e-big") >= 1 and fleet.ready("e2e-small") >= 1, 20, "ready")
     served = _served_by(gateway, 40)
     assert {"e2e-small", "e2e-big"} <= set(served), served
-    config_map = fleet.get("configmap", "e2e-gateway")
+    config_map = fleet.get("configmap", "e2e-gw-config")
     assert set(config_map["data"]) == {"envoy.yaml", "lds.yaml", "cds.yaml"}
     assert API_KEY not in json.dumps(config_map)
     assert API_KEY not in fleet.operator_log()
-    assert API_KEY not in fleet.gateway_sync.log_tail(500)
+    (pod,) = fleet.gateway_pods("e2e-gw")
+    assert "gateway.files_published" in pod.log_tail("gateway-sync", 500)
+    assert API_KEY not in pod.log_tail("gateway-sync", 500)
 
 
 def test_a_variant_scaled_to_zero_loses_its_weight_fast(fleet, gateway):
@@ -501,7 +521,7 @@ def test_an_invalid_routing_policy_keeps_the_last_good_gateway(fleet, gateway):
     )
     eventually(
         lambda: (
-            fleet.get("configmap", "e2e-gateway")["metadata"]["annotations"][
+            fleet.get("configmap", "e2e-gw-config")["metadata"]["annotations"][
                 "modelfleet.io/config-hash"
             ]
             == fleet.get("routingpolicy", "e2e-gw")["status"]["configHash"]
@@ -510,7 +530,7 @@ def test_an_invalid_routing_policy_keeps_the_last_good_gateway(fleet, gateway):
         "the published config settled",
     )
     time.sleep(2)
-    good = fleet.get("configmap", "e2e-gateway")["metadata"]["annotations"]
+    good = fleet.get("configmap", "e2e-gw-config")["metadata"]["annotations"]
     merge_patch(
         fleet,
         "routingpolicy",
@@ -527,7 +547,7 @@ def test_an_invalid_routing_policy_keeps_the_last_good_gateway(fleet, gateway):
         "the policy refused",
     )
     assert "spec.routes[0].backends[0].variant" in refused["message"]
-    assert fleet.get("configmap", "e2e-gateway")["metadata"]["annotations"] == good
+    assert fleet.get("configmap", "e2e-gw-config")["metadata"]["annotations"] == good
     assert set(_served_by(gateway, 4)) <= {"e2e-small", "e2e-big"}
     merge_patch(
         fleet,
@@ -542,6 +562,82 @@ def test_an_invalid_routing_policy_keeps_the_last_good_gateway(fleet, gateway):
         10,
         "the policy valid again",
     )
+
+
+def _downstream_requests(stats_url: str) -> int:
+    """Requests a gateway pod's Envoy completed on its listener, from its stats listener."""
+    with urllib.request.urlopen(f"{stats_url}/stats/prometheus", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(
+        r'^envoy_http_downstream_rq_completed\{envoy_http_conn_manager_prefix="gateway"\} (\d+)',
+        text,
+        re.MULTILINE,
+    )
+    return int(found.group(1)) if found else 0
+
+
+def test_a_new_routing_policy_gets_its_gateway_from_the_operator_and_loses_it_with_the_policy(
+    fleet, gateway
+):
+    """`kubectl apply` of a policy is all it takes: the operator runs its gateway (two pods
+    by default, each the real gateway-sync and Envoy, sharing the policy's listener port
+    behind its Service); deleting the policy deletes all of it."""
+    from modelfleet_testbed.local.processes import free_port
+
+    listen = free_port()
+    fleet.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(routing_policy("e2e-new", listen)))
+    url = fleet.gateway_url("e2e-new")
+    pods = fleet.gateway_pods("e2e-new")
+    assert len(pods) == 2
+    assert all(pod.sidecar.running() and pod.envoy.running() for pod in pods)
+    assert {pod.port for pod in pods} == {listen}
+    # Each pod's own admin and stats ports (on a cluster: its own network namespace).
+    assert len({port for pod in pods for port in (pod.admin_port, pod.stats_port)}) == 4
+    eventually(
+        lambda: fleet.condition("routingpolicy", "e2e-new", "Ready").get("status") == "True",
+        20,
+        "the new policy Ready",
+    )
+    # Through its Service (cluster IP) and straight to the listener, new connections each:
+    # both pods serve.
+    served = _served_by(url, 30) + _served_by(f"http://127.0.0.1:{listen}", 10)
+    assert set(served) == {"e2e-small", "e2e-big"}, served
+    for pod in pods:
+        assert _downstream_requests(f"http://127.0.0.1:{pod.stats_port}") > 0, pod.name
+    # Prometheus scrapes every gateway pod's stats listener (the token counters are there).
+    tokens = 'sum by (pod) (envoy_modelfleet_prompt_tokens{gateway="e2e-new"}) > 0'
+    eventually(
+        lambda: (
+            {s["metric"]["pod"] for s in fleet.prometheus.query(tokens)}
+            == {pod.name for pod in pods}
+        ),
+        30,
+        "each pod's token counters in Prometheus",
+    )
+    uid = fleet.get("routingpolicy", "e2e-new")["metadata"]["uid"]
+    for kind in GATEWAY_KINDS:
+        owned = fleet.get(kind, "e2e-new-gateway")
+        assert owned is not None, kind
+        assert [o["uid"] for o in owned["metadata"]["ownerReferences"]] == [uid], kind
+    pids = [process.pid for pod in pods for process in (pod.sidecar, pod.envoy)]
+
+    fleet.kubectl("delete", "routingpolicy", "e2e-new", "-n", "llm")
+    eventually(
+        lambda: (
+            all(fleet.get(kind, "e2e-new-gateway") is None for kind in GATEWAY_KINDS)
+            and fleet.get("configmap", "e2e-new-config") is None
+            and fleet.get("secret", "e2e-new-config-routes") is None
+        ),
+        30,
+        "everything of the deleted policy's gateway gone",
+    )
+    eventually(lambda: fleet.gateway_pods("e2e-new") == [], 30, "its pods stopped")
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "a process was left"
+    assert not any(pod.directory.exists() for pod in pods)
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", listen), timeout=1):
+        pass
+    # The other policy's gateway kept serving throughout.
+    assert set(_served_by(gateway, 4)) <= {"e2e-small", "e2e-big"}
 
 
 def test_a_second_operator_replica_waits_while_the_first_acts(fleet, pool):
@@ -622,13 +718,20 @@ def test_deleting_the_pool_removes_everything_it_owned(fleet, pool):
 
 
 def test_a_routing_policy_without_its_pool_says_so_and_turns_not_ready_when_the_pool_goes(fleet):
+    from modelfleet_testbed.local.processes import free_port
+
     orphan = {
         "apiVersion": "modelfleet.io/v1alpha1",
         "kind": "RoutingPolicy",
         "metadata": {"name": "orphan", "namespace": "llm"},
         "spec": {
             "pool": "nowhere",
-            "gateway": {"configMap": "orphan-gateway", "apiKeySecret": "e2e-keys"},
+            "gateway": {
+                "configMap": "orphan-gateway",
+                "apiKeySecret": "e2e-keys",
+                "listenerPort": free_port(),
+                "replicas": 1,
+            },
             "routes": [{"name": "all", "backends": [{"variant": "small", "weight": 1}]}],
         },
     }
@@ -658,7 +761,13 @@ def test_a_routing_policy_without_its_pool_says_so_and_turns_not_ready_when_the_
     eventually(
         lambda: (
             fleet.condition("routingpolicy", "short-lived-gw", "Ready").get("reason")
-            in ("ConfigPublished", "NoReadyBackend", "NoApiKeys", "ApiKeysInvalid")
+            in (
+                "ConfigPublished",
+                "NoReadyBackend",
+                "GatewayNotRunning",
+                "NoApiKeys",
+                "ApiKeysInvalid",
+            )
         ),
         20,
         "the policy planned with its pool",

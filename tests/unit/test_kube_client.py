@@ -60,3 +60,28 @@ async def test_throttling_is_retried_and_conflicts_are_raised(server):
             await client.request("PATCH", "/api/v1/conflict", body={})
     finally:
         await client.close()
+
+
+def test_every_kind_the_operator_writes_has_its_api_path(tmp_path):
+    """The model servers, the gateway configs and everything that runs a gateway: each
+    object `desired()` returns is written at the path the API server serves its kind."""
+    from modelfleet.apply.kube import object_path
+    from modelfleet.render.desired import desired
+    from tests.golden.desired_cases import CASES_DIR, inputs_of
+
+    result = desired(inputs_of(CASES_DIR / "full-templates.in.yaml", tmp_path))
+    objects = [*result.workloads]
+    for gateway in result.gateways.values():
+        objects += [gateway.config_map, gateway.secret]
+    paths = {obj["kind"]: object_path(obj).rsplit("/", 1)[0] for obj in objects}
+    assert paths == {
+        "Deployment": "/apis/apps/v1/namespaces/llm/deployments",
+        "Service": "/api/v1/namespaces/llm/services",
+        "ServiceAccount": "/api/v1/namespaces/llm/serviceaccounts",
+        "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/llm/roles",
+        "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/llm/rolebindings",
+        "PodDisruptionBudget": "/apis/policy/v1/namespaces/llm/poddisruptionbudgets",
+        "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/llm/networkpolicies",
+        "ConfigMap": "/api/v1/namespaces/llm/configmaps",
+        "Secret": "/api/v1/namespaces/llm/secrets",
+    }

@@ -29,15 +29,6 @@
 {{- end }}
 {{- end }}
 
-{{/* The gateway's objects: "<fullname>-gateway-<instance>"; call with (dict "root" $ "gw" $gw). */}}
-{{- define "modelfleet.gatewayName" -}}
-{{- printf "%s-gateway-%s" (include "modelfleet.fullname" .root) .gw.name | trunc 63 | trimSuffix "-" }}
-{{- end }}
-
-{{- define "modelfleet.gatewayNamespace" -}}
-{{- default .root.Release.Namespace .gw.namespace }}
-{{- end }}
-
 {{- define "modelfleet.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "modelfleet.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -54,13 +45,6 @@ app.kubernetes.io/part-of: modelfleet
 {{- define "modelfleet.operatorSelector" -}}
 {{ include "modelfleet.selectorLabels" . }}
 app.kubernetes.io/component: operator
-{{- end }}
-
-{{/* Call with (dict "root" $ "gw" $gw). */}}
-{{- define "modelfleet.gatewaySelector" -}}
-{{ include "modelfleet.selectorLabels" .root }}
-app.kubernetes.io/component: gateway
-modelfleet.io/gateway: {{ .gw.name }}
 {{- end }}
 
 {{/* repository[:tag][@digest]; call with (dict "image" .Values.image "default" .Chart.AppVersion). */}}

@@ -61,11 +61,18 @@ def resource_path(
     return "/".join(parts)
 
 
+# Every kind the operator writes: the model servers, the gateways' configs and the objects
+# that run each gateway (render/gateway_workload.py).
 _PLURALS = {
     ("apps/v1", "Deployment"): "deployments",
     ("v1", "Service"): "services",
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Secret"): "secrets",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("rbac.authorization.k8s.io/v1", "Role"): "roles",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     **{(API_VERSION, kind): plural for kind, plural in PLURALS.items()},
 }
 
@@ -112,8 +119,12 @@ class KubeClient:
         max_retries: int = 5,
         backoff: float = 0.2,
         relogin: Callable[[], kopf.ConnectionInfo | None] | None = None,
+        user_agent: str = "modelfleet-operator",
     ):
+        """`user_agent` names the client in the API server's audit log (and is its default
+        field manager)."""
         self._info = info
+        self._user_agent = user_agent
         # Service-account tokens are projected and rotate: on a 401, log in again once.
         self._relogin = relogin
         self._max_retries = max_retries
@@ -137,7 +148,7 @@ class KubeClient:
         return context
 
     def _headers(self) -> dict[str, str]:
-        headers = {"User-Agent": "modelfleet-operator", "Accept": "application/json"}
+        headers = {"User-Agent": self._user_agent, "Accept": "application/json"}
         if self._info.token:
             headers["Authorization"] = f"{self._info.scheme or 'Bearer'} {self._info.token}"
         elif self._info.username:

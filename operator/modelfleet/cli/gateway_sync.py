@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"{err}: run in a pod or pass --kubeconfig") from None
 
     async def main() -> None:
-        kube = KubeClient(info, relogin=login)
+        kube = KubeClient(info, relogin=login, user_agent="modelfleet-gateway-sync")
         sync = GatewaySync(kube, args.namespace, args.config_map, args.out)
         health = await sync.serve_health(args.health_port) if args.health_port else None
         try:

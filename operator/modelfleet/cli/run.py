@@ -9,9 +9,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelfleet.cli.plan import parse_instant
+
+if TYPE_CHECKING:
+    from modelfleet.render.gateway import GatewaySettings
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -93,6 +96,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def gateway_settings(args: argparse.Namespace) -> GatewaySettings:
+    """How the operator renders and runs each RoutingPolicy's gateway, from `run`'s flags."""
+    from modelfleet.render.gateway import GatewaySettings
+
+    admin_host, _, admin_port = args.gateway_admin.rpartition(":")
+    return GatewaySettings(
+        config_dir=args.gateway_config_dir,
+        listen_host=args.gateway_listen_host,
+        admin=(admin_host, int(admin_port)),
+        image=args.gateway_image,
+        stats_port=args.gateway_stats_port,
+        resources=args.gateway_resources,
+    )
+
+
 def add_prometheus_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "Prometheus",
@@ -167,22 +185,13 @@ def run(args: argparse.Namespace) -> int:
         serve_operator_metrics,
         tune_garbage_collection,
     )
-    from modelfleet.render.gateway import GatewaySettings
 
     configure_logging(args.log_level)
     tune_garbage_collection()
     if args.kubeconfig and not args.kubeconfig.exists():
         logging.getLogger("modelfleet").error("kubeconfig %s does not exist", args.kubeconfig)
         return 2
-    admin_host, _, admin_port = args.gateway_admin.rpartition(":")
-    gateway = GatewaySettings(
-        config_dir=args.gateway_config_dir,
-        listen_host=args.gateway_listen_host,
-        admin=(admin_host, int(admin_port)),
-        image=args.gateway_image,
-        stats_port=args.gateway_stats_port,
-        resources=args.gateway_resources,
-    )
+    gateway = gateway_settings(args)
     clock = None
     if args.clock_start is not None:
         clock = ScaledClock(args.clock_start, args.clock_speed, args.clock_origin or time.time())

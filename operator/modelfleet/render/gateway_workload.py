@@ -21,6 +21,10 @@ from modelfleet.render.pod_merge import apply_template, combined
 
 COMPONENT = "gateway"
 CONFIG_VOLUME = "config"
+TMP_VOLUME = "tmp"
+TOKEN_VOLUME = "api-token"
+# Where a pod's API client (the sidecar's, in-cluster) finds its token, CA and namespace.
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # The sidecar answers 200 on this port once it has published the files: the kubelet starts
 # Envoy only then.
 SYNC_HEALTH_PORT = 8090
@@ -67,6 +71,32 @@ def _security() -> dict[str, Any]:
     }
 
 
+def _token_volume() -> dict[str, Any]:
+    """The service-account token, mounted into the sidecar only: Envoy faces clients and
+    gets no API credentials."""
+    return {
+        "name": TOKEN_VOLUME,
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {
+                    "configMap": {
+                        "name": "kube-root-ca.crt",
+                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                    }
+                },
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}
+                        ]
+                    }
+                },
+            ]
+        },
+    }
+
+
 def _pod(policy: RoutingPolicy, settings: GatewaySettings) -> dict[str, Any]:
     assert settings.image is not None
     gateway = policy.spec.gateway
@@ -82,6 +112,9 @@ def _pod(policy: RoutingPolicy, settings: GatewaySettings) -> dict[str, Any]:
         },
         "spec": {
             "serviceAccountName": gateway_name(policy),
+            "automountServiceAccountToken": False,
+            # One user for both containers (the image's): the sidecar writes the routes file,
+            # which holds the API keys, with mode 0600, and Envoy reads it.
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "initContainers": [
                 {
@@ -105,9 +138,16 @@ def _pod(policy: RoutingPolicy, settings: GatewaySettings) -> dict[str, Any]:
                         "periodSeconds": 1,
                         "failureThreshold": 300,
                     },
+                    # Envoy validates each config in temporary files; the API client keeps
+                    # its CA there.
+                    "env": [{"name": "TMPDIR", "value": "/tmp"}],
                     "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}},
                     "securityContext": _security(),
-                    "volumeMounts": [config],
+                    "volumeMounts": [
+                        config,
+                        {"name": TMP_VOLUME, "mountPath": "/tmp"},
+                        {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
+                    ],
                 }
             ],
             "containers": [
@@ -134,10 +174,14 @@ def _pod(policy: RoutingPolicy, settings: GatewaySettings) -> dict[str, Any]:
                     },
                     "resources": settings.resources or DEFAULT_RESOURCES,
                     "securityContext": _security(),
-                    "volumeMounts": [config],
+                    "volumeMounts": [{**config, "readOnly": True}],
                 }
             ],
-            "volumes": [{"name": CONFIG_VOLUME, "emptyDir": {}}],
+            "volumes": [
+                {"name": CONFIG_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}},
+                {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}},
+                _token_volume(),
+            ],
             "terminationGracePeriodSeconds": DRAIN_SECONDS + 15,
         },
     }

@@ -16,7 +16,8 @@ class Access:
     kubeconfig: str
     api_server: str
     prometheus: str
-    gateway: str
+    gateway: str  # its listener
+    gateway_service: str  # the same gateway through its Service's cluster IP
     policy: str  # namespace/name of the RoutingPolicy the gateway serves
     model: str
     keys: Sequence[Mapping[str, Any]]
@@ -60,9 +61,12 @@ def access_lines(access: Access) -> list[str]:
         "    kubectl get mp,rp,rsv -A",
         "    kubectl apply -f my-pool.yaml         (validated like a cluster: schema and CEL rules)",
         "    kubectl get deploy,events -n <namespace>",
+        "    a RoutingPolicy of your own gets its gateway from the operator (give it a free",
+        "    spec.gateway.listenerPort): kubectl get deploy,svc <policy>-gateway -n <namespace>",
         f"  API server:  {access.api_server}",
         f"  Prometheus:  {access.prometheus}",
-        f"  Gateway:     {access.gateway}  (OpenAI API, RoutingPolicy {access.policy})",
+        f"  Gateway:     {access.gateway}  (OpenAI API, RoutingPolicy {access.policy};",
+        f"               its Service: {access.gateway_service})",
         "  API keys:",
         *keys,
         "  Try it:",

@@ -77,6 +77,7 @@ class Demo:
         self.fleet = LocalFleet(max_num_seqs=16, speedup=4.0, clock=self.clock, namespaces=None)
         self.timeline = Timeline()
         self.listen = free_port()
+        self.service = ""  # the gateway's Service URL, once it runs
         self.load: LoadGenerator | None = None
         self.began = time.monotonic()
         self.seconds_to_first_request: float | None = None
@@ -111,11 +112,8 @@ class Demo:
             "-p",
             pool_patch(pool, self.fleet.prometheus.url, self.speed),
         )
-        policy = self.fleet.get("routingpolicy", POLICY, NAMESPACE)
-        secret = api_key_secret(policy["spec"]["gateway"]["apiKeySecret"])
-        self.fleet.kubectl(
-            "apply", "-f", "-", stdin=yaml.safe_dump_all([secret, *extra_reservations()])
-        )
+        # The listener port before the keys: the operator runs the gateway only once it
+        # has keys, and then on this free port, never on the sample's.
         self.fleet.kubectl(
             "patch",
             "routingpolicy",
@@ -127,13 +125,23 @@ class Demo:
             "-p",
             policy_patch(self.listen),
         )
+        policy = self.fleet.get("routingpolicy", POLICY, NAMESPACE)
+        secret = api_key_secret(policy["spec"]["gateway"]["apiKeySecret"])
+        self.fleet.kubectl(
+            "apply", "-f", "-", stdin=yaml.safe_dump_all([secret, *extra_reservations()])
+        )
+        # The operator runs the policy's gateway: a Deployment whose pod (the gateway-sync
+        # sidecar and Envoy) the node agent starts for real.
+        self.service = self.fleet.gateway_url(POLICY, NAMESPACE)
         eventually(
             lambda: self.fleet.condition("routingpolicy", POLICY, "Ready").get("status") == "True",
             30,
-            "the gateway config",
+            "the gateway serving",
         )
-        self.fleet.start_gateway(policy["spec"]["gateway"]["configMap"])
-        self.say(f"gateway on http://127.0.0.1:{self.listen} (Envoy, real binary)")
+        self.say(
+            f"gateway on http://127.0.0.1:{self.listen}, its Service {self.service} "
+            "(the operator's gateway pod: gateway-sync and Envoy, real binaries)"
+        )
 
     # -- the day -------------------------------------------------------------------------
 
@@ -253,6 +261,7 @@ class Demo:
             api_server=self.fleet.cluster.url,
             prometheus=self.fleet.prometheus.url,
             gateway=f"http://127.0.0.1:{self.listen}",
+            gateway_service=self.service,
             policy=f"{NAMESPACE}/{POLICY}",
             model=POOL,
             keys=KEYS,

@@ -108,12 +108,12 @@ def policy_patch(listener_port: int) -> str:
         "requestsPerMinute": 6000,
         "perKey": [{"keyId": ABUSIVE_KEY, "requestsPerMinute": ABUSIVE_REQUESTS_PER_MINUTE}],
     }
-    return json.dumps(
+    gateway = {
+        "listenerPort": listener_port,
+        "rateLimit": rate_limit,
         # One gateway replica on this machine: it enforces the whole limit.
-        {
-            "spec": {
-                "gateway": {"listenerPort": listener_port, "rateLimit": rate_limit, "replicas": 1},
-                "budgets": BUDGETS,
-            }
-        }
-    )
+        "replicas": 1,
+        # The Service on its own loopback address: a port anyone may bind (80 needs root).
+        "service": {"port": 8080},
+    }
+    return json.dumps({"spec": {"gateway": gateway, "budgets": BUDGETS}})

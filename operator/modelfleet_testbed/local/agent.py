@@ -6,12 +6,14 @@
   `modelfleet.io/local-port` annotation). Scale-down stops the newest replicas first;
   a template change rolls: old replicas stop as new ones become ready.
 - A replica counts as ready once its start-up delay has passed and a GET of its
-  readiness path answers 2xx; `status.readyReplicas` / `availableReplicas` /
+  readiness URL answers 2xx (the pod's readiness path on its port, unless its launcher
+  knows better, e.g. a gateway pod's Envoy /ready); `status.readyReplicas` / `availableReplicas` /
   `updatedReplicas` / `observedGeneration` and the `Available` condition follow.
 - Objects whose owners (by `ownerReferences` uid) are all gone are deleted (cascade).
 - ConfigMaps and Secrets can be projected into directories like kubelet's volumes.
 - Running replicas of pods annotated `prometheus.io/scrape: "true"` are written into a
-  Prometheus file_sd target file, labelled with namespace, pod, pool and variant.
+  Prometheus file_sd target file (the address their launcher gives), labelled with
+  namespace, pod, pool and variant, or gateway.
 - Services are reachable at their cluster IP (a loopback address): `proxy.ServiceProxy`
   forwards each connection to a ready selected pod, and keeps the Endpoints objects.
 """
@@ -46,7 +48,11 @@ log = structlog.get_logger(__name__)
 DEPLOYMENTS = "apps/v1/deployments"
 PODS = "v1/pods"
 STARTUP_ANNOTATION = "modelfleet.io/startup-seconds"
-DEFAULT_TARGET_LABELS = {"pool": "modelfleet.io/pool", "variant": "modelfleet.io/variant"}
+DEFAULT_TARGET_LABELS = {
+    "pool": "modelfleet.io/pool",
+    "variant": "modelfleet.io/variant",
+    "gateway": "modelfleet.io/routing-policy",
+}
 MANAGER = "local-node-agent"
 _STATUS_FIELDS = (
     "observedGeneration",
@@ -60,10 +66,40 @@ _STATUS_FIELDS = (
 
 
 class ReplicaHandle(Protocol):
+    """One running Pod as its launcher started it."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int:
+        """Where its Services' connections go."""
+        ...
+
+    def readiness_url(self, path: str) -> str | None:
+        """What the readiness probe GETs (`path`: the pod's readiness path); None while
+        there is nothing to probe yet (not ready)."""
+        ...
+
+    def metrics_target(self) -> str | None:
+        """host:port Prometheus scrapes; None while unknown."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+class ServesOnItsPort:
+    """For handles whose one port also answers the readiness probe and the scrapes (a
+    vLLM replica)."""
+
     host: str
     port: int
 
-    async def stop(self) -> None: ...
+    def readiness_url(self, path: str) -> str | None:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def metrics_target(self) -> str | None:
+        return f"{self.host}:{self.port}"
 
 
 class Launcher(Protocol):
@@ -431,12 +467,15 @@ class NodeAgent:
     ) -> None:
         assert self._session is not None
         await asyncio.sleep(startup_seconds)
-        url = f"http://{replica.handle.host}:{replica.handle.port}{path}"
         failures = 0
         while not replica.stopped:
+            url = replica.handle.readiness_url(path)
             try:
-                async with self._session.get(url) as response:
-                    healthy = 200 <= response.status < 400
+                if url is None:
+                    healthy = False
+                else:
+                    async with self._session.get(url) as response:
+                        healthy = 200 <= response.status < 400
             except (aiohttp.ClientError, TimeoutError):
                 healthy = False
             failures = 0 if healthy else failures + 1
@@ -445,6 +484,7 @@ class NodeAgent:
             if became_ready or became_unready:
                 replica.ready = healthy
                 self._report_pod(replica)
+                self._write_targets()  # a launcher may know the scrape address only now
                 worker.wake.set()
                 log.info("replica readiness", pod=replica.pod_name, ready=replica.ready)
             await asyncio.sleep(self.probe_interval)
@@ -489,25 +529,49 @@ class NodeAgent:
     # -- garbage collector -----------------------------------------------------------------
 
     async def _collect_garbage(self) -> None:
+        """As kube-controller-manager's garbage collector: an object all of whose owners (by
+        uid) are gone is deleted, whether they went after it was written (a DELETED event)
+        or before (a client still acting on an owner it had read, e.g. an operator's cycle
+        in flight when its RoutingPolicy was deleted, writes an object owned by it)."""
         subscription = self.store.subscribe(None)
         try:
-            self._sweep()
+            alive = self._sweep()
             while (event := await subscription.queue.get()) is not None:
                 if event.type == "DELETED":
-                    self._sweep()
+                    alive = self._sweep()
+                    continue
+                metadata = event.object.get("metadata") or {}
+                alive.add(metadata.get("uid"))
+                if event.type == "ADDED" and self._orphaned(event.object, alive):
+                    self._collect(event.resource, event.object)
         finally:
             self.store.unsubscribe(subscription)
 
-    def _sweep(self) -> None:
+    @staticmethod
+    def _orphaned(obj: Mapping[str, Any], alive: set[str]) -> bool:
+        owners = obj["metadata"].get("ownerReferences") or []
+        return bool(owners) and not any(owner.get("uid") in alive for owner in owners)
+
+    def _sweep(self) -> set[str]:
+        """Delete every orphan; the uids of what exists."""
         objects = list(self.store.live_objects())
         alive = {obj["metadata"]["uid"] for _, obj in objects}
         for resource, obj in objects:
-            owners = obj["metadata"].get("ownerReferences") or []
-            if owners and not any(owner.get("uid") in alive for owner in owners):
-                metadata = obj["metadata"]
-                with contextlib.suppress(ApiError):
-                    self.store.delete(resource, metadata.get("namespace"), metadata["name"])
-                    log.info("garbage collected", kind=obj.get("kind"), name=metadata["name"])
+            if self._orphaned(obj, alive):
+                self._collect(resource, obj)
+        return alive
+
+    def _collect(self, resource: Any, obj: Mapping[str, Any]) -> None:
+        metadata = obj["metadata"]
+        # That very object (by uid), not one created since under its name.
+        with contextlib.suppress(ApiError):
+            self.store.delete(
+                resource,
+                metadata.get("namespace"),
+                metadata["name"],
+                preconditions={"uid": metadata["uid"]},
+            )
+            log.info("garbage collected", kind=obj.get("kind"), name=metadata["name"])
 
     # -- projected volumes -----------------------------------------------------------------
 
@@ -570,9 +634,9 @@ class NodeAgent:
                         labels[label] = replica.labels[pod_label]
                 if path := replica.annotations.get("prometheus.io/path"):
                     labels["__metrics_path__"] = path
-                groups.append(
-                    {"targets": [f"{replica.handle.host}:{replica.handle.port}"], "labels": labels}
-                )
+                target = replica.handle.metrics_target()
+                if target is not None:
+                    groups.append({"targets": [target], "labels": labels})
         path = self.file_sd_path
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.tmp")

@@ -3,8 +3,10 @@
 
 The local cluster, the node agent with simulated vLLM replicas and Prometheus run on an
 event loop in a background thread; the operator runs as the real `modelfleet run`
-process against the cluster's kubeconfig, the gateway as the real `modelfleet
-gateway-sync` sidecar plus the real Envoy. Callers talk to it like a user: kubectl, HTTP.
+process against the cluster's kubeconfig, with a gateway image: it runs each
+RoutingPolicy's gateway Deployment, whose pods the node agent starts as the real
+`modelfleet gateway-sync` sidecar plus the real Envoy (gateway_pods.py). Callers talk to it
+like a user: kubectl, HTTP to a gateway's Service or listener.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any, TypeVar
 from modelfleet.controller.clock import ScaledClock
 from modelfleet_testbed.local.agent import NodeAgent
 from modelfleet_testbed.local.cluster import LocalCluster
-from modelfleet_testbed.local.envoy import Envoy
+from modelfleet_testbed.local.gateway_pods import GatewayPod, GatewayPodLauncher
+from modelfleet_testbed.local.launchers import PodLaunchers
 from modelfleet_testbed.local.processes import (
     ManagedProcess,
     end_children_mentioning,
@@ -37,6 +40,14 @@ from modelfleet_testbed.local.replicas import SimulatedReplicaLauncher
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
+# The node agent starts gateway pods from the venv's binaries: the name is never pulled.
+GATEWAY_IMAGE = "localhost/modelfleet:local"
+# Relative: the node agent runs each pod in a directory of its own, its filesystem root, so
+# every gateway pod reads the files its own sidecar writes (gateway_pods.py).
+GATEWAY_CONFIG_DIR = "etc/modelfleet/gateway"
+# As in a pod of its own; the node agent moves each pod's admin and stats to free ports.
+GATEWAY_ADMIN = "127.0.0.1:9901"
+GATEWAY_STATS_PORT = 9902
 
 
 class BackgroundLoop:
@@ -87,31 +98,21 @@ class LocalFleet:
         self.background = BackgroundLoop()
         self.launcher = SimulatedReplicaLauncher(speedup=speedup, max_num_seqs=max_num_seqs)
         self.cluster = LocalCluster(workdir=self.workdir / "cluster")
-        for directory in ("cluster", "prom", "gateway"):
+        for directory in ("cluster", "prom", "pods"):
             (self.workdir / directory).mkdir()
-        self.gateway_dir = self.workdir / "gateway"
-        self.gateway_admin_port = free_port()
-        self.gateway: Envoy | None = None
-        self.gateway_sync: ManagedProcess | None = None
+        self.gateways = GatewayPodLauncher(
+            lambda: self.cluster.kubeconfig_path, self.workdir / "pods"
+        )
         targets = self.workdir / "targets.json"
         self.agent = NodeAgent(
             self.cluster.store,
-            self.launcher,
+            PodLaunchers(self.launcher, self.gateways),
             probe_interval=0.1,
             file_sd_path=targets,
             startup_scale=1 / clock.speed if clock else 1.0,
         )
-        gateway_scrape = {
-            "job_name": "gateway",
-            "metrics_path": "/stats/prometheus",
-            "static_configs": [{"targets": [f"127.0.0.1:{self.gateway_admin_port}"]}],
-        }
-        self.prometheus = Prometheus(
-            targets,
-            scrape_interval=1.0,
-            workdir=self.workdir / "prom",
-            extra_scrape_configs=[gateway_scrape],
-        )
+        # The agent's file_sd lists the vLLM replicas and the gateway pods' stats listeners.
+        self.prometheus = Prometheus(targets, scrape_interval=1.0, workdir=self.workdir / "prom")
         self.operator: ManagedProcess | None = None
         self.operator_metrics_port = 0
         self._started: list[str] = []  # what stop() must undo, in start order
@@ -161,12 +162,7 @@ class LocalFleet:
             "127.0.0.1",
             "--metrics-port",
             str(metrics_port),
-            "--gateway-config-dir",
-            str(self.gateway_dir),
-            "--gateway-listen-host",
-            "127.0.0.1",
-            "--gateway-admin",
-            f"127.0.0.1:{self.gateway_admin_port}",
+            *self.gateway_arguments(),
             *self._namespace_arguments(),
             *self._clock_arguments(),
         ]
@@ -176,6 +172,22 @@ class LocalFleet:
             lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), 20, "the operator's /healthz"
         )
         return process
+
+    @staticmethod
+    def gateway_arguments() -> list[str]:
+        """The operator runs each RoutingPolicy's gateway pods (the node agent starts them)."""
+        return [
+            "--gateway-image",
+            GATEWAY_IMAGE,
+            "--gateway-config-dir",
+            GATEWAY_CONFIG_DIR,
+            "--gateway-listen-host",
+            "127.0.0.1",
+            "--gateway-admin",
+            GATEWAY_ADMIN,
+            "--gateway-stats-port",
+            str(GATEWAY_STATS_PORT),
+        ]
 
     def _namespace_arguments(self) -> list[str]:
         if self.namespaces is None:
@@ -199,48 +211,8 @@ class LocalFleet:
             self.operator.stop(timeout=10)
             self.operator = None
 
-    def start_gateway(self, config_map: str) -> Envoy:
-        """The gateway pod: the gateway-sync sidecar and Envoy on the directory it writes."""
-        argv = [
-            str(BIN / "modelfleet"),
-            "gateway-sync",
-            "--kubeconfig",
-            str(self.cluster.kubeconfig_path),
-            "-n",
-            "llm",
-            "--config-map",
-            config_map,
-            "--out",
-            str(self.gateway_dir),
-        ]
-        return self.run_gateway(argv)
-
-    def run_gateway(self, sidecar_argv: list[str]) -> Envoy:
-        """Start the sidecar from its full command line, then Envoy once its files exist."""
-        self.gateway_sync = ManagedProcess(sidecar_argv, self.workdir / "gateway-sync.log")
-        self.gateway_sync.start()
-        self.gateway_sync.wait_until(
-            lambda: (self.gateway_dir / "rds.yaml").exists(), 20, "the gateway files"
-        )
-        self.gateway = Envoy(
-            self.gateway_dir,
-            admin_port=self.gateway_admin_port,
-            log_path=self.workdir / "gateway-envoy.log",
-        )
-        self.gateway.start()
-        return self.gateway
-
-    def stop_gateway(self) -> None:
-        if self.gateway is not None:
-            self.gateway.stop()
-            self.gateway = None
-        if self.gateway_sync is not None:
-            self.gateway_sync.stop()
-            self.gateway_sync = None
-
     def stop(self) -> None:
         """Stop everything that started, also after a start interrupted half-way."""
-        self.stop_gateway()
         self.stop_operator()
         if "prometheus" in self._started:
             self.prometheus.stop()
@@ -312,6 +284,32 @@ class LocalFleet:
             for r in self.agent.replicas(namespace, deployment)
             if r.handle is not None
         ]
+
+    # -- gateways the operator runs -----------------------------------------------------
+
+    def gateway_pods(self, policy: str, namespace: str = "llm") -> list[GatewayPod]:
+        """The running pods of a RoutingPolicy's gateway (Deployment `<policy>-gateway`)."""
+        return self.gateways.running(namespace, f"{policy}-gateway")
+
+    def gateway_url(self, policy: str, namespace: str = "llm", timeout: float = 60) -> str:
+        """The policy's gateway as clients in the cluster reach it: its Service's cluster IP
+        (the node agent's kube-proxy), once every pod the Deployment wants is ready."""
+        name = f"{policy}-gateway"
+
+        async def read() -> dict[str, Any]:
+            return self.cluster.store.get_raw("apps/v1/deployments", namespace, name) or {}
+
+        def served() -> str | None:
+            deployment = self.background.run(read())
+            wanted = (deployment.get("spec") or {}).get("replicas")
+            ready = (deployment.get("status") or {}).get("readyReplicas")
+            listening = self.agent.proxy.listening(namespace, name)
+            if not wanted or ready != wanted or not listening:
+                return None
+            host, port = listening[0]
+            return f"http://{host}:{port}"
+
+        return eventually(served, timeout, f"the gateway of RoutingPolicy {namespace}/{policy}")
 
     def operator_metrics(self) -> str:
         with urllib.request.urlopen(

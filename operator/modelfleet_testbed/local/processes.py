@@ -42,9 +42,10 @@ class ManagedProcess:
     It runs in a session of its own: a Ctrl-C in the terminal reaches only the parent,
     which stops its children in its own order (the operator before Prometheus...)."""
 
-    def __init__(self, argv: Sequence[str], log_path: Path):
+    def __init__(self, argv: Sequence[str], log_path: Path, *, cwd: Path | None = None):
         self.argv = list(argv)
         self.log_path = log_path
+        self.cwd = cwd
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,6 +61,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                cwd=self.cwd,
             )
 
     def running(self) -> bool:

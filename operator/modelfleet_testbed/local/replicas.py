@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelfleet_testbed.local.agent import ServesOnItsPort
 from modelfleet_testbed.sim.gpu import profile_for_model
 from modelfleet_testbed.sim.replica import RunningReplica, start_replica
 
@@ -27,7 +28,7 @@ DRAIN_SECONDS = 5.0
 
 
 @dataclass(eq=False)
-class LaunchedReplica:
+class LaunchedReplica(ServesOnItsPort):
     """What the agent holds for one Pod; stopping it also forgets it in the launcher."""
 
     replica: RunningReplica

@@ -29,10 +29,13 @@ async def chat_burst(urls: Sequence[str], model: str, count: int, max_tokens: in
 async def served_by(
     url: str, count: int, headers: Mapping[str, str], body: Mapping[str, object]
 ) -> list[str]:
-    """Send `count` requests one after another; the Deployment that answered each
-    (the replica's `x-served-by` pod name without its two generated suffixes)."""
+    """Send `count` requests one after another, each on a new connection (so the pods of a
+    gateway all get some: the kernel spreads connections between them); the Deployment
+    that answered each (the replica's `x-served-by` pod name without its two generated
+    suffixes)."""
     served = []
-    async with aiohttp.ClientSession(headers=dict(headers)) as session:
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(headers=dict(headers), connector=connector) as session:
         for _ in range(count):
             async with session.post(url, json=dict(body)) as response:
                 await response.read()
