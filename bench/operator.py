@@ -67,7 +67,7 @@ SEED = 20261127
 CHANGED_SHARE = 0.10
 PHASES = ("parse", "desired", "write", "diff")
 # Every sample policy routes chat-summary to it: unready everywhere, every gateway changes.
-WORST_VARIANT = "qwen3-7b"
+WORST_VARIANT = "qwen25-7b"
 SETTINGS = GatewaySettings()
 MEASURE_TIMEOUT_SECONDS = 1800
 

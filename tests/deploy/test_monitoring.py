@@ -302,16 +302,16 @@ RULE_TESTS: list[dict[str, Any]] = [
             series("vllm:num_requests_waiting", {**VARIANT, "pod": "b"}, "70x20"),
             series(
                 "modelfleet_degrade_threshold_waiting",
-                {**VARIANT, "policy": "chat", "fallback": "qwen3-70b", "priority": "low"},
+                {**VARIANT, "policy": "chat", "fallback": "qwen25-72b", "priority": "low"},
                 "100x20",
             ),
             # Another variant under its threshold.
             series(
-                "vllm:num_requests_waiting", {**VARIANT, "variant": "qwen3-7b", "pod": "c"}, "5x20"
+                "vllm:num_requests_waiting", {**VARIANT, "variant": "qwen25-7b", "pod": "c"}, "5x20"
             ),
             series(
                 "modelfleet_degrade_threshold_waiting",
-                {**VARIANT, "variant": "qwen3-7b", "policy": "chat", "fallback": "x"},
+                {**VARIANT, "variant": "qwen25-7b", "policy": "chat", "fallback": "x"},
                 "10x20",
             ),
         ],
@@ -338,24 +338,24 @@ RULE_TESTS: list[dict[str, Any]] = [
             # qwen3-235b: the operator's newest sample is 400 s old (over 300).
             series("modelfleet_variant_metrics_age_seconds", {**VARIANT, "pod": "op-1"}, "400x20"),
             series("vllm:num_requests_waiting", {**VARIANT, "pod": "a"}, "0x20"),
-            # qwen3-7b: ready replicas, but Prometheus has no queue series for them.
+            # qwen25-7b: ready replicas, but Prometheus has no queue series for them.
             series(
                 "modelfleet_variant_ready_replicas",
-                {**VARIANT, "variant": "qwen3-7b", "pod": "op-1"},
+                {**VARIANT, "variant": "qwen25-7b", "pod": "op-1"},
                 "2x20",
             ),
-            # qwen3-70b: fresh and scraped.
+            # qwen25-72b: fresh and scraped.
             series(
                 "modelfleet_variant_metrics_age_seconds",
-                {**VARIANT, "variant": "qwen3-70b", "pod": "op-1"},
+                {**VARIANT, "variant": "qwen25-72b", "pod": "op-1"},
                 "3x20",
             ),
             series(
                 "modelfleet_variant_ready_replicas",
-                {**VARIANT, "variant": "qwen3-70b", "pod": "op-1"},
+                {**VARIANT, "variant": "qwen25-72b", "pod": "op-1"},
                 "2x20",
             ),
-            series("vllm:num_requests_waiting", {**VARIANT, "variant": "qwen3-70b"}, "0x20"),
+            series("vllm:num_requests_waiting", {**VARIANT, "variant": "qwen25-72b"}, "0x20"),
         ],
         "alerts": [
             (
@@ -371,7 +371,7 @@ RULE_TESTS: list[dict[str, Any]] = [
                         "labels (monitoring.podMonitors.modelServers) and the pool's "
                         "MetricsAvailable condition.",
                     )
-                    for variant in ("qwen3-235b", "qwen3-7b")
+                    for variant in ("qwen3-235b", "qwen25-7b")
                 ],
             ),
         ],
@@ -491,7 +491,7 @@ def test_pod_monitor_relabelling_gives_the_labels_the_operator_selects_on(promto
     discovered = {
         "__meta_kubernetes_namespace": "llm",
         "__meta_kubernetes_pod_label_modelfleet_io_pool": "chat",
-        "__meta_kubernetes_pod_label_modelfleet_io_variant": "qwen3-7b",
+        "__meta_kubernetes_pod_label_modelfleet_io_variant": "qwen25-7b",
         "__meta_kubernetes_pod_label_app_kubernetes_io_name": "vllm",
     }
     (tmp_path / "targets.json").write_text(
@@ -522,7 +522,7 @@ def test_pod_monitor_relabelling_gives_the_labels_the_operator_selects_on(promto
     assert {k: labels.get(k) for k in ("namespace", "pool", "variant")} == {
         "namespace": "llm",
         "pool": "chat",
-        "variant": "qwen3-7b",
+        "variant": "qwen25-7b",
     }
     # The operator's own query selector finds exactly these labels.
     assert PoolQueries("llm", "chat").selector == '{namespace="llm",pool="chat"}'

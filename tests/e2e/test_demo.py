@@ -83,7 +83,7 @@ def test_the_235b_scaled_up_for_the_peak_and_back_to_its_night_count(demo):
 def test_the_degrade_route_carried_low_priority_traffic_during_the_burst(demo):
     summary, _, _ = demo
     served = summary["requests"]["low_priority"]["served_by"]
-    assert served.get("chat-qwen3-70b", 0) > 0, served
+    assert served.get("chat-qwen25-72b", 0) > 0, served
     degraded = [s for s in summary["timeline"] if "legal-medical-degraded-low" in s["routes"]]
     # The route appears only once the burst has built the 235B's queue, and goes when that
     # backlog has drained, which takes a few demo hours after the burst ends at 16:00.
@@ -123,10 +123,10 @@ def test_tokens_and_spend_per_tenant_and_a_budget_hit_that_degrades_until_midnig
         assert budget["reset_seen_at_hour"] >= 24 and budget["states"][-1] == "WithinBudget"
         assert reasons.index("BudgetExceeded") < reasons.index("BudgetReset")
     # Degraded, its chat and summary requests go to the route's cheaper backend (80/20
-    # between qwen3-30b-moe and qwen3-7b otherwise).
+    # between qwen3-30b-moe and qwen25-7b otherwise).
     served = budget["after_hit"]["served_by"].get("chat-summary", {})
     if sum(served.values()) >= 5:  # hit late on a loaded machine: too few to judge
-        assert served.get("chat-qwen3-7b", 0) / sum(served.values()) >= 0.7, served
+        assert served.get("chat-qwen25-7b", 0) / sum(served.values()) >= 0.7, served
     printed = (out / "stdout.log").read_text()
     assert "Tenants: tokens and spend" in printed and "Budgets" in printed
     assert re.search(r"research/day\s+.\s*degrade\s+.\s*0\.03 USD", printed), printed[-3000:]

@@ -691,7 +691,7 @@ def test_kubectl_applies_the_samples_and_reads_their_status(fleet):
         == f"{sum(expected.values())}/{json.loads(plan.stdout)['pools'][0]['gpusPlanned']}"
     )
     fleet.kubectl("delete", "-f", "manifests/samples/")
-    eventually(lambda: fleet.get("deployment", "chat-qwen3-7b") is None, 20, "samples cleaned up")
+    eventually(lambda: fleet.get("deployment", "chat-qwen25-7b") is None, 20, "samples cleaned up")
 
 
 def test_deleting_the_pool_removes_everything_it_owned(fleet, pool):

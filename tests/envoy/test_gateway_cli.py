@@ -17,7 +17,7 @@ from .traffic import CHAT, MESSAGES, bearer, call
 
 SAMPLES = REPO / "manifests" / "samples"
 KEYS = Path(__file__).parent / "keys.yaml"
-SAMPLE_VARIANTS = ["qwen3-235b", "qwen3-70b", "qwen3-30b-moe", "qwen3-7b"]
+SAMPLE_VARIANTS = ["qwen3-235b", "qwen25-72b", "qwen3-30b-moe", "qwen25-7b"]
 MODELFLEET = Path(sys.executable).parent / "modelfleet"
 
 
@@ -65,8 +65,8 @@ def test_rendered_samples_serve_through_envoy(tmp_path):
         key = bearer("sk-test-app-5f2c9d1e7a")
         for fields, headers, variant in [
             ({"task_type": "legal"}, {}, "qwen3-235b"),
-            ({"model": "Qwen/Qwen2.5-7B-Instruct"}, {}, "qwen3-7b"),
-            ({}, {"x-task-type": "code-complex"}, "qwen3-70b"),
+            ({"model": "Qwen/Qwen2.5-7B-Instruct"}, {}, "qwen25-7b"),
+            ({}, {"x-task-type": "code-complex"}, "qwen25-72b"),
         ]:
             reply = call(envoy.url, CHAT, {**fields, "messages": MESSAGES}, {**key, **headers})
             assert reply.status == 200, reply.text

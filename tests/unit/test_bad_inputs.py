@@ -58,10 +58,10 @@ def test_missing_file_is_named(capsys):
 
 def test_bad_metrics_file(tmp_path, capsys):
     metrics = tmp_path / "m.yaml"
-    metrics.write_text("variants:\n  chat/qwen3-7b: {waiting: -1}\n")
+    metrics.write_text("variants:\n  chat/qwen25-7b: {waiting: -1}\n")
     assert main(["plan", "-f", "manifests/samples", "--metrics", str(metrics)]) == 2
     err = capsys.readouterr().err
-    assert "variants.chat/qwen3-7b.waiting: must be >= 0" in err
+    assert "variants.chat/qwen25-7b.waiting: must be >= 0" in err
     assert "key must be '<namespace>/<pool>/<variant>'" in err
 
 
@@ -69,7 +69,7 @@ def test_bad_previous_plan(tmp_path, capsys):
     previous = tmp_path / "prev.json"
     previous.write_text(
         '{"at": "2026-11-27T10:00:00+08:00", "pools": [{"name": "chat", '
-        '"variants": [{"name": "qwen3-7b", "desiredReplicas": -3}]}]}'
+        '"variants": [{"name": "qwen25-7b", "desiredReplicas": -3}]}]}'
     )
     assert main(["plan", "-f", "manifests/samples", "--previous", str(previous)]) == 2
     assert "pools[0].variants[0].desiredReplicas" in capsys.readouterr().err

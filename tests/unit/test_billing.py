@@ -167,7 +167,7 @@ def test_the_ledger_of_the_samples():
         UsageKey("web", "app", "qwen3-235b"): Usage(100, 200_000, 50_000),  # no Reservation
     }
     lines = ledger_lines(
-        chat, resources.reservations, {"qwen3-235b": 10, "qwen3-7b": 4}, START, END, used
+        chat, resources.reservations, {"qwen3-235b": 10, "qwen25-7b": 4}, START, END, used
     )
     by_mode = totals_by(lines, "mode")
     assert by_mode[("pool",)] == pytest.approx(10 * 78.4 + 4 * 2.1)

@@ -54,8 +54,8 @@ def test_a_budget_story_from_the_samples():
     outcomes = [
         call(11, "chat", "chat-qwen3-30b-moe"),  # before the hit
         call(12.1, "chat", "chat-qwen3-30b-moe"),  # in flight while the routes swap
-        call(13, "chat", "chat-qwen3-7b"),
-        call(14, "summary", "chat-qwen3-7b"),
+        call(13, "chat", "chat-qwen25-7b"),
+        call(14, "summary", "chat-qwen25-7b"),
         call(15, "legal", "chat-qwen3-235b"),
         call(15, "chat", "chat-qwen3-30b-moe", key="support-app"),  # someone else
         call(25, "chat", "chat-qwen3-30b-moe"),  # after midnight
@@ -68,7 +68,7 @@ def test_a_budget_story_from_the_samples():
     assert research["resets_at"] == "2026-12-03T16:00:00Z"
     assert research["reset_seen_at_hour"] == 24.5
     assert research["after_hit"]["served_by"] == {
-        "chat-summary": {"chat-qwen3-7b": 2},
+        "chat-summary": {"chat-qwen25-7b": 2},
         "legal-medical": {"chat-qwen3-235b": 1},
     }
     assert research["after_hit"]["by_status"] == {"200": 3}

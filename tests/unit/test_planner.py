@@ -78,15 +78,15 @@ def test_samples_daytime_and_night_counts():
     )
     assert {v.name: (v.desired_replicas, v.reason) for v in day.variants} == {
         "qwen3-235b": (20, "schedule"),
-        "qwen3-70b": (2, "min"),
+        "qwen25-72b": (2, "min"),
         "qwen3-30b-moe": (50, "schedule"),
-        "qwen3-7b": (2, "min"),
+        "qwen25-7b": (2, "min"),
     }
     assert {v.name: v.desired_replicas for v in night.variants} == {
         "qwen3-235b": 5,
-        "qwen3-70b": 2,
+        "qwen25-72b": 2,
         "qwen3-30b-moe": 10,
-        "qwen3-7b": 2,
+        "qwen25-7b": 2,
     }
     assert night.variant("qwen3-30b-moe").floor == 10  # min 10 > the 5 reserved
 

@@ -126,19 +126,19 @@ def test_sample_with_everything_ready_is_the_spec(sample) -> None:
     policy, pool = sample
     table = plan_routing(policy, pool, {})
     assert [r.name for r in table.routes] == [r.name for r in policy.spec.routes]
-    assert weights(table, "chat-summary") == {"qwen3-30b-moe": 80, "qwen3-7b": 20}
+    assert weights(table, "chat-summary") == {"qwen3-30b-moe": 80, "qwen25-7b": 20}
     assert weights(table, "legal-medical") == {"qwen3-235b": 100}
     assert all(r.note == "" and r.degraded_from is None for r in table.routes)
     assert route(table, "chat-summary").match.task_types == ("chat", "summary")
-    assert route(table, "by-model-7b").match.models == ("qwen3-7b", "Qwen/Qwen2.5-7B-Instruct")
+    assert route(table, "by-model-7b").match.models == ("qwen25-7b", "Qwen/Qwen2.5-7B-Instruct")
     assert (table.namespace, table.policy, table.pool) == ("llm", "chat", "chat")
 
 
 def test_unready_variant_gets_nothing_and_the_rest_rescale(sample) -> None:
     policy, pool = sample
-    table = plan_routing(policy, pool, sample_obs(qwen3_7b=obs(ready_replicas=0)))
+    table = plan_routing(policy, pool, sample_obs(qwen25_7b=obs(ready_replicas=0)))
     assert weights(table, "chat-summary") == {"qwen3-30b-moe": 100}
-    assert "qwen3-7b" in route(table, "chat-summary").note
+    assert "qwen25-7b" in route(table, "chat-summary").note
     assert weights(table, "legal-medical") == {"qwen3-235b": 100}
 
 
@@ -303,9 +303,9 @@ def test_a_ready_variant_over_the_cap_serves_when_the_cheap_one_is_down() -> Non
 
 def test_sample_cost_cap_keeps_the_7b(sample) -> None:
     policy, pool = sample
-    idle = sample_obs(qwen3_7b=obs(ready_replicas=4, qps=0.04))  # 2.1/3600/0.01 = 0.058
+    idle = sample_obs(qwen25_7b=obs(ready_replicas=4, qps=0.04))  # 2.1/3600/0.01 = 0.058
     table = plan_routing(policy, pool, idle)
-    assert weights(table, "code-simple") == {"qwen3-7b": 100}
+    assert weights(table, "code-simple") == {"qwen25-7b": 100}
     assert "kept the cheapest" in route(table, "code-simple").note
 
 
@@ -326,13 +326,13 @@ def test_degrade_companion_appears_above_the_threshold_before_each_route_using_i
         "code-complex",
         "by-model-235b-degraded-low",
         "by-model-235b",
-        "by-model-70b",
+        "by-model-72b",
         "by-model-30b",
         "by-model-7b",
     ]
     companion = route(table, "legal-medical-degraded-low")
     assert companion.degraded_from == "legal-medical"
-    assert [(b.variant, b.weight) for b in companion.backends] == [("qwen3-70b", 100)]
+    assert [(b.variant, b.weight) for b in companion.backends] == [("qwen25-72b", 100)]
     assert companion.match.task_types == ("legal", "medical")
     assert companion.match.headers == (("x-priority", "low"),)
     assert "101" in companion.note
@@ -351,9 +351,9 @@ def test_no_degrade_companion_at_or_below_the_threshold(sample, waiting) -> None
 
 def test_degrade_to_an_unready_fallback_is_still_added_and_noted(sample) -> None:
     policy, pool = sample
-    observed = sample_obs(qwen3_235b=obs(waiting=500.0), qwen3_70b=obs(ready_replicas=0))
+    observed = sample_obs(qwen3_235b=obs(waiting=500.0), qwen25_72b=obs(ready_replicas=0))
     companion = route(plan_routing(policy, pool, observed), "legal-medical-degraded-low")
-    assert companion.backends[0].variant == "qwen3-70b"
+    assert companion.backends[0].variant == "qwen25-72b"
     assert "no ready replica" in companion.note
 
 
@@ -462,7 +462,7 @@ def test_policy_for_another_pool_is_refused_naming_the_field() -> None:
 
 def test_table_json_shape(sample) -> None:
     policy, pool = sample
-    observed = sample_obs(qwen3_235b=obs(waiting=150.0), qwen3_7b=obs(ready_replicas=0))
+    observed = sample_obs(qwen3_235b=obs(waiting=150.0), qwen25_7b=obs(ready_replicas=0))
     data = routing_entry(plan_routing(policy, pool, observed))
     assert set(data) == {"namespace", "policy", "routes"}
     assert (data["namespace"], data["policy"]) == ("llm", "chat")
@@ -475,7 +475,7 @@ def test_table_json_shape(sample) -> None:
             "model": [],
             "headers": [{"name": "x-priority", "value": "low"}],
         },
-        "backends": [{"variant": "qwen3-70b", "weight": 100}],
+        "backends": [{"variant": "qwen25-72b", "weight": 100}],
         "degradedFrom": "legal-medical",
         "note": first["note"],
     }
@@ -488,7 +488,7 @@ def test_table_json_shape(sample) -> None:
     }
     chat = next(r for r in data["routes"] if r["name"] == "chat-summary")
     assert chat["backends"] == [{"variant": "qwen3-30b-moe", "weight": 100}]
-    assert "qwen3-7b" in chat["note"]
+    assert "qwen25-7b" in chat["note"]
 
 
 # --- properties ----------------------------------------------------------------------------

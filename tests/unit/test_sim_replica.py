@@ -331,7 +331,7 @@ def test_module_entry_serves_until_terminated():
         "--model",
         "Qwen/Qwen2.5-7B-Instruct",
     ]
-    command += ["--port", "0", "--name", "by-hand", "--served-model-name", "qwen3-7b", "alias-7b"]
+    command += ["--port", "0", "--name", "by-hand", "--served-model-name", "qwen25-7b", "alias-7b"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
     )

@@ -148,8 +148,8 @@ def test_workload_classes_match_their_routes_and_trace_fields_win(tmp_path):
     assert first == {
         "task_type=chat",
         "task_type=chat, x-priority: low",
-        "model=qwen3-7b",
-        "model=qwen3-7b, x-priority: low",
+        "model=qwen25-7b",
+        "model=qwen25-7b, x-priority: low",
     }
     last = workload.classes[workload.class_of[400]]
     assert last.task_type == "medical"

@@ -107,9 +107,9 @@ def test_each_variant_gets_the_strictest_slo_of_the_routes_sending_to_it():
     targets = slo_targets("llm", "chat", resources.policies)
     assert targets["qwen3-235b"] == SloTarget(2.0, 60.0, ("legal-medical",))
     assert targets["qwen3-30b-moe"] == SloTarget(0.5, 20.0, ("chat-summary",))
-    assert targets["qwen3-7b"].ttft_seconds == 0.5  # code-simple has no SLO: chat-summary's
+    assert targets["qwen25-7b"].ttft_seconds == 0.5  # code-simple has no SLO: chat-summary's
     # The degrade rule sends low-priority legal requests to the 70B: their SLO comes along.
-    assert targets["qwen3-70b"] == SloTarget(2.0, 60.0, ("legal-medical",))
+    assert targets["qwen25-72b"] == SloTarget(2.0, 60.0, ("legal-medical",))
     assert slo_targets("llm", "other-pool", resources.policies) == {}
 
 

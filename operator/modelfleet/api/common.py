@@ -21,7 +21,7 @@ def _check_dns_label(value: str) -> str:
     if len(value) > 63 or not _DNS1123_LABEL.match(value):
         raise ValueError(
             f"{value!r} is not a DNS-1123 label: use at most 63 lower-case letters, "
-            "digits and '-', starting and ending with a letter or digit (e.g. 'qwen3-7b')"
+            "digits and '-', starting and ending with a letter or digit (e.g. 'qwen25-7b')"
         )
     return value
 

@@ -26,7 +26,7 @@ KEYS = [
 ]
 ABUSIVE_REQUESTS_PER_MINUTE = 30
 # The demo's budget (it replaces the sample's): research's day budget runs out during the
-# day, so its chat and summary requests go to the cheaper qwen3-7b only, until midnight.
+# day, so its chat and summary requests go to the cheaper qwen25-7b only, until midnight.
 BUDGETS = [
     {
         "tenant": "research",
@@ -67,14 +67,14 @@ def extra_reservations() -> list[dict[str, Any]]:
     return [
         reservation(
             "support-7b",
-            "qwen3-7b",
+            "qwen25-7b",
             "support",
             2,
             {"mode": "reserved", "reservedPricePerReplicaHour": 2.4},
         ),
         reservation(
             "research-70b",
-            "qwen3-70b",
+            "qwen25-72b",
             "research",
             1,
             {"mode": "onDemand", "onDemandPricePerRequest": 0.004},
