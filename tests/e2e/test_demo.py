@@ -71,7 +71,9 @@ def test_the_235b_scaled_up_for_the_peak_and_back_to_its_night_count(demo):
     night = [s["desired"] for s in series if 2 <= s["hour"] < 6]
     peak = [s["desired"] for s in series if 10 <= s["hour"] < 18]
     assert set(night) == {5}
-    assert max(peak) == 20
+    # The schedule asks 20 for the day; the queue and the routes' latency SLOs may ask more
+    # during the burst, up to the variant's max of 24.
+    assert 20 <= max(peak) <= 24
     assert series[-1]["hour"] > 24
     # The schedule lets go at 20:00. How far the 235B is down by the end of the run depends
     # on the machine: replicas on a busy one drain their backlog slower, and the queue
