@@ -122,7 +122,10 @@ def test_tokens_and_spend_per_tenant_and_a_budget_hit_that_degrades_until_midnig
     reasons = [e["reason"] for e in summary["budget_events"]]
     assert "BudgetExceeded" in reasons, reasons
     if budget["reset_seen_at_hour"] is not None:
-        assert budget["reset_seen_at_hour"] >= 24 and budget["states"][-1] == "WithinBudget"
+        # Back within at the reset (the tenant may spend the new day's small budget again).
+        states = budget["states"]
+        assert budget["reset_seen_at_hour"] >= 24
+        assert "WithinBudget" in states[states.index("Degraded") :], states
         assert reasons.index("BudgetExceeded") < reasons.index("BudgetReset")
     # Degraded, its chat and summary requests go to the route's cheaper backend (80/20
     # between qwen3-30b-moe and qwen25-7b otherwise).

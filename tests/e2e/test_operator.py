@@ -264,7 +264,8 @@ def test_the_operator_recovers_from_api_conflicts_errors_and_throttling(fleet, p
     )
     eventually(lambda: fleet.replicas("e2e-small") == 3, 30, "the change applied despite faults")
     merge_patch(fleet, "modelpool", "e2e", '{"spec": {"variants": ' + _variants_json() + "}}")
-    eventually(lambda: fleet.replicas("e2e-small") == 2, 30, "back to the schedule count")
+    # Down by the scale-down window, and after the faults' retries: generous on a busy machine.
+    eventually(lambda: fleet.replicas("e2e-small") == 2, 90, "back to the schedule count")
 
 
 def _variants_json(big: dict | None = None, **small) -> str:

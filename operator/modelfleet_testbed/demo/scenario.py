@@ -84,11 +84,20 @@ def extra_reservations() -> list[dict[str, Any]]:
 
 def pool_patch(pool: dict[str, Any], prometheus_url: str, speed: float) -> str:
     """Local settings: this Prometheus, a 1 s refresh, a staleness limit that allows for
-    the compressed clock, and small vLLM batches so the simulated GPUs form queues."""
+    the compressed clock, and small vLLM batches so the simulated GPUs form queues. The
+    235B scales on its schedule and queue only: the day shows the degrade rule taking the
+    burst's backlog, which the latency SLO signal would otherwise answer with replicas up
+    to the variant's max (`modelfleet simulate --compare` shows that signal at work)."""
     variants = []
     for variant in pool["spec"]["variants"]:
-        seqs = "1" if variant["name"] == "qwen3-235b" else "16"
-        variants.append({**variant, "args": [*variant.get("args", []), "--max-num-seqs", seqs]})
+        big = variant["name"] == "qwen3-235b"
+        patched = {
+            **variant,
+            "args": [*variant.get("args", []), "--max-num-seqs", "1" if big else "16"],
+        }
+        if big:
+            patched["slo"] = {"enabled": False}
+        variants.append(patched)
     metrics = {
         "prometheusUrl": prometheus_url,
         "refreshSeconds": 1,

@@ -24,6 +24,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from modelfleet.controller.clock import ScaledClock
 from modelfleet_testbed.local.agent import NodeAgent
 from modelfleet_testbed.local.cluster import LocalCluster
@@ -48,6 +50,7 @@ GATEWAY_CONFIG_DIR = "etc/modelfleet/gateway"
 # As in a pod of its own; the node agent moves each pod's admin and stats to free ports.
 GATEWAY_ADMIN = "127.0.0.1:9901"
 GATEWAY_STATS_PORT = 9902
+log = structlog.get_logger(__name__)
 
 
 class BackgroundLoop:
@@ -216,10 +219,14 @@ class LocalFleet:
         self.stop_operator()
         if "prometheus" in self._started:
             self.prometheus.stop()
-        if "agent" in self._started:
-            self.background.run(self.agent.__aexit__(None, None, None))
-        if "cluster" in self._started:
-            self.background.run(self.cluster.__aexit__(None, None, None))
+        # Each part gets a bounded time to stop: what is still running after it is ended
+        # below with the rest of the workdir's children, so a stop always completes.
+        for part, stopping in (("agent", self.agent), ("cluster", self.cluster)):
+            if part in self._started:
+                try:
+                    self.background.run(stopping.__aexit__(None, None, None))
+                except TimeoutError:
+                    log.warning("fleet.stop_timeout", part=part)
         self._started.clear()
         self.background.close()
         # A signal between starting a child and recording it would leave it running.
