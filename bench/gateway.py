@@ -84,7 +84,7 @@ spec:
   gateway:
     configMap: bench
     apiKeySecret: bench
-    rateLimit: {requestsPerMinute: 1000000000}
+    rateLimit: {requestsPerMinute: 10000000}
   routes:
     # As in production: the chat route has a fallback, so it goes through a fallback cluster.
     - name: chat
