@@ -3,7 +3,7 @@
 1,000 ModelPools x 4 variants and one RoutingPolicy per pool (bench/operator_fleet.py grows
 them from manifests/samples/). Each cycle does what the operator does each refresh,
 through the same function and the same memory the controller keeps (`desired()` per pool,
-the parse cache and the gateway render cache of `PoolController`):
+the parse cache and the render cache of `PoolController`):
 
     parse    ModelPool/RoutingPolicy/Reservation bodies -> models, each parsed once per
              change (spec per generation, status per resourceVersion; the status the
@@ -55,8 +55,8 @@ from modelfleet.controller.runtime import GC_THRESHOLDS, tune_garbage_collection
 from modelfleet.observe.observation import VariantObservation
 from modelfleet.render.desired import Desired, desired
 from modelfleet.render.gateway import GatewaySettings
-from modelfleet.render.gateway_cache import GatewayRenderCache
 from modelfleet.render.inputs import FleetInputs, ParseCache
+from modelfleet.render.render_cache import RenderCache
 
 from .operator_fleet import REFRESH_SECONDS, SyntheticFleet, build_fleet, next_observations
 
@@ -88,7 +88,7 @@ class OperatorMemory:
     """What `PoolController` keeps between cycles."""
 
     parsed: ParseCache = field(default_factory=ParseCache)
-    renders: GatewayRenderCache = field(default_factory=GatewayRenderCache)
+    renders: RenderCache = field(default_factory=RenderCache)
 
 
 @dataclass
@@ -348,7 +348,8 @@ def measure(pools: int, seed: int) -> dict[str, Any]:
             "max_rss_after_first_cycle_mib": after_first,
             "max_rss_after_all_cycles_mib": after_cycles,
             "parse_cache_entries": len(memory.parsed),
-            "render_cache_entries": len(memory.renders),
+            "gateway_render_cache_entries": len(memory.renders.gateways),
+            "workload_render_cache_entries": len(memory.renders.workloads),
         },
         "fleet_build_cpu_seconds": round(build_cpu, 3),
         "gc_thresholds": list(GC_THRESHOLDS),

@@ -13,8 +13,8 @@ from modelfleet.observe.observation import VariantObservation, variant_key
 from modelfleet.observe.usage import Usage, UsageKey
 from modelfleet.render.desired import desired
 from modelfleet.render.gateway import GatewaySettings
-from modelfleet.render.gateway_cache import GatewayRenderCache
 from modelfleet.render.inputs import FleetInputs
+from modelfleet.render.render_cache import RenderCache
 
 SAMPLES = load_resources(["manifests/samples"])
 POOL = SAMPLES.pools[0]
@@ -50,7 +50,8 @@ def cycle() -> st.SearchStrategy[dict]:
     return st.fixed_dictionaries(
         {
             "observed": st.fixed_dictionaries({v: observation() for v in VARIANTS}),
-            "weights": st.lists(st.integers(0, 100), min_size=2, max_size=2).filter(any),
+            # chat-summary's two backends, and a third: the retry goes to the heaviest other.
+            "weights": st.lists(st.integers(0, 100), min_size=3, max_size=3).filter(any),
             "keys": st.integers(1, len(KEYS)),
             "port": st.sampled_from([8000, 8001]),
             "over": st.sampled_from([(), ("research",), ("scraper",), ("research", "scraper")]),
@@ -58,15 +59,32 @@ def cycle() -> st.SearchStrategy[dict]:
     )
 
 
+# As the operator's parse cache does: the same spec, the same objects.
+_PARSED: dict[tuple, tuple] = {}
+
+
+def resources(weights: tuple[int, ...], port: int) -> tuple:
+    if (weights, port) not in _PARSED:
+        policy_wire = POLICY.to_wire()
+        chat = next(r for r in policy_wire["spec"]["routes"] if r["name"] == "chat-summary")
+        chat.pop("fallback", None)
+        chat["backends"] = [
+            {"variant": variant, "weight": weight}
+            for variant, weight in zip(
+                ["qwen3-30b-moe", "qwen25-72b", "qwen25-7b"], weights, strict=True
+            )
+        ]
+        pool_wire = POOL.to_wire()
+        pool_wire["spec"]["variants"][-1]["port"] = port
+        _PARSED[(weights, port)] = (
+            type(POLICY).model_validate(policy_wire),
+            type(POOL).model_validate(pool_wire),
+        )
+    return _PARSED[(weights, port)]
+
+
 def inputs(step: dict, at: datetime) -> FleetInputs:
-    policy_wire = POLICY.to_wire()
-    chat = next(r for r in policy_wire["spec"]["routes"] if r["name"] == "chat-summary")
-    for backend, weight in zip(chat["backends"], step["weights"], strict=True):
-        backend["weight"] = weight
-    pool_wire = POOL.to_wire()
-    pool_wire["spec"]["variants"][-1]["port"] = step["port"]
-    policy = type(POLICY).model_validate(policy_wire)
-    pool = type(POOL).model_validate(pool_wire)
+    policy, pool = resources(tuple(step["weights"]), step["port"])
     return FleetInputs(
         now=at,
         pools=[pool],
@@ -92,21 +110,24 @@ def spent(over: tuple[str, ...]) -> dict:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(cycle(), min_size=2, max_size=6))
 def test_incremental_render_matches_a_full_render(cycles):
-    cache = GatewayRenderCache()
+    cache = RenderCache()
     for index, step in enumerate(cycles):
         at = NOW + timedelta(seconds=30 * index)
-        full = desired(inputs(step, at)).gateways
-        fast = desired(inputs(step, at), cache).gateways
+        reference = desired(inputs(step, at))
+        result = desired(inputs(step, at), cache)
+        assert result.workloads == reference.workloads
+        full, fast = reference.gateways, result.gateways
         assert fast.keys() == full.keys()
         for key, gateway in full.items():
             assert dict(fast[key].files) == dict(gateway.files)
             assert fast[key].config_hash == gateway.config_hash
-    assert len(cache) == 1, "one entry per policy, however many renders"
+    assert len(cache.gateways) == 1, "one entry per policy, however many renders"
+    assert len(cache.workloads) == 1, "one entry per pool, however many renders"
 
 
 def test_a_spent_budget_changes_only_the_routes():
-    cache = GatewayRenderCache()
-    step = {"observed": {}, "weights": [80, 20], "keys": 4, "port": 8000}
+    cache = RenderCache()
+    step = {"observed": {}, "weights": [80, 20, 0], "keys": 4, "port": 8000}
     within = desired(inputs(step, NOW), cache).gateways
     over = desired(inputs({**step, "over": ("scraper", "research")}, NOW), cache).gateways
     full = desired(inputs({**step, "over": ("scraper", "research")}, NOW)).gateways
@@ -119,10 +140,10 @@ def test_a_spent_budget_changes_only_the_routes():
 
 
 def test_a_weight_change_reuses_the_static_files():
-    cache = GatewayRenderCache()
-    step = {"observed": {}, "weights": [80, 20], "keys": 2, "port": 8000}
+    cache = RenderCache()
+    step = {"observed": {}, "weights": [80, 20, 0], "keys": 2, "port": 8000}
     first = desired(inputs(step, NOW), cache).gateways
-    moved = desired(inputs({**step, "weights": [60, 40]}, NOW), cache).gateways
+    moved = desired(inputs({**step, "weights": [60, 40, 0]}, NOW), cache).gateways
     (before,), (after,) = first.values(), moved.values()
     assert before.files["rds.yaml"] != after.files["rds.yaml"]
     for name in ("envoy.yaml", "lds.yaml", "cds.yaml"):

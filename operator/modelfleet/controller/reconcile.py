@@ -52,9 +52,9 @@ from modelfleet.plan.scaling.types import PoolPlan
 from modelfleet.render.desired import Desired, Event, desired, failed_cycle
 from modelfleet.render.envoy.xds import HostPort
 from modelfleet.render.gateway import GatewaySettings
-from modelfleet.render.gateway_cache import GatewayRenderCache
 from modelfleet.render.gateway_workload import gateway_name
 from modelfleet.render.inputs import FleetInputs, Key, ParseCache, Rejected
+from modelfleet.render.render_cache import RenderCache
 
 log = structlog.get_logger(__name__)
 
@@ -90,9 +90,10 @@ class PoolController:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     publisher: GatewayPublisher | None = None
     # What the operator remembers between cycles: each resource parsed once per change,
-    # each gateway rendered in proportion to what changed. One entry per object.
+    # each pool's workloads and each gateway rendered in proportion to what changed. One
+    # entry per object.
     parsed: ParseCache = field(default_factory=ParseCache)
-    renders: GatewayRenderCache = field(default_factory=GatewayRenderCache)
+    renders: RenderCache = field(default_factory=RenderCache)
 
     def __post_init__(self) -> None:
         if self.publisher is None:
@@ -101,8 +102,8 @@ class PoolController:
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """A deleted resource: drop what the operator remembered of it."""
         self.parsed.forget(kind, namespace, name)
+        self.renders.forget(kind, namespace, name)
         if kind == "RoutingPolicy":
-            self.renders.forget(namespace, name)
             self.publisher.forget(namespace, name)
 
     async def reconcile(self, body: Mapping[str, Any]) -> CycleResult:

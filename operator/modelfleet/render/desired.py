@@ -41,9 +41,9 @@ from modelfleet.plan.scaling.planner import plan_pool
 from modelfleet.plan.scaling.slo import slo_targets
 from modelfleet.plan.scaling.types import PlanCondition, PoolPlan, PreviousPlan
 from modelfleet.render.gateway import GatewayConfig, gateway_config
-from modelfleet.render.gateway_cache import GatewayRenderCache
 from modelfleet.render.gateway_workload import gateway_name, gateway_workloads
 from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
+from modelfleet.render.render_cache import RenderCache
 from modelfleet.render.status import (
     errors_message,
     policy_status,
@@ -104,7 +104,7 @@ EVENT_MESSAGE_LIMIT = 1000
 QUIET_REASONS = frozenset({"NotActive", "Expired"})
 
 
-def desired(inputs: FleetInputs, cache: GatewayRenderCache | None = None) -> Desired:
+def desired(inputs: FleetInputs, cache: RenderCache | None = None) -> Desired:
     """Everything the operator should write, given everything it knows. `cache` (kept by
     the caller between cycles) lets gateways render in proportion to what changed; the
     result is the same with or without it."""
@@ -119,7 +119,7 @@ def desired(inputs: FleetInputs, cache: GatewayRenderCache | None = None) -> Des
         _reject(out, rejected)
     for key, pool in pools.items():
         reservations = [r for r in inputs.reservations if (r.namespace, r.spec.pool) == key]
-        _pool(out, inputs, pool, reservations)
+        _pool(out, inputs, pool, reservations, cache)
     for reservation in inputs.reservations:
         key = (reservation.namespace, reservation.spec.pool)
         if key not in pools and key not in rejected_pools:
@@ -137,7 +137,11 @@ def desired(inputs: FleetInputs, cache: GatewayRenderCache | None = None) -> Des
 
 
 def _pool(
-    out: Desired, inputs: FleetInputs, pool: ModelPool, reservations: Sequence[Reservation]
+    out: Desired,
+    inputs: FleetInputs,
+    pool: ModelPool,
+    reservations: Sequence[Reservation],
+    cache: RenderCache | None,
 ) -> None:
     key = (pool.namespace, pool.name)
     now = inputs.now
@@ -146,10 +150,16 @@ def _pool(
     plan = plan_pool(pool, reservations, inputs.observations, now, previous, slos)
     out.plans[key] = plan
     ref = ObjectRef.of(pool)
-    for variant_plan, variant in zip(plan.variants, pool.spec.variants, strict=True):
+    for index, (variant_plan, variant) in enumerate(
+        zip(plan.variants, pool.spec.variants, strict=True)
+    ):
         if inputs.render_workloads:
-            out.workloads.append(render_service(pool, variant))
-            out.workloads.append(render_deployment(pool, variant, variant_plan.desired_replicas))
+            replicas = variant_plan.desired_replicas
+            if cache is None:
+                out.workloads.append(render_service(pool, variant))
+                out.workloads.append(render_deployment(pool, variant, replicas))
+            else:
+                out.workloads.extend(cache.workloads.manifests(pool, index, replicas))
         out.events.extend(_scale_events(ref, inputs, pool, variant_plan, previous))
     status = pool_status(
         plan,
@@ -232,7 +242,7 @@ def _policy(
     inputs: FleetInputs,
     policy: RoutingPolicy,
     pool: ModelPool,
-    cache: GatewayRenderCache | None,
+    cache: RenderCache | None,
 ) -> None:
     key = (policy.namespace, policy.name)
     ref = ObjectRef.of(policy)
@@ -266,7 +276,14 @@ def _policy(
         return
     addresses = inputs.service_addresses.get((pool.namespace, pool.name), {})
     gateway = gateway_config(
-        table, pool, policy, keys, addresses, inputs.gateway, cache, gates(budgets, keys)
+        table,
+        pool,
+        policy,
+        keys,
+        addresses,
+        inputs.gateway,
+        cache.gateways if cache else None,
+        gates(budgets, keys),
     )
     out.gateways[key] = gateway
     if inputs.gateway.image is not None:

@@ -108,9 +108,13 @@ def gateway_config(
         stats=(settings.listen_host, settings.stats_port),
         gates=gates,
     )
-    digest = config_hash(files)
-    config_map, secret = gateway_objects(policy, files, digest)
-    return GatewayConfig(policy.namespace, policy.name, files, digest, config_map, secret)
+
+    def make() -> GatewayConfig:
+        digest = config_hash(files)
+        config_map, secret = gateway_objects(policy, files, digest)
+        return GatewayConfig(policy.namespace, policy.name, files, digest, config_map, secret)
+
+    return make() if cache is None else cache.made_from(policy, files, make)
 
 
 def gateway_objects(

@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from modelfleet.api.keys import ApiKey
 from modelfleet.api.modelpool import ModelPool
@@ -42,6 +43,8 @@ from modelfleet.render.envoy.render import (
 from modelfleet.render.envoy.routes import route_configuration
 from modelfleet.render.envoy.xds import HostPort, discovery_response, short_digest
 
+T = TypeVar("T")
+
 # Placeholders no real weight (1..100), port or limit can be: 9,876,500,000 + i.
 _FIRST_PLACEHOLDER = 9_876_500_000
 _PLACEHOLDER_YAML = re.compile(r"weight: (98765\d{5})\n")
@@ -50,32 +53,60 @@ _PLACEHOLDER_JSON = re.compile(r'"weight":(98765\d{5})')
 
 @dataclass(frozen=True)
 class RoutesTemplate:
-    """The routes file of one table shape, weights left open."""
+    """The routes file of one table shape, weights left open: the text and the canonical
+    JSON cut at each weight, and the slot each cut is filled from."""
 
-    text: str
-    canonical: str
+    text_parts: tuple[str, ...]
+    text_slots: tuple[int, ...]
+    canonical_parts: tuple[str, ...]
+    canonical_slots: tuple[int, ...]
     version: str
     slots: int
 
     def fill(self, weights: Sequence[int]) -> str:
-        by_placeholder = {str(_FIRST_PLACEHOLDER + i): str(w) for i, w in enumerate(weights)}
-        canonical = _PLACEHOLDER_JSON.sub(
-            lambda m: f'"weight":{by_placeholder[m.group(1)]}', self.canonical
-        )
-        text = _PLACEHOLDER_YAML.sub(lambda m: f"weight: {by_placeholder[m.group(1)]}\n", self.text)
+        values = [str(w) for w in weights]
+        canonical = _join(self.canonical_parts, self.canonical_slots, values)
+        text = _join(self.text_parts, self.text_slots, values)
         return text.replace(self.version, short_digest(canonical), 1)
 
 
+def _cut(text: str, pattern: re.Pattern[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """`text` split around each placeholder's digits, and which slot each one was."""
+    parts, slots, at = [], [], 0
+    for match in pattern.finditer(text):
+        parts.append(text[at : match.start(1)])
+        slots.append(int(match.group(1)) - _FIRST_PLACEHOLDER)
+        at = match.end(1)
+    parts.append(text[at:])
+    return tuple(parts), tuple(slots)
+
+
+def _join(parts: Sequence[str], slots: Sequence[int], values: Sequence[str]) -> str:
+    pieces = [parts[0]]
+    for slot, part in zip(slots, parts[1:], strict=True):
+        pieces.append(values[slot])
+        pieces.append(part)
+    return "".join(pieces)
+
+
 def _shape(table: RoutingTable) -> tuple[RoutingTable, list[int]]:
-    """The table with each weight replaced by its placeholder, and the weights in order."""
+    """The table with each weight replaced by its placeholder, and the weights by slot.
+
+    Within a route the placeholders rank as the weights do (equal weights: the earlier
+    backend ranks higher, as max() picks it), because the render reads that order: a
+    route's retry goes to its heaviest other backend. So the shape keeps the order and
+    the template stays right for every weight that keeps it."""
     weights: list[int] = []
     routes = []
     for route in table.routes:
-        backends = []
-        for backend in route.backends:
-            backends.append(replace(backend, weight=_FIRST_PLACEHOLDER + len(weights)))
-            weights.append(backend.weight)
-        routes.append(replace(route, backends=tuple(backends), note=""))
+        ranked = sorted(range(len(route.backends)), key=lambda i: (route.backends[i].weight, -i))
+        slot_of = {index: len(weights) + rank for rank, index in enumerate(ranked)}
+        weights.extend(route.backends[index].weight for index in ranked)
+        backends = tuple(
+            replace(backend, weight=_FIRST_PLACEHOLDER + slot_of[index])
+            for index, backend in enumerate(route.backends)
+        )
+        routes.append(replace(route, backends=backends, note=""))
     return replace(table, routes=tuple(routes)), weights
 
 
@@ -104,17 +135,51 @@ def _template(
         or text.count(version) != 1
     ):
         return None
-    return RoutesTemplate(text, canonical, version, slots)
+    return RoutesTemplate(
+        *_cut(text, _PLACEHOLDER_YAML), *_cut(canonical, _PLACEHOLDER_JSON), version, slots
+    )
+
+
+@dataclass
+class _SpecTexts:
+    """A policy's and its pool's specs written out for comparison, once per spec object
+    (the operator parses a spec once per generation, so the object stands for it)."""
+
+    policy_spec: object = None
+    pool_spec: object = None
+    policy: str = ""
+    listener: str = ""
+    fallback: str = ""
+    pool: str = ""
+
+    def update(self, policy: RoutingPolicy, pool: ModelPool) -> None:
+        if self.policy_spec is not policy.spec:
+            self.policy_spec = policy.spec
+            self.policy = policy.spec.model_dump_json()
+            # A route's backends and weights reach the listener only through the table.
+            self.listener = policy.spec.model_dump_json(
+                exclude={"routes": {"__all__": {"backends"}}}
+            )
+            self.fallback = policy.spec.gateway.fallback.model_dump_json()
+        if self.pool_spec is not pool.spec:
+            self.pool_spec = pool.spec
+            self.pool = pool.spec.model_dump_json()
 
 
 @dataclass
 class _Entry:
+    specs: _SpecTexts = field(default_factory=_SpecTexts)
     listener_key: tuple | None = None
     listener: dict[str, str] = field(default_factory=dict)
     clusters_key: tuple | None = None
     clusters: dict[str, str] = field(default_factory=dict)
     routes_key: tuple | None = None
     template: RoutesTemplate | None = None
+    weights: list[int] | None = None
+    routes: str = ""
+    # The last result: handed out again while nothing in it changed.
+    files: dict[str, str] | None = None
+    made: tuple[dict[str, str], str | None, Any] | None = None
 
 
 class GatewayRenderCache:
@@ -128,6 +193,17 @@ class GatewayRenderCache:
 
     def forget(self, namespace: str, policy: str) -> None:
         self._entries.pop((namespace, policy), None)
+
+    def made_from(self, policy: RoutingPolicy, files: dict[str, str], make: Callable[[], T]) -> T:
+        """`make()` (what is built from the files, e.g. their hash and objects), made again
+        only when the files or the policy changed since the last call."""
+        entry = self._entries[(policy.namespace, policy.name)]
+        made = entry.made
+        if made is not None and made[0] is files and made[1] == policy.metadata.uid:
+            return made[2]
+        value = make()
+        entry.made = (files, policy.metadata.uid, value)
+        return value
 
     def render(
         self,
@@ -149,49 +225,46 @@ class GatewayRenderCache:
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = _Entry()
-        # Specs change rarely; each is written out once per render to compare it.
-        policy_spec, pool_spec = policy.spec.model_dump_json(), pool.spec.model_dump_json()
-        listener_key = (
-            # A route's backends and weights reach the files only through the table.
-            policy.spec.model_dump_json(exclude={"routes": {"__all__": {"backends"}}}),
-            listen,
-            admin,
-            config_dir,
-            access_log_path,
-            stats,
-        )
+        specs = entry.specs
+        specs.update(policy, pool)
+        listener_key = (specs.listener, listen, admin, config_dir, access_log_path, stats)
+        static_changed = False
         if entry.listener_key != listener_key:
             entry.listener_key = listener_key
             entry.listener = listener_files(
                 policy, listen, admin, config_dir, access_log_path, stats
             )
+            static_changed = True
         # The clusters depend on the table only through the fallback pairs its routes use:
         # a variant leaving a route (unready, say) changes them, never the listener.
         pairs = tuple(fallback_pairs(policy, table))
         clusters_key = (
             pool.name,
-            pool_spec,
-            policy.spec.gateway.fallback.model_dump_json(),
+            specs.pool,
+            specs.fallback,
             tuple(sorted(backends.items())),
             pairs,
         )
         if entry.clusters_key != clusters_key:
             entry.clusters_key = clusters_key
             entry.clusters = clusters_files(pool, policy, backends, pairs)
-        static = {**entry.listener, **entry.clusters}
+            static_changed = True
         shape, weights = _shape(table)
         # The routes also carry the keys, the budget gates and what the specs say of each
         # route.
-        routes_key = (
-            shape,
-            policy_spec,
-            pool_spec,
-            tuple(keys),
-            tuple(sorted(gates.items())),
-        )
+        routes_key = (shape, specs.policy, specs.pool, tuple(keys), tuple(sorted(gates.items())))
         if entry.routes_key != routes_key:
             entry.routes_key = routes_key
             entry.template = _template(shape, pool, policy, keys, gates)
+            entry.weights = None
         if entry.template is None:  # a shape the placeholders cannot stand in for
-            return {**static, ROUTES_FILE: routes_file(table, pool, policy, keys, gates)}
-        return {**static, ROUTES_FILE: entry.template.fill(weights)}
+            routes = routes_file(table, pool, policy, keys, gates)
+        elif entry.weights == weights:
+            routes = entry.routes
+        else:
+            routes = entry.template.fill(weights)
+        entry.weights = weights if entry.template is not None else None
+        if static_changed or entry.files is None or routes is not entry.routes:
+            entry.routes = routes
+            entry.files = {**entry.listener, **entry.clusters, ROUTES_FILE: routes}
+        return entry.files
