@@ -19,7 +19,6 @@ Memory stays flat: one entry per policy, holding the last inputs and the last sh
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -33,15 +32,15 @@ from modelfleet.plan.budgets import Gate
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.render.envoy.fallback import fallback_pairs
 from modelfleet.render.envoy.names import ROUTES_FILE
+from modelfleet.render.envoy.parts import Part, PartWriter, canonical_json
 from modelfleet.render.envoy.render import (
     check_inputs,
     clusters_files,
-    dump_yaml,
     listener_files,
     routes_file,
 )
-from modelfleet.render.envoy.routes import route_configuration
-from modelfleet.render.envoy.xds import HostPort, discovery_response, short_digest
+from modelfleet.render.envoy.routes import per_filter_config, route_configuration
+from modelfleet.render.envoy.xds import HostPort, short_digest
 
 T = TypeVar("T")
 
@@ -116,13 +115,21 @@ def _template(
     policy: RoutingPolicy,
     keys: Sequence[ApiKey],
     gates: Mapping[str, Gate],
+    filter_config: Part,
+    parts: PartWriter,
 ) -> RoutesTemplate | None:
-    resources = [route_configuration(shape, pool, policy, keys, gates)]
-    canonical = json.dumps(resources, sort_keys=True, separators=(",", ":"))
-    document = discovery_response(resources, canonical)
-    text = dump_yaml(document)
+    configuration = route_configuration(shape, pool, policy, keys, gates, filter_config.value)
+    host = configuration["virtual_hosts"][0]
+    # Each route and the Lua settings are written once per content: a route that leaves
+    # the table, or a weight placeholder that moves, rewrites only what it touches.
+    host["routes"] = [Part(route) for route in host["routes"]]
+    host["typed_per_filter_config"] = filter_config
+    written = parts.xds_file([configuration])
+    if written is None:
+        return None
+    text, canonical = written
+    version = short_digest(canonical)
     slots = sum(len(route.backends) for route in shape.routes)
-    version = document["version_info"]
     # A route that matches in several ways repeats its weights; every placeholder must
     # stand where a weight is, as often in the YAML as in the JSON, and nowhere else.
     in_yaml = Counter(_PLACEHOLDER_YAML.findall(text))
@@ -173,6 +180,8 @@ class _Entry:
     listener: dict[str, str] = field(default_factory=dict)
     clusters_key: tuple | None = None
     clusters: dict[str, str] = field(default_factory=dict)
+    filter_key: tuple | None = None
+    filter_config: Part | None = None
     routes_key: tuple | None = None
     template: RoutesTemplate | None = None
     weights: list[int] | None = None
@@ -187,6 +196,7 @@ class GatewayRenderCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], _Entry] = {}
+        self.parts = PartWriter()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -255,7 +265,14 @@ class GatewayRenderCache:
         routes_key = (shape, specs.policy, specs.pool, tuple(keys), tuple(sorted(gates.items())))
         if entry.routes_key != routes_key:
             entry.routes_key = routes_key
-            entry.template = _template(shape, pool, policy, keys, gates)
+            filter_key = routes_key[1:]
+            if entry.filter_key != filter_key or entry.filter_config is None:
+                entry.filter_key = filter_key
+                value = per_filter_config(policy, keys, gates)
+                entry.filter_config = Part(value, canonical_json(value))
+            entry.template = _template(
+                shape, pool, policy, keys, gates, entry.filter_config, self.parts
+            )
             entry.weights = None
         if entry.template is None:  # a shape the placeholders cannot stand in for
             routes = routes_file(table, pool, policy, keys, gates)

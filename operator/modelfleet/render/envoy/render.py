@@ -276,12 +276,12 @@ class _Dumper(_BaseDumper):
         return found
 
 
-def dump_yaml(document: dict[str, Any]) -> str:
+def dump_yaml(document: Any, width: int = 100) -> str:
     return yaml.dump(
         document,
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
-        width=100,
+        width=width,
         allow_unicode=True,
     )

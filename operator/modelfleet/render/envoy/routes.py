@@ -40,9 +40,11 @@ def route_configuration(
     policy: RoutingPolicy,
     api_keys: Sequence[ApiKey],
     gates: Mapping[str, Gate] | None = None,
+    filter_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`gates`: the API keys over a spent budget (in the Lua script's settings, so that a
-    budget's flip is a routes swap like a weight change)."""
+    budget's flip is a routes swap like a weight change). `filter_config`: the
+    `per_filter_config` of these keys and gates, when the caller has it already."""
     routes = [models_route(table, pool), method_not_allowed_route()]
     routes.extend(classification_routes(table, policy))
     for table_route in table.routes:
@@ -67,7 +69,8 @@ def route_configuration(
                     }
                     for key in sorted(api_keys, key=lambda k: k.id)
                 ],
-                "typed_per_filter_config": per_filter_config(policy, api_keys, gates),
+                "typed_per_filter_config": filter_config
+                or per_filter_config(policy, api_keys, gates),
             }
         ],
     }

@@ -1,0 +1,138 @@
+"""An xDS file written part by part: the sub-documents that repeat between renders (a
+route, the Lua settings) are written once per distinct content and reused.
+
+Most of a routes file is the same from one render to the next when the table's shape
+changes (a variant leaves one route): writing it whole again is what makes such a cycle
+cost. `PartWriter` writes the document with a placeholder where each `Part` stands, then
+puts in each part's YAML, written once for its content and column and remembered (a
+bounded store shared by every policy). The bytes are those of `dump_yaml` on the whole
+document (tests compare them on every golden document): a block mapping or a sequence item
+is written the same at any column, once the line width is shifted by the column, and a
+block scalar's empty lines carry no indentation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from modelfleet.render.envoy.render import dump_yaml
+from modelfleet.render.envoy.xds import discovery_response
+
+_PLACEHOLDER = "mfpart{:06d}zq"
+# A placeholder as a sequence item ("- p", "- - p") or a mapping value ("key: p",
+# "- key: p"): indentation, the dashes of the items the line opens, the key, the placeholder.
+_PLACEHOLDER_LINE = re.compile(r"^( *)((?:- )*)([^ \n][^\n]*?: )?(mfpart\d{6}zq)$", re.M)
+_PLACEHOLDER_JSON = re.compile(r'"(mfpart\d{6}zq)"')
+# The store holds each part's YAML by its canonical JSON: bounded in bytes, oldest out.
+STORE_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Part:
+    """A sub-document (a non-empty mapping) to be written on its own and reused.
+    `canonical`: its canonical JSON when the caller already has it."""
+
+    value: dict[str, Any]
+    canonical: str | None = None
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class PartWriter:
+    def __init__(self, limit_bytes: int = STORE_BYTES) -> None:
+        self._yaml: OrderedDict[tuple[str, int, bool], str] = OrderedDict()
+        self._bytes = 0
+        self._limit = limit_bytes
+
+    def __len__(self) -> int:
+        return len(self._yaml)
+
+    def xds_file(self, resources: list[Any]) -> tuple[str, str] | None:
+        """The file of `resources` (with their Parts) and its canonical JSON, or None when
+        the document's own text could be taken for a placeholder."""
+        parts: list[Part] = []
+        skeleton = _skeleton(resources, parts)
+        canonical_skeleton = canonical_json(skeleton)
+        if len(_PLACEHOLDER_JSON.findall(canonical_skeleton)) != len(parts):
+            return None
+        jsons = [part.canonical or canonical_json(part.value) for part in parts]
+        canonical = _PLACEHOLDER_JSON.sub(lambda m: jsons[_index(m.group(1))], canonical_skeleton)
+        text = dump_yaml(discovery_response(skeleton, canonical))
+        if text.endswith("\n...\n"):
+            return None  # see _part_yaml
+        seen = 0
+
+        def put(match: re.Match[str]) -> str:
+            nonlocal seen
+            seen += 1
+            indent, dashes, key, placeholder = match.groups()
+            index = _index(placeholder)
+            # Where the line's content starts: the key, or the part's own dash.
+            column = len(indent) + len(dashes)
+            if key is None:
+                if not dashes:
+                    raise _Unplaceable
+                body = self._part_yaml(parts[index].value, jsons[index], column - 2, True)
+                first, _, rest = body.partition("\n")
+                lead = indent + dashes[:-2] + first
+                return lead + "\n" + _indented(rest, " " * (column - 2)) if rest else lead
+            body = self._part_yaml(parts[index].value, jsons[index], column + 2, False)
+            return f"{indent}{dashes}{key[:-1]}\n{_indented(body, ' ' * (column + 2))}"
+
+        try:
+            text = _PLACEHOLDER_LINE.sub(put, text)
+        except _Unplaceable:
+            return None
+        if seen != len(parts):
+            return None
+        return text, canonical
+
+    def _part_yaml(self, value: dict[str, Any], canonical: str, column: int, item: bool) -> str:
+        key = (canonical, column, item)
+        found = self._yaml.get(key)
+        if found is not None:
+            self._yaml.move_to_end(key)
+            return found
+        found = dump_yaml([value] if item else value, width=100 - column)
+        if found.endswith("\n...\n"):
+            # It ends in a block scalar that keeps its trailing newlines: only the whole
+            # document knows whether its end needs the marker.
+            raise _Unplaceable
+        self._yaml[key] = found
+        self._bytes += len(found) + len(canonical)
+        while self._bytes > self._limit and self._yaml:
+            (old, _, _), text = self._yaml.popitem(last=False)
+            self._bytes -= len(text) + len(old)
+        return found
+
+
+class _Unplaceable(Exception):
+    """A part that cannot be put in on its own: the caller writes the whole document."""
+
+
+def _index(placeholder: str) -> int:
+    return int(placeholder[6:12])
+
+
+def _skeleton(value: Any, parts: list[Part]) -> Any:
+    if isinstance(value, Part):
+        parts.append(value)
+        return _PLACEHOLDER.format(len(parts) - 1)
+    if isinstance(value, dict):
+        return {key: _skeleton(item, parts) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_skeleton(item, parts) for item in value]
+    return value
+
+
+def _indented(body: str, indent: str) -> str:
+    """`body` (YAML ending in a newline) at `indent`, without its last newline; a block
+    scalar's empty lines stay empty."""
+    lines = body.split("\n")[:-1]
+    return "\n".join(indent + line if line else line for line in lines)
