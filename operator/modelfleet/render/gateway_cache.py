@@ -30,8 +30,9 @@ from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.plan.budgets import Gate
 from modelfleet.plan.routing.table import RoutingTable
+from modelfleet.render.envoy.clusters import variant_clusters
 from modelfleet.render.envoy.fallback import fallback_pairs
-from modelfleet.render.envoy.names import ROUTES_FILE
+from modelfleet.render.envoy.names import CLUSTERS_FILE, ROUTES_FILE
 from modelfleet.render.envoy.parts import Part, PartWriter, canonical_json
 from modelfleet.render.envoy.render import (
     check_inputs,
@@ -215,6 +216,21 @@ class GatewayRenderCache:
         entry.made = (files, policy.metadata.uid, value)
         return value
 
+    def _clusters(
+        self,
+        pool: ModelPool,
+        policy: RoutingPolicy,
+        backends: Mapping[str, HostPort],
+        pairs: Sequence[tuple[str, str]],
+    ) -> dict[str, str]:
+        """The clusters file, each cluster written once per content: a fallback pair that
+        comes or goes rewrites only its own cluster."""
+        clusters = variant_clusters(pool, backends, policy.spec.gateway.fallback, pairs)
+        written = self.parts.xds_file([Part(cluster) for cluster in clusters])
+        if written is None:
+            return clusters_files(pool, policy, backends, pairs)
+        return {CLUSTERS_FILE: written[0]}
+
     def render(
         self,
         table: RoutingTable,
@@ -257,7 +273,7 @@ class GatewayRenderCache:
         )
         if entry.clusters_key != clusters_key:
             entry.clusters_key = clusters_key
-            entry.clusters = clusters_files(pool, policy, backends, pairs)
+            entry.clusters = self._clusters(pool, policy, backends, pairs)
             static_changed = True
         shape, weights = _shape(table)
         # The routes also carry the keys, the budget gates and what the specs say of each

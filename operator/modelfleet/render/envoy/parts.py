@@ -79,11 +79,9 @@ class PartWriter:
                 if not dashes:
                     raise _Unplaceable
                 body = self._part_yaml(parts[index].value, jsons[index], column - 2, True)
-                first, _, rest = body.partition("\n")
-                lead = indent + dashes[:-2] + first
-                return lead + "\n" + _indented(rest, " " * (column - 2)) if rest else lead
+                return indent + dashes[:-2] + body
             body = self._part_yaml(parts[index].value, jsons[index], column + 2, False)
-            return f"{indent}{dashes}{key[:-1]}\n{_indented(body, ' ' * (column + 2))}"
+            return f"{indent}{dashes}{key[:-1]}\n{body}"
 
         try:
             text = _PLACEHOLDER_LINE.sub(put, text)
@@ -94,6 +92,9 @@ class PartWriter:
         return text, canonical
 
     def _part_yaml(self, value: dict[str, Any], canonical: str, column: int, item: bool) -> str:
+        """The part's YAML at `column` without its last newline: a sequence item's first
+        line from its dash on (the caller writes what stands before it), every other line
+        indented."""
         key = (canonical, column, item)
         found = self._yaml.get(key)
         if found is not None:
@@ -104,6 +105,11 @@ class PartWriter:
             # It ends in a block scalar that keeps its trailing newlines: only the whole
             # document knows whether its end needs the marker.
             raise _Unplaceable
+        if item:
+            first, _, rest = found.partition("\n")
+            found = first + "\n" + _indented(rest, " " * column) if rest else first
+        else:
+            found = _indented(found, " " * column)
         self._yaml[key] = found
         self._bytes += len(found) + len(canonical)
         while self._bytes > self._limit and self._yaml:
