@@ -89,7 +89,7 @@ documents = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.dictionaries(keys, documents, min_size=1, max_size=4), min_size=1, max_size=3),
     st.randoms(use_true_random=False),

@@ -148,3 +148,20 @@ def test_a_weight_change_reuses_the_static_files():
     assert before.files["rds.yaml"] != after.files["rds.yaml"]
     for name in ("envoy.yaml", "lds.yaml", "cds.yaml"):
         assert before.files[name] is after.files[name], f"{name} was rendered again"
+
+
+def test_a_variant_leaving_a_route_rewrites_only_what_it_touches():
+    cache = RenderCache()
+    step = {"observed": {}, "weights": [80, 20, 0], "keys": 2, "port": 8000}
+    first = desired(inputs(step, NOW), cache).gateways
+    written = len(cache.gateways.parts)
+    unready = {"qwen25-72b": VariantObservation(ready_replicas=0, sampled_at=NOW)}
+    moved = desired(inputs({**step, "observed": unready}, NOW), cache).gateways
+    reference = desired(inputs({**step, "observed": unready}, NOW)).gateways
+    (before,), (after,), (full,) = first.values(), moved.values(), reference.values()
+    assert dict(after.files) == dict(full.files)
+    assert after.files["rds.yaml"] != before.files["rds.yaml"]
+    # The routes that send to the 72B (and the fallback clusters that pair with it) are
+    # written again; every other route, the Lua settings and the variants' clusters not.
+    new_parts = len(cache.gateways.parts) - written
+    assert 0 < new_parts <= 8, f"{new_parts} of {written} parts written again"

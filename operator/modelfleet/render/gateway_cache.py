@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -29,7 +29,7 @@ from modelfleet.api.keys import ApiKey
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.plan.budgets import Gate
-from modelfleet.plan.routing.table import RoutingTable
+from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.render.envoy.clusters import variant_clusters
 from modelfleet.render.envoy.fallback import fallback_pairs
 from modelfleet.render.envoy.names import CLUSTERS_FILE, ROUTES_FILE
@@ -40,13 +40,17 @@ from modelfleet.render.envoy.render import (
     listener_files,
     routes_file,
 )
-from modelfleet.render.envoy.routes import per_filter_config, route_configuration
+from modelfleet.render.envoy.routes import per_filter_config, route_configuration, table_routes
 from modelfleet.render.envoy.xds import HostPort, short_digest
 
 T = TypeVar("T")
 
-# Placeholders no real weight (1..100), port or limit can be: 9,876,500,000 + i.
+# Placeholders no real weight (1..100), port or limit can be: 9,876,500,000 + slot, where
+# a weight's slot is its route's index times SLOTS_PER_ROUTE plus its rank in the route:
+# a route that gains or loses a backend moves no other route's placeholders.
 _FIRST_PLACEHOLDER = 9_876_500_000
+SLOTS_PER_ROUTE = 100
+_MAX_ROUTES = 1000
 _PLACEHOLDER_YAML = re.compile(r"weight: (98765\d{5})\n")
 _PLACEHOLDER_JSON = re.compile(r'"weight":(98765\d{5})')
 
@@ -63,8 +67,8 @@ class RoutesTemplate:
     version: str
     slots: int
 
-    def fill(self, weights: Sequence[int]) -> str:
-        values = [str(w) for w in weights]
+    def fill(self, weights: Mapping[int, int]) -> str:
+        values = {slot: str(w) for slot, w in weights.items()}
         canonical = _join(self.canonical_parts, self.canonical_slots, values)
         text = _join(self.text_parts, self.text_slots, values)
         return text.replace(self.version, short_digest(canonical), 1)
@@ -81,7 +85,7 @@ def _cut(text: str, pattern: re.Pattern[str]) -> tuple[tuple[str, ...], tuple[in
     return tuple(parts), tuple(slots)
 
 
-def _join(parts: Sequence[str], slots: Sequence[int], values: Sequence[str]) -> str:
+def _join(parts: Sequence[str], slots: Sequence[int], values: Mapping[int, str]) -> str:
     pieces = [parts[0]]
     for slot, part in zip(slots, parts[1:], strict=True):
         pieces.append(values[slot])
@@ -89,62 +93,77 @@ def _join(parts: Sequence[str], slots: Sequence[int], values: Sequence[str]) -> 
     return "".join(pieces)
 
 
-def _shape(table: RoutingTable) -> tuple[RoutingTable, list[int]]:
-    """The table with each weight replaced by its placeholder, and the weights by slot.
+def _shape(table: RoutingTable) -> tuple[RoutingTable, dict[int, int]] | None:
+    """The table with each weight replaced by its placeholder, and the weights by slot
+    (None: a table too large for the placeholders).
 
     Within a route the placeholders rank as the weights do (equal weights: the earlier
     backend ranks higher, as max() picks it), because the render reads that order: a
     route's retry goes to its heaviest other backend. So the shape keeps the order and
     the template stays right for every weight that keeps it."""
-    weights: list[int] = []
+    if len(table.routes) > _MAX_ROUTES:
+        return None
+    weights: dict[int, int] = {}
     routes = []
-    for route in table.routes:
+    for position, route in enumerate(table.routes):
+        if len(route.backends) > SLOTS_PER_ROUTE:
+            return None
         ranked = sorted(range(len(route.backends)), key=lambda i: (route.backends[i].weight, -i))
-        slot_of = {index: len(weights) + rank for rank, index in enumerate(ranked)}
-        weights.extend(route.backends[index].weight for index in ranked)
-        backends = tuple(
-            replace(backend, weight=_FIRST_PLACEHOLDER + slot_of[index])
-            for index, backend in enumerate(route.backends)
-        )
-        routes.append(replace(route, backends=backends, note=""))
+        first = position * SLOTS_PER_ROUTE
+        slot_of = {index: first + rank for rank, index in enumerate(ranked)}
+        backends = []
+        for index, backend in enumerate(route.backends):
+            weights[slot_of[index]] = backend.weight
+            backends.append(replace(backend, weight=_FIRST_PLACEHOLDER + slot_of[index]))
+        routes.append(replace(route, backends=tuple(backends), note=""))
     return replace(table, routes=tuple(routes)), weights
+
+
+_ANY_PLACEHOLDER = re.compile(r"98765\d{5}")
 
 
 def _template(
     shape: RoutingTable,
+    slots: Iterable[int],
     pool: ModelPool,
     policy: RoutingPolicy,
     keys: Sequence[ApiKey],
     gates: Mapping[str, Gate],
     filter_config: Part,
+    route_parts: Callable[[TableRoute], list[Any]],
     parts: PartWriter,
 ) -> RoutesTemplate | None:
-    configuration = route_configuration(shape, pool, policy, keys, gates, filter_config.value)
+    configuration = route_configuration(
+        shape, pool, policy, keys, gates, filter_config.value, route_parts
+    )
     host = configuration["virtual_hosts"][0]
     # Each route and the Lua settings are written once per content: a route that leaves
     # the table, or a weight placeholder that moves, rewrites only what it touches.
-    host["routes"] = [Part(route) for route in host["routes"]]
+    host["routes"] = [r if isinstance(r, Part) else Part(r) for r in host["routes"]]
     host["typed_per_filter_config"] = filter_config
     written = parts.xds_file([configuration])
     if written is None:
         return None
     text, canonical = written
     version = short_digest(canonical)
-    slots = sum(len(route.backends) for route in shape.routes)
     # A route that matches in several ways repeats its weights; every placeholder must
     # stand where a weight is, as often in the YAML as in the JSON, and nowhere else.
     in_yaml = Counter(_PLACEHOLDER_YAML.findall(text))
     in_json = Counter(_PLACEHOLDER_JSON.findall(canonical))
-    placeholders = {str(_FIRST_PLACEHOLDER + i) for i in range(slots)}
+    placeholders = {str(_FIRST_PLACEHOLDER + slot) for slot in slots}
     if (
         in_yaml != in_json
         or set(in_yaml) != placeholders
-        or any(text.count(p) != n or canonical.count(p) != n for p, n in in_yaml.items())
+        or Counter(_ANY_PLACEHOLDER.findall(text)) != in_yaml
+        or Counter(_ANY_PLACEHOLDER.findall(canonical)) != in_json
         or text.count(version) != 1
     ):
         return None
     return RoutesTemplate(
-        *_cut(text, _PLACEHOLDER_YAML), *_cut(canonical, _PLACEHOLDER_JSON), version, slots
+        *_cut(text, _PLACEHOLDER_YAML),
+        *_cut(canonical, _PLACEHOLDER_JSON),
+        version,
+        len(placeholders),
     )
 
 
@@ -185,8 +204,11 @@ class _Entry:
     filter_config: Part | None = None
     routes_key: tuple | None = None
     template: RoutesTemplate | None = None
-    weights: list[int] | None = None
+    weights: dict[int, int] | None = None
     routes: str = ""
+    # Each table route's Envoy routes as parts, for the policy spec they were made from.
+    route_parts: dict[TableRoute, list[Any]] = field(default_factory=dict)
+    route_parts_spec: str = ""
     # The last result: handed out again while nothing in it changed.
     files: dict[str, str] | None = None
     made: tuple[dict[str, str], str | None, Any] | None = None
@@ -215,6 +237,25 @@ class GatewayRenderCache:
         value = make()
         entry.made = (files, policy.metadata.uid, value)
         return value
+
+    @staticmethod
+    def _route_parts(entry: _Entry, policy: RoutingPolicy) -> Callable[[TableRoute], list[Any]]:
+        """Each table route's Envoy routes, made once per shape of the route: a template
+        for a new table shape remakes only the routes that changed. Only the routes of the
+        latest table are kept."""
+        if entry.route_parts_spec != entry.specs.policy:
+            entry.route_parts, entry.route_parts_spec = {}, entry.specs.policy
+        before, kept = entry.route_parts, {}
+
+        def parts_of(route: TableRoute) -> list[Any]:
+            found = before.get(route)
+            if found is None:
+                found = [Part(r, canonical_json(r)) for r in table_routes(route, policy)]
+            kept[route] = found
+            entry.route_parts = kept
+            return found
+
+        return parts_of
 
     def _clusters(
         self,
@@ -275,7 +316,16 @@ class GatewayRenderCache:
             entry.clusters_key = clusters_key
             entry.clusters = self._clusters(pool, policy, backends, pairs)
             static_changed = True
-        shape, weights = _shape(table)
+        shaped = _shape(table)
+        if shaped is None:
+            entry.routes_key = entry.template = entry.weights = None
+            entry.files = {
+                **entry.listener,
+                **entry.clusters,
+                ROUTES_FILE: routes_file(table, pool, policy, keys, gates),
+            }
+            return entry.files
+        shape, weights = shaped
         # The routes also carry the keys, the budget gates and what the specs say of each
         # route.
         routes_key = (shape, specs.policy, specs.pool, tuple(keys), tuple(sorted(gates.items())))
@@ -287,7 +337,15 @@ class GatewayRenderCache:
                 value = per_filter_config(policy, keys, gates)
                 entry.filter_config = Part(value, canonical_json(value))
             entry.template = _template(
-                shape, pool, policy, keys, gates, entry.filter_config, self.parts
+                shape,
+                weights,
+                pool,
+                policy,
+                keys,
+                gates,
+                entry.filter_config,
+                self._route_parts(entry, policy),
+                self.parts,
             )
             entry.weights = None
         if entry.template is None:  # a shape the placeholders cannot stand in for

@@ -5,7 +5,7 @@ without draining connections."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from modelfleet.api.keys import ApiKey
@@ -41,14 +41,16 @@ def route_configuration(
     api_keys: Sequence[ApiKey],
     gates: Mapping[str, Gate] | None = None,
     filter_config: dict[str, Any] | None = None,
+    routes_of: Callable[[TableRoute], list[Any]] | None = None,
 ) -> dict[str, Any]:
     """`gates`: the API keys over a spent budget (in the Lua script's settings, so that a
     budget's flip is a routes swap like a weight change). `filter_config`: the
-    `per_filter_config` of these keys and gates, when the caller has it already."""
+    `per_filter_config` of these keys and gates, when the caller has it already;
+    `routes_of`: each table route's Envoy routes, when the caller keeps them."""
     routes = [models_route(table, pool), method_not_allowed_route()]
     routes.extend(classification_routes(table, policy))
     for table_route in table.routes:
-        routes.extend(table_routes(table_route, policy))
+        routes.extend(routes_of(table_route) if routes_of else table_routes(table_route, policy))
     routes.extend(default_routes(table, policy))
     routes.extend([no_route_route(), unknown_path_route()])
     return {
