@@ -55,23 +55,41 @@ _PLACEHOLDER_YAML = re.compile(r"weight: (98765\d{5})\n")
 _PLACEHOLDER_JSON = re.compile(r'"weight":(98765\d{5})')
 
 
-@dataclass(frozen=True)
+@dataclass
 class RoutesTemplate:
-    """The routes file of one table shape, weights left open: the text and the canonical
-    JSON cut at each weight, and the slot each cut is filled from."""
+    """The routes file of one table shape with weights open: the file as last filled with
+    where each weight and the version stand in it, and the canonical JSON cut at each
+    weight. A fill writes the new file from the last one (no second copy is kept)."""
 
-    text_parts: tuple[str, ...]
-    text_slots: tuple[int, ...]
+    text: str
+    spans: list[tuple[int, int, int]]  # (start, end, slot) of each weight, in order
+    version_span: tuple[int, int]
     canonical_parts: tuple[str, ...]
     canonical_slots: tuple[int, ...]
-    version: str
     slots: int
 
     def fill(self, weights: Mapping[int, int]) -> str:
         values = {slot: str(w) for slot, w in weights.items()}
         canonical = _join(self.canonical_parts, self.canonical_slots, values)
-        text = _join(self.text_parts, self.text_slots, values)
-        return text.replace(self.version, short_digest(canonical), 1)
+        old, pieces, spans = self.text, [], []
+        (version_start, version_end), length = self.version_span, 0
+        # The version is the file's first line, before every weight.
+        cuts = [(version_start, version_end, short_digest(canonical), None)]
+        cuts += [(start, end, values[slot], slot) for start, end, slot in self.spans]
+        at = 0
+        for start, end, value, slot in cuts:
+            pieces.append(old[at:start])
+            length += start - at
+            if slot is None:
+                self.version_span = (length, length + len(value))
+            else:
+                spans.append((length, length + len(value), slot))
+            pieces.append(value)
+            length += len(value)
+            at = end
+        pieces.append(old[at:])
+        self.text, self.spans = "".join(pieces), spans
+        return self.text
 
 
 def _cut(text: str, pattern: re.Pattern[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -159,10 +177,18 @@ def _template(
         or text.count(version) != 1
     ):
         return None
+    spans = [
+        (m.start(1), m.end(1), int(m.group(1)) - _FIRST_PLACEHOLDER)
+        for m in _PLACEHOLDER_YAML.finditer(text)
+    ]
+    at = text.index(version)
+    if spans and at > spans[0][0]:
+        return None
     return RoutesTemplate(
-        *_cut(text, _PLACEHOLDER_YAML),
+        text,
+        spans,
+        (at, at + len(version)),
         *_cut(canonical, _PLACEHOLDER_JSON),
-        version,
         len(placeholders),
     )
 
