@@ -220,7 +220,7 @@ def test_an_invalid_spec_is_refused_with_its_field_path_and_changes_nothing(flee
 
 
 def test_prometheus_down_holds_replicas_and_says_why(fleet, pool):
-    eventually(lambda: fleet.replicas("e2e-small") == 2, 20, "small at 2")
+    eventually(lambda: small_at(fleet, 2), 20, "small at 2")
     # Until Prometheus has scraped the new replicas the condition is False for another
     # reason (no samples yet); the kill must be what turns it False.
     eventually(
@@ -265,7 +265,20 @@ def test_the_operator_recovers_from_api_conflicts_errors_and_throttling(fleet, p
     eventually(lambda: fleet.replicas("e2e-small") == 3, 30, "the change applied despite faults")
     merge_patch(fleet, "modelpool", "e2e", '{"spec": {"variants": ' + _variants_json() + "}}")
     # Down by the scale-down window, and after the faults' retries: generous on a busy machine.
-    eventually(lambda: fleet.replicas("e2e-small") == 2, 90, "back to the schedule count")
+    eventually(lambda: small_at(fleet, 2), 90, "back to the schedule count")
+
+
+def small_at(fleet, count: int) -> bool:
+    """Whether e2e-small has `count` replicas; if not, the failure says what the plan says."""
+    if fleet.replicas("e2e-small") == count:
+        return True
+    status = (fleet.get("modelpool", "e2e") or {}).get("status") or {}
+    small = next((v for v in status.get("variants", []) if v.get("name") == "small"), {})
+    raise AssertionError(
+        f"e2e-small at {fleet.replicas('e2e-small')}, planned {small.get('desiredReplicas')} "
+        f"({small.get('reason')}: {small.get('message')}); signals {small.get('signals')}; "
+        f"conditions {[(c.get('type'), c.get('reason')) for c in status.get('conditions', [])]}"
+    )
 
 
 def _variants_json(big: dict | None = None, **small) -> str:
@@ -277,7 +290,7 @@ def _variants_json(big: dict | None = None, **small) -> str:
 
 
 def test_an_operator_restart_changes_no_replica(fleet, pool):
-    eventually(lambda: fleet.replicas("e2e-small") == 2, 20, "small at 2")
+    eventually(lambda: small_at(fleet, 2), 20, "small at 2")
     before = {d: fleet.get("deployment", d)["spec"]["replicas"] for d in ("e2e-small", "e2e-big")}
     scaled_before = len(fleet.events("Scaled"))
     fleet.stop_operator()
@@ -513,7 +526,7 @@ def test_a_tenant_over_its_hard_budget_gets_insufficient_quota_within_a_refresh(
 
 
 def test_replicas_changed_by_hand_are_restored_with_an_event(fleet, pool):
-    eventually(lambda: fleet.replicas("e2e-small") == 2, 20, "small at 2")
+    eventually(lambda: small_at(fleet, 2), 20, "small at 2")
     restored: list = []
     for _ in range(3):
         fleet.kubectl("scale", "deployment/e2e-small", "-n", "llm", "--replicas=5")
