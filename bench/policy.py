@@ -17,6 +17,12 @@ replays a synthetic trace with long prompts (about 6,000 tokens, log-normal) and
 answers, where time to first token binds, at a rate the static-peak fleet serves: the
 mechanism, not the trace, has to meet the SLOs.
 
+Each run also reports `ttftCeiling`: the share of the requests on routes with a TTFT SLO
+that one idle replica of the variant they went to answers within it. No number of replicas
+beats it; on the long-prompt trace it is under 99% (the longest prompts take longer than
+the route's TTFT to prefill even alone, most of all on the 7B at 0.5 s), so there the TTFT
+target cannot be met by scaling, and the gap to the ceiling is what the policy loses.
+
     python -m bench.policy       # writes bench/results/policy.json, prints a table
 """
 
