@@ -17,6 +17,12 @@ replays a synthetic trace with long prompts (about 6,000 tokens, log-normal) and
 answers, where time to first token binds, at a rate the static-peak fleet serves: the
 mechanism, not the trace, has to meet the SLOs.
 
+Each run also reports `ttftCeiling`: the share of the requests on routes with a TTFT SLO
+that one idle replica of the variant they went to answers within it. No number of replicas
+beats it; on the long-prompt trace it is under 99% (the longest prompts take longer than
+the route's TTFT to prefill even alone, most of all on the 7B at 0.5 s), so there the TTFT
+target cannot be met by scaling, and the gap to the ceiling is what the policy loses.
+
     python -m bench.policy       # writes bench/results/policy.json, prints a table
 """
 
@@ -38,7 +44,9 @@ from modelfleet.api.load import load_resources
 from modelfleet.render.desired import desired
 from modelfleet.render.inputs import FleetInputs
 from modelfleet_testbed.sim.baselines import baseline_pool
-from modelfleet_testbed.sim.run import SimulationOptions, simulate
+from modelfleet_testbed.sim.batching import BatchEngine, FirstToken
+from modelfleet_testbed.sim.replica_set import EngineConfig
+from modelfleet_testbed.sim.run import Simulation, SimulationOptions, engine_configs, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "policy.json"
@@ -81,6 +89,50 @@ def static_peak_gpus() -> int:
     pool = baseline_pool(resources.pools[0], "static-peak")
     result = desired(FleetInputs(now=MONDAY, pools=[pool], reservations=resources.reservations))
     return result.plans[(pool.namespace, pool.name)].gpus_planned
+
+
+def idle_ttft(config: EngineConfig, prompt_tokens: int) -> float:
+    """Time to first token of one request alone on an idle replica."""
+    engine = BatchEngine(config.profile, config.max_num_seqs, config.max_num_batched_tokens)
+    engine.submit("alone", prompt_tokens, 1, 0.0)
+    return next(e.at for e in engine.advance_to(math.inf) if isinstance(e, FirstToken))
+
+
+def longest_prompt_within(config: EngineConfig, seconds: float, limit: int = 1 << 17) -> int:
+    """The longest prompt an idle replica answers within `seconds` (TTFT grows with it)."""
+    low, high = 0, limit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if idle_ttft(config, middle) <= seconds:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def ttft_ceiling(simulation: Simulation, run: str) -> float | None:
+    """The TTFT attainment no scaling can beat with this run's routing: the share of the
+    requests on routes with a TTFT SLO that one replica, idle, answers within it (a prompt
+    longer than that misses however many replicas there are)."""
+    pool = simulation.pools[run]
+    result = simulation.results[run]
+    configs = engine_configs(pool, {})
+    policy = load_resources([SAMPLES]).policies[0]
+    slos = [r.slo.ttft_seconds if r.slo else None for r in policy.spec.routes]
+    limits: dict[tuple[int, int], int] = {}
+    prompts = simulation.workload.arrivals.prompt_tokens
+    held = within = 0
+    for i in range(len(prompts)):
+        route, variant = result.route_of[i], result.variant_of[i]
+        if route < 0 or variant < 0 or slos[route] is None:
+            continue
+        key = (route, variant)
+        if key not in limits:
+            config = configs[result.variants[variant]]
+            limits[key] = longest_prompt_within(config, slos[route])
+        held += 1
+        within += prompts[i] <= limits[key]
+    return round(within / held, 6) if held else None
 
 
 def _case(name: str, trace: Path, trace_format: str | None, static_gpus: int) -> dict[str, Any]:
@@ -130,6 +182,7 @@ def _case(name: str, trace: Path, trace_format: str | None, static_gpus: int) ->
             "sloAttainment": run["sloAttainment"],
             "days": days,
             "secondDayMeets": checks,
+            "ttftCeiling": ttft_ceiling(simulation, run["name"]),
             "variants": {
                 v: {"gpuHours": d["gpuHours"], "peakReplicas": d["peakReplicas"]}
                 for v, d in run["variants"].items()

@@ -123,6 +123,19 @@ def test_nothing_moves_without_an_slo_headroom_or_enough_requests():
     assert chat_weights(few) == {"fast": 50, "slow": 50}
 
 
+def test_when_every_backend_misses_weight_goes_to_one_far_closer_to_the_slo():
+    # Long prompts: the small model misses the TTFT however idle (p99 at 3x the SLO), the
+    # large one only by its longest prompts (1.2x): the route is served better by the
+    # large one, and weight moves to it by the same bounded steps.
+    table = plan_routing(make_policy(SLO), make_pool(), observations(fast=24.0, slow=60.0))
+    assert chat_weights(table) == {"fast": 50 + SHIFT_STEP, "slow": 50 - SHIFT_STEP}
+    note = next(r for r in table.routes if r.name == "chat").note
+    assert "every backend misses" in note and "moved from slow" in note
+    # Both about as far over: no backend serves the route better, nothing moves.
+    table = plan_routing(make_policy(SLO), make_pool(), observations(fast=25.0, slow=30.0))
+    assert chat_weights(table) == {"fast": 50, "slow": 50}
+
+
 def test_desired_remembers_the_shift_in_the_policy_status():
     pool, policy = make_pool(), make_policy(SLO)
     seen = []

@@ -215,11 +215,11 @@ class SloScaling(KubeModel):
         "variant declares one; false turns the signal off for this variant.",
     )
     headroom: float = Field(
-        default=0.8,
+        default=0.85,
         gt=0,
         le=1,
         description="Plan for the load per replica that keeps the observed p99 under this "
-        "share of the strictest SLO (0.8: 20% below it).",
+        "share of the strictest SLO (0.85: 15% below it).",
     )
 
 

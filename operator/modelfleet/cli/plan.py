@@ -10,10 +10,15 @@ from pathlib import Path
 
 from modelfleet.api.load import InputError, InvalidInput, load_resources
 from modelfleet.api.modelpool import ModelPoolStatus
+from modelfleet.api.routingpolicy import RoutingPolicyStatus
 from modelfleet.observe.observation import MetricsInput, load_metrics
 from modelfleet.render.desired import desired
 from modelfleet.render.inputs import FleetInputs, Key
-from modelfleet.render.plan_document import plan_document, read_plan_document
+from modelfleet.render.plan_document import (
+    plan_document,
+    read_plan_document,
+    read_previous_routes,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -64,14 +69,17 @@ def parse_instant(text: str) -> datetime:
     return value
 
 
-def load_previous(path: Path | None) -> dict[Key, ModelPoolStatus]:
+def load_previous(
+    path: Path | None,
+) -> tuple[dict[Key, ModelPoolStatus], dict[Key, RoutingPolicyStatus]]:
+    """The pools' statuses and the policies' routes an earlier plan left."""
     if path is None:
-        return {}
+        return {}, {}
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise InvalidInput([InputError(str(path), "previous plan", "", str(err))]) from None
-    return read_plan_document(data, str(path))
+    return read_plan_document(data, str(path)), read_previous_routes(data, str(path))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         resources = load_resources(args.files)
         metrics = load_metrics(args.metrics, at) if args.metrics else MetricsInput()
-        previous = load_previous(args.previous)
+        previous, routes = load_previous(args.previous)
     except InvalidInput as err:
         print_errors(err)
         return 2
@@ -89,12 +97,18 @@ def run(args: argparse.Namespace) -> int:
         else pool
         for pool in resources.pools
     ]
+    policies = [
+        policy.model_copy(update={"status": routes[(policy.namespace, policy.name)]})
+        if (policy.namespace, policy.name) in routes
+        else policy
+        for policy in resources.policies
+    ]
     result = desired(
         FleetInputs(
             now=at,
             pools=pools,
             reservations=resources.reservations,
-            policies=resources.policies,
+            policies=policies,
             observations=metrics.observations,
             usage=metrics.usage,
             budget_usage=metrics.budget_usage,

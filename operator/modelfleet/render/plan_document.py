@@ -1,6 +1,7 @@
 """The JSON of `modelfleet plan -o json`: the statuses the operator would write, nothing
 hand-shaped. Each pool entry is its ModelPool status with `namespace` and `name`; each
-routing entry the RoutingPolicy's planned routes. `--previous` reads one back."""
+routing entry the RoutingPolicy's planned routes. `--previous` reads one back: the pools'
+statuses and the policies' routes (the weights a latency shift moved are its memory)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from modelfleet.api.common import rfc3339
 from modelfleet.api.load import InputError, InvalidInput, validation_errors
 from modelfleet.api.modelpool import ModelPoolStatus
+from modelfleet.api.routingpolicy import RoutingPolicyStatus
 from modelfleet.plan.budgets import BudgetPlan
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.render.desired import Desired
@@ -68,6 +70,31 @@ def read_plan_document(data: Any, source: str) -> dict[Key, ModelPoolStatus]:
         if status.planned_at is None and "at" in data:
             status = status.model_copy(update={"planned_at": _time(data["at"])})
         statuses[(str(entry.get("namespace", "default")), entry["name"])] = status
+    if errors:
+        raise InvalidInput(errors)
+    return statuses
+
+
+def read_previous_routes(data: Any, source: str) -> dict[Key, RoutingPolicyStatus]:
+    """An earlier `plan -o json` -> each RoutingPolicy's planned routes, as its status held
+    them, so the routes' latency shifts continue from where they were."""
+    entries = data.get("routing") if isinstance(data, dict) else None
+    statuses: dict[Key, RoutingPolicyStatus] = {}
+    errors: list[InputError] = []
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        where = f"routing[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("policy"), str):
+            errors.append(InputError(source, "previous plan", where, "expected a policy's routes"))
+            continue
+        try:
+            status = RoutingPolicyStatus.model_validate({"routes": entry.get("routes", [])})
+        except ValidationError as err:
+            errors.extend(
+                InputError(source, "previous plan", f"{where}.{e.path}", e.message)
+                for e in validation_errors(err, source, "previous plan")
+            )
+            continue
+        statuses[(str(entry.get("namespace", "default")), entry["policy"])] = status
     if errors:
         raise InvalidInput(errors)
     return statuses

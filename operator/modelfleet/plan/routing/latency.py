@@ -7,8 +7,11 @@ of the SLO), in proportion to their configured weights. Once it is back inside t
 headroom (or carries too little traffic to tell), the points flow back at the same pace,
 until the route has its configured weights again. The shift is remembered in the
 RoutingPolicy's status (its effective weights), so it moves by bounded steps, not jumps,
-and a restarted operator continues from it. Missing everywhere or nowhere moves nothing:
-weight only goes where there is headroom.
+and a restarted operator continues from it. Missing nowhere moves nothing. Missing
+everywhere moves weight only from the backend furthest over the SLO to those far closer to
+it (at most CLOSER of its excess p99 / SLO over 1): long prompts a small model cannot
+answer in time however idle it is miss the route's TTFT on every backend, but on one far
+more often than on the other.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from modelfleet.plan.scaling.slo import SloReading
 from modelfleet.plan.scaling.types import SloTarget
 
 SHIFT_STEP = 10  # points of 100 moved per cycle, at most
+# When every backend misses: a backend this share as far over the SLO (or less) as the worst
+# serves the route's requests clearly better, and takes weight from it.
+CLOSER = 1 / 3
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,18 @@ def shift_weights(
         if r is not None and r.ratio <= headroom(variants[i]) and i not in missing
     ]
     notes = []
+    if missing and not roomy:
+        worst = max(missing, key=lambda i: readings[i].ratio)
+        excess = readings[worst].ratio - 1
+        closer = [i for i in missing if readings[i].ratio - 1 <= CLOSER * excess]
+        if closer:
+            moved = _move(weights, [worst], closer, base, SHIFT_STEP)
+            if moved:
+                notes.append(
+                    f"{moved} points moved from {variants[worst]} ({readings[worst].detail}) "
+                    f"to {', '.join(f'{variants[i]} ({readings[i].detail})' for i in closer)}: "
+                    "every backend misses, these far less"
+                )
     if missing and roomy:
         moved = _move(weights, missing, roomy, base, SHIFT_STEP)
         if moved:

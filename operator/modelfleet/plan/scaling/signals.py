@@ -16,7 +16,7 @@ from modelfleet.api.modelpool import MAX_REPLICAS, Schedule, Variant
 from modelfleet.api.reservation import Reservation
 from modelfleet.observe.observation import VariantObservation
 from modelfleet.plan.scaling.forecast import expected_demand, smoothed
-from modelfleet.plan.scaling.slo import SloReading, capacity_of
+from modelfleet.plan.scaling.slo import SloReading, band_at, capacity_of
 from modelfleet.plan.scaling.types import Capacity, PreviousVariant, SignalResult, SloTarget
 
 SCHEDULE_LOOKBACK_DAYS = 8
@@ -227,13 +227,24 @@ def slo_signal(ctx: VariantContext) -> SignalResult | None:
             and min(p.ratio for p in points) > 1
             and points[-1].rps >= FLOOR_EVIDENCE * points[0].rps
         )
-        if reading.ratio > 1 and not floor:
-            reaction = replicas_for(ready * min(reading.ratio, MAX_REACTION))
+        # A minute's p99 over a few hundred requests is noisy: a miss adds replicas at once
+        # only when this load has missed on average (its band, this minute included; a
+        # load not seen before has only this minute). A burst at a load that is usually
+        # inside is over before a replica loads; the band learns from it instead.
+        band = band_at(points, minute_load(obs) / ready) if points else None
+        usual = band.ratio if band is not None and band.samples > 1 else reading.ratio
+        if reading.ratio > 1 and not floor and usual > 1:
+            reaction = replicas_for(ready * min(usual, MAX_REACTION))
             if replicas is None or reaction > replicas:
                 replicas = reaction
+                seen = (
+                    ""
+                    if usual == reading.ratio
+                    else (f", {usual:.2f} of it on average at this load ({band.samples} cycles)")
+                )
                 why = (
-                    f"{reading.detail} misses: {ready} ready x "
-                    f"{min(reading.ratio, MAX_REACTION):.2f} = {reaction}"
+                    f"{reading.detail} misses{seen}: {ready} ready x "
+                    f"{min(usual, MAX_REACTION):.2f} = {reaction}"
                 )
         elif reading.ratio > headroom and (replicas is None or replicas < ready):
             # Shrink only while well inside: a replica given up at the edge of the SLO is

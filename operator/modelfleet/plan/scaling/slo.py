@@ -145,6 +145,14 @@ def remember_load(
     return tuple(sorted([*highest, current], key=lambda p: p.rps))
 
 
+def band_at(points: Sequence[CapacityPoint], rps: float) -> CapacityPoint | None:
+    """The remembered band this load per replica falls in, if any."""
+    if rps <= 0:
+        return None
+    band = _band(rps)
+    return next((p for p in points if _band(p.rps) == band), None)
+
+
 def latency_curve(points: Sequence[CapacityPoint]) -> list[float]:
     """The bands' p99/SLO made non-decreasing in load (least squares, weighted by how many
     cycles each band averages: pool-adjacent-violators), so one noisy band neither hides
