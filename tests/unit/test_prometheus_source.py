@@ -170,7 +170,9 @@ def test_a_pool_s_queries_run_at_once_under_one_deadline(prometheus):
     assert observations["ns/p/a"].waiting == 7.0
     assert len(FakePrometheus.seen) == queries
     arrivals = sorted(call["at"] for call in FakePrometheus.seen)
-    assert arrivals[-1] - arrivals[0] < 0.9, "the queries were not sent at once"
+    # One after another, they would arrive 1 s apart; at once, within moments (a loaded
+    # machine stretches the moments, never to the seconds of sequential sends).
+    assert arrivals[-1] - arrivals[0] < 3.0, "the queries were not sent at once"
     assert elapsed < queries - 1, f"{queries} queries of 1 s each took {elapsed:.1f} s"
 
 
