@@ -126,6 +126,7 @@ class VariantReplicas:
         # time buckets), what the replicas' vLLM counters and histograms would hold.
         self.finished: list[tuple[int, int, int, int]] = []
         self.rates: list[RateSample] = []  # the request rate of every cycle, for forecasts
+        self.rates_utc: list[RateSample] = []  # the same samples with their times in UTC
 
     @property
     def current(self) -> int:
