@@ -223,6 +223,7 @@ class BatchEngine:
         self.now = t
         events: list[Event] = []
         waiting, prefilling, decoding = self._waiting, self._prefilling, self._decoding
+        heap = self._finish_heap
         while True:
             if not (prefilling or decoding):
                 if not waiting or waiting[0].arrived_at > t:
@@ -230,7 +231,19 @@ class BatchEngine:
                     break
                 # An idle GPU starts on a request the moment it arrives.
                 self._clock = max(self._clock, waiting[0].arrived_at)
-            plan = self._plan(until=t)
+            stretch = self._steady_stretch(t)
+            if stretch is not None:
+                # Most of the time: a decode-only stretch, committed here (as _commit
+                # would: it prefills nothing, and nothing was cancelled when it was planned).
+                at, steps = stretch
+                if at > t:
+                    break
+                self._decode_steps += steps
+                self._clock = at
+                if heap and heap[0][0] <= self._decode_steps:
+                    self._finish_decoding(at, events)
+                continue
+            plan = self._current or self._plan_single_step()
             if plan is None:
                 break
             if plan.chunks and plan is not self._current:
@@ -258,27 +271,26 @@ class BatchEngine:
 
     # -- scheduling ----------------------------------------------------------------
 
-    def _head_admissible(self) -> bool:
-        """Whether the first waiting request can join the next step: it has arrived by the
-        clock, and there are a sequence slot and KV cache for it."""
-        if not self._waiting or len(self._prefilling) + len(self._decoding) >= self.max_num_seqs:
-            return False
-        head = self._waiting[0]
-        if head.arrived_at > self._clock:
-            return False
-        return self._kv_reserved + head.reserved_tokens <= self.profile.kv_cache_tokens
-
     def _plan(self, until: float | None) -> _StepPlan | None:
         """The step under way, or the next step or decode-only stretch from the clock;
         a stretch ends by ``until`` if it can (always one step at least), and by the
         arrival of a request submitted ahead of the clock, which joins the step after."""
+        stretch = self._steady_stretch(until)
+        if stretch is not None:
+            return _StepPlan(*stretch)
+        return self._current or self._plan_single_step()
+
+    def _steady_stretch(self, until: float | None) -> tuple[float, int] | None:
+        """(end, steps) of the next decode-only stretch, or None when the next step is not
+        one: a step under way, prefills or cancels to finish, or a waiting request that
+        can join the batch now."""
         if self._current is not None:
-            return self._current
+            return None
         decoding = self._decoding
         if self._prefilling or self._cancelled or not decoding:
-            return self._plan_single_step()
-        # The batch is steady unless the first waiting request can join it (see
-        # _head_admissible, inlined: this runs for every step and stretch).
+            return None
+        # The batch is steady unless the first waiting request can join it (it has arrived
+        # by the clock, and there are a sequence slot and KV cache for it).
         waiting = self._waiting
         if waiting:
             head = waiting[0]
@@ -290,14 +302,18 @@ class BatchEngine:
                 and self._kv_reserved + head.prompt_tokens + head.output_tokens
                 <= self.profile.kv_cache_tokens
             ):
-                return self._plan_single_step()
+                return None
         return self._plan_decode_stretch(until)
 
-    def _plan_decode_stretch(self, until: float | None) -> _StepPlan:
+    def _plan_decode_stretch(self, until: float | None) -> tuple[float, int]:
+        """(end, steps) of the steady batch's decode-only stretch from the clock."""
         decoding = len(self._decoding)
         steps_done = self._decode_steps
         context = self._context_base + decoding * steps_done
-        until_finish = self._next_finish_step() - steps_done
+        heap = self._finish_heap
+        while self._decoding.get(heap[0][2].request_id) is not heap[0][2]:
+            heapq.heappop(heap)  # left the batch already
+        until_finish = heap[0][0] - steps_done
         # GpuProfile.decode_stretch and DecodeStretch.seconds, inlined with the same
         # arithmetic in the same order (the replay's numbers stay the same to the bit).
         terms = self._stretch_terms.get(decoding)
@@ -321,7 +337,7 @@ class BatchEngine:
             + growth * triangle
         )
         if until is None or whole <= until:
-            return _StepPlan(whole, until_finish)
+            return whole, until_finish
         stretch = DecodeStretch(first_memory, growth, compute, bound)
 
         def end(steps: int) -> float:
@@ -340,13 +356,7 @@ class BatchEngine:
             if following > until:
                 break
             steps, last = steps + 1, following
-        return _StepPlan(last, steps)
-
-    def _next_finish_step(self) -> int:
-        heap = self._finish_heap
-        while self._decoding.get(heap[0][2].request_id) is not heap[0][2]:
-            heapq.heappop(heap)  # left the batch already
-        return heap[0][0]
+        return last, steps
 
     def _plan_single_step(self) -> _StepPlan | None:
         decoding = len(self._decoding)
