@@ -298,9 +298,7 @@ def test_every_request_finishes_once_or_is_cancelled_and_limits_hold(arrivals, m
     context=st.integers(0, 2_000_000),
     steps=st.integers(1, 500),  # the batch fits every profile's KV cache
 )
-def test_remembered_stretch_terms_give_the_stretch_to_the_bit(
-    profile, decode_seqs, context, steps
-):
+def test_remembered_stretch_terms_give_the_stretch_to_the_bit(profile, decode_seqs, context, steps):
     """The engine keeps the context-free terms of a stretch per batch size; with the
     context's KV read added (in the profile's order) they give the same stretch as
     GpuProfile.decode_stretch, to the last bit."""
