@@ -483,7 +483,8 @@ class Replay:
                 self._schedule_scrape(ahead)
         else:
             self._schedule_scrape(cycle + self.scrape_ahead)
-        now = settings.start + timedelta(seconds=t)
+        # In UTC, as desired() would make it (and then need not copy the inputs).
+        now = (settings.start + timedelta(seconds=t)).astimezone(UTC)
         observations = self._observations(cycle)
         result = desired(
             FleetInputs(
