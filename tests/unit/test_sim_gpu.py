@@ -315,3 +315,15 @@ def test_remembered_stretch_terms_give_the_stretch_to_the_bit(profile, decode_se
     first_token = finished[0].first_token_at
     expected = first_token + profile.decode_stretch(decode_seqs, decode_seqs * 2).seconds(steps)
     assert {event.finished_at for event in finished.values()} == {expected}
+
+
+def test_an_engine_without_first_token_events_finishes_the_same():
+    """The replay asks for finished requests only: the same requests, at the same times."""
+    engines = [BatchEngine(SEVENTY_B, max_num_seqs=8, first_tokens=flag) for flag in (True, False)]
+    for i in range(40):
+        for engine in engines:
+            engine.submit(i, 200 + 37 * i, 5 + i % 13, i * 0.05)
+    with_first, without = (engine.advance_to(1e6) for engine in engines)
+    assert any(not isinstance(event, FinishedRequest) for event in with_first)
+    assert without == [event for event in with_first if isinstance(event, FinishedRequest)]
+    assert len(without) == 40

@@ -109,8 +109,12 @@ class BatchEngine:
         max_num_seqs: int | None = None,
         max_num_batched_tokens: int | None = None,
         start: float = 0.0,
+        first_tokens: bool = True,
     ) -> None:
+        """``first_tokens``: whether advance_to reports FirstToken events (a caller that
+        reads only finished requests, like the trace replay, saves making millions)."""
         self.profile = profile
+        self.first_tokens = first_tokens
         self.max_num_seqs = max_num_seqs or profile.default_max_num_seqs
         self.max_num_batched_tokens = (
             max_num_batched_tokens or profile.default_max_num_batched_tokens
@@ -433,7 +437,8 @@ class BatchEngine:
                 self._kv_reserved -= seq.reserved_tokens
                 continue
             seq.first_token_at = end
-            events.append(FirstToken(seq.request_id, end))
+            if self.first_tokens:
+                events.append(FirstToken(seq.request_id, end))
             if seq.output_tokens == 1:
                 self._release(seq, end, events)
                 continue

@@ -135,7 +135,11 @@ class VariantReplicas:
     def create(self, ident: int, now: float, ready_at: float) -> SimReplica:
         config = self.config
         engine = BatchEngine(
-            config.profile, config.max_num_seqs, config.max_num_batched_tokens, start=now
+            config.profile,
+            config.max_num_seqs,
+            config.max_num_batched_tokens,
+            start=now,
+            first_tokens=False,  # the replay reads a request's first token off its finish
         )
         replica = SimReplica(ident, self.index, engine, now, ready_at)
         self.replicas.append(replica)
