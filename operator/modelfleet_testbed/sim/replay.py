@@ -393,24 +393,18 @@ class Replay:
                 else:
                     running += engine.num_running
                     waiting += engine.num_waiting
-            kept = [entry for entry in fleet.finished if entry[0] > oldest]
-            fleet.finished = kept
-            ttft = [0] * (len(TTFT_BUCKETS) + 1)
-            e2e = [0] * (len(LATENCY_BUCKETS) + 1)
-            queued = [0] * (len(LATENCY_BUCKETS) + 1)
-            for _, first, whole, queue in kept:
-                ttft[first] += 1
-                e2e[whole] += 1
-                queued[queue] += 1
+            latency = fleet.window
+            latency.update(fleet.finished, oldest)
+            fleet.finished = []
             sample.append(
                 (
                     s,
                     float(running),
                     float(waiting + len(fleet.queue)),
-                    len(kept) / window,
-                    _p99(TTFT_BUCKETS, ttft),
-                    _p99(LATENCY_BUCKETS, e2e),
-                    _p99(LATENCY_BUCKETS, queued),
+                    latency.count / window,
+                    _p99(TTFT_BUCKETS, latency.ttft),
+                    _p99(LATENCY_BUCKETS, latency.e2e),
+                    _p99(LATENCY_BUCKETS, latency.queued),
                 )
             )
         self._samples[cycle] = sample
