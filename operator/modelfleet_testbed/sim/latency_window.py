@@ -21,28 +21,31 @@ class LatencyWindow:
         self.e2e = [0] * latency_buckets
         self.queued = [0] * latency_buckets
         self.count = 0
-        # second -> the bucket triples of the requests that finished in it (to let go of)
-        self.by_second: dict[int, list[tuple[int, int, int]]] = {}
+        # second -> the entries of the requests that finished in it (to let go of)
+        self.by_second: dict[int, list[tuple[int, int, int, int]]] = {}
 
     def update(self, entries: Iterable[tuple[int, int, int, int]], oldest: int) -> None:
         """Take in new (second, ttft, e2e, queue bucket) entries and keep the seconds
         after ``oldest`` (never lower than at the previous update)."""
         ttft, e2e, queued, by_second = self.ttft, self.e2e, self.queued, self.by_second
-        for second, first, whole, queue in entries:
+        count = self.count
+        for entry in entries:
+            second, first, whole, queue = entry
             if second <= oldest:
                 continue  # out of the window already: a recount would not see it
             ttft[first] += 1
             e2e[whole] += 1
             queued[queue] += 1
-            self.count += 1
-            triples = by_second.get(second)
-            if triples is None:
-                by_second[second] = [(first, whole, queue)]
+            count += 1
+            held = by_second.get(second)
+            if held is None:
+                by_second[second] = [entry]
             else:
-                triples.append((first, whole, queue))
+                held.append(entry)
         for second in [second for second in by_second if second <= oldest]:
-            for first, whole, queue in by_second.pop(second):
+            for _, first, whole, queue in by_second.pop(second):
                 ttft[first] -= 1
                 e2e[whole] -= 1
                 queued[queue] -= 1
-                self.count -= 1
+                count -= 1
+        self.count = count
