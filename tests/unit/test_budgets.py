@@ -14,6 +14,7 @@ from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicyStatus
 from modelfleet.observe.usage import Usage, UsageKey
+from modelfleet.plan import budgets
 from modelfleet.plan.budgets import (
     BLOCKED,
     DEGRADED,
@@ -92,6 +93,29 @@ instants = st.datetimes(
     min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31), timezones=st.just(UTC)
 )
 zones = st.sampled_from([NY, SANTIAGO, SHANGHAI, "Europe/London", "Australia/Lord_Howe", "UTC"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    nows=st.lists(instants, min_size=1, max_size=8),
+    zone=zones,
+    period=st.sampled_from(["day", "month"]),
+)
+def test_remembered_periods_are_the_computed_ones(nows, zone, period):
+    """period_bounds remembers each local day's bounds: asked again (the same day, an
+    instant in a DST gap's day, the day after) it answers what a fresh computation does."""
+    asked = [
+        moment
+        for now in nows
+        for moment in (now, now + timedelta(hours=1), now + timedelta(days=1), now)
+    ]
+    fresh = []
+    for moment in asked:
+        budgets._BOUNDS.clear()
+        fresh.append(period_bounds(moment, period, zone))
+    budgets._BOUNDS.clear()
+    assert [period_bounds(moment, period, zone) for moment in asked] == fresh
+    assert [period_bounds(moment, period, zone) for moment in reversed(asked)] == fresh[::-1]
 
 
 @settings(max_examples=300, deadline=None)

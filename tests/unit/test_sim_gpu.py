@@ -8,8 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelfleet_testbed.sim.batching import BatchEngine, FinishedRequest, RequestTooLong
+from modelfleet_testbed.sim.batching import (
+    BatchEngine,
+    FinishedRequest,
+    RequestTooLong,
+    _stretch_terms,
+)
 from modelfleet_testbed.sim.gpu import PROFILES, PrefillChunk, get_profile, profile_for_model
+from modelfleet_testbed.sim.replica_set import memoized
 
 ALL_PROFILES = pytest.mark.parametrize("profile", PROFILES.values(), ids=list(PROFILES))
 SEVENTY_B = PROFILES["llama-3.1-70b/4xH100"]
@@ -283,3 +289,41 @@ def test_every_request_finishes_once_or_is_cancelled_and_limits_hold(arrivals, m
     for request in finished:
         assert request.arrived_at <= request.admitted_at < request.first_token_at
         assert request.first_token_at <= request.finished_at
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    profile=st.sampled_from([*PROFILES.values(), *(memoized(p) for p in PROFILES.values())]),
+    decode_seqs=st.integers(1, 256),
+    context=st.integers(0, 2_000_000),
+    steps=st.integers(1, 500),  # the batch fits every profile's KV cache
+)
+def test_remembered_stretch_terms_give_the_stretch_to_the_bit(profile, decode_seqs, context, steps):
+    """The engine keeps the context-free terms of a stretch per batch size; with the
+    context's KV read added (in the profile's order) they give the same stretch as
+    GpuProfile.decode_stretch, to the last bit."""
+    base, growth, compute = _stretch_terms(profile, decode_seqs)
+    stretch = profile.decode_stretch(decode_seqs, context)
+    assert base + profile.kv_read_seconds_per_token * context == stretch.first_memory
+    assert (growth, compute) == (stretch.growth, stretch.compute)
+    engine = BatchEngine(profile, max_num_seqs=4096, max_num_batched_tokens=8192)
+    for seq in range(decode_seqs):  # a steady batch of decode_seqs sequences, then a stretch
+        engine.submit(seq, 1, steps + 1, 0.0)
+    finished = run_to_end(engine, 1e9)
+    assert engine._stretch_terms[decode_seqs] == (base, growth, compute)
+    # After the one prefill step, one stretch of `steps` decode steps: as the profile says.
+    first_token = finished[0].first_token_at
+    expected = first_token + profile.decode_stretch(decode_seqs, decode_seqs * 2).seconds(steps)
+    assert {event.finished_at for event in finished.values()} == {expected}
+
+
+def test_an_engine_without_first_token_events_finishes_the_same():
+    """The replay asks for finished requests only: the same requests, at the same times."""
+    engines = [BatchEngine(SEVENTY_B, max_num_seqs=8, first_tokens=flag) for flag in (True, False)]
+    for i in range(40):
+        for engine in engines:
+            engine.submit(i, 200 + 37 * i, 5 + i % 13, i * 0.05)
+    with_first, without = (engine.advance_to(1e6) for engine in engines)
+    assert any(not isinstance(event, FinishedRequest) for event in with_first)
+    assert without == [event for event in with_first if isinstance(event, FinishedRequest)]
+    assert len(without) == 40

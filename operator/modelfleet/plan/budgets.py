@@ -46,18 +46,31 @@ def money(amount: float) -> str:
     return f"{amount:.2f}" if amount >= 1 or amount == 0 else f"{amount:.2g}"
 
 
+# (period, timezone, local date) -> the period's local midnights: every cycle asks, and the
+# answer changes once a day (or month).
+_BOUNDS: dict[tuple[str, str, date], tuple[datetime, datetime]] = {}
+_BOUNDS_LIMIT = 4096
+
+
 def period_bounds(now: datetime, period: str, timezone: str) -> tuple[datetime, datetime]:
     """[start, end) of the day or month `now` lies in, local midnights of `timezone`."""
     tz = zone(timezone)
     today = now.astimezone(tz).date()
-    if period == "day":
-        first, following = today, today + timedelta(days=1)
-    elif period == "month":
-        first = today.replace(day=1)
-        following = (first + timedelta(days=32)).replace(day=1)
-    else:
-        raise ValueError(f"unknown budget period {period!r}: day or month")
-    start, end = _midnight(first, tz), _midnight(following, tz)
+    key = (period, timezone, today)
+    bounds = _BOUNDS.get(key)
+    if bounds is None:
+        if period == "day":
+            first, following = today, today + timedelta(days=1)
+        elif period == "month":
+            first = today.replace(day=1)
+            following = (first + timedelta(days=32)).replace(day=1)
+        else:
+            raise ValueError(f"unknown budget period {period!r}: day or month")
+        bounds = (_midnight(first, tz), _midnight(following, tz))
+        if len(_BOUNDS) >= _BOUNDS_LIMIT:
+            _BOUNDS.clear()
+        _BOUNDS[key] = bounds
+    start, end = bounds
     if now < start:  # a day whose midnight lies in a DST gap began at the gap's end
         return period_bounds(start - timedelta(microseconds=1), period, timezone)
     return start, end

@@ -111,7 +111,9 @@ def desired(inputs: FleetInputs, cache: RenderCache | None = None) -> Desired:
     if inputs.now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     # Everything the operator writes is in UTC (RFC 3339 with Z).
-    inputs = replace(inputs, now=inputs.now.astimezone(UTC))
+    now = inputs.now.astimezone(UTC)
+    if now is not inputs.now:  # (astimezone gives the same object back when already UTC)
+        inputs = replace(inputs, now=now)
     out = Desired(inputs.now)
     pools = {(p.namespace, p.name): p for p in inputs.pools}
     rejected_pools = {r.ref.key for r in inputs.rejected if r.ref.kind == "ModelPool"}

@@ -18,12 +18,13 @@ KV blocks are reserved for the whole request at admission, so nothing is preempt
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from modelfleet_testbed.sim.gpu import GpuProfile
+from modelfleet_testbed.sim.gpu import DecodeStretch, GpuProfile
 
 __all__ = ["BatchEngine", "FinishedRequest", "FirstToken", "RequestTooLong"]
 
@@ -94,8 +95,9 @@ class _StepPlan:
     ):
         self.end = end
         self.steps = steps
-        self.admitted = admitted or []
-        self.chunks = chunks or []
+        # A decode stretch (most plans) admits nothing: it shares one empty tuple.
+        self.admitted = admitted or ()
+        self.chunks = chunks or ()
 
 
 class BatchEngine:
@@ -107,8 +109,12 @@ class BatchEngine:
         max_num_seqs: int | None = None,
         max_num_batched_tokens: int | None = None,
         start: float = 0.0,
+        first_tokens: bool = True,
     ) -> None:
+        """``first_tokens``: whether advance_to reports FirstToken events (a caller that
+        reads only finished requests, like the trace replay, saves making millions)."""
         self.profile = profile
+        self.first_tokens = first_tokens
         self.max_num_seqs = max_num_seqs or profile.default_max_num_seqs
         self.max_num_batched_tokens = (
             max_num_batched_tokens or profile.default_max_num_batched_tokens
@@ -139,6 +145,10 @@ class BatchEngine:
         self._current: _StepPlan | None = None
         # Running sequences cancelled during the step under way; they leave at its end.
         self._cancelled: list[_Sequence] = []
+        # Per decode batch size: the terms of GpuProfile.decode_stretch that do not depend
+        # on the context (a replay plans hundreds of thousands of stretches over a few
+        # hundred batch sizes).
+        self._stretch_terms: dict[int, tuple[float, float, float]] = {}
 
     # -- state -------------------------------------------------------------------
 
@@ -216,17 +226,32 @@ class BatchEngine:
             raise ValueError(f"time goes forward only: {t} < {self.now}")
         self.now = t
         events: list[Event] = []
+        waiting, prefilling, decoding = self._waiting, self._prefilling, self._decoding
+        heap = self._finish_heap
         while True:
-            if not (self._prefilling or self._decoding):
-                if not self._waiting or self._waiting[0].arrived_at > t:
+            if not (prefilling or decoding):
+                if not waiting or waiting[0].arrived_at > t:
                     self._clock = t
                     break
                 # An idle GPU starts on a request the moment it arrives.
-                self._clock = max(self._clock, self._waiting[0].arrived_at)
-            plan = self._plan(until=t)
+                self._clock = max(self._clock, waiting[0].arrived_at)
+            stretch = self._steady_stretch(t)
+            if stretch is not None:
+                # Most of the time: a decode-only stretch, committed here (as _commit
+                # would: it prefills nothing, and nothing was cancelled when it was planned).
+                at, steps = stretch
+                if at > t:
+                    break
+                self._decode_steps += steps
+                self._clock = at
+                if heap and heap[0][0] <= self._decode_steps:
+                    self._finish_decoding(at, events)
+                continue
+            plan = self._current or self._plan_single_step()
             if plan is None:
                 break
-            self._start(plan)
+            if plan.chunks and plan is not self._current:
+                self._start(plan)
             if plan.end > t:
                 break
             self._commit(plan, events)
@@ -250,44 +275,78 @@ class BatchEngine:
 
     # -- scheduling ----------------------------------------------------------------
 
-    def _head_admissible(self) -> bool:
-        """Whether the first waiting request can join the next step: it has arrived by the
-        clock, and there are a sequence slot and KV cache for it."""
-        if not self._waiting or len(self._prefilling) + len(self._decoding) >= self.max_num_seqs:
-            return False
-        head = self._waiting[0]
-        if head.arrived_at > self._clock:
-            return False
-        return self._kv_reserved + head.reserved_tokens <= self.profile.kv_cache_tokens
-
     def _plan(self, until: float | None) -> _StepPlan | None:
         """The step under way, or the next step or decode-only stretch from the clock;
         a stretch ends by ``until`` if it can (always one step at least), and by the
         arrival of a request submitted ahead of the clock, which joins the step after."""
-        if self._current is not None:
-            return self._current
-        batch_is_steady = not (self._prefilling or self._cancelled or self._head_admissible())
-        if batch_is_steady and self._decoding:
-            waiting = self._waiting
-            if waiting and waiting[0].arrived_at > self._clock:
-                arrival = waiting[0].arrived_at
-                until = arrival if until is None else min(until, arrival)
-            return self._plan_decode_stretch(until)
-        return self._plan_single_step()
+        stretch = self._steady_stretch(until)
+        if stretch is not None:
+            return _StepPlan(*stretch)
+        return self._current or self._plan_single_step()
 
-    def _plan_decode_stretch(self, until: float | None) -> _StepPlan:
+    def _steady_stretch(self, until: float | None) -> tuple[float, int] | None:
+        """(end, steps) of the next decode-only stretch, or None when the next step is not
+        one: a step under way, prefills or cancels to finish, or a waiting request that
+        can join the batch now."""
+        if self._current is not None:
+            return None
+        decoding = self._decoding
+        if self._prefilling or self._cancelled or not decoding:
+            return None
+        # The batch is steady unless the first waiting request can join it (it has arrived
+        # by the clock, and there are a sequence slot and KV cache for it).
+        waiting = self._waiting
+        if waiting:
+            head = waiting[0]
+            arrival = head.arrived_at
+            if arrival > self._clock:
+                until = arrival if until is None else min(until, arrival)
+            elif (
+                len(decoding) < self.max_num_seqs
+                and self._kv_reserved + head.prompt_tokens + head.output_tokens
+                <= self.profile.kv_cache_tokens
+            ):
+                return None
+        return self._plan_decode_stretch(until)
+
+    def _plan_decode_stretch(self, until: float | None) -> tuple[float, int]:
+        """(end, steps) of the steady batch's decode-only stretch from the clock."""
         decoding = len(self._decoding)
-        context = self._context_base + decoding * self._decode_steps
-        until_finish = self._next_finish_step() - self._decode_steps
-        stretch = self.profile.decode_stretch(decoding, context)
+        steps_done = self._decode_steps
+        context = self._context_base + decoding * steps_done
+        heap = self._finish_heap
+        while self._decoding.get(heap[0][2].request_id) is not heap[0][2]:
+            heapq.heappop(heap)  # left the batch already
+        until_finish = heap[0][0] - steps_done
+        # GpuProfile.decode_stretch and DecodeStretch.seconds, inlined with the same
+        # arithmetic in the same order (the replay's numbers stay the same to the bit).
+        terms = self._stretch_terms.get(decoding)
+        if terms is None:
+            terms = self._stretch_terms[decoding] = _stretch_terms(self.profile, decoding)
+        base, growth, compute = terms
+        first_memory = base + self.profile.kv_read_seconds_per_token * context
+        if first_memory >= compute:
+            bound: int | None = 0
+        elif growth <= 0:
+            bound = None  # compute-bound for ever
+        else:
+            bound = math.ceil((compute - first_memory) / growth)
         clock = self._clock
+        steps = until_finish
+        compute_bound_steps = steps if bound is None else min(steps, bound)
+        triangle = steps * (steps - 1) / 2 - compute_bound_steps * (compute_bound_steps - 1) / 2
+        whole = clock + (
+            compute_bound_steps * compute
+            + (steps - compute_bound_steps) * first_memory
+            + growth * triangle
+        )
+        if until is None or whole <= until:
+            return whole, until_finish
+        stretch = DecodeStretch(first_memory, growth, compute, bound)
 
         def end(steps: int) -> float:
             return clock + stretch.seconds(steps)
 
-        whole = end(until_finish)
-        if until is None or whole <= until:
-            return _StepPlan(whole, until_finish)
         # The most steps that still end by ``until`` (one at least): the closed-form
         # estimate, checked against the exact sum.
         steps = stretch.steps_within(until - clock)
@@ -301,13 +360,7 @@ class BatchEngine:
             if following > until:
                 break
             steps, last = steps + 1, following
-        return _StepPlan(last, steps)
-
-    def _next_finish_step(self) -> int:
-        heap = self._finish_heap
-        while self._decoding.get(heap[0][2].request_id) is not heap[0][2]:
-            heapq.heappop(heap)  # left the batch already
-        return heap[0][0]
+        return last, steps
 
     def _plan_single_step(self) -> _StepPlan | None:
         decoding = len(self._decoding)
@@ -384,7 +437,8 @@ class BatchEngine:
                 self._kv_reserved -= seq.reserved_tokens
                 continue
             seq.first_token_at = end
-            events.append(FirstToken(seq.request_id, end))
+            if self.first_tokens:
+                events.append(FirstToken(seq.request_id, end))
             if seq.output_tokens == 1:
                 self._release(seq, end, events)
                 continue
@@ -427,13 +481,20 @@ class BatchEngine:
         self._kv_reserved -= seq.reserved_tokens
         assert seq.admitted_at is not None
         events.append(
-            FinishedRequest(
-                request_id=seq.request_id,
-                arrived_at=seq.arrived_at,
-                admitted_at=seq.admitted_at,
-                first_token_at=seq.first_token_at,
-                finished_at=at,
-                prompt_tokens=seq.prompt_tokens,
-                output_tokens=seq.output_tokens,
+            FinishedRequest(  # positional: a keyword call costs more, millions of times
+                seq.request_id,
+                seq.arrived_at,
+                seq.admitted_at,
+                seq.first_token_at,
+                at,
+                seq.prompt_tokens,
+                seq.output_tokens,
             )
         )
+
+
+def _stretch_terms(profile: GpuProfile, decode_seqs: int) -> tuple[float, float, float]:
+    """What GpuProfile.decode_stretch computes for ``decode_seqs`` before the context:
+    fixed plus MoE time (first_memory without the KV read), growth and compute."""
+    stretch = profile.decode_stretch(decode_seqs, 0)
+    return stretch.first_memory, stretch.growth, stretch.compute

@@ -34,7 +34,7 @@ import random
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from modelfleet.api.common import rfc3339
@@ -393,24 +393,18 @@ class Replay:
                 else:
                     running += engine.num_running
                     waiting += engine.num_waiting
-            kept = [entry for entry in fleet.finished if entry[0] > oldest]
-            fleet.finished = kept
-            ttft = [0] * (len(TTFT_BUCKETS) + 1)
-            e2e = [0] * (len(LATENCY_BUCKETS) + 1)
-            queued = [0] * (len(LATENCY_BUCKETS) + 1)
-            for _, first, whole, queue in kept:
-                ttft[first] += 1
-                e2e[whole] += 1
-                queued[queue] += 1
+            latency = fleet.window
+            latency.update(fleet.finished, oldest)
+            fleet.finished = []
             sample.append(
                 (
                     s,
                     float(running),
                     float(waiting + len(fleet.queue)),
-                    len(kept) / window,
-                    _p99(TTFT_BUCKETS, ttft),
-                    _p99(LATENCY_BUCKETS, e2e),
-                    _p99(LATENCY_BUCKETS, queued),
+                    latency.count / window,
+                    _p99(TTFT_BUCKETS, latency.ttft),
+                    _p99(LATENCY_BUCKETS, latency.e2e),
+                    _p99(LATENCY_BUCKETS, latency.queued),
                 )
             )
         self._samples[cycle] = sample
@@ -429,7 +423,12 @@ class Replay:
                 continue
             s, running, waiting, qps, ttft, e2e, queued = sample[fleet.index]
             at = self.settings.start + timedelta(seconds=s)
+            # The planner gets the instant in UTC, as the operator's Prometheus reader gives
+            # it: it compares these with `now` (UTC) many times a cycle, and aware datetimes
+            # in two zones compare through a UTC offset lookup each time.
+            at_utc = at.astimezone(UTC)
             fleet.rates.append(RateSample(at, qps))
+            fleet.rates_utc.append(RateSample(at_utc, qps))
             history = self._history(fleet, now)
             observations[key] = VariantObservation(
                 ready_replicas=ready,
@@ -437,7 +436,7 @@ class Replay:
                 waiting=waiting,
                 qps=qps,
                 p99_latency_seconds=e2e,
-                sampled_at=at,
+                sampled_at=at_utc,
                 p99_ttft_seconds=ttft,
                 p99_queue_seconds=queued,
                 demand_history=history,
@@ -465,9 +464,10 @@ class Replay:
         stretches.append((now - smoothing, now))
         samples: list[RateSample] = []
         for start, end in stretches:
+            # Found on the clock of the replay's zone, as ever; handed over in UTC.
             first = bisect_right(rates, start, key=_at)
             last = bisect_right(rates, end, key=_at)
-            samples.extend(rates[first:last])
+            samples.extend(fleet.rates_utc[first:last])
         return tuple(samples)
 
     def _cycle(self, cycle: int, t: float) -> None:
@@ -477,7 +477,8 @@ class Replay:
                 self._schedule_scrape(ahead)
         else:
             self._schedule_scrape(cycle + self.scrape_ahead)
-        now = settings.start + timedelta(seconds=t)
+        # In UTC, as desired() would make it (and then need not copy the inputs).
+        now = (settings.start + timedelta(seconds=t)).astimezone(UTC)
         observations = self._observations(cycle)
         result = desired(
             FleetInputs(

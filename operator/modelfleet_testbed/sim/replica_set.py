@@ -13,6 +13,8 @@ from modelfleet.api.modelpool import Variant
 from modelfleet.observe.observation import RateSample
 from modelfleet_testbed.sim.batching import BatchEngine
 from modelfleet_testbed.sim.gpu import GpuProfile
+from modelfleet_testbed.sim.latency_window import LatencyWindow
+from modelfleet_testbed.sim.replica_metrics import LATENCY_BUCKETS, TTFT_BUCKETS
 
 STARTING, READY, DRAINING, GONE = "starting", "ready", "draining", "gone"
 
@@ -122,10 +124,13 @@ class VariantReplicas:
         self.busy: dict[int, SimReplica] = {}  # may hold requests: advance these to read them
         self.replicas: list[SimReplica] = []  # every replica ever created, for accounting
         self.queue: deque[int] = deque()  # requests held at the gateway (gateway-queue only)
-        # Finished requests not yet out of the rate window: (second, TTFT, e2e and queue
-        # time buckets), what the replicas' vLLM counters and histograms would hold.
+        # Requests finished since the last scrape: (second, TTFT, e2e and queue time
+        # buckets); a scrape moves them into the window of what the replicas' vLLM counters
+        # and histograms hold.
         self.finished: list[tuple[int, int, int, int]] = []
+        self.window = LatencyWindow(len(TTFT_BUCKETS) + 1, len(LATENCY_BUCKETS) + 1)
         self.rates: list[RateSample] = []  # the request rate of every cycle, for forecasts
+        self.rates_utc: list[RateSample] = []  # the same samples with their times in UTC
 
     @property
     def current(self) -> int:
@@ -134,7 +139,11 @@ class VariantReplicas:
     def create(self, ident: int, now: float, ready_at: float) -> SimReplica:
         config = self.config
         engine = BatchEngine(
-            config.profile, config.max_num_seqs, config.max_num_batched_tokens, start=now
+            config.profile,
+            config.max_num_seqs,
+            config.max_num_batched_tokens,
+            start=now,
+            first_tokens=False,  # the replay reads a request's first token off its finish
         )
         replica = SimReplica(ident, self.index, engine, now, ready_at)
         self.replicas.append(replica)

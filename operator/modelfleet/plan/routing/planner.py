@@ -247,6 +247,8 @@ def _degrade_companions(
                 note=_companion_note(rules, fleet),
             )
         )
+    if len(route_notes) == (1 if planned.note else 0):
+        return companions, planned  # no rule note added: the note is as it was
     return companions, replace(planned, note="; ".join(route_notes))
 
 
