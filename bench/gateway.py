@@ -536,7 +536,8 @@ def run() -> dict[str, Any]:
     result = {
         "benchmark": "gateway",
         "what": "POST /v1/chat/completions with an API key, routed on the body's task_type; "
-        "backend: Envoy answering a fixed body after reading the request, keep-alive; load: wrk, 1 thread; each Envoy 1 worker",
+        "backend: Envoy answering a fixed body once it read the request, keep-alive; "
+        "load: wrk, 1 thread; each Envoy 1 worker",
         "envoy": subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True)
         .stdout.strip()
         .split("version: ")[-1],
