@@ -8,7 +8,10 @@ Control paths on a backend's own port (not through the gateway):
 - `GET /_hits`: requests served since the last `DELETE /_hits` (which also resets the mode);
 - `PUT /_mode` `{"status": 503}` answers every request with that status, `{"delay_seconds":
   2}` waits that long before the response headers, `{"stream_interval_seconds": 0.2}` spaces
-  stream chunks, `{"break_stream": true}` drops the connection after a stream's first chunk;
+  stream chunks, `{"break_stream": true}` drops the connection after a stream's first chunk,
+  `{"pad_bytes": n}` puts n bytes of data before the usage of an answer (as an embeddings
+  answer is big), `{"pad_after_usage_bytes": n}` n bytes after it, `{"chunked": true}` sends
+  an answer without a content-length, in 16 KiB writes;
 - `GET /_last`: the last request's body (its first 64 KiB) and headers.
 
 A request with `"stream": true` gets server-sent events as vLLM sends them: three content
@@ -97,15 +100,29 @@ def variant_app(variant: str) -> web.Application:
         asked = parse(body)
         if asked.get("stream") is True:
             return await stream(request, body, asked)
-        return web.json_response(
-            {
-                "variant": variant,
-                "path": request.path,
-                "headers": headers,
-                "body_bytes": len(body),
-                "usage": usage_for(body),
-            }
-        )
+        answer: dict[str, Any] = {
+            "variant": variant,
+            "path": request.path,
+            "headers": headers,
+            "body_bytes": len(body),
+        }
+        if mode.get("pad_bytes"):
+            answer["data"] = "x" * int(mode["pad_bytes"])
+        answer["usage"] = usage_for(body)
+        if mode.get("pad_after_usage_bytes"):
+            answer["after"] = "y" * int(mode["pad_after_usage_bytes"])
+        if mode.get("chunked"):
+            return await chunked(request, json.dumps(answer).encode())
+        return web.json_response(answer)
+
+    async def chunked(request: web.Request, data: bytes) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(data), 16384):
+            await response.write(data[start : start + 16384])
+        await response.write_eof()
+        return response
 
     async def read_hits(_: web.Request) -> web.Response:
         return web.json_response({"variant": variant, "hits": state["hits"]})

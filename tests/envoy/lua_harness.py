@@ -132,15 +132,24 @@ class LuaGateway:
         usage: str,
         content_type: str = "application/json",
         status: str = "200",
+        known_length: bool = False,
     ) -> tuple[list[bytes], dict[str, Any]]:
-        """What the client receives chunk by chunk, and the response metadata the script set."""
-        headers = self._table({":status": status, "content-type": content_type})
-        handle, state = self._make_handle(headers, None, self.runtime.table_from(list(chunks)))
+        """What the client receives chunk by chunk, and the response metadata the script set.
+        `known_length` sends a content-length; the script may then read the body whole
+        (`handle:body()`)."""
+        answer_headers = {":status": status, "content-type": content_type}
+        whole = b"".join(chunks)
+        if known_length:
+            answer_headers["content-length"] = str(len(whole))
+        headers = self._table(answer_headers)
+        handle, state = self._make_handle(headers, whole, self.runtime.table_from(list(chunks)))
+        self.read_by_chunks = False
         state.metadata = self.runtime.table_from(
             {b"modelfleet.request": self.runtime.table_from({b"usage": usage.encode()})}
         )
         self._on_response(handle)
         # A script that does not iterate the chunks lets them all through as they are.
+        self.read_by_chunks = len(state.out) > 0
         sent = [chunk.data for chunk in state.out.values()] or list(chunks)
         metadata = _to_python(state.metadata).get(b"modelfleet.response") or {}
         return sent, {k.decode(): v for k, v in metadata.items()}

@@ -126,7 +126,8 @@ class EchoBackends(BackendProcess):
             http_send(f"http://127.0.0.1:{port}/_hits", "DELETE")
 
     def set_mode(self, variant: str, **mode: float) -> None:
-        """E.g. status=503, delay_seconds=2, stream_interval_seconds=0.2 (echo_backend)."""
+        """E.g. status=503, delay_seconds=2, stream_interval_seconds=0.2, pad_bytes=n
+        (echo_backend)."""
         http_send(f"http://127.0.0.1:{self.ports[variant]}/_mode", "PUT", mode)
 
     def last(self, variant: str) -> dict:

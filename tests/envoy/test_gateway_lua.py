@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelfleet.api.routingpolicy import Classification
+from modelfleet.api.routingpolicy import Classification, GatewayLimits
+from modelfleet.render.envoy.lua import script_body
 
 from .lua_harness import LuaGateway
 
@@ -343,6 +345,9 @@ def events(*payloads) -> bytes:
     )
 
 
+# The largest answer of known length the script reads whole.
+WHOLE_AT_MOST = int(re.search(r"local WHOLE_AT_MOST = (\d+)", script_body()).group(1))
+
 STREAM = events(
     {"choices": [{"delta": {"content": "a"}}]},
     {"choices": [{"delta": {"content": '"usage" text'}}]},
@@ -384,8 +389,9 @@ def test_a_usage_the_client_asked_for_is_read_and_left(lua, size):
     assert metadata == {"prompt_tokens": 12, "completion_tokens": 7}
 
 
+@pytest.mark.parametrize("known_length", [False, True], ids=["chunked", "content-length"])
 @pytest.mark.parametrize("size", [1, 5, 64, 100_000])
-def test_usage_is_read_from_a_json_answer_in_any_chunks(lua, size):
+def test_usage_is_read_from_a_json_answer_in_any_chunks(lua, size, known_length):
     answer = (
         json.dumps(
             {
@@ -395,9 +401,28 @@ def test_usage_is_read_from_a_json_answer_in_any_chunks(lua, size):
         ).encode()
         + b" " * 5000
     )
-    sent, metadata = lua.response(splits(answer, size), "answer")
+    sent, metadata = lua.response(splits(answer, size), "answer", known_length=known_length)
     assert b"".join(sent) == answer
     assert metadata == {"prompt_tokens": 12, "completion_tokens": 7}
+    # A small answer of known length is read whole (cheaper); others as they pass.
+    assert lua.read_by_chunks is not known_length
+
+
+@pytest.mark.parametrize("after", [0, 3000, 5000, 60_000, 70_000])
+def test_a_whole_answer_is_searched_from_its_end_then_all_of_it(lua, after):
+    answer = json.dumps({"choices": [], "usage": USAGE, "after": "y" * after}).encode()
+    _, metadata = lua.response(splits(answer, 1000), "answer", known_length=True)
+    assert metadata == {"prompt_tokens": 12, "completion_tokens": 7}
+    assert lua.read_by_chunks is (len(answer) > WHOLE_AT_MOST)
+
+
+def test_answers_read_whole_always_fit_the_smallest_body_limit():
+    """Envoy answers 500 when a body read whole outgrows the listener's buffer, which is
+    the body limit: the script reads whole only answers no larger than the smallest one."""
+    smallest = next(
+        m.ge for m in GatewayLimits.model_fields["max_body_bytes"].metadata if hasattr(m, "ge")
+    )
+    assert smallest >= WHOLE_AT_MOST
 
 
 def test_embeddings_usage_has_no_completion(lua):

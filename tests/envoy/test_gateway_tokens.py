@@ -52,6 +52,50 @@ def test_answers_are_counted_per_key_tenant_route_and_variant(gateway, fleet):
     )
 
 
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        # Small answers are read whole; the usage is searched in the last 4 KiB first.
+        {"pad_bytes": 1000},
+        {"pad_after_usage_bytes": 20_000},
+        # Larger answers, or of unknown length, are read as they pass, whatever their size:
+        # beyond the listener's buffer limit (4 MiB) too.
+        {"pad_bytes": 100_000},
+        {"pad_bytes": 6 * MIB},
+        {"pad_bytes": 6 * MIB, "chunked": True},
+        {"pad_bytes": 1000, "chunked": True},
+    ],
+    ids=lambda mode: "-".join(f"{k}={v}" for k, v in mode.items()),
+)
+def test_answers_of_any_size_pass_whole_and_are_counted(gateway, fleet, backends, mode):
+    backends.set_mode("small", **mode)
+    labels = {"key_id": "app", "tenant": "acme", "route": "code", "variant": "small"}
+    before = counters(gateway, **labels)
+    reply = call(
+        gateway.url,
+        CHAT,
+        {"task_type": "code", "messages": MESSAGES},
+        bearer(fleet.key("app").key),
+        timeout=30,
+    )
+    assert reply.status == 200 and reply.complete
+    answer = reply.json()
+    assert len(answer.get("data", "")) == mode.get("pad_bytes", 0)
+    assert len(answer.get("after", "")) == mode.get("pad_after_usage_bytes", 0)
+    usage = answer["usage"]
+    assert counters(gateway, **labels) == (
+        before[0] + usage["prompt_tokens"],
+        before[1] + usage["completion_tokens"],
+    )
+    assert part(
+        logged(gateway, reply.headers["x-request-id"]),
+        {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": COMPLETION_TOKENS},
+    )
+
+
 def test_a_stream_is_asked_for_usage_and_the_client_sees_no_difference(gateway, fleet, backends):
     labels = {"key_id": "app", "tenant": "acme", "route": "code", "variant": "small"}
     before = counters(gateway, **labels)

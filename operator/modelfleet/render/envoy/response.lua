@@ -1,5 +1,5 @@
--- The response side: reads `usage` as the answer streams past, and removes the usage event
--- from a stream whose client did not ask for it.
+-- The response side: reads `usage` from the answer (a small one whole, others as they pass),
+-- and removes the usage event from a stream whose client did not ask for it.
 
 -- The last "usage" object in text: prompt and completion tokens (completion is 0 for
 -- embeddings), or nil.
@@ -72,6 +72,34 @@ end
 local USAGE_TAIL = 4096
 -- The usage event is a few hundred bytes: a longer unfinished event is not held back.
 local HELD_AT_MOST = 16384
+-- An answer of a known length up to this size is read whole, at once: cheaper than chunk by
+-- chunk (the client gets headers and body together, as from the backend). It is the smallest
+-- body limit a gateway can have (GatewayLimits.max_body_bytes), so it always fits the buffer
+-- (over it Envoy would answer 500); larger answers, and streams, are read as they pass.
+local WHOLE_AT_MOST = 65536
+
+local function count(handle, prompt, completion)
+  local metadata = handle:streamInfo():dynamicMetadata()
+  metadata:set(C.response_namespace, "prompt_tokens", prompt)
+  metadata:set(C.response_namespace, "completion_tokens", completion)
+end
+
+-- A whole answer's usage: vLLM writes it near the end, so the tail is searched first.
+local function count_whole(handle)
+  local body = handle:body()
+  if body == nil then
+    return
+  end
+  local size = body:length()
+  local from = size > USAGE_TAIL and size - USAGE_TAIL or 0
+  local prompt, completion = usage_in(body:getBytes(from, size - from))
+  if prompt == nil and from > 0 then
+    prompt, completion = usage_in(body:getBytes(0, size))
+  end
+  if prompt ~= nil then
+    count(handle, prompt, completion)
+  end
+end
 
 function envoy_on_response(handle)
   local headers = handle:headers()
@@ -83,6 +111,11 @@ function envoy_on_response(handle)
   if find(headers:get("content-type") or "", "text/event-stream", 1, true) ~= nil then
     local request = handle:streamInfo():dynamicMetadata():get(C.namespace)
     strip = request ~= nil and request.usage == "injected"
+  else
+    local length = tonumber(headers:get("content-length") or "")
+    if length ~= nil and length <= WHOLE_AT_MOST then
+      return count_whole(handle)
+    end
   end
   local prompt, completion
   local carry = ""
@@ -126,8 +159,6 @@ function envoy_on_response(handle)
     end
   end
   if prompt ~= nil then
-    local metadata = handle:streamInfo():dynamicMetadata()
-    metadata:set(C.response_namespace, "prompt_tokens", prompt)
-    metadata:set(C.response_namespace, "completion_tokens", completion)
+    count(handle, prompt, completion)
   end
 end
