@@ -19,7 +19,8 @@ pytestmark = pytest.mark.envoy
 FLIP = {"task_type": "flip", "messages": MESSAGES}
 CONNECTIONS = 50
 SECONDS_BEFORE_SWAP = 1.0
-SECONDS_AFTER_SWAP = 1.5
+# Long enough that a slow swap on a busy machine still leaves a second of settled load.
+SECONDS_AFTER_SWAP = 3.0
 TAKES_EFFECT_WITHIN = 1.0
 
 
