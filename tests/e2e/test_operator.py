@@ -228,6 +228,11 @@ def test_prometheus_down_holds_replicas_and_says_why(fleet, pool):
         30,
         "MetricsAvailable=True before the kill",
     )
+    # A replica the burst test scaled away must be gone from Prometheus before the crash:
+    # its series, replayed from the WAL without a staleness marker, would otherwise look
+    # like a replica whose metrics stopped, and hold the pool for Prometheus' 5-minute
+    # look-back (safe, and what a real crash right after a scale-down does).
+    eventually(lambda: prometheus_scrapes_what_runs(fleet), 30, "Prometheus at the targets")
     fleet.prometheus.kill()
     try:
         down = eventually(
@@ -249,6 +254,14 @@ def test_prometheus_down_holds_replicas_and_says_why(fleet, pool):
         30,
         "MetricsAvailable=True again",
     )
+
+
+def prometheus_scrapes_what_runs(fleet) -> bool:
+    """Prometheus scrapes exactly the targets the node agent lists."""
+    groups = json.loads(fleet.prometheus.file_sd_path.read_text() or "[]")
+    listed = {target for group in groups for target in group.get("targets", [])}
+    scraped = {s["metric"].get("instance") for s in fleet.prometheus.query('up{job="replicas"}')}
+    return scraped == listed
 
 
 def test_the_operator_recovers_from_api_conflicts_errors_and_throttling(fleet, pool):
