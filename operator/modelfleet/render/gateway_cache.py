@@ -7,14 +7,15 @@ So per policy the cache keeps:
 - the bootstrap and listener files, and apart from them the clusters file (the only one
   a change of the table's shape can touch), each for the inputs it was rendered from;
 - the routes file rendered once per *shape* of the routing table (which routes, which
-  backends, no weights) and budget gates (the keys over a spent budget), with a unique
-  placeholder in place of each weight, and the canonical JSON its version is the digest of.
-  A weight change fills the placeholders in both and takes the new digest: no YAML is
-  built.
+  backends, in which weight order) and budget gates (the keys over a spent budget), with
+  a placeholder in place of each weight, and the canonical JSON its version is the digest
+  of. A weight change fills the numbers in and takes the new digest: no YAML is built.
+  A new shape rebuilds only the routes that changed (each route and the Lua settings are
+  parts, `render/envoy/parts.py`).
 
 The result is byte-identical to a full `render_gateway` (tests compare them on random
-changes); a placeholder that does not appear exactly once falls back to the full render.
-Memory stays flat: one entry per policy, holding the last inputs and the last shape.
+changes); a template whose placeholders cannot be trusted falls back to the full render.
+Memory stays flat: one entry per policy, holding the last inputs, shape and result.
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ class RoutesTemplate:
     version_span: tuple[int, int]
     canonical_parts: tuple[str, ...]
     canonical_slots: tuple[int, ...]
-    slots: int
 
     def fill(self, weights: Mapping[int, int]) -> str:
         values = {slot: str(w) for slot, w in weights.items()}
@@ -189,7 +189,6 @@ def _template(
         spans,
         (at, at + len(version)),
         *_cut(canonical, _PLACEHOLDER_JSON),
-        len(placeholders),
     )
 
 
