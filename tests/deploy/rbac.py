@@ -37,9 +37,9 @@ def made_by(calls: Iterable[ApiCall], agents: tuple[str, ...]) -> set[ApiCall]:
 
 def needed_by_admission(objects: Iterable[Mapping[str, Any]]) -> set[Permission]:
     """What the API server checks beyond the call's own verb, for the objects the operator
-    wrote:
+    wrote (a write that creates its object is authorized as `create` too, but the local API
+    server records that call itself, so `needed_by_calls` has it):
 
-    - server-side apply that creates an object is authorized as `create` as well;
     - an owner reference with blockOwnerDeletion needs `update` on the owner's finalizers
       (the OwnerReferencesPermissionEnforcement admission plugin);
     - a Role may grant only what its writer holds, and so may a RoleBinding of it (RBAC's
@@ -61,8 +61,6 @@ def needed_by_admission(objects: Iterable[Mapping[str, Any]]) -> set[Permission]
         ]
         if not applied:
             continue
-        group = obj["apiVersion"].rpartition("/")[0]
-        needed.add((group, plural_of(obj["kind"]), "create"))
         for owner in meta.get("ownerReferences") or []:
             if owner.get("blockOwnerDeletion"):
                 owner_group = owner["apiVersion"].rpartition("/")[0]

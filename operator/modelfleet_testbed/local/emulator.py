@@ -27,6 +27,8 @@ after the state changed); use `faults` to make calls fail and `calls` to see the
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import base64
 import json
@@ -455,6 +457,10 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             )
             return created_obj, 201
         existed = store.get_raw(resource_type.resource, namespace, name) is not None
+        if not existed and not dry_run and subresource is None:
+            # The API server authorizes an update or apply that creates its object as a
+            # `create` as well: a client doing so needs both verbs.
+            self.calls.record(dataclasses.replace(call, verb="create"))
         if call.verb == "update":
             updated = store.replace(
                 resource_type.resource,
