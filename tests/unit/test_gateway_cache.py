@@ -115,6 +115,7 @@ def test_incremental_render_matches_a_full_render(cycles):
         at = NOW + timedelta(seconds=30 * index)
         reference = desired(inputs(step, at))
         result = desired(inputs(step, at), cache)
+        assert result.tables == reference.tables
         assert result.workloads == reference.workloads
         full, fast = reference.gateways, result.gateways
         assert fast.keys() == full.keys()

@@ -255,9 +255,11 @@ def _policy(
     if errors:
         _refuse(out, ref, generation, before, "InvalidSpec", errors, inputs.now)
         return
-    table = plan_routing(
-        policy, pool, inputs.observations, previous_weights(policy), references_checked=True
-    )
+    previous = previous_weights(policy)
+    if cache is not None:
+        table = cache.routing.table(policy, pool, inputs.observations, previous)
+    else:
+        table = plan_routing(policy, pool, inputs.observations, previous, references_checked=True)
     budgets = _budgets(inputs, policy, pool)
     if any(state.state == DEGRADED for state in budgets.states):
         table = with_budget_companions(table, pool)

@@ -27,10 +27,9 @@ after the state changed); use `faults` to make calls fail and `calls` to see the
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Mapping

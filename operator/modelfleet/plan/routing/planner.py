@@ -38,16 +38,37 @@ _DEGRADED = "-degraded-"
 _NOT_LABEL_CHARS = re.compile(r"[^a-z0-9-]+")
 
 
-class _PoolView:
-    """The pool as the planner sees it: variants plus what is observed about them."""
+def _routed(observation: VariantObservation | None) -> VariantObservation | None:
+    if observation is None:
+        return None
+    return VariantObservation(
+        ready_replicas=observation.ready_replicas,
+        waiting=observation.waiting,
+        qps=observation.qps,
+        p99_latency_seconds=observation.p99_latency_seconds,
+        p99_ttft_seconds=observation.p99_ttft_seconds,
+    )
 
-    def __init__(self, pool: ModelPool, observations: Observations):
+
+def routed_observations(
+    pool: ModelPool, observations: Observations
+) -> tuple[VariantObservation | None, ...]:
+    """What routing reads of each variant's observation, in the spec's variant order: ready
+    replicas, waiting requests, QPS and the p99s, nothing else (not the sample time: the
+    same values sampled again route the same, so a caller may keep the table they gave)."""
+    return tuple(
+        _routed(observations.get(variant_key(pool.namespace, pool.name, v.name)))
+        for v in pool.spec.variants
+    )
+
+
+class _PoolView:
+    """The pool as the planner sees it: variants plus what routing reads of them."""
+
+    def __init__(self, pool: ModelPool, routed: Sequence[VariantObservation | None]):
         self.pool = pool
         # By variant name, looked up once: every route asks about its backends.
-        self._observed = {
-            v.name: observations.get(variant_key(pool.namespace, pool.name, v.name))
-            for v in pool.spec.variants
-        }
+        self._observed = {v.name: seen for v, seen in zip(pool.spec.variants, routed, strict=True)}
 
     def observation(self, variant: str) -> VariantObservation | None:
         return self._observed.get(variant)
@@ -85,16 +106,18 @@ def plan_routing(
     observations: Observations,
     previous: Mapping[str, Mapping[str, int]] | None = None,
     references_checked: bool = False,
+    routed: Sequence[VariantObservation | None] | None = None,
 ) -> RoutingTable:
     """The gateway's routing table for `policy` over `pool`, given what is observed now;
-    `previous`: last cycle's weights per route (previous_weights), for the latency shift.
+    `previous`: last cycle's weights per route (previous_weights), for the latency shift;
+    `routed`: routed_observations(pool, observations), when the caller has it already.
     Raises InvalidInput when the policy names what the pool lacks (unless the caller
     checked that already)."""
     if not references_checked:
         errors = check_references(Resources(pools=[pool], policies=[policy]))
         if errors:
             raise InvalidInput(errors)
-    fleet = _PoolView(pool, observations)
+    fleet = _PoolView(pool, routed_observations(pool, observations) if routed is None else routed)
     tripped = [rule for rule in policy.spec.degrade if _is_tripped(rule, fleet)]
     taken = {route.name for route in policy.spec.routes}
     routes: list[TableRoute] = []
