@@ -83,8 +83,12 @@ def resources(weights: tuple[int, ...], port: int) -> tuple:
     return _PARSED[(weights, port)]
 
 
-def inputs(step: dict, at: datetime) -> FleetInputs:
+def inputs(step: dict, at: datetime, statuses: dict | None = None) -> FleetInputs:
+    """`statuses`: the last cycle's, as the operator reads them back (the same objects)."""
     policy, pool = resources(tuple(step["weights"]), step["port"])
+    if statuses:
+        policy = policy.model_copy(update={"status": statuses.get(("RoutingPolicy",))})
+        pool = pool.model_copy(update={"status": statuses.get(("ModelPool",))})
     return FleetInputs(
         now=at,
         pools=[pool],
@@ -111,12 +115,19 @@ def spent(over: tuple[str, ...]) -> dict:
 @given(st.lists(cycle(), min_size=2, max_size=6))
 def test_incremental_render_matches_a_full_render(cycles):
     cache = RenderCache()
+    statuses: dict = {}
     for index, step in enumerate(cycles):
         at = NOW + timedelta(seconds=30 * index)
-        reference = desired(inputs(step, at))
-        result = desired(inputs(step, at), cache)
+        reference = desired(inputs(step, at, statuses))
+        result = desired(inputs(step, at, statuses), cache)
         assert result.tables == reference.tables
         assert result.workloads == reference.workloads
+        assert {k: s.wire() for k, s in result.statuses.items()} == {
+            k: s.wire() for k, s in reference.statuses.items()
+        }
+        assert result.events == reference.events
+        # What the operator reads back next cycle: the statuses it wrote, the same objects.
+        statuses = {(ref[0],): update.status for ref, update in result.statuses.items()}
         full, fast = reference.gateways, result.gateways
         assert fast.keys() == full.keys()
         for key, gateway in full.items():

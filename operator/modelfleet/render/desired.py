@@ -35,7 +35,7 @@ from modelfleet.plan.budgets import (
     plan_budgets,
     with_budget_companions,
 )
-from modelfleet.plan.routing.planner import plan_routing, previous_weights
+from modelfleet.plan.routing.planner import previous_weights
 from modelfleet.plan.routing.table import RoutingTable
 from modelfleet.plan.scaling.planner import plan_pool
 from modelfleet.plan.scaling.slo import slo_targets
@@ -45,6 +45,7 @@ from modelfleet.render.gateway_workload import gateway_name, gateway_workloads
 from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
 from modelfleet.render.render_cache import RenderCache
 from modelfleet.render.status import (
+    effective_routes,
     errors_message,
     policy_status,
     pool_status,
@@ -53,7 +54,6 @@ from modelfleet.render.status import (
     reservation_status,
     routes_status,
 )
-from modelfleet.render.workloads import render_deployment, render_service
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,8 @@ def desired(inputs: FleetInputs, cache: RenderCache | None = None) -> Desired:
     """Everything the operator should write, given everything it knows. `cache` (kept by
     the caller between cycles) lets gateways render in proportion to what changed; the
     result is the same with or without it."""
+    if cache is None:  # (an empty cache is falsy)
+        cache = RenderCache()
     if inputs.now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     # Everything the operator writes is in UTC (RFC 3339 with Z).
@@ -121,7 +123,8 @@ def desired(inputs: FleetInputs, cache: RenderCache | None = None) -> Desired:
         _reject(out, rejected)
     for key, pool in pools.items():
         reservations = [r for r in inputs.reservations if (r.namespace, r.spec.pool) == key]
-        _pool(out, inputs, pool, reservations, cache)
+        policies = [p for p in inputs.policies if (p.namespace, p.spec.pool) == key]
+        _pool(out, inputs, pool, reservations, policies, cache)
     for reservation in inputs.reservations:
         key = (reservation.namespace, reservation.spec.pool)
         if key not in pools and key not in rejected_pools:
@@ -143,25 +146,27 @@ def _pool(
     inputs: FleetInputs,
     pool: ModelPool,
     reservations: Sequence[Reservation],
-    cache: RenderCache | None,
+    policies: Sequence[RoutingPolicy],
+    cache: RenderCache,
 ) -> None:
     key = (pool.namespace, pool.name)
     now = inputs.now
-    previous = previous_from_status(pool.status)
-    slos = slo_targets(pool.namespace, pool.name, inputs.policies)
+    # The status the operator wrote last cycle comes back as the same object.
+    previous = cache.previous_plans.get(
+        key, (pool.status,), lambda: previous_from_status(pool.status)
+    )
+    slos = cache.slo_targets.get(
+        key,
+        tuple(policy.spec for policy in policies),
+        lambda: slo_targets(pool.namespace, pool.name, policies),
+    )
     plan = plan_pool(pool, reservations, inputs.observations, now, previous, slos)
     out.plans[key] = plan
     ref = ObjectRef.of(pool)
-    for index, (variant_plan, variant) in enumerate(
-        zip(plan.variants, pool.spec.variants, strict=True)
-    ):
+    for index, variant_plan in enumerate(plan.variants):
         if inputs.render_workloads:
             replicas = variant_plan.desired_replicas
-            if cache is None:
-                out.workloads.append(render_service(pool, variant))
-                out.workloads.append(render_deployment(pool, variant, replicas))
-            else:
-                out.workloads.extend(cache.workloads.manifests(pool, index, replicas))
+            out.workloads.extend(cache.workloads.manifests(pool, index, replicas))
         out.events.extend(_scale_events(ref, inputs, pool, variant_plan, previous))
     status = pool_status(
         plan,
@@ -244,22 +249,22 @@ def _policy(
     inputs: FleetInputs,
     policy: RoutingPolicy,
     pool: ModelPool,
-    cache: RenderCache | None,
+    cache: RenderCache,
 ) -> None:
     key = (policy.namespace, policy.name)
     ref = ObjectRef.of(policy)
     status = policy.status
     before = status.conditions if status else None
     generation = policy.metadata.generation
-    errors = check_references(Resources(pools=[pool], policies=[policy]))
+    errors = cache.references.get(
+        key,
+        (policy.spec, pool.spec),
+        lambda: check_references(Resources(pools=[pool], policies=[policy])),
+    )
     if errors:
         _refuse(out, ref, generation, before, "InvalidSpec", errors, inputs.now)
         return
-    previous = previous_weights(policy)
-    if cache is not None:
-        table = cache.routing.table(policy, pool, inputs.observations, previous)
-    else:
-        table = plan_routing(policy, pool, inputs.observations, previous, references_checked=True)
+    table = cache.routing.table(policy, pool, inputs.observations, previous_weights(policy))
     budgets = _budgets(inputs, policy, pool)
     if any(state.state == DEGRADED for state in budgets.states):
         table = with_budget_companions(table, pool)
@@ -286,14 +291,17 @@ def _policy(
         keys,
         addresses,
         inputs.gateway,
-        cache.gateways if cache else None,
+        cache.gateways,
         gates(budgets, keys),
     )
     out.gateways[key] = gateway
     if inputs.gateway.image is not None:
         out.workloads.extend(gateway_workloads(policy, inputs.gateway))
     ready = _serving(inputs, policy, pool, table, gateway.config_hash)
-    new = policy_status(table, gateway.config_hash, ready, generation, before, inputs.now, budgets)
+    routes = cache.route_statuses.get(key, (table,), lambda: effective_routes(table))
+    new = policy_status(
+        table, gateway.config_hash, ready, generation, before, inputs.now, budgets, routes
+    )
     out.set_status(ref, new)
     out.events.extend(_condition_events(ref, before, new.conditions))
     out.events.extend(Event(ref, n.type, n.reason, n.message) for n in budgets.notices)

@@ -267,6 +267,10 @@ def effective_route(route: TableRoute) -> EffectiveRoute:
     return EffectiveRoute.model_validate(_route_tree(route))
 
 
+def effective_routes(table: RoutingTable) -> list[EffectiveRoute]:
+    return [effective_route(route) for route in table.routes]
+
+
 def _route_tree(route: TableRoute) -> dict[str, Any]:
     return {
         "name": route.name,
@@ -294,7 +298,10 @@ def policy_status(
     previous_conditions: Sequence[Condition] | None,
     now: datetime,
     budgets: BudgetPlan | None = None,
+    routes: Sequence[EffectiveRoute] | None = None,
 ) -> RoutingPolicyStatus:
+    """`routes`: the table's routes as effective_routes(table) gives them, when the caller
+    has them already."""
     current = [ready]
     if budgets is not None and budgets.condition is not None:
         current.append(budgets.condition)
@@ -304,7 +311,7 @@ def policy_status(
         {
             "observed_generation": generation,
             "config_hash": config_hash,
-            "routes": [_route_tree(r) for r in table.routes],
+            "routes": effective_routes(table) if routes is None else routes,
             "budgets": [state.status() for state in budgets.states] if budgets else [],
             "conditions": replace_conditions(previous_conditions, current, now, generation),
         }
