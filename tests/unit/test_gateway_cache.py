@@ -15,6 +15,7 @@ from modelfleet.render.desired import desired
 from modelfleet.render.gateway import GatewaySettings
 from modelfleet.render.inputs import FleetInputs
 from modelfleet.render.render_cache import RenderCache
+from modelfleet.render.status import previous_from_plan, previous_from_status
 
 SAMPLES = load_resources(["manifests/samples"])
 POOL = SAMPLES.pools[0]
@@ -42,6 +43,8 @@ def observation() -> st.SearchStrategy[VariantObservation]:
         waiting=st.sampled_from([None, 0.0, 50.0, 150.0]),
         running=st.just(10.0),
         qps=st.sampled_from([None, 0.5, 40.0]),
+        p99_latency_seconds=st.sampled_from([None, 0.5, 30.0]),
+        p99_ttft_seconds=st.sampled_from([None, 0.1, 5.0]),
         sampled_at=st.just(NOW),
     )
 
@@ -126,6 +129,9 @@ def test_incremental_render_matches_a_full_render(cycles):
             k: s.wire() for k, s in reference.statuses.items()
         }
         assert result.events == reference.events
+        for (namespace, name), plan in result.plans.items():
+            written = result.statuses[("ModelPool", namespace, name)].status
+            assert previous_from_plan(plan) == previous_from_status(written)
         # What the operator reads back next cycle: the statuses it wrote, the same objects.
         statuses = {(ref[0],): update.status for ref, update in result.statuses.items()}
         full, fast = reference.gateways, result.gateways

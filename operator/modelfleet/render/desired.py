@@ -49,6 +49,7 @@ from modelfleet.render.status import (
     errors_message,
     policy_status,
     pool_status,
+    previous_from_plan,
     previous_from_status,
     replace_conditions,
     reservation_status,
@@ -151,7 +152,8 @@ def _pool(
 ) -> None:
     key = (pool.namespace, pool.name)
     now = inputs.now
-    # The status the operator wrote last cycle comes back as the same object.
+    # The status the operator wrote last cycle comes back as the same object (remembered
+    # with its plan below).
     previous = cache.previous_plans.get(
         key, (pool.status,), lambda: previous_from_status(pool.status)
     )
@@ -175,6 +177,7 @@ def _pool(
         inputs.metrics_errors.get(key),
     )
     out.set_status(ref, status)
+    cache.previous_plans.remember(key, (status,), previous_from_plan(plan))
     overcommitted = plan.condition("Overcommitted")
     is_overcommitted = overcommitted is not None and overcommitted.status == "True"
     by_name = {r.name: r for r in reservations}

@@ -30,5 +30,9 @@ class IdentityMemo(Generic[T]):
         self._entries[key] = (inputs, value)
         return value
 
+    def remember(self, key: Hashable, inputs: tuple[Any, ...], value: T) -> None:
+        """What `key` gives for these objects, known without computing it."""
+        self._entries[key] = (inputs, value)
+
     def forget(self, key: Hashable) -> None:
         self._entries.pop(key, None)

@@ -235,6 +235,23 @@ def previous_from_status(status: ModelPoolStatus | None) -> PreviousPlan | None:
     return PreviousPlan(status.planned_at, variants)
 
 
+def previous_from_plan(plan: PoolPlan) -> PreviousPlan:
+    """What previous_from_status gives for `plan`'s status, without reading the status back
+    (the pool's own plan: its recommendations are never empty)."""
+    return PreviousPlan(
+        plan.at,
+        {
+            v.name: PreviousVariant(
+                desired_replicas=v.desired_replicas,
+                recommendations=v.recommendations,
+                last_scale_time=v.last_scale_time,
+                capacity=v.capacity,
+            )
+            for v in plan.variants
+        },
+    )
+
+
 def reservation_status(
     grant: ReservationGrant,
     generation: int | None,
