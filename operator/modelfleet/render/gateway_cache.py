@@ -8,8 +8,8 @@ So per policy the cache keeps:
   a change of the table's shape can touch), each for the inputs it was rendered from;
 - the routes file rendered once per *shape* of the routing table (which routes, which
   backends, in which weight order) and budget gates (the keys over a spent budget), with
-  a placeholder in place of each weight, and the canonical JSON its version is the digest
-  of. A weight change fills the numbers in and takes the new digest: no YAML is built.
+  a placeholder in place of each weight. A weight change fills the numbers in and takes
+  the digest of the text for the version line: no YAML is built.
   A new shape rebuilds only the routes that changed (each route and the Lua settings are
   parts, `render/envoy/parts.py`).
 
@@ -34,15 +34,16 @@ from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.render.envoy.clusters import variant_clusters
 from modelfleet.render.envoy.fallback import fallback_pairs
 from modelfleet.render.envoy.names import CLUSTERS_FILE, ROUTES_FILE
-from modelfleet.render.envoy.parts import Part, PartWriter, canonical_json
+from modelfleet.render.envoy.parts import Part, PartWriter
 from modelfleet.render.envoy.render import (
     check_inputs,
     clusters_files,
     listener_files,
     routes_file,
+    versioned,
 )
 from modelfleet.render.envoy.routes import per_filter_config, route_configuration, table_routes
-from modelfleet.render.envoy.xds import HostPort, short_digest
+from modelfleet.render.envoy.xds import HostPort
 
 T = TypeVar("T")
 
@@ -53,62 +54,34 @@ _FIRST_PLACEHOLDER = 9_876_500_000
 SLOTS_PER_ROUTE = 100
 _MAX_ROUTES = 1000
 _PLACEHOLDER_YAML = re.compile(r"weight: (98765\d{5})\n")
-_PLACEHOLDER_JSON = re.compile(r'"weight":(98765\d{5})')
 
 
 @dataclass
 class RoutesTemplate:
-    """The routes file of one table shape with weights open: the file as last filled with
-    where each weight and the version stand in it, and the canonical JSON cut at each
-    weight. A fill writes the new file from the last one (no second copy is kept)."""
+    """The routes file of one table shape with weights open: the file as last filled, and
+    where each weight stands in it. A fill writes the new file from the last one (no
+    second copy is kept) and takes the digest of its text for the version line."""
 
     text: str
-    spans: list[tuple[int, int, int]]  # (start, end, slot) of each weight, in order
-    version_span: tuple[int, int]
-    canonical_parts: tuple[str, ...]
-    canonical_slots: tuple[int, ...]
+    body_start: int  # where the text after the version line starts
+    spans: list[tuple[int, int, int]]  # (start, end, slot) of each weight in the body
 
     def fill(self, weights: Mapping[int, int]) -> str:
-        values = {slot: str(w) for slot, w in weights.items()}
-        canonical = _join(self.canonical_parts, self.canonical_slots, values)
-        old, pieces, spans = self.text, [], []
-        (version_start, version_end), length = self.version_span, 0
-        # The version is the file's first line, before every weight.
-        cuts = [(version_start, version_end, short_digest(canonical), None)]
-        cuts += [(start, end, values[slot], slot) for start, end, slot in self.spans]
-        at = 0
-        for start, end, value, slot in cuts:
-            pieces.append(old[at:start])
+        old, base = self.text, self.body_start
+        pieces, spans, at, length = [], [], 0, 0
+        for start, end, slot in self.spans:
+            pieces.append(old[base + at : base + start])
             length += start - at
-            if slot is None:
-                self.version_span = (length, length + len(value))
-            else:
-                spans.append((length, length + len(value), slot))
+            value = str(weights[slot])
+            spans.append((length, length + len(value), slot))
             pieces.append(value)
             length += len(value)
             at = end
-        pieces.append(old[at:])
-        self.text, self.spans = "".join(pieces), spans
+        pieces.append(old[base + at :])
+        body = "".join(pieces)
+        self.text = versioned(body)
+        self.body_start, self.spans = len(self.text) - len(body), spans
         return self.text
-
-
-def _cut(text: str, pattern: re.Pattern[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """`text` split around each placeholder's digits, and which slot each one was."""
-    parts, slots, at = [], [], 0
-    for match in pattern.finditer(text):
-        parts.append(text[at : match.start(1)])
-        slots.append(int(match.group(1)) - _FIRST_PLACEHOLDER)
-        at = match.end(1)
-    parts.append(text[at:])
-    return tuple(parts), tuple(slots)
-
-
-def _join(parts: Sequence[str], slots: Sequence[int], values: Mapping[int, str]) -> str:
-    pieces = [parts[0]]
-    for slot, part in zip(slots, parts[1:], strict=True):
-        pieces.append(values[slot])
-        pieces.append(part)
-    return "".join(pieces)
 
 
 def _shape(table: RoutingTable) -> tuple[RoutingTable, dict[int, int]] | None:
@@ -157,39 +130,45 @@ def _template(
     host = configuration["virtual_hosts"][0]
     # Each route and the Lua settings are written once per content: a route that leaves
     # the table, or a weight placeholder that moves, rewrites only what it touches.
-    host["routes"] = [r if isinstance(r, Part) else Part(r) for r in host["routes"]]
+    host["routes"] = [r if isinstance(r, Part) else Part.of(r) for r in host["routes"]]
     host["typed_per_filter_config"] = filter_config
-    written = parts.xds_file([configuration])
-    if written is None:
+    text = parts.xds_file([configuration])
+    if text is None:
         return None
-    text, canonical = written
-    version = short_digest(canonical)
     # A route that matches in several ways repeats its weights; every placeholder must
-    # stand where a weight is, as often in the YAML as in the JSON, and nowhere else.
+    # stand where a weight is, as often in the YAML as in the document, and nowhere else.
     in_yaml = Counter(_PLACEHOLDER_YAML.findall(text))
-    in_json = Counter(_PLACEHOLDER_JSON.findall(canonical))
     placeholders = {str(_FIRST_PLACEHOLDER + slot) for slot in slots}
     if (
-        in_yaml != in_json
+        in_yaml != _placeholder_weights(configuration)
         or set(in_yaml) != placeholders
         or Counter(_ANY_PLACEHOLDER.findall(text)) != in_yaml
-        or Counter(_ANY_PLACEHOLDER.findall(canonical)) != in_json
-        or text.count(version) != 1
     ):
         return None
+    body_start = text.index("\n") + 1
     spans = [
-        (m.start(1), m.end(1), int(m.group(1)) - _FIRST_PLACEHOLDER)
-        for m in _PLACEHOLDER_YAML.finditer(text)
+        (m.start(1) - body_start, m.end(1) - body_start, int(m.group(1)) - _FIRST_PLACEHOLDER)
+        for m in _PLACEHOLDER_YAML.finditer(text, body_start)
     ]
-    at = text.index(version)
-    if spans and at > spans[0][0]:
-        return None
-    return RoutesTemplate(
-        text,
-        spans,
-        (at, at + len(version)),
-        *_cut(canonical, _PLACEHOLDER_JSON),
-    )
+    return RoutesTemplate(text, body_start, spans)
+
+
+def _placeholder_weights(value: Any) -> Counter[str]:
+    """How often each placeholder stands as a `weight` in the document's routes."""
+    found: Counter[str] = Counter()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Part):
+            stack.append(item.value)
+        elif isinstance(item, dict):
+            weight = item.get("weight")
+            if type(weight) is int and _ANY_PLACEHOLDER.fullmatch(str(weight)):
+                found[str(weight)] += 1
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return found
 
 
 @dataclass
@@ -275,7 +254,7 @@ class GatewayRenderCache:
         def parts_of(route: TableRoute) -> list[Any]:
             found = before.get(route)
             if found is None:
-                found = [Part(r, canonical_json(r)) for r in table_routes(route, policy)]
+                found = [Part.of(r) for r in table_routes(route, policy)]
             kept[route] = found
             entry.route_parts = kept
             return found
@@ -295,7 +274,7 @@ class GatewayRenderCache:
         written = self.parts.xds_file([Part(cluster) for cluster in clusters])
         if written is None:
             return clusters_files(pool, policy, backends, pairs)
-        return {CLUSTERS_FILE: written[0]}
+        return {CLUSTERS_FILE: written}
 
     def render(
         self,
@@ -360,7 +339,7 @@ class GatewayRenderCache:
             if entry.filter_key != filter_key or entry.filter_config is None:
                 entry.filter_key = filter_key
                 value = per_filter_config(policy, keys, gates)
-                entry.filter_config = Part(value, canonical_json(value))
+                entry.filter_config = Part.of(value)
             entry.template = _template(
                 shape,
                 weights,

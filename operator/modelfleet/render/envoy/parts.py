@@ -13,57 +13,63 @@ block scalar's empty lines carry no indentation.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from modelfleet.render.envoy.render import dump_yaml
-from modelfleet.render.envoy.xds import discovery_response
+from modelfleet.render.envoy.render import dump_yaml, versioned
 
 _PLACEHOLDER = "mfpart{:06d}zq"
 # A placeholder as a sequence item ("- p", "- - p") or a mapping value ("key: p",
 # "- key: p"): indentation, the dashes of the items the line opens, the key, the placeholder.
 _PLACEHOLDER_LINE = re.compile(r"^( *)((?:- )*)([^ \n][^\n]*?: )?(mfpart\d{6}zq)$", re.M)
-_PLACEHOLDER_JSON = re.compile(r'"(mfpart\d{6}zq)"')
-# The store holds each part's YAML by its canonical JSON: bounded in bytes, oldest out.
+_ANY_PLACEHOLDER = re.compile(r"mfpart(\d{6})zq")
+# The store holds each part's YAML by a digest of its content: bounded in bytes, oldest out.
 STORE_BYTES = 32 * 1024 * 1024
+_KEY_BYTES = 100  # a key's digest, its tuple and the dict's slot, about
 
 
 @dataclass(frozen=True)
 class Part:
     """A sub-document (a non-empty mapping) to be written on its own and reused.
-    `canonical`: its canonical JSON when the caller already has it."""
+    `key`: its `content_key` when the caller already has it."""
 
     value: dict[str, Any]
-    canonical: str | None = None
+    key: bytes | None = None
+
+    @classmethod
+    def of(cls, value: dict[str, Any]) -> Part:
+        return cls(value, content_key(value))
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def content_key(value: Any) -> bytes:
+    """What the store knows a part by: a sha256 of its canonical JSON (not the JSON itself,
+    which would be one more copy of every part)."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).digest()
 
 
 class PartWriter:
     def __init__(self, limit_bytes: int = STORE_BYTES) -> None:
-        self._yaml: OrderedDict[tuple[str, int, bool], str] = OrderedDict()
+        self._yaml: OrderedDict[tuple[bytes, int, bool], str] = OrderedDict()
         self._bytes = 0
         self._limit = limit_bytes
 
     def __len__(self) -> int:
         return len(self._yaml)
 
-    def xds_file(self, resources: list[Any]) -> tuple[str, str] | None:
-        """The file of `resources` (with their Parts) and its canonical JSON, or None when
-        the document's own text could be taken for a placeholder."""
+    def xds_file(self, resources: list[Any]) -> str | None:
+        """The file of `resources` (with their Parts): the bytes of `xds_text` on the whole
+        document, or None when the document's own text could be taken for a placeholder."""
         parts: list[Part] = []
         skeleton = _skeleton(resources, parts)
-        canonical_skeleton = canonical_json(skeleton)
-        if len(_PLACEHOLDER_JSON.findall(canonical_skeleton)) != len(parts):
+        text = dump_yaml({"resources": skeleton})
+        found = sorted(int(index) for index in _ANY_PLACEHOLDER.findall(text))
+        if found != list(range(len(parts))):
             return None
-        jsons = [part.canonical or canonical_json(part.value) for part in parts]
-        canonical = _PLACEHOLDER_JSON.sub(lambda m: jsons[_index(m.group(1))], canonical_skeleton)
-        text = dump_yaml(discovery_response(skeleton, canonical))
         if text.endswith("\n...\n"):
             return None  # see _part_yaml
         seen = 0
@@ -72,15 +78,15 @@ class PartWriter:
             nonlocal seen
             seen += 1
             indent, dashes, key, placeholder = match.groups()
-            index = _index(placeholder)
+            part = parts[_index(placeholder)]
             # Where the line's content starts: the key, or the part's own dash.
             column = len(indent) + len(dashes)
             if key is None:
                 if not dashes:
                     raise _Unplaceable
-                body = self._part_yaml(parts[index].value, jsons[index], column - 2, True)
+                body = self._part_yaml(part, column - 2, True)
                 return indent + dashes[:-2] + body
-            body = self._part_yaml(parts[index].value, jsons[index], column + 2, False)
+            body = self._part_yaml(part, column + 2, False)
             return f"{indent}{dashes}{key[:-1]}\n{body}"
 
         try:
@@ -89,13 +95,14 @@ class PartWriter:
             return None
         if seen != len(parts):
             return None
-        return text, canonical
+        return versioned(text)
 
-    def _part_yaml(self, value: dict[str, Any], canonical: str, column: int, item: bool) -> str:
+    def _part_yaml(self, part: Part, column: int, item: bool) -> str:
         """The part's YAML at `column` without its last newline: a sequence item's first
         line from its dash on (the caller writes what stands before it), every other line
         indented."""
-        key = (canonical, column, item)
+        value = part.value
+        key = (part.key or content_key(value), column, item)
         found = self._yaml.get(key)
         if found is not None:
             self._yaml.move_to_end(key)
@@ -111,10 +118,10 @@ class PartWriter:
         else:
             found = _indented(found, " " * column)
         self._yaml[key] = found
-        self._bytes += len(found) + len(canonical)
+        self._bytes += len(found) + _KEY_BYTES
         while self._bytes > self._limit and self._yaml:
-            (old, _, _), text = self._yaml.popitem(last=False)
-            self._bytes -= len(text) + len(old)
+            _, text = self._yaml.popitem(last=False)
+            self._bytes -= len(text) + _KEY_BYTES
         return found
 
 
