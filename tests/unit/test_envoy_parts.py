@@ -20,14 +20,14 @@ def with_parts(value, choose, depth=0):
     (a part holds no part)."""
     if isinstance(value, dict):
         return {
-            key: Part(item)
+            key: Part.of(item)
             if depth >= 2 and isinstance(item, dict) and item and choose()
             else with_parts(item, choose, depth + 1)
             for key, item in value.items()
         }
     if isinstance(value, list):
         return [
-            Part(item)
+            Part.of(item)
             if depth >= 2 and isinstance(item, dict) and item and choose()
             else with_parts(item, choose, depth + 1)
             for item in value
@@ -120,3 +120,26 @@ def test_an_xds_file_is_the_whole_document_dumped(path):
     text = xds_text(document["resources"])
     assert text == path.read_text()
     assert text == dump_yaml({"version_info": yaml.safe_load(text)["version_info"], **document})
+
+
+def test_a_lean_part_is_made_again_only_when_the_store_lost_its_yaml():
+    route = {"name": "r", "match": {"prefix": "/"}, "route": {"cluster": "c", "weight": 3}}
+    made = []
+
+    def make():
+        made.append(1)
+        return dict(route)
+
+    lean = Part.remakeable(route, make).lean()
+    assert lean.value is None
+    writer = PartWriter()
+    assert writer.xds_file([{"name": "rc", "routes": [lean]}]) == whole(
+        [{"name": "rc", "routes": [route]}]
+    )
+    assert len(made) == 1  # the store had no YAML for it
+    writer.xds_file([{"name": "rc", "routes": [lean]}])
+    assert len(made) == 1  # now it has
+    forgetful = PartWriter(limit_bytes=0)
+    for _ in range(2):
+        assert forgetful.xds_file([{"routes": [lean]}]) == whole([{"routes": [route]}])
+    assert len(made) == 3

@@ -24,6 +24,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 from modelfleet.api.keys import ApiKey
@@ -113,6 +114,30 @@ def _shape(table: RoutingTable) -> tuple[RoutingTable, dict[int, int]] | None:
 _ANY_PLACEHOLDER = re.compile(r"98765\d{5}")
 
 
+@dataclass(frozen=True)
+class _RouteParts:
+    """A table route's Envoy routes as parts kept by key, and how often each weight
+    placeholder stands in them."""
+
+    parts: list[Part]
+    weights: Counter[str]
+
+    def lean(self) -> _RouteParts:
+        return _RouteParts([part.lean() for part in self.parts], self.weights)
+
+
+def _route_parts_of(route: TableRoute, policy: RoutingPolicy) -> _RouteParts:
+    routes = table_routes(route, policy)
+    return _RouteParts(
+        [Part.remakeable(r, partial(_nth_route, route, policy, n)) for n, r in enumerate(routes)],
+        _placeholder_weights(routes),
+    )
+
+
+def _nth_route(route: TableRoute, policy: RoutingPolicy, n: int) -> dict[str, Any]:
+    return table_routes(route, policy)[n]
+
+
 def _template(
     shape: RoutingTable,
     slots: Iterable[int],
@@ -121,26 +146,43 @@ def _template(
     keys: Sequence[ApiKey],
     gates: Mapping[str, Gate],
     filter_config: Part,
-    route_parts: Callable[[TableRoute], list[Any]],
+    route_parts: Callable[[TableRoute], _RouteParts],
     parts: PartWriter,
 ) -> RoutesTemplate | None:
+    expected: Counter[str] = Counter()
+
+    def routes_of(route: TableRoute) -> list[Any]:
+        made = route_parts(route)
+        expected.update(made.weights)
+        return list(made.parts)
+
+    # The Lua settings stand as their part (the writer asks for the document only when
+    # its store lost the YAML).
     configuration = route_configuration(
-        shape, pool, policy, keys, gates, filter_config.value, route_parts
+        shape,
+        pool,
+        policy,
+        keys,
+        gates,
+        filter_config,
+        routes_of,  # type: ignore[arg-type]
     )
     host = configuration["virtual_hosts"][0]
     # Each route and the Lua settings are written once per content: a route that leaves
     # the table, or a weight placeholder that moves, rewrites only what it touches.
+    made_here = [r for r in host["routes"] if not isinstance(r, Part)]
+    expected.update(_placeholder_weights(made_here))
     host["routes"] = [r if isinstance(r, Part) else Part.of(r) for r in host["routes"]]
-    host["typed_per_filter_config"] = filter_config
     text = parts.xds_file([configuration])
     if text is None:
         return None
     # A route that matches in several ways repeats its weights; every placeholder must
-    # stand where a weight is, as often in the YAML as in the document, and nowhere else.
+    # stand where a route's weight is, as often in the YAML as in the routes, and nowhere
+    # else (any other use of the digits is refused, and the full render writes the file).
     in_yaml = Counter(_PLACEHOLDER_YAML.findall(text))
     placeholders = {str(_FIRST_PLACEHOLDER + slot) for slot in slots}
     if (
-        in_yaml != _placeholder_weights(configuration)
+        in_yaml != expected
         or set(in_yaml) != placeholders
         or Counter(_ANY_PLACEHOLDER.findall(text)) != in_yaml
     ):
@@ -153,21 +195,17 @@ def _template(
     return RoutesTemplate(text, body_start, spans)
 
 
-def _placeholder_weights(value: Any) -> Counter[str]:
-    """How often each placeholder stands as a `weight` in the document's routes."""
+def _placeholder_weights(routes: Iterable[dict[str, Any]]) -> Counter[str]:
+    """How often each placeholder stands as a weight of the routes' weighted clusters (the
+    one place the render writes a weight)."""
     found: Counter[str] = Counter()
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Part):
-            stack.append(item.value)
-        elif isinstance(item, dict):
-            weight = item.get("weight")
+    for route in routes:
+        action = route.get("route")
+        clusters = (action.get("weighted_clusters") or {}).get("clusters", ()) if action else ()
+        for cluster in clusters:
+            weight = cluster.get("weight")
             if type(weight) is int and _ANY_PLACEHOLDER.fullmatch(str(weight)):
                 found[str(weight)] += 1
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
     return found
 
 
@@ -211,7 +249,7 @@ class _Entry:
     weights: dict[int, int] | None = None
     routes: str = ""
     # Each table route's Envoy routes as parts, for the policy spec they were made from.
-    route_parts: dict[TableRoute, list[Any]] = field(default_factory=dict)
+    route_parts: dict[TableRoute, _RouteParts] = field(default_factory=dict)
     route_parts_spec: str = ""
     # The last result: handed out again while nothing in it changed.
     files: dict[str, str] | None = None
@@ -243,19 +281,21 @@ class GatewayRenderCache:
         return value
 
     @staticmethod
-    def _route_parts(entry: _Entry, policy: RoutingPolicy) -> Callable[[TableRoute], list[Any]]:
+    def _route_parts(entry: _Entry, policy: RoutingPolicy) -> Callable[[TableRoute], _RouteParts]:
         """Each table route's Envoy routes, made once per shape of the route: a template
         for a new table shape remakes only the routes that changed. Only the routes of the
-        latest table are kept."""
+        latest table are kept, and only by key (their YAML is in the part store)."""
         if entry.route_parts_spec != entry.specs.policy:
             entry.route_parts, entry.route_parts_spec = {}, entry.specs.policy
         before, kept = entry.route_parts, {}
 
-        def parts_of(route: TableRoute) -> list[Any]:
+        def parts_of(route: TableRoute) -> _RouteParts:
             found = before.get(route)
             if found is None:
-                found = [Part.of(r) for r in table_routes(route, policy)]
-            kept[route] = found
+                found = _route_parts_of(route, policy)
+                kept[route] = found.lean()
+            else:
+                kept[route] = found
             entry.route_parts = kept
             return found
 
@@ -271,7 +311,7 @@ class GatewayRenderCache:
         """The clusters file, each cluster written once per content: a fallback pair that
         comes or goes rewrites only its own cluster."""
         clusters = variant_clusters(pool, backends, policy.spec.gateway.fallback, pairs)
-        written = self.parts.xds_file([Part(cluster) for cluster in clusters])
+        written = self.parts.xds_file([Part.of(cluster) for cluster in clusters])
         if written is None:
             return clusters_files(pool, policy, backends, pairs)
         return {CLUSTERS_FILE: written}
@@ -336,10 +376,13 @@ class GatewayRenderCache:
         if entry.routes_key != routes_key:
             entry.routes_key = routes_key
             filter_key = routes_key[1:]
-            if entry.filter_key != filter_key or entry.filter_config is None:
+            filter_config = entry.filter_config
+            if entry.filter_key != filter_key or filter_config is None:
                 entry.filter_key = filter_key
-                value = per_filter_config(policy, keys, gates)
-                entry.filter_config = Part.of(value)
+                make = partial(per_filter_config, policy, tuple(keys), dict(gates))
+                filter_config = Part.remakeable(make(), make)
+                # Kept by key: the Lua script in it is the largest text of the routes.
+                entry.filter_config = filter_config.lean()
             entry.template = _template(
                 shape,
                 weights,
@@ -347,7 +390,7 @@ class GatewayRenderCache:
                 policy,
                 keys,
                 gates,
-                entry.filter_config,
+                filter_config,
                 self._route_parts(entry, policy),
                 self.parts,
             )

@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,15 +35,34 @@ _KEY_BYTES = 100  # a key's digest, its tuple and the dict's slot, about
 
 @dataclass(frozen=True)
 class Part:
-    """A sub-document (a non-empty mapping) to be written on its own and reused.
-    `key`: its `content_key` when the caller already has it."""
+    """A sub-document (a non-empty mapping) to be written on its own and reused, known to
+    the store by `key` (see `content_key`). A part may keep only its key: `make()` then
+    gives the document again, called only when the store no longer holds its YAML, so a
+    caller can keep many parts without their documents."""
 
-    value: dict[str, Any]
-    key: bytes | None = None
+    key: bytes
+    value: dict[str, Any] | None = None
+    make: Callable[[], dict[str, Any]] | None = None
 
     @classmethod
     def of(cls, value: dict[str, Any]) -> Part:
-        return cls(value, content_key(value))
+        return cls(content_key(value), value)
+
+    @classmethod
+    def remakeable(cls, value: dict[str, Any], make: Callable[[], dict[str, Any]]) -> Part:
+        """A part of `value` that `make()` gives again: its `lean()` copy can be kept."""
+        return cls(content_key(value), value, make)
+
+    def lean(self) -> Part:
+        """This part without its document (`make()` gives it again when needed)."""
+        assert self.make is not None, "only a remakeable part can drop its document"
+        return Part(self.key, None, self.make)
+
+    def document(self) -> dict[str, Any]:
+        if self.value is not None:
+            return self.value
+        assert self.make is not None
+        return self.make()
 
 
 def content_key(value: Any) -> bytes:
@@ -101,12 +121,12 @@ class PartWriter:
         """The part's YAML at `column` without its last newline: a sequence item's first
         line from its dash on (the caller writes what stands before it), every other line
         indented."""
-        value = part.value
-        key = (part.key or content_key(value), column, item)
+        key = (part.key, column, item)
         found = self._yaml.get(key)
         if found is not None:
             self._yaml.move_to_end(key)
             return found
+        value = part.document()
         found = dump_yaml([value] if item else value, width=100 - column)
         if found.endswith("\n...\n"):
             # It ends in a block scalar that keeps its trailing newlines: only the whole

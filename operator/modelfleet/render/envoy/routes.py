@@ -40,12 +40,13 @@ def route_configuration(
     policy: RoutingPolicy,
     api_keys: Sequence[ApiKey],
     gates: Mapping[str, Gate] | None = None,
-    filter_config: dict[str, Any] | None = None,
+    filter_config: Any = None,
     routes_of: Callable[[TableRoute], list[Any]] | None = None,
 ) -> dict[str, Any]:
     """`gates`: the API keys over a spent budget (in the Lua script's settings, so that a
     budget's flip is a routes swap like a weight change). `filter_config`: the
-    `per_filter_config` of these keys and gates, when the caller has it already;
+    `per_filter_config` of these keys and gates (or what stands for it in the document),
+    when the caller has it already;
     `routes_of`: each table route's Envoy routes, when the caller keeps them."""
     routes = [models_route(table, pool), method_not_allowed_route()]
     routes.extend(classification_routes(table, policy))
