@@ -64,7 +64,7 @@ class RoutesTemplate:
     second copy is kept) and takes the digest of its text for the version line."""
 
     text: str
-    body_start: int  # where the text after the version line starts
+    body_start: int  # where the text after the version line starts (0: not filled yet)
     spans: list[tuple[int, int, int]]  # (start, end, slot) of each weight in the body
 
     def fill(self, weights: Mapping[int, int]) -> str:
@@ -85,30 +85,59 @@ class RoutesTemplate:
         return self.text
 
 
-def _shape(table: RoutingTable) -> tuple[RoutingTable, dict[int, int]] | None:
-    """The table with each weight replaced by its placeholder, and the weights by slot
-    (None: a table too large for the placeholders).
+def _shape(table: RoutingTable) -> RoutingTable:
+    """The table with each weight replaced by its placeholder (for a table `_shape_key`
+    takes: not too large for the placeholders).
 
     Within a route the placeholders rank as the weights do (equal weights: the earlier
     backend ranks higher, as max() picks it), because the render reads that order: a
     route's retry goes to its heaviest other backend. So the shape keeps the order and
     the template stays right for every weight that keeps it."""
-    if len(table.routes) > _MAX_ROUTES:
-        return None
-    weights: dict[int, int] = {}
     routes = []
     for position, route in enumerate(table.routes):
-        if len(route.backends) > SLOTS_PER_ROUTE:
-            return None
         ranked = sorted(range(len(route.backends)), key=lambda i: (route.backends[i].weight, -i))
         first = position * SLOTS_PER_ROUTE
         slot_of = {index: first + rank for rank, index in enumerate(ranked)}
-        backends = []
-        for index, backend in enumerate(route.backends):
-            weights[slot_of[index]] = backend.weight
-            backends.append(replace(backend, weight=_FIRST_PLACEHOLDER + slot_of[index]))
-        routes.append(replace(route, backends=tuple(backends), note=""))
-    return replace(table, routes=tuple(routes)), weights
+        backends = tuple(
+            replace(backend, weight=_FIRST_PLACEHOLDER + slot_of[index])
+            for index, backend in enumerate(route.backends)
+        )
+        routes.append(replace(route, backends=backends, note=""))
+    return replace(table, routes=tuple(routes))
+
+
+def _shape_key(table: RoutingTable) -> tuple[tuple, dict[int, int]] | None:
+    """What `_shape` would give, as plain tuples (cheap to make and compare every cycle; the
+    shape itself is made only when this changes), and the weights by slot. A backend's
+    rank stands for its placeholder; whether its weight is above 0 is kept too (only
+    those are first choices)."""
+    if len(table.routes) > _MAX_ROUTES:
+        return None
+    weights: dict[int, int] = {}
+    key = []
+    for position, route in enumerate(table.routes):
+        backends = route.backends
+        if len(backends) > SLOTS_PER_ROUTE:
+            return None
+        ranked = sorted(range(len(backends)), key=lambda i: (backends[i].weight, -i))
+        first = position * SLOTS_PER_ROUTE
+        ranks = [0] * len(backends)
+        for rank, index in enumerate(ranked):
+            ranks[index] = rank
+            weights[first + rank] = backends[index].weight
+        match = route.match
+        key.append(
+            (
+                route.name,
+                match.task_types,
+                match.models,
+                match.headers,
+                route.degraded_from,
+                route.budget,
+                tuple((b.variant, ranks[i], b.weight > 0) for i, b in enumerate(backends)),
+            )
+        )
+    return tuple(key), weights
 
 
 _ANY_PLACEHOLDER = re.compile(r"98765\d{5}")
@@ -173,7 +202,7 @@ def _template(
     made_here = [r for r in host["routes"] if not isinstance(r, Part)]
     expected.update(_placeholder_weights(made_here))
     host["routes"] = [r if isinstance(r, Part) else Part.of(r) for r in host["routes"]]
-    text = parts.xds_file([configuration])
+    text = parts.xds_body([configuration])  # the first fill puts the version line on
     if text is None:
         return None
     # A route that matches in several ways repeats its weights; every placeholder must
@@ -187,12 +216,11 @@ def _template(
         or Counter(_ANY_PLACEHOLDER.findall(text)) != in_yaml
     ):
         return None
-    body_start = text.index("\n") + 1
     spans = [
-        (m.start(1) - body_start, m.end(1) - body_start, int(m.group(1)) - _FIRST_PLACEHOLDER)
-        for m in _PLACEHOLDER_YAML.finditer(text, body_start)
+        (m.start(1), m.end(1), int(m.group(1)) - _FIRST_PLACEHOLDER)
+        for m in _PLACEHOLDER_YAML.finditer(text)
     ]
-    return RoutesTemplate(text, body_start, spans)
+    return RoutesTemplate(text, 0, spans)
 
 
 def _placeholder_weights(routes: Iterable[dict[str, Any]]) -> Counter[str]:
@@ -242,6 +270,9 @@ class _Entry:
     listener: dict[str, str] = field(default_factory=dict)
     clusters_key: tuple | None = None
     clusters: dict[str, str] = field(default_factory=dict)
+    # The fallback pairs, for the table shape and policy spec they were found for.
+    pairs_key: tuple | None = None
+    pairs: tuple[tuple[str, str], ...] = ()
     filter_key: tuple | None = None
     filter_config: Part | None = None
     routes_key: tuple | None = None
@@ -346,9 +377,17 @@ class GatewayRenderCache:
                 policy, listen, admin, config_dir, access_log_path, stats
             )
             static_changed = True
-        # The clusters depend on the table only through the fallback pairs its routes use:
-        # a variant leaving a route (unready, say) changes them, never the listener.
-        pairs = tuple(fallback_pairs(policy, table))
+        shaped = _shape_key(table)
+        # The clusters depend on the table only through the fallback pairs its routes use
+        # (a variant leaving a route, unready say, changes them, never the listener), and
+        # the pairs on it only through its shape.
+        if shaped is None:
+            pairs = tuple(fallback_pairs(policy, table))
+        elif entry.pairs_key != (shaped[0], specs.policy):
+            entry.pairs_key = (shaped[0], specs.policy)
+            pairs = entry.pairs = tuple(fallback_pairs(policy, table))
+        else:
+            pairs = entry.pairs
         clusters_key = (
             pool.name,
             specs.pool,
@@ -360,19 +399,24 @@ class GatewayRenderCache:
             entry.clusters_key = clusters_key
             entry.clusters = self._clusters(pool, policy, backends, pairs)
             static_changed = True
-        shaped = _shape(table)
         if shaped is None:
-            entry.routes_key = entry.template = entry.weights = None
+            entry.routes_key = entry.template = entry.weights = entry.pairs_key = None
             entry.files = {
                 **entry.listener,
                 **entry.clusters,
                 ROUTES_FILE: routes_file(table, pool, policy, keys, gates),
             }
             return entry.files
-        shape, weights = shaped
+        shape_key, weights = shaped
         # The routes also carry the keys, the budget gates and what the specs say of each
         # route.
-        routes_key = (shape, specs.policy, specs.pool, tuple(keys), tuple(sorted(gates.items())))
+        routes_key = (
+            shape_key,
+            specs.policy,
+            specs.pool,
+            tuple(keys),
+            tuple(sorted(gates.items())),
+        )
         if entry.routes_key != routes_key:
             entry.routes_key = routes_key
             filter_key = routes_key[1:]
@@ -383,6 +427,7 @@ class GatewayRenderCache:
                 filter_config = Part.remakeable(make(), make)
                 # Kept by key: the Lua script in it is the largest text of the routes.
                 entry.filter_config = filter_config.lean()
+            shape = _shape(table)
             entry.template = _template(
                 shape,
                 weights,

@@ -14,7 +14,7 @@ block scalar's empty lines carry no indentation.
 from __future__ import annotations
 
 import hashlib
-import json
+import pickle
 import re
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,6 +31,7 @@ _ANY_PLACEHOLDER = re.compile(r"mfpart(\d{6})zq")
 # The store holds each part's YAML by a digest of its content: bounded in bytes, oldest out.
 STORE_BYTES = 32 * 1024 * 1024
 _KEY_BYTES = 100  # a key's digest, its tuple and the dict's slot, about
+_SKELETON_COLUMN = -1  # where a whole document's skeleton is kept (no part has this column)
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,11 @@ class Part:
 
 
 def content_key(value: Any) -> bytes:
-    """What the store knows a part by: a sha256 of its canonical JSON (not the JSON itself,
-    which would be one more copy of every part)."""
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).digest()
+    """What the store knows a part by: a sha256 of its pickle (not a text of the part,
+    which would be one more copy of every part). A pickle is exact about types and key
+    order, as the YAML is, and quicker to make than JSON; two equal documents built
+    differently may get different keys, which costs a store miss, never a wrong text."""
+    return hashlib.sha256(pickle.dumps(value, protocol=5)).digest()
 
 
 class PartWriter:
@@ -84,9 +86,15 @@ class PartWriter:
     def xds_file(self, resources: list[Any]) -> str | None:
         """The file of `resources` (with their Parts): the bytes of `xds_text` on the whole
         document, or None when the document's own text could be taken for a placeholder."""
+        body = self.xds_body(resources)
+        return None if body is None else versioned(body)
+
+    def xds_body(self, resources: list[Any]) -> str | None:
+        """`xds_file` without its version line (for a caller that changes the text and
+        versions it after)."""
         parts: list[Part] = []
-        skeleton = _skeleton(resources, parts)
-        text = dump_yaml({"resources": skeleton})
+        skeleton = {"resources": _skeleton(resources, parts)}
+        text = self._skeleton_yaml(skeleton)
         found = sorted(int(index) for index in _ANY_PLACEHOLDER.findall(text))
         if found != list(range(len(parts))):
             return None
@@ -115,7 +123,26 @@ class PartWriter:
             return None
         if seen != len(parts):
             return None
-        return versioned(text)
+        return text
+
+    def _skeleton_yaml(self, skeleton: dict[str, Any]) -> str:
+        """The document's YAML with its placeholders, from the store when the same skeleton
+        was written before (a policy's routes keep theirs while only routes change)."""
+        key = (content_key(skeleton), _SKELETON_COLUMN, False)
+        found = self._yaml.get(key)
+        if found is not None:
+            self._yaml.move_to_end(key)
+            return found
+        found = dump_yaml(skeleton)
+        self._remember(key, found)
+        return found
+
+    def _remember(self, key: tuple[bytes, int, bool], text: str) -> None:
+        self._yaml[key] = text
+        self._bytes += len(text) + _KEY_BYTES
+        while self._bytes > self._limit and self._yaml:
+            _, old = self._yaml.popitem(last=False)
+            self._bytes -= len(old) + _KEY_BYTES
 
     def _part_yaml(self, part: Part, column: int, item: bool) -> str:
         """The part's YAML at `column` without its last newline: a sequence item's first
@@ -137,11 +164,7 @@ class PartWriter:
             found = first + "\n" + _indented(rest, " " * column) if rest else first
         else:
             found = _indented(found, " " * column)
-        self._yaml[key] = found
-        self._bytes += len(found) + _KEY_BYTES
-        while self._bytes > self._limit and self._yaml:
-            _, text = self._yaml.popitem(last=False)
-            self._bytes -= len(text) + _KEY_BYTES
+        self._remember(key, found)
         return found
 
 
