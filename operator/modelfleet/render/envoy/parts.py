@@ -5,10 +5,11 @@ Most of a routes file is the same from one render to the next when the table's s
 changes (a variant leaves one route): writing it whole again is what makes such a cycle
 cost. `PartWriter` writes the document with a placeholder where each `Part` stands, then
 puts in each part's YAML, written once for its content and column and remembered (a
-bounded store shared by every policy). The bytes are those of `dump_yaml` on the whole
-document (tests compare them on every golden document): a block mapping or a sequence item
-is written the same at any column, once the line width is shifted by the column, and a
-block scalar's empty lines carry no indentation.
+bounded store shared by every policy, which also keeps the placeholder document's own
+YAML). The bytes are those of `xds_text` on the whole document (tests compare them on
+every golden document): a block mapping or a sequence item is written the same at any
+column, once the line width is shifted by the column, and a block scalar's empty lines
+carry no indentation.
 """
 
 from __future__ import annotations
