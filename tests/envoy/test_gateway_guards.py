@@ -9,8 +9,14 @@ import json
 import socket
 
 import pytest
+import yaml
 
 from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.apply.files import publish_gateway
+from modelfleet.render.envoy.lua import UNROUTED_MESSAGE
+from modelfleet.render.envoy.names import ROUTES_FILE
+from modelfleet.render.envoy.render import dump_yaml
+from modelfleet.render.envoy.xds import filter_name
 
 from .traffic import CHAT, MESSAGES, bearer, call
 
@@ -173,3 +179,38 @@ def test_an_unreachable_variant_is_an_openai_style_5xx(live_gateway, fleet):
     assert reply.status == 503
     error = reply.json()["error"]
     assert (error["type"], error["code"]) == ("server_error", "upstream_unavailable")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [ROUTED, {"model": "mid", "messages": []}],
+    ids=["valid", "empty-input"],
+)
+def test_routes_without_the_gateway_script_refuse_every_request(
+    live_gateway, backends, fleet, body
+):
+    """The listener's own Lua script runs only where the routes file gives none (here a
+    virtual host without the script): no request may then reach a model server without the
+    script's budget and input checks."""
+    files = live_gateway.render()
+    routes = yaml.safe_load(files[ROUTES_FILE])
+    (host,) = routes["resources"][0]["virtual_hosts"]
+    del host["typed_per_filter_config"][filter_name("lua")]
+    routes["version_info"] = "without-the-script"
+    files[ROUTES_FILE] = dump_yaml(routes)
+    publish_gateway(live_gateway.config_dir, files)  # Envoy accepts it
+    live_gateway.applied = files
+    live_gateway.wait_for_routes(files)
+    before = backends.hits()
+    reply = call(live_gateway.url, CHAT, body, bearer(fleet.key("app").key))
+    assert reply.status == 503, reply.text
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.json()["error"] == {
+        "message": UNROUTED_MESSAGE,
+        "type": "server_error",
+        "param": None,
+        "code": "upstream_unavailable",
+    }
+    assert backends.hits() == before
+    # The key check still comes first.
+    assert call(live_gateway.url, CHAT, body).status == 401

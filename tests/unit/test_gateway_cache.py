@@ -12,6 +12,7 @@ from modelfleet.api.load import load_resources
 from modelfleet.observe.observation import VariantObservation, variant_key
 from modelfleet.observe.usage import Usage, UsageKey
 from modelfleet.render.desired import desired
+from modelfleet.render.envoy.parts import PartWriter
 from modelfleet.render.gateway import GatewaySettings
 from modelfleet.render.inputs import FleetInputs
 from modelfleet.render.render_cache import RenderCache
@@ -115,10 +116,14 @@ def spent(over: tuple[str, ...]) -> dict:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(cycle(), min_size=2, max_size=6))
-def test_incremental_render_matches_a_full_render(cycles):
+@given(st.lists(cycle(), min_size=2, max_size=6), st.booleans())
+def test_incremental_render_matches_a_full_render(cycles, forgetful):
     cache = RenderCache()
     statuses: dict = {}
+    if forgetful:
+        # A part store that keeps nothing: every part the cache keeps by key only is made
+        # again from its inputs.
+        cache.gateways.parts = PartWriter(limit_bytes=0)
     for index, step in enumerate(cycles):
         at = NOW + timedelta(seconds=30 * index)
         reference = desired(inputs(step, at, statuses))

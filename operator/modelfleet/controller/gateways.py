@@ -12,31 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import structlog
 
 from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.apply.kube import KubeClient, object_path
+from modelfleet.apply.kube import KubeClient, resource_path
 from modelfleet.apply.validate import EnvoyNotFound, InvalidEnvoyConfig, validate_with_envoy
 from modelfleet.render.desired import Desired, Event, refuse_gateway
 from modelfleet.render.gateway import GatewayConfig
 from modelfleet.render.inputs import ObjectRef
 
 log = structlog.get_logger(__name__)
-
-
-def holds(live: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
-    """Whether a live ConfigMap/Secret carries what `wanted` puts there (keys others added
-    are theirs: the sidecar and Envoy ignore files they do not know)."""
-    if live is None:
-        return False
-    annotations = (live.get("metadata") or {}).get("annotations") or {}
-    ours = wanted["metadata"]["annotations"]
-    data = live.get("data") or {}
-    return all(annotations.get(k) == v for k, v in ours.items()) and all(
-        data.get(k) == v for k, v in wanted["data"].items()
-    )
 
 
 class GatewayPublisher:
@@ -55,14 +41,21 @@ class GatewayPublisher:
         `result` (the policy's status and Events) instead."""
         logger = log.bind(namespace=policy.namespace, name=policy.name, kind="RoutingPolicy")
         published = policy.status.config_hash if policy.status else None
-        live = [
-            await self.kube.get(object_path(obj)) for obj in (gateway.config_map, gateway.secret)
-        ]
-        in_place = all(
-            holds(obj, wanted)
-            for obj, wanted in zip(live, (gateway.config_map, gateway.secret), strict=True)
-        )
-        if gateway.config_hash == published and in_place:
+        names = {"ConfigMap": gateway.config_map_name, "Secret": gateway.secret_name}
+        live = {
+            "ConfigMap": await self.kube.get(
+                resource_path("v1", "configmaps", gateway.namespace, names["ConfigMap"])
+            ),
+            "Secret": await self.kube.get(
+                resource_path("v1", "secrets", gateway.namespace, names["Secret"])
+            ),
+        }
+        # Compared with the files: the objects are built only to be written.
+        kept = {
+            "ConfigMap": gateway.in_config_map(live["ConfigMap"]),
+            "Secret": gateway.in_secret(live["Secret"]),
+        }
+        if gateway.config_hash == published and all(kept.values()):
             return
         key = (policy.namespace, policy.name)
         if gateway.config_hash != published:
@@ -84,10 +77,9 @@ class GatewayPublisher:
         self._refused.pop(key, None)
         if gateway.config_hash == published:
             what = ", ".join(
-                f"{obj['kind']} {obj['metadata']['name']} "
-                f"{'deleted' if found is None else 'edited'}"
-                for obj, found in zip((gateway.config_map, gateway.secret), live, strict=True)
-                if not holds(found, obj)
+                f"{kind} {names[kind]} {'deleted' if live[kind] is None else 'edited'}"
+                for kind in ("ConfigMap", "Secret")
+                if not kept[kind]
             )
             message = f"{what} by hand: restored config {gateway.config_hash}"
             result.events.append(

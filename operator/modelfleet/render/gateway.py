@@ -64,14 +64,84 @@ class GatewaySettings:
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """One gateway's files, their hash and the ConfigMap + Secret that carry them."""
+    """One gateway's files, their hash, and what the ConfigMap + Secret that carry them
+    are named and owned by. The two objects are built when asked for, not kept: the
+    Secret's base64 text would be one more copy of the routes per policy."""
 
     namespace: str
     policy: str
     files: Mapping[str, str]
     config_hash: str
-    config_map: dict[str, Any]
-    secret: dict[str, Any]
+    config_map_name: str
+    owner: Mapping[str, Any]  # the policy's ownerReference
+
+    @property
+    def config_map(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": self._metadata(self.config_map_name),
+            "data": {file: self.files[file] for file in CONFIGMAP_FILES},
+        }
+
+    @property
+    def secret(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": self._metadata(self.secret_name),
+            "data": {file: _base64(self.files[file]) for file in SECRET_FILES},
+        }
+
+    def _metadata(self, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": {**MANAGED_BY, POLICY_LABEL: self.policy},
+            "annotations": {CONFIG_HASH_ANNOTATION: self.config_hash},
+            "ownerReferences": [dict(self.owner)],
+        }
+
+    @property
+    def secret_name(self) -> str:
+        return routes_secret_name(self.config_map_name)
+
+    def in_config_map(self, live: Mapping[str, Any] | None) -> bool:
+        """Whether a live ConfigMap carries its files under this hash (keys others added
+        are theirs: the sidecar and Envoy ignore files they do not know)."""
+        data = self._data_if_ours(live)
+        return data is not None and all(data.get(f) == self.files[f] for f in CONFIGMAP_FILES)
+
+    def in_secret(self, live: Mapping[str, Any] | None) -> bool:
+        """The same for the Secret: its data decoded to compare (no encoded copy kept)."""
+        data = self._data_if_ours(live)
+        return data is not None and all(
+            _decoded(data.get(f)) == self.files[f] for f in SECRET_FILES
+        )
+
+    def _data_if_ours(self, live: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """A live object's data when it carries this hash."""
+        if live is None:
+            return None
+        annotations = (live.get("metadata") or {}).get("annotations") or {}
+        if annotations.get(CONFIG_HASH_ANNOTATION) != self.config_hash:
+            return None
+        return live.get("data") or {}
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _decoded(encoded: Any) -> str | None:
+    """A Secret value's text, or None when it is not base64 of UTF-8."""
+    if not isinstance(encoded, str):
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def config_hash(files: Mapping[str, str]) -> str:
@@ -110,38 +180,16 @@ def gateway_config(
     )
 
     def make() -> GatewayConfig:
-        digest = config_hash(files)
-        config_map, secret = gateway_objects(policy, files, digest)
-        return GatewayConfig(policy.namespace, policy.name, files, digest, config_map, secret)
+        return GatewayConfig(
+            policy.namespace,
+            policy.name,
+            files,
+            config_hash(files),
+            policy.spec.gateway.config_map,
+            owner_reference(policy),
+        )
 
     return make() if cache is None else cache.made_from(policy, files, make)
-
-
-def gateway_objects(
-    policy: RoutingPolicy, files: Mapping[str, str], digest: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ConfigMap and Secret that carry one gateway's files."""
-    name = policy.spec.gateway.config_map
-    metadata = {
-        "namespace": policy.namespace,
-        "labels": {**MANAGED_BY, POLICY_LABEL: policy.name},
-        "annotations": {CONFIG_HASH_ANNOTATION: digest},
-        "ownerReferences": [owner_reference(policy)],
-    }
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, **metadata},
-        "data": {file: files[file] for file in CONFIGMAP_FILES},
-    }
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": routes_secret_name(name), **metadata},
-        "data": {file: base64.b64encode(files[file].encode()).decode() for file in SECRET_FILES},
-    }
-    return config_map, secret
 
 
 def files_from_objects(

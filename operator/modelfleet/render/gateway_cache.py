@@ -8,8 +8,8 @@ So per policy the cache keeps:
   a change of the table's shape can touch), each for the inputs it was rendered from;
 - the routes file rendered once per *shape* of the routing table (which routes, which
   backends, in which weight order) and budget gates (the keys over a spent budget), with
-  a placeholder in place of each weight, and the canonical JSON its version is the digest
-  of. A weight change fills the numbers in and takes the new digest: no YAML is built.
+  a placeholder in place of each weight. A weight change fills the numbers in and takes
+  the digest of the text for the version line: no YAML is built.
   A new shape rebuilds only the routes that changed (each route and the Lua settings are
   parts, `render/envoy/parts.py`).
 
@@ -24,6 +24,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 from modelfleet.api.keys import ApiKey
@@ -34,15 +35,16 @@ from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.render.envoy.clusters import variant_clusters
 from modelfleet.render.envoy.fallback import fallback_pairs
 from modelfleet.render.envoy.names import CLUSTERS_FILE, ROUTES_FILE
-from modelfleet.render.envoy.parts import Part, PartWriter, canonical_json
+from modelfleet.render.envoy.parts import Part, PartWriter
 from modelfleet.render.envoy.render import (
     check_inputs,
     clusters_files,
     listener_files,
     routes_file,
+    versioned,
 )
 from modelfleet.render.envoy.routes import per_filter_config, route_configuration, table_routes
-from modelfleet.render.envoy.xds import HostPort, short_digest
+from modelfleet.render.envoy.xds import HostPort
 
 T = TypeVar("T")
 
@@ -53,91 +55,116 @@ _FIRST_PLACEHOLDER = 9_876_500_000
 SLOTS_PER_ROUTE = 100
 _MAX_ROUTES = 1000
 _PLACEHOLDER_YAML = re.compile(r"weight: (98765\d{5})\n")
-_PLACEHOLDER_JSON = re.compile(r'"weight":(98765\d{5})')
 
 
 @dataclass
 class RoutesTemplate:
-    """The routes file of one table shape with weights open: the file as last filled with
-    where each weight and the version stand in it, and the canonical JSON cut at each
-    weight. A fill writes the new file from the last one (no second copy is kept)."""
+    """The routes file of one table shape with weights open: the file as last filled, and
+    where each weight stands in it. A fill writes the new file from the last one (no
+    second copy is kept) and takes the digest of its text for the version line."""
 
     text: str
-    spans: list[tuple[int, int, int]]  # (start, end, slot) of each weight, in order
-    version_span: tuple[int, int]
-    canonical_parts: tuple[str, ...]
-    canonical_slots: tuple[int, ...]
+    body_start: int  # where the text after the version line starts (0: not filled yet)
+    spans: list[tuple[int, int, int]]  # (start, end, slot) of each weight in the body
 
     def fill(self, weights: Mapping[int, int]) -> str:
-        values = {slot: str(w) for slot, w in weights.items()}
-        canonical = _join(self.canonical_parts, self.canonical_slots, values)
-        old, pieces, spans = self.text, [], []
-        (version_start, version_end), length = self.version_span, 0
-        # The version is the file's first line, before every weight.
-        cuts = [(version_start, version_end, short_digest(canonical), None)]
-        cuts += [(start, end, values[slot], slot) for start, end, slot in self.spans]
-        at = 0
-        for start, end, value, slot in cuts:
-            pieces.append(old[at:start])
+        old, base = self.text, self.body_start
+        pieces, spans, at, length = [], [], 0, 0
+        for start, end, slot in self.spans:
+            pieces.append(old[base + at : base + start])
             length += start - at
-            if slot is None:
-                self.version_span = (length, length + len(value))
-            else:
-                spans.append((length, length + len(value), slot))
+            value = str(weights[slot])
+            spans.append((length, length + len(value), slot))
             pieces.append(value)
             length += len(value)
             at = end
-        pieces.append(old[at:])
-        self.text, self.spans = "".join(pieces), spans
+        pieces.append(old[base + at :])
+        body = "".join(pieces)
+        self.text = versioned(body)
+        self.body_start, self.spans = len(self.text) - len(body), spans
         return self.text
 
 
-def _cut(text: str, pattern: re.Pattern[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """`text` split around each placeholder's digits, and which slot each one was."""
-    parts, slots, at = [], [], 0
-    for match in pattern.finditer(text):
-        parts.append(text[at : match.start(1)])
-        slots.append(int(match.group(1)) - _FIRST_PLACEHOLDER)
-        at = match.end(1)
-    parts.append(text[at:])
-    return tuple(parts), tuple(slots)
-
-
-def _join(parts: Sequence[str], slots: Sequence[int], values: Mapping[int, str]) -> str:
-    pieces = [parts[0]]
-    for slot, part in zip(slots, parts[1:], strict=True):
-        pieces.append(values[slot])
-        pieces.append(part)
-    return "".join(pieces)
-
-
-def _shape(table: RoutingTable) -> tuple[RoutingTable, dict[int, int]] | None:
-    """The table with each weight replaced by its placeholder, and the weights by slot
-    (None: a table too large for the placeholders).
+def _shape(table: RoutingTable) -> RoutingTable:
+    """The table with each weight replaced by its placeholder (for a table `_shape_key`
+    takes: not too large for the placeholders).
 
     Within a route the placeholders rank as the weights do (equal weights: the earlier
     backend ranks higher, as max() picks it), because the render reads that order: a
     route's retry goes to its heaviest other backend. So the shape keeps the order and
     the template stays right for every weight that keeps it."""
-    if len(table.routes) > _MAX_ROUTES:
-        return None
-    weights: dict[int, int] = {}
     routes = []
     for position, route in enumerate(table.routes):
-        if len(route.backends) > SLOTS_PER_ROUTE:
-            return None
         ranked = sorted(range(len(route.backends)), key=lambda i: (route.backends[i].weight, -i))
         first = position * SLOTS_PER_ROUTE
         slot_of = {index: first + rank for rank, index in enumerate(ranked)}
-        backends = []
-        for index, backend in enumerate(route.backends):
-            weights[slot_of[index]] = backend.weight
-            backends.append(replace(backend, weight=_FIRST_PLACEHOLDER + slot_of[index]))
-        routes.append(replace(route, backends=tuple(backends), note=""))
-    return replace(table, routes=tuple(routes)), weights
+        backends = tuple(
+            replace(backend, weight=_FIRST_PLACEHOLDER + slot_of[index])
+            for index, backend in enumerate(route.backends)
+        )
+        routes.append(replace(route, backends=backends, note=""))
+    return replace(table, routes=tuple(routes))
+
+
+def _shape_key(table: RoutingTable) -> tuple[tuple, dict[int, int]] | None:
+    """What `_shape` would give, as plain tuples (cheap to make and compare every cycle; the
+    shape itself is made only when this changes), and the weights by slot. A backend's
+    rank stands for its placeholder; whether its weight is above 0 is kept too (only
+    those are first choices)."""
+    if len(table.routes) > _MAX_ROUTES:
+        return None
+    weights: dict[int, int] = {}
+    key = []
+    for position, route in enumerate(table.routes):
+        backends = route.backends
+        if len(backends) > SLOTS_PER_ROUTE:
+            return None
+        ranked = sorted(range(len(backends)), key=lambda i: (backends[i].weight, -i))
+        first = position * SLOTS_PER_ROUTE
+        ranks = [0] * len(backends)
+        for rank, index in enumerate(ranked):
+            ranks[index] = rank
+            weights[first + rank] = backends[index].weight
+        match = route.match
+        key.append(
+            (
+                route.name,
+                match.task_types,
+                match.models,
+                match.headers,
+                route.degraded_from,
+                route.budget,
+                tuple((b.variant, ranks[i], b.weight > 0) for i, b in enumerate(backends)),
+            )
+        )
+    return tuple(key), weights
 
 
 _ANY_PLACEHOLDER = re.compile(r"98765\d{5}")
+
+
+@dataclass(frozen=True)
+class _RouteParts:
+    """A table route's Envoy routes as parts kept by key, and how often each weight
+    placeholder stands in them."""
+
+    parts: list[Part]
+    weights: Counter[str]
+
+    def lean(self) -> _RouteParts:
+        return _RouteParts([part.lean() for part in self.parts], self.weights)
+
+
+def _route_parts_of(route: TableRoute, policy: RoutingPolicy) -> _RouteParts:
+    routes = table_routes(route, policy)
+    return _RouteParts(
+        [Part.remakeable(r, partial(_nth_route, route, policy, n)) for n, r in enumerate(routes)],
+        _placeholder_weights(routes),
+    )
+
+
+def _nth_route(route: TableRoute, policy: RoutingPolicy, n: int) -> dict[str, Any]:
+    return table_routes(route, policy)[n]
 
 
 def _template(
@@ -148,48 +175,66 @@ def _template(
     keys: Sequence[ApiKey],
     gates: Mapping[str, Gate],
     filter_config: Part,
-    route_parts: Callable[[TableRoute], list[Any]],
+    route_parts: Callable[[TableRoute], _RouteParts],
     parts: PartWriter,
 ) -> RoutesTemplate | None:
+    expected: Counter[str] = Counter()
+
+    def routes_of(route: TableRoute) -> list[Any]:
+        made = route_parts(route)
+        expected.update(made.weights)
+        return list(made.parts)
+
+    # The Lua settings stand as their part (the writer asks for the document only when
+    # its store lost the YAML).
     configuration = route_configuration(
-        shape, pool, policy, keys, gates, filter_config.value, route_parts
+        shape,
+        pool,
+        policy,
+        keys,
+        gates,
+        filter_config,
+        routes_of,  # type: ignore[arg-type]
     )
     host = configuration["virtual_hosts"][0]
     # Each route and the Lua settings are written once per content: a route that leaves
     # the table, or a weight placeholder that moves, rewrites only what it touches.
-    host["routes"] = [r if isinstance(r, Part) else Part(r) for r in host["routes"]]
-    host["typed_per_filter_config"] = filter_config
-    written = parts.xds_file([configuration])
-    if written is None:
+    made_here = [r for r in host["routes"] if not isinstance(r, Part)]
+    expected.update(_placeholder_weights(made_here))
+    host["routes"] = [r if isinstance(r, Part) else Part.of(r) for r in host["routes"]]
+    text = parts.xds_body([configuration])  # the first fill puts the version line on
+    if text is None:
         return None
-    text, canonical = written
-    version = short_digest(canonical)
     # A route that matches in several ways repeats its weights; every placeholder must
-    # stand where a weight is, as often in the YAML as in the JSON, and nowhere else.
+    # stand where a route's weight is, as often in the YAML as in the routes, and nowhere
+    # else (any other use of the digits is refused, and the full render writes the file).
     in_yaml = Counter(_PLACEHOLDER_YAML.findall(text))
-    in_json = Counter(_PLACEHOLDER_JSON.findall(canonical))
     placeholders = {str(_FIRST_PLACEHOLDER + slot) for slot in slots}
     if (
-        in_yaml != in_json
+        in_yaml != expected
         or set(in_yaml) != placeholders
         or Counter(_ANY_PLACEHOLDER.findall(text)) != in_yaml
-        or Counter(_ANY_PLACEHOLDER.findall(canonical)) != in_json
-        or text.count(version) != 1
     ):
         return None
     spans = [
         (m.start(1), m.end(1), int(m.group(1)) - _FIRST_PLACEHOLDER)
         for m in _PLACEHOLDER_YAML.finditer(text)
     ]
-    at = text.index(version)
-    if spans and at > spans[0][0]:
-        return None
-    return RoutesTemplate(
-        text,
-        spans,
-        (at, at + len(version)),
-        *_cut(canonical, _PLACEHOLDER_JSON),
-    )
+    return RoutesTemplate(text, 0, spans)
+
+
+def _placeholder_weights(routes: Iterable[dict[str, Any]]) -> Counter[str]:
+    """How often each placeholder stands as a weight of the routes' weighted clusters (the
+    one place the render writes a weight)."""
+    found: Counter[str] = Counter()
+    for route in routes:
+        action = route.get("route")
+        clusters = (action.get("weighted_clusters") or {}).get("clusters", ()) if action else ()
+        for cluster in clusters:
+            weight = cluster.get("weight")
+            if type(weight) is int and _ANY_PLACEHOLDER.fullmatch(str(weight)):
+                found[str(weight)] += 1
+    return found
 
 
 @dataclass
@@ -225,6 +270,9 @@ class _Entry:
     listener: dict[str, str] = field(default_factory=dict)
     clusters_key: tuple | None = None
     clusters: dict[str, str] = field(default_factory=dict)
+    # The fallback pairs, for the table shape and policy spec they were found for.
+    pairs_key: tuple | None = None
+    pairs: tuple[tuple[str, str], ...] = ()
     filter_key: tuple | None = None
     filter_config: Part | None = None
     routes_key: tuple | None = None
@@ -232,7 +280,7 @@ class _Entry:
     weights: dict[int, int] | None = None
     routes: str = ""
     # Each table route's Envoy routes as parts, for the policy spec they were made from.
-    route_parts: dict[TableRoute, list[Any]] = field(default_factory=dict)
+    route_parts: dict[TableRoute, _RouteParts] = field(default_factory=dict)
     route_parts_spec: str = ""
     # The last result: handed out again while nothing in it changed.
     files: dict[str, str] | None = None
@@ -264,19 +312,21 @@ class GatewayRenderCache:
         return value
 
     @staticmethod
-    def _route_parts(entry: _Entry, policy: RoutingPolicy) -> Callable[[TableRoute], list[Any]]:
+    def _route_parts(entry: _Entry, policy: RoutingPolicy) -> Callable[[TableRoute], _RouteParts]:
         """Each table route's Envoy routes, made once per shape of the route: a template
         for a new table shape remakes only the routes that changed. Only the routes of the
-        latest table are kept."""
+        latest table are kept, and only by key (their YAML is in the part store)."""
         if entry.route_parts_spec != entry.specs.policy:
             entry.route_parts, entry.route_parts_spec = {}, entry.specs.policy
         before, kept = entry.route_parts, {}
 
-        def parts_of(route: TableRoute) -> list[Any]:
+        def parts_of(route: TableRoute) -> _RouteParts:
             found = before.get(route)
             if found is None:
-                found = [Part(r, canonical_json(r)) for r in table_routes(route, policy)]
-            kept[route] = found
+                found = _route_parts_of(route, policy)
+                kept[route] = found.lean()
+            else:
+                kept[route] = found
             entry.route_parts = kept
             return found
 
@@ -292,10 +342,10 @@ class GatewayRenderCache:
         """The clusters file, each cluster written once per content: a fallback pair that
         comes or goes rewrites only its own cluster."""
         clusters = variant_clusters(pool, backends, policy.spec.gateway.fallback, pairs)
-        written = self.parts.xds_file([Part(cluster) for cluster in clusters])
+        written = self.parts.xds_file([Part.of(cluster) for cluster in clusters])
         if written is None:
             return clusters_files(pool, policy, backends, pairs)
-        return {CLUSTERS_FILE: written[0]}
+        return {CLUSTERS_FILE: written}
 
     def render(
         self,
@@ -327,9 +377,17 @@ class GatewayRenderCache:
                 policy, listen, admin, config_dir, access_log_path, stats
             )
             static_changed = True
-        # The clusters depend on the table only through the fallback pairs its routes use:
-        # a variant leaving a route (unready, say) changes them, never the listener.
-        pairs = tuple(fallback_pairs(policy, table))
+        shaped = _shape_key(table)
+        # The clusters depend on the table only through the fallback pairs its routes use
+        # (a variant leaving a route, unready say, changes them, never the listener), and
+        # the pairs on it only through its shape.
+        if shaped is None:
+            pairs = tuple(fallback_pairs(policy, table))
+        elif entry.pairs_key != (shaped[0], specs.policy):
+            entry.pairs_key = (shaped[0], specs.policy)
+            pairs = entry.pairs = tuple(fallback_pairs(policy, table))
+        else:
+            pairs = entry.pairs
         clusters_key = (
             pool.name,
             specs.pool,
@@ -341,26 +399,35 @@ class GatewayRenderCache:
             entry.clusters_key = clusters_key
             entry.clusters = self._clusters(pool, policy, backends, pairs)
             static_changed = True
-        shaped = _shape(table)
         if shaped is None:
-            entry.routes_key = entry.template = entry.weights = None
+            entry.routes_key = entry.template = entry.weights = entry.pairs_key = None
             entry.files = {
                 **entry.listener,
                 **entry.clusters,
                 ROUTES_FILE: routes_file(table, pool, policy, keys, gates),
             }
             return entry.files
-        shape, weights = shaped
+        shape_key, weights = shaped
         # The routes also carry the keys, the budget gates and what the specs say of each
         # route.
-        routes_key = (shape, specs.policy, specs.pool, tuple(keys), tuple(sorted(gates.items())))
+        routes_key = (
+            shape_key,
+            specs.policy,
+            specs.pool,
+            tuple(keys),
+            tuple(sorted(gates.items())),
+        )
         if entry.routes_key != routes_key:
             entry.routes_key = routes_key
             filter_key = routes_key[1:]
-            if entry.filter_key != filter_key or entry.filter_config is None:
+            filter_config = entry.filter_config
+            if entry.filter_key != filter_key or filter_config is None:
                 entry.filter_key = filter_key
-                value = per_filter_config(policy, keys, gates)
-                entry.filter_config = Part(value, canonical_json(value))
+                make = partial(per_filter_config, policy, tuple(keys), dict(gates))
+                filter_config = Part.remakeable(make(), make)
+                # Kept by key: the Lua script in it is the largest text of the routes.
+                entry.filter_config = filter_config.lean()
+            shape = _shape(table)
             entry.template = _template(
                 shape,
                 weights,
@@ -368,7 +435,7 @@ class GatewayRenderCache:
                 policy,
                 keys,
                 gates,
-                entry.filter_config,
+                filter_config,
                 self._route_parts(entry, policy),
                 self.parts,
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelfleet.api.routingpolicy import RoutingPolicy
-from modelfleet.render.envoy.lua import gateway_script
+from modelfleet.render.envoy.lua import UNROUTED_SCRIPT
 from modelfleet.render.envoy.names import (
     API_KEY_HEADERS,
     BUDGET_HEADER,
@@ -365,11 +365,12 @@ def rate_limit(policy: RoutingPolicy) -> dict[str, Any]:
 
 
 def lua() -> dict[str, Any]:
-    """The script without tenants or rules; RDS replaces it per virtual host."""
+    """The filter in the chain (the routes' `LuaPerRoute` needs it there); its script comes
+    from the routes file's virtual host. Its own script refuses what that does not cover."""
     return {
         "name": filter_name("lua"),
         "typed_config": {
             "@type": any_of("envoy.extensions.filters.http.lua.v3.Lua"),
-            "default_source_code": {"inline_string": gateway_script({})},
+            "default_source_code": {"inline_string": UNROUTED_SCRIPT},
         },
     }

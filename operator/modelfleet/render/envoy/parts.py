@@ -5,65 +5,100 @@ Most of a routes file is the same from one render to the next when the table's s
 changes (a variant leaves one route): writing it whole again is what makes such a cycle
 cost. `PartWriter` writes the document with a placeholder where each `Part` stands, then
 puts in each part's YAML, written once for its content and column and remembered (a
-bounded store shared by every policy). The bytes are those of `dump_yaml` on the whole
-document (tests compare them on every golden document): a block mapping or a sequence item
-is written the same at any column, once the line width is shifted by the column, and a
-block scalar's empty lines carry no indentation.
+bounded store shared by every policy, which also keeps the placeholder document's own
+YAML). The bytes are those of `xds_text` on the whole document (tests compare them on
+every golden document): a block mapping or a sequence item is written the same at any
+column, once the line width is shifted by the column, and a block scalar's empty lines
+carry no indentation.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import pickle
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from modelfleet.render.envoy.render import dump_yaml
-from modelfleet.render.envoy.xds import discovery_response
+from modelfleet.render.envoy.render import dump_yaml, versioned
 
 _PLACEHOLDER = "mfpart{:06d}zq"
 # A placeholder as a sequence item ("- p", "- - p") or a mapping value ("key: p",
 # "- key: p"): indentation, the dashes of the items the line opens, the key, the placeholder.
 _PLACEHOLDER_LINE = re.compile(r"^( *)((?:- )*)([^ \n][^\n]*?: )?(mfpart\d{6}zq)$", re.M)
-_PLACEHOLDER_JSON = re.compile(r'"(mfpart\d{6}zq)"')
-# The store holds each part's YAML by its canonical JSON: bounded in bytes, oldest out.
+_ANY_PLACEHOLDER = re.compile(r"mfpart(\d{6})zq")
+# The store holds each part's YAML by a digest of its content: bounded in bytes, oldest out.
 STORE_BYTES = 32 * 1024 * 1024
+_KEY_BYTES = 100  # a key's digest, its tuple and the dict's slot, about
+_SKELETON_COLUMN = -1  # where a whole document's skeleton is kept (no part has this column)
 
 
 @dataclass(frozen=True)
 class Part:
-    """A sub-document (a non-empty mapping) to be written on its own and reused.
-    `canonical`: its canonical JSON when the caller already has it."""
+    """A sub-document (a non-empty mapping) to be written on its own and reused, known to
+    the store by `key` (see `content_key`). A part may keep only its key: `make()` then
+    gives the document again, called only when the store no longer holds its YAML, so a
+    caller can keep many parts without their documents."""
 
-    value: dict[str, Any]
-    canonical: str | None = None
+    key: bytes
+    value: dict[str, Any] | None = None
+    make: Callable[[], dict[str, Any]] | None = None
+
+    @classmethod
+    def of(cls, value: dict[str, Any]) -> Part:
+        return cls(content_key(value), value)
+
+    @classmethod
+    def remakeable(cls, value: dict[str, Any], make: Callable[[], dict[str, Any]]) -> Part:
+        """A part of `value` that `make()` gives again: its `lean()` copy can be kept."""
+        return cls(content_key(value), value, make)
+
+    def lean(self) -> Part:
+        """This part without its document (`make()` gives it again when needed)."""
+        assert self.make is not None, "only a remakeable part can drop its document"
+        return Part(self.key, None, self.make)
+
+    def document(self) -> dict[str, Any]:
+        if self.value is not None:
+            return self.value
+        assert self.make is not None
+        return self.make()
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def content_key(value: Any) -> bytes:
+    """What the store knows a part by: a sha256 of its pickle (not a text of the part,
+    which would be one more copy of every part). A pickle is exact about types and key
+    order, as the YAML is, and quicker to make than JSON; two equal documents built
+    differently may get different keys, which costs a store miss, never a wrong text."""
+    return hashlib.sha256(pickle.dumps(value, protocol=5)).digest()
 
 
 class PartWriter:
     def __init__(self, limit_bytes: int = STORE_BYTES) -> None:
-        self._yaml: OrderedDict[tuple[str, int, bool], str] = OrderedDict()
+        self._yaml: OrderedDict[tuple[bytes, int, bool], str] = OrderedDict()
         self._bytes = 0
         self._limit = limit_bytes
 
     def __len__(self) -> int:
         return len(self._yaml)
 
-    def xds_file(self, resources: list[Any]) -> tuple[str, str] | None:
-        """The file of `resources` (with their Parts) and its canonical JSON, or None when
-        the document's own text could be taken for a placeholder."""
+    def xds_file(self, resources: list[Any]) -> str | None:
+        """The file of `resources` (with their Parts): the bytes of `xds_text` on the whole
+        document, or None when the document's own text could be taken for a placeholder."""
+        body = self.xds_body(resources)
+        return None if body is None else versioned(body)
+
+    def xds_body(self, resources: list[Any]) -> str | None:
+        """`xds_file` without its version line (for a caller that changes the text and
+        versions it after)."""
         parts: list[Part] = []
-        skeleton = _skeleton(resources, parts)
-        canonical_skeleton = canonical_json(skeleton)
-        if len(_PLACEHOLDER_JSON.findall(canonical_skeleton)) != len(parts):
+        skeleton = {"resources": _skeleton(resources, parts)}
+        text = self._skeleton_yaml(skeleton)
+        found = sorted(int(index) for index in _ANY_PLACEHOLDER.findall(text))
+        if found != list(range(len(parts))):
             return None
-        jsons = [part.canonical or canonical_json(part.value) for part in parts]
-        canonical = _PLACEHOLDER_JSON.sub(lambda m: jsons[_index(m.group(1))], canonical_skeleton)
-        text = dump_yaml(discovery_response(skeleton, canonical))
         if text.endswith("\n...\n"):
             return None  # see _part_yaml
         seen = 0
@@ -72,15 +107,15 @@ class PartWriter:
             nonlocal seen
             seen += 1
             indent, dashes, key, placeholder = match.groups()
-            index = _index(placeholder)
+            part = parts[_index(placeholder)]
             # Where the line's content starts: the key, or the part's own dash.
             column = len(indent) + len(dashes)
             if key is None:
                 if not dashes:
                     raise _Unplaceable
-                body = self._part_yaml(parts[index].value, jsons[index], column - 2, True)
+                body = self._part_yaml(part, column - 2, True)
                 return indent + dashes[:-2] + body
-            body = self._part_yaml(parts[index].value, jsons[index], column + 2, False)
+            body = self._part_yaml(part, column + 2, False)
             return f"{indent}{dashes}{key[:-1]}\n{body}"
 
         try:
@@ -89,17 +124,37 @@ class PartWriter:
             return None
         if seen != len(parts):
             return None
-        return text, canonical
+        return text
 
-    def _part_yaml(self, value: dict[str, Any], canonical: str, column: int, item: bool) -> str:
-        """The part's YAML at `column` without its last newline: a sequence item's first
-        line from its dash on (the caller writes what stands before it), every other line
-        indented."""
-        key = (canonical, column, item)
+    def _skeleton_yaml(self, skeleton: dict[str, Any]) -> str:
+        """The document's YAML with its placeholders, from the store when the same skeleton
+        was written before (a policy's routes keep theirs while only routes change)."""
+        key = (content_key(skeleton), _SKELETON_COLUMN, False)
         found = self._yaml.get(key)
         if found is not None:
             self._yaml.move_to_end(key)
             return found
+        found = dump_yaml(skeleton)
+        self._remember(key, found)
+        return found
+
+    def _remember(self, key: tuple[bytes, int, bool], text: str) -> None:
+        self._yaml[key] = text
+        self._bytes += len(text) + _KEY_BYTES
+        while self._bytes > self._limit and self._yaml:
+            _, old = self._yaml.popitem(last=False)
+            self._bytes -= len(old) + _KEY_BYTES
+
+    def _part_yaml(self, part: Part, column: int, item: bool) -> str:
+        """The part's YAML at `column` without its last newline: a sequence item's first
+        line from its dash on (the caller writes what stands before it), every other line
+        indented."""
+        key = (part.key, column, item)
+        found = self._yaml.get(key)
+        if found is not None:
+            self._yaml.move_to_end(key)
+            return found
+        value = part.document()
         found = dump_yaml([value] if item else value, width=100 - column)
         if found.endswith("\n...\n"):
             # It ends in a block scalar that keeps its trailing newlines: only the whole
@@ -110,11 +165,7 @@ class PartWriter:
             found = first + "\n" + _indented(rest, " " * column) if rest else first
         else:
             found = _indented(found, " " * column)
-        self._yaml[key] = found
-        self._bytes += len(found) + len(canonical)
-        while self._bytes > self._limit and self._yaml:
-            (old, _, _), text = self._yaml.popitem(last=False)
-            self._bytes -= len(text) + len(old)
+        self._remember(key, found)
         return found
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,8 +30,8 @@ from modelfleet.render.envoy.stats import admin_cluster, stats_listener
 from modelfleet.render.envoy.xds import (
     HostPort,
     any_of,
-    discovery_response,
     file_config_source,
+    short_digest,
     socket_address,
 )
 
@@ -136,11 +135,10 @@ def listener_files(
 ) -> dict[str, str]:
     """Bootstrap and listeners: the policy and where the gateway runs, never the table."""
     config_dir = config_dir.rstrip("/") or "/"
-    documents = {
-        BOOTSTRAP_FILE: bootstrap(policy, admin, stats, config_dir),
-        LISTENERS_FILE: xds_file([listener(policy, listen, config_dir, access_log_path)]),
+    return {
+        BOOTSTRAP_FILE: dump_yaml(bootstrap(policy, admin, stats, config_dir)),
+        LISTENERS_FILE: xds_text([listener(policy, listen, config_dir, access_log_path)]),
     }
-    return {name: dump_yaml(document) for name, document in documents.items()}
 
 
 def clusters_files(
@@ -151,9 +149,7 @@ def clusters_files(
 ) -> dict[str, str]:
     """The clusters: the pool's variants, and one per fallback pair the table's routes use."""
     fallback = policy.spec.gateway.fallback
-    return {
-        CLUSTERS_FILE: dump_yaml(xds_file(variant_clusters(pool, backends, fallback, list(pairs))))
-    }
+    return {CLUSTERS_FILE: xds_text(variant_clusters(pool, backends, fallback, list(pairs)))}
 
 
 def routes_file(
@@ -164,7 +160,7 @@ def routes_file(
     gates: Mapping[str, Gate] | None = None,
 ) -> str:
     """The routes (weights, API keys, budget gates): the file that changes at run time."""
-    return dump_yaml(xds_file([route_configuration(table, pool, policy, api_keys, gates)]))
+    return xds_text([route_configuration(table, pool, policy, api_keys, gates)])
 
 
 def bootstrap(
@@ -216,9 +212,25 @@ def bootstrap(
     }
 
 
-def xds_file(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    canonical = json.dumps(resources, sort_keys=True, separators=(",", ":"))
-    return discovery_response(resources, canonical)
+def xds_text(resources: list[Any]) -> str:
+    """A file-based xDS document: its resources under a version_info that is a digest of
+    their text (the YAML is deterministic: equal content, equal version), so the version
+    Envoy reports in /config_dump tells which render it runs."""
+    return versioned(dump_yaml({"resources": resources}))
+
+
+def versioned(body: str) -> str:
+    """`body` (the YAML of `{"resources": [...]}`) under its version line: the bytes of
+    `dump_yaml({"version_info": <digest of body>, "resources": [...]})`."""
+    return version_line(short_digest(body)) + body
+
+
+def version_line(version: str) -> str:
+    """`dump_yaml({"version_info": version})` without the emitter: quoted as the dumper
+    quotes a digest YAML would read as a number (all digits, say)."""
+    if _RESOLVER.resolve(yaml.ScalarNode, version, (True, False)) == _STR:
+        return f"version_info: {version}\n"
+    return f"version_info: '{version}'\n"
 
 
 # libyaml's emitter writes the same bytes as the pure-Python one, about 6x faster
@@ -226,6 +238,7 @@ def xds_file(resources: list[dict[str, Any]]) -> dict[str, Any]:
 _BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _STR, _INT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null"))
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_RESOLVER = yaml.resolver.Resolver()
 
 
 class _Dumper(_BaseDumper):

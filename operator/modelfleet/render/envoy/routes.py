@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from modelfleet.api.keys import ApiKey
@@ -40,12 +41,13 @@ def route_configuration(
     policy: RoutingPolicy,
     api_keys: Sequence[ApiKey],
     gates: Mapping[str, Gate] | None = None,
-    filter_config: dict[str, Any] | None = None,
+    filter_config: Any = None,
     routes_of: Callable[[TableRoute], list[Any]] | None = None,
 ) -> dict[str, Any]:
     """`gates`: the API keys over a spent budget (in the Lua script's settings, so that a
     budget's flip is a routes swap like a weight change). `filter_config`: the
-    `per_filter_config` of these keys and gates, when the caller has it already;
+    `per_filter_config` of these keys and gates (or what stands for it in the document),
+    when the caller has it already;
     `routes_of`: each table route's Envoy routes, when the caller keeps them."""
     routes = [models_route(table, pool), method_not_allowed_route()]
     routes.extend(classification_routes(table, policy))
@@ -118,21 +120,26 @@ def table_routes(route: TableRoute, policy: RoutingPolicy) -> list[dict[str, Any
 
 def models_route(table: RoutingTable, pool: ModelPool) -> dict[str, Any]:
     """GET /v1/models lists the model names a client can send in `model` and get routed."""
-    names = list(dict.fromkeys(m for route in table.routes for m in route.match.models))
-    owner = f"{pool.namespace}/{pool.name}"
-    body = {
-        "object": "list",
-        "data": [{"id": n, "object": "model", "created": 0, "owned_by": owner} for n in names],
-    }
+    names = tuple(dict.fromkeys(m for route in table.routes for m in route.match.models))
     return {
         "name": "models",
         "match": {"path": MODELS_PATH, "headers": [matching.header(":method", ("GET",))]},
         "direct_response": {
             "status": 200,
-            "body": {"inline_string": json.dumps(body, separators=(",", ":"))},
+            "body": {"inline_string": models_body(names, f"{pool.namespace}/{pool.name}")},
         },
         "response_headers_to_add": [JSON_CONTENT_TYPE],
     }
+
+
+@lru_cache(maxsize=4096)
+def models_body(names: tuple[str, ...], owner: str) -> str:
+    """The model list's JSON, once per list (a table's new shape rarely changes its names)."""
+    body = {
+        "object": "list",
+        "data": [{"id": n, "object": "model", "created": 0, "owned_by": owner} for n in names],
+    }
+    return json.dumps(body, separators=(",", ":"))
 
 
 def method_not_allowed_route() -> dict[str, Any]:

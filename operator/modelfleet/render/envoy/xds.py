@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Sequence
 from typing import Any
 
 HostPort = tuple[str, int]
@@ -46,12 +45,6 @@ def short_digest(*parts: str) -> str:
     for part in parts:
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()[:16]
-
-
-def discovery_response(resources: Sequence[dict[str, Any]], canonical: str) -> dict[str, Any]:
-    """A file-based xDS document; version_info is a digest of the content, so the version
-    Envoy reports in /config_dump tells which render it runs."""
-    return {"version_info": short_digest(canonical), "resources": list(resources)}
 
 
 def duration(seconds: float) -> str:
