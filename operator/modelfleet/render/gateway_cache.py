@@ -32,7 +32,8 @@ from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.plan.budgets import Gate
 from modelfleet.plan.routing.table import RoutingTable, TableRoute
-from modelfleet.render.envoy.clusters import variant_clusters
+from modelfleet.render.envoy.clusters import cluster as variant_cluster
+from modelfleet.render.envoy.clusters import fallback_cluster, variant_addresses
 from modelfleet.render.envoy.fallback import fallback_pairs
 from modelfleet.render.envoy.names import CLUSTERS_FILE, ROUTES_FILE
 from modelfleet.render.envoy.parts import Part, PartWriter
@@ -282,6 +283,10 @@ class _Entry:
     # Each table route's Envoy routes as parts, for the policy spec they were made from.
     route_parts: dict[TableRoute, _RouteParts] = field(default_factory=dict)
     route_parts_spec: str = ""
+    # Each cluster as a part (by variant and address, or fallback pair), for the fallback
+    # spec they were made with.
+    cluster_parts: dict[tuple[str, str, Any], Part] = field(default_factory=dict)
+    cluster_parts_fallback: str = ""
     # The last result: handed out again while nothing in it changed.
     files: dict[str, str] | None = None
     made: tuple[dict[str, str], str | None, Any] | None = None
@@ -334,15 +339,35 @@ class GatewayRenderCache:
 
     def _clusters(
         self,
+        entry: _Entry,
         pool: ModelPool,
         policy: RoutingPolicy,
         backends: Mapping[str, HostPort],
         pairs: Sequence[tuple[str, str]],
     ) -> dict[str, str]:
-        """The clusters file, each cluster written once per content: a fallback pair that
-        comes or goes rewrites only its own cluster."""
-        clusters = variant_clusters(pool, backends, policy.spec.gateway.fallback, pairs)
-        written = self.parts.xds_file([Part.of(cluster) for cluster in clusters])
+        """The clusters file, each cluster made and written once per content: a fallback
+        pair that comes or goes makes and writes only its own cluster. (The parts are kept
+        by key: the store holds their YAML.)"""
+        fallback = policy.spec.gateway.fallback
+        if entry.cluster_parts_fallback != entry.specs.fallback:
+            entry.cluster_parts, entry.cluster_parts_fallback = {}, entry.specs.fallback
+        wanted: list[tuple[tuple[str, str, Any], Callable[[], dict[str, Any]]]] = [
+            (("variant", name, address), partial(variant_cluster, name, address, fallback))
+            for name, address in variant_addresses(pool, backends)
+        ]
+        wanted += [
+            (("pair", first, then), partial(fallback_cluster, first, then, fallback))
+            for first, then in pairs
+        ]
+        before, kept, parts = entry.cluster_parts, {}, []
+        for key, make in wanted:
+            part = before.get(key)
+            if part is None:
+                part = Part.remakeable(make(), make)
+            kept[key] = part if part.value is None else part.lean()
+            parts.append(part)
+        entry.cluster_parts = kept
+        written = self.parts.xds_file(parts)
         if written is None:
             return clusters_files(pool, policy, backends, pairs)
         return {CLUSTERS_FILE: written}
@@ -397,7 +422,7 @@ class GatewayRenderCache:
         )
         if entry.clusters_key != clusters_key:
             entry.clusters_key = clusters_key
-            entry.clusters = self._clusters(pool, policy, backends, pairs)
+            entry.clusters = self._clusters(entry, pool, policy, backends, pairs)
             static_changed = True
         if shaped is None:
             entry.routes_key = entry.template = entry.weights = entry.pairs_key = None

@@ -31,22 +31,29 @@ def variant_clusters(
     fallback: GatewayFallback,
     pairs: Sequence[tuple[str, str]] = (),
 ) -> list[dict[str, Any]]:
+    clusters = [
+        cluster(variant, address, fallback)
+        for variant, address in variant_addresses(pool, backends)
+    ]
+    clusters.extend(fallback_cluster(first, then, fallback) for first, then in pairs)
+    return clusters
+
+
+def variant_addresses(
+    pool: ModelPool, backends: Mapping[str, HostPort]
+) -> list[tuple[str, HostPort]]:
+    """Each variant's cluster address: `backends`' (checked to name the pool's variants),
+    else its Service's."""
     unknown = sorted(set(backends) - {v.name for v in pool.spec.variants})
     if unknown:
         known = ", ".join(v.name for v in pool.spec.variants)
         raise ValueError(
             f"backend for unknown variant {unknown[0]!r}: pool {pool.name!r} has {known}"
         )
-    clusters = [
-        cluster(
-            variant.name,
-            backends.get(variant.name) or service_address(pool, variant),
-            fallback,
-        )
+    return [
+        (variant.name, backends.get(variant.name) or service_address(pool, variant))
         for variant in pool.spec.variants
     ]
-    clusters.extend(fallback_cluster(first, then, fallback) for first, then in pairs)
-    return clusters
 
 
 def circuit_breakers(fallback: GatewayFallback) -> dict[str, Any]:
