@@ -56,7 +56,9 @@ def merge_conditions(
         old = before.get(condition.type)
         changed = old is None or old.status != condition.status
         merged.append(
-            Condition(
+            # Built, not validated: every field is the planner's own (a PlanCondition's
+            # reason is a CamelCase constant; the goldens check each against the CRD).
+            Condition.model_construct(
                 type=condition.type,
                 status=condition.status,
                 reason=condition.reason,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,12 +99,20 @@ class VariantPlan:
         return self.desired_replicas * self.gpus_per_replica
 
 
+# metav1.Condition's reason: one CamelCase word (the status is built from these unvalidated).
+_REASON = re.compile(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?")
+
+
 @dataclass(frozen=True)
 class PlanCondition:
     type: str
     status: str  # "True" | "False" | "Unknown"
     reason: str
     message: str
+
+    def __post_init__(self) -> None:
+        if self.status not in ("True", "False", "Unknown") or not _REASON.fullmatch(self.reason):
+            raise ValueError(f"not a condition: status {self.status!r}, reason {self.reason!r}")
 
 
 @dataclass(frozen=True)
