@@ -47,6 +47,7 @@ from modelfleet.plan.scaling.types import PoolPlan
 from modelfleet.render.desired import Desired, desired
 from modelfleet.render.inputs import FleetInputs
 from modelfleet.render.plan_document import plan_document
+from modelfleet.render.render_cache import RenderCache
 from modelfleet_testbed.sim.batching import FinishedRequest
 from modelfleet_testbed.sim.dispatch import Dispatch, dispatch_table
 from modelfleet_testbed.sim.outcome import (
@@ -157,6 +158,8 @@ class Replay:
         self._samples: dict[int, list[tuple[float, float, float, float]]] = {}
         self._dispatch: list[Dispatch | None] = []
         self._routes: tuple | None = None  # the routes self._dispatch was made from
+        # What the operator keeps between cycles, kept between the replay's cycles too.
+        self._renders = RenderCache()
 
     # -- the loop ------------------------------------------------------------------
 
@@ -488,7 +491,8 @@ class Replay:
                 policies=[self.policy],
                 observations=observations,
                 render_workloads=False,  # the replay runs its own replicas and bills itself
-            )
+            ),
+            self._renders,
         )
         plan = result.plans[(self.pool.namespace, self.pool.name)]
         planned_before = self._planned
