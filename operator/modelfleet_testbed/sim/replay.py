@@ -534,22 +534,17 @@ class Replay:
             self._push(at, _SCRAPE, cycle)
 
     def _remember(self, result: Desired, routes_changed: bool) -> None:
-        """The pool's and the policy's status go out as JSON and come back parsed, as the
-        operator's do through the API server: the next cycle plans from what was read back
-        (the previous plan, the learned capacity, the routes' latency shifts)."""
+        """The pool's and the policy's status come back as the operator's do: the status it
+        wrote, remembered rather than read back (its parse cache), so the next cycle plans
+        from it (the previous plan, the learned capacity, the routes' latency shifts).
+        (`tests/unit/test_status_round_trip.py`: reading it back gives the same plan.)"""
         status = result.status_of(self.pool.kind, self.pool.namespace, self.pool.name)
         assert status is not None
-        wire = status.model_dump_json(by_alias=True)
-        self.pool = self.pool.model_copy(
-            update={"status": ModelPoolStatus.model_validate_json(wire)}
-        )
+        self.pool = self.pool.model_copy(update={"status": status})
         routes = result.status_of(self.policy.kind, self.policy.namespace, self.policy.name)
         if routes is not None and routes_changed:
             # (Unchanged routes: the API server keeps the status it holds as it is.)
-            wire = routes.model_dump_json(by_alias=True, exclude_unset=True)
-            self.policy = self.policy.model_copy(
-                update={"status": RoutingPolicyStatus.model_validate_json(wire)}
-            )
+            self.policy = self.policy.model_copy(update={"status": routes})
 
     def _record(self, cycle, t, result: Desired, plan: PoolPlan, observations) -> None:
         key = variant_key
