@@ -38,9 +38,9 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from modelfleet.api.common import rfc3339
-from modelfleet.api.modelpool import DEMAND_SMOOTHING_SECONDS, ModelPool, ModelPoolStatus
+from modelfleet.api.modelpool import DEMAND_SMOOTHING_SECONDS, ModelPool
 from modelfleet.api.reservation import Reservation
-from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicyStatus
+from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.observe.histogram import histogram_quantile
 from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
 from modelfleet.plan.scaling.types import PoolPlan
