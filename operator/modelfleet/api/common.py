@@ -94,13 +94,17 @@ class ObjectMeta(BaseModel):
     resource_version: str | None = Field(default=None, alias="resourceVersion")
 
 
+# metav1.Condition's reason: one CamelCase word.
+CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
 class Condition(KubeModel):
     """One aspect of the resource's state (metav1.Condition)."""
 
     type: str = Field(description="What the condition is about, e.g. Ready.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(
-        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        pattern=CONDITION_REASON,
         max_length=1024,
         description="Why, as one CamelCase word.",
     )

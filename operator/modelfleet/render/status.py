@@ -306,7 +306,7 @@ def _route_tree(route: TableRoute) -> dict[str, Any]:
 
 def routes_status(table: RoutingTable) -> RoutingPolicyStatus:
     """The planned routes alone (a partial status: no hash, no conditions)."""
-    return RoutingPolicyStatus.model_validate({"routes": [_route_tree(r) for r in table.routes]})
+    return RoutingPolicyStatus.model_validate({"routes": effective_routes(table)})
 
 
 def policy_status(

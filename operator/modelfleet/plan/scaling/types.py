@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from modelfleet.api.common import CONDITION_REASON
 from modelfleet.observe.observation import VariantObservation
 
 
@@ -99,8 +100,8 @@ class VariantPlan:
         return self.desired_replicas * self.gpus_per_replica
 
 
-# metav1.Condition's reason: one CamelCase word (the status is built from these unvalidated).
-_REASON = re.compile(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?")
+# The status is built from these unvalidated: each must be a valid condition as it is made.
+_REASON = re.compile(CONDITION_REASON)
 
 
 @dataclass(frozen=True)
