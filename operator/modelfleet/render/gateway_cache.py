@@ -20,11 +20,13 @@ Memory stays flat: one entry per policy, holding the last inputs, shape and resu
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from itertools import accumulate
 from typing import Any, TypeVar
 
 from modelfleet.api.keys import ApiKey
@@ -35,14 +37,24 @@ from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.render.envoy.clusters import cluster as variant_cluster
 from modelfleet.render.envoy.clusters import fallback_cluster, variant_addresses
 from modelfleet.render.envoy.fallback import fallback_pairs
-from modelfleet.render.envoy.names import CLUSTERS_FILE, ROUTES_FILE
+from modelfleet.render.envoy.listener import listener
+from modelfleet.render.envoy.lua import script_body
+from modelfleet.render.envoy.names import (
+    BOOTSTRAP_FILE,
+    CLUSTERS_FILE,
+    LISTENERS_FILE,
+    ROUTES_FILE,
+)
 from modelfleet.render.envoy.parts import Part, PartWriter
+from modelfleet.render.envoy.pieces import FileText, GatewayFiles, PiecedText, digest_of_pieces
 from modelfleet.render.envoy.render import (
+    bootstrap,
     check_inputs,
     clusters_files,
+    dump_yaml,
     listener_files,
     routes_file,
-    versioned,
+    version_line,
 )
 from modelfleet.render.envoy.routes import per_filter_config, route_configuration, table_routes
 from modelfleet.render.envoy.xds import HostPort
@@ -60,30 +72,49 @@ _PLACEHOLDER_YAML = re.compile(r"weight: (98765\d{5})\n")
 
 @dataclass
 class RoutesTemplate:
-    """The routes file of one table shape with weights open: the file as last filled, and
-    where each weight stands in it. A fill writes the new file from the last one (no
-    second copy is kept) and takes the digest of its text for the version line."""
+    """The routes file of one table shape with weights open: its body as last filled, in
+    pieces (`render/envoy/pieces.py`), and where each weight stands in them. A fill
+    writes again only the pieces that hold a weight (a route's YAML: the Lua script and
+    the rest stay the same objects) and versions the text with the digest of its pieces."""
 
-    text: str
-    body_start: int  # where the text after the version line starts (0: not filled yet)
-    spans: list[tuple[int, int, int]]  # (start, end, slot) of each weight in the body
+    pieces: list[str]
+    spans: dict[int, list[tuple[int, int, int]]]  # piece -> (start, end, slot) of its weights
 
-    def fill(self, weights: Mapping[int, int]) -> str:
-        old, base = self.text, self.body_start
-        pieces, spans, at, length = [], [], 0, 0
-        for start, end, slot in self.spans:
-            pieces.append(old[base + at : base + start])
-            length += start - at
-            value = str(weights[slot])
-            spans.append((length, length + len(value), slot))
-            pieces.append(value)
-            length += len(value)
-            at = end
-        pieces.append(old[base + at :])
-        body = "".join(pieces)
-        self.text = versioned(body)
-        self.body_start, self.spans = len(self.text) - len(body), spans
-        return self.text
+    @classmethod
+    def of(cls, pieces: list[str], spans: Iterable[tuple[int, int, int]]) -> RoutesTemplate:
+        """The template of a body in `pieces`, its weights at `spans` of the joined body (a
+        weight's digits are never split between pieces: they stand inside a part's YAML)."""
+        by_piece: dict[int, list[tuple[int, int, int]]] = {}
+        ends = list(accumulate(len(piece) for piece in pieces))
+        index = 0
+        for start, end, slot in spans:
+            while ends[index] <= start:
+                index += 1
+            offset = ends[index] - len(pieces[index])
+            by_piece.setdefault(index, []).append((start - offset, end - offset, slot))
+        return cls(list(pieces), by_piece)
+
+    def fill(self, weights: Mapping[int, int]) -> PiecedText:
+        for index, spans in self.spans.items():
+            self.pieces[index], self.spans[index] = _filled(self.pieces[index], spans, weights)
+        return PiecedText((version_line(digest_of_pieces(self.pieces)), *self.pieces))
+
+
+def _filled(
+    old: str, spans: list[tuple[int, int, int]], weights: Mapping[int, int]
+) -> tuple[str, list[tuple[int, int, int]]]:
+    """`old` with each span's digits replaced by its slot's weight, and the new spans."""
+    pieces, new_spans, at, length = [], [], 0, 0
+    for start, end, slot in spans:
+        pieces.append(old[at:start])
+        length += start - at
+        value = str(weights[slot])
+        new_spans.append((length, length + len(value), slot))
+        pieces.append(value)
+        length += len(value)
+        at = end
+    pieces.append(old[at:])
+    return "".join(pieces), new_spans
 
 
 def _shape(table: RoutingTable) -> RoutingTable:
@@ -203,9 +234,10 @@ def _template(
     made_here = [r for r in host["routes"] if not isinstance(r, Part)]
     expected.update(_placeholder_weights(made_here))
     host["routes"] = [r if isinstance(r, Part) else Part.of(r) for r in host["routes"]]
-    text = parts.xds_body([configuration])  # the first fill puts the version line on
-    if text is None:
+    pieces = parts.xds_body([configuration])  # the first fill puts the version line on
+    if pieces is None:
         return None
+    text = "".join(pieces)
     # A route that matches in several ways repeats its weights; every placeholder must
     # stand where a route's weight is, as often in the YAML as in the routes, and nowhere
     # else (any other use of the digits is refused, and the full render writes the file).
@@ -221,7 +253,16 @@ def _template(
         (m.start(1), m.end(1), int(m.group(1)) - _FIRST_PLACEHOLDER)
         for m in _PLACEHOLDER_YAML.finditer(text)
     ]
-    return RoutesTemplate(text, 0, spans)
+    return RoutesTemplate.of(pieces, spans)
+
+
+def _as_parts(value: Any) -> Any:
+    """A non-empty mapping as a part, a list's non-empty mappings as parts."""
+    if isinstance(value, dict) and value:
+        return Part.of(value)
+    if isinstance(value, list):
+        return [Part.of(item) if isinstance(item, dict) and item else item for item in value]
+    return value
 
 
 def _placeholder_weights(routes: Iterable[dict[str, Any]]) -> Counter[str]:
@@ -238,39 +279,44 @@ def _placeholder_weights(routes: Iterable[dict[str, Any]]) -> Counter[str]:
     return found
 
 
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
 @dataclass
-class _SpecTexts:
-    """A policy's and its pool's specs written out for comparison, once per spec object
-    (the operator parses a spec once per generation, so the object stands for it)."""
+class _SpecDigests:
+    """A digest of a policy's and its pool's specs as JSON, for comparison, once per spec
+    object (the operator parses a spec once per generation, so the object stands for it;
+    a digest, not the text: the texts were 11 KB per policy held only to be compared)."""
 
     policy_spec: object = None
     pool_spec: object = None
-    policy: str = ""
-    listener: str = ""
-    fallback: str = ""
-    pool: str = ""
+    policy: bytes = b""
+    listener: bytes = b""
+    fallback: bytes = b""
+    pool: bytes = b""
 
     def update(self, policy: RoutingPolicy, pool: ModelPool) -> None:
         if self.policy_spec is not policy.spec:
             self.policy_spec = policy.spec
-            self.policy = policy.spec.model_dump_json()
+            self.policy = _digest(policy.spec.model_dump_json())
             # A route's backends and weights reach the listener only through the table.
-            self.listener = policy.spec.model_dump_json(
-                exclude={"routes": {"__all__": {"backends"}}}
+            self.listener = _digest(
+                policy.spec.model_dump_json(exclude={"routes": {"__all__": {"backends"}}})
             )
-            self.fallback = policy.spec.gateway.fallback.model_dump_json()
+            self.fallback = _digest(policy.spec.gateway.fallback.model_dump_json())
         if self.pool_spec is not pool.spec:
             self.pool_spec = pool.spec
-            self.pool = pool.spec.model_dump_json()
+            self.pool = _digest(pool.spec.model_dump_json())
 
 
 @dataclass
 class _Entry:
-    specs: _SpecTexts = field(default_factory=_SpecTexts)
+    specs: _SpecDigests = field(default_factory=_SpecDigests)
     listener_key: tuple | None = None
     listener: dict[str, str] = field(default_factory=dict)
     clusters_key: tuple | None = None
-    clusters: dict[str, str] = field(default_factory=dict)
+    clusters: dict[str, FileText] = field(default_factory=dict)
     # The fallback pairs, for the table shape and policy spec they were found for.
     pairs_key: tuple | None = None
     pairs: tuple[tuple[str, str], ...] = ()
@@ -279,17 +325,17 @@ class _Entry:
     routes_key: tuple | None = None
     template: RoutesTemplate | None = None
     weights: dict[int, int] | None = None
-    routes: str = ""
+    routes: FileText = ""
     # Each table route's Envoy routes as parts, for the policy spec they were made from.
     route_parts: dict[TableRoute, _RouteParts] = field(default_factory=dict)
-    route_parts_spec: str = ""
+    route_parts_spec: bytes = b""
     # Each cluster as a part (by variant and address, or fallback pair), for the fallback
     # spec they were made with.
     cluster_parts: dict[tuple[str, str, Any], Part] = field(default_factory=dict)
-    cluster_parts_fallback: str = ""
+    cluster_parts_fallback: bytes = b""
     # The last result: handed out again while nothing in it changed.
-    files: dict[str, str] | None = None
-    made: tuple[dict[str, str], str | None, Any] | None = None
+    files: GatewayFiles | None = None
+    made: tuple[GatewayFiles, str | None, Any] | None = None
 
 
 class GatewayRenderCache:
@@ -297,7 +343,8 @@ class GatewayRenderCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], _Entry] = {}
-        self.parts = PartWriter()
+        # Every gateway's Lua script ends in the same code: one copy for all of them.
+        self.parts = PartWriter(common_texts=[script_body()])
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -305,7 +352,9 @@ class GatewayRenderCache:
     def forget(self, namespace: str, policy: str) -> None:
         self._entries.pop((namespace, policy), None)
 
-    def made_from(self, policy: RoutingPolicy, files: dict[str, str], make: Callable[[], T]) -> T:
+    def made_from(
+        self, policy: RoutingPolicy, files: Mapping[str, str], make: Callable[[], T]
+    ) -> T:
         """`make()` (what is built from the files, e.g. their hash and objects), made again
         only when the files or the policy changed since the last call."""
         entry = self._entries[(policy.namespace, policy.name)]
@@ -344,7 +393,7 @@ class GatewayRenderCache:
         policy: RoutingPolicy,
         backends: Mapping[str, HostPort],
         pairs: Sequence[tuple[str, str]],
-    ) -> dict[str, str]:
+    ) -> dict[str, FileText]:
         """The clusters file, each cluster made and written once per content: a fallback
         pair that comes or goes makes and writes only its own cluster. (The parts are kept
         by key: the store holds their YAML.)"""
@@ -367,10 +416,37 @@ class GatewayRenderCache:
             kept[key] = part if part.value is None else part.lean()
             parts.append(part)
         entry.cluster_parts = kept
-        written = self.parts.xds_file(parts)
+        written = self.parts.xds_pieces(parts)
         if written is None:
             return clusters_files(pool, policy, backends, pairs)
         return {CLUSTERS_FILE: written}
+
+    def _listener_files(
+        self,
+        policy: RoutingPolicy,
+        listen: HostPort,
+        admin: HostPort,
+        config_dir: str,
+        access_log_path: str,
+        stats: HostPort,
+    ) -> dict[str, FileText]:
+        """Bootstrap and listeners; the listeners file in pieces: what its HTTP filters
+        configure (the access log, the local replies, the filter chain: most of the file,
+        and the same in most gateways) stands as parts, written once for all."""
+        directory = config_dir.rstrip("/") or "/"
+        document = listener(policy, listen, directory, access_log_path)
+        for chain in document.get("filter_chains", ()):
+            for network_filter in chain.get("filters", ()):
+                config = network_filter.get("typed_config") or {}
+                for key, value in config.items():
+                    config[key] = _as_parts(value)
+        pieced = self.parts.xds_pieces([document])
+        if pieced is None:
+            return dict(listener_files(policy, listen, admin, config_dir, access_log_path, stats))
+        return {
+            BOOTSTRAP_FILE: dump_yaml(bootstrap(policy, admin, stats, directory)),
+            LISTENERS_FILE: pieced,
+        }
 
     def render(
         self,
@@ -385,7 +461,7 @@ class GatewayRenderCache:
         access_log_path: str,
         stats: HostPort,
         gates: Mapping[str, Gate] | None = None,
-    ) -> dict[str, str]:
+    ) -> GatewayFiles:
         check_inputs(table, pool, policy, admin)
         gates = gates or {}
         key = (policy.namespace, policy.name)
@@ -398,7 +474,7 @@ class GatewayRenderCache:
         static_changed = False
         if entry.listener_key != listener_key:
             entry.listener_key = listener_key
-            entry.listener = listener_files(
+            entry.listener = self._listener_files(
                 policy, listen, admin, config_dir, access_log_path, stats
             )
             static_changed = True
@@ -426,11 +502,13 @@ class GatewayRenderCache:
             static_changed = True
         if shaped is None:
             entry.routes_key = entry.template = entry.weights = entry.pairs_key = None
-            entry.files = {
-                **entry.listener,
-                **entry.clusters,
-                ROUTES_FILE: routes_file(table, pool, policy, keys, gates),
-            }
+            entry.files = GatewayFiles(
+                {
+                    **entry.listener,
+                    **entry.clusters,
+                    ROUTES_FILE: routes_file(table, pool, policy, keys, gates),
+                }
+            )
             return entry.files
         shape_key, weights = shaped
         # The routes also carry the keys, the budget gates and what the specs say of each
@@ -474,5 +552,5 @@ class GatewayRenderCache:
         entry.weights = weights if entry.template is not None else None
         if static_changed or entry.files is None or routes is not entry.routes:
             entry.routes = routes
-            entry.files = {**entry.listener, **entry.clusters, ROUTES_FILE: routes}
+            entry.files = GatewayFiles({**entry.listener, **entry.clusters, ROUTES_FILE: routes})
         return entry.files

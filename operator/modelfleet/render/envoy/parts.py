@@ -10,6 +10,10 @@ YAML). The bytes are those of `xds_text` on the whole document (tests compare th
 every golden document): a block mapping or a sequence item is written the same at any
 column, once the line width is shifted by the column, and a block scalar's empty lines
 carry no indentation.
+
+A file comes out as pieces (`pieces.PiecedText`): the parts' YAML as the store holds it,
+and a text every gateway shares (the Lua script's code, `common_texts`) split off a part's
+YAML as one object for the whole process, not a copy per policy.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import hashlib
 import pickle
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelfleet.render.envoy.render import dump_yaml, versioned
+from modelfleet.render.envoy.pieces import PiecedText, digest_of_pieces
+from modelfleet.render.envoy.render import dump_yaml, version_line
 
 _PLACEHOLDER = "mfpart{:06d}zq"
 # A placeholder as a sequence item ("- p", "- - p") or a mapping value ("key: p",
@@ -76,10 +81,15 @@ def content_key(value: Any) -> bytes:
 
 
 class PartWriter:
-    def __init__(self, limit_bytes: int = STORE_BYTES) -> None:
-        self._yaml: OrderedDict[tuple[bytes, int, bool], str] = OrderedDict()
+    def __init__(self, limit_bytes: int = STORE_BYTES, common_texts: Sequence[str] = ()) -> None:
+        # A part's YAML as pieces (more than one where a common text stands in it), and the
+        # bytes it costs the store (a common text is not the store's).
+        self._yaml: OrderedDict[tuple[bytes, int, bool], tuple[tuple[str, ...], int]] = (
+            OrderedDict()
+        )
         self._bytes = 0
         self._limit = limit_bytes
+        self._common = [_CommonText(text) for text in common_texts if text.strip("\n")]
 
     def __len__(self) -> int:
         return len(self._yaml)
@@ -87,12 +97,19 @@ class PartWriter:
     def xds_file(self, resources: list[Any]) -> str | None:
         """The file of `resources` (with their Parts): the bytes of `xds_text` on the whole
         document, or None when the document's own text could be taken for a placeholder."""
-        body = self.xds_body(resources)
-        return None if body is None else versioned(body)
+        pieced = self.xds_pieces(resources)
+        return None if pieced is None else str(pieced)
 
-    def xds_body(self, resources: list[Any]) -> str | None:
-        """`xds_file` without its version line (for a caller that changes the text and
-        versions it after)."""
+    def xds_pieces(self, resources: list[Any]) -> PiecedText | None:
+        """`xds_file` in pieces (the parts' YAML as the store holds it)."""
+        pieces = self.xds_body(resources)
+        if pieces is None:
+            return None
+        return PiecedText((version_line(digest_of_pieces(pieces)), *pieces))
+
+    def xds_body(self, resources: list[Any]) -> list[str] | None:
+        """`xds_file` without its version line, as pieces (for a caller that changes the
+        text and versions it after)."""
         parts: list[Part] = []
         skeleton = {"resources": _skeleton(resources, parts)}
         text = self._skeleton_yaml(skeleton)
@@ -101,30 +118,32 @@ class PartWriter:
             return None
         if text.endswith("\n...\n"):
             return None  # see _part_yaml
-        seen = 0
-
-        def put(match: re.Match[str]) -> str:
-            nonlocal seen
-            seen += 1
-            indent, dashes, key, placeholder = match.groups()
-            part = parts[_index(placeholder)]
-            # Where the line's content starts: the key, or the part's own dash.
-            column = len(indent) + len(dashes)
-            if key is None:
-                if not dashes:
-                    raise _Unplaceable
-                body = self._part_yaml(part, column - 2, True)
-                return indent + dashes[:-2] + body
-            body = self._part_yaml(part, column + 2, False)
-            return f"{indent}{dashes}{key[:-1]}\n{body}"
-
+        pieces: list[str] = []
+        at = seen = 0
         try:
-            text = _PLACEHOLDER_LINE.sub(put, text)
+            for match in _PLACEHOLDER_LINE.finditer(text):
+                seen += 1
+                indent, dashes, key, placeholder = match.groups()
+                part = parts[_index(placeholder)]
+                # Where the line's content starts: the key, or the part's own dash.
+                column = len(indent) + len(dashes)
+                if key is None:
+                    if not dashes:
+                        raise _Unplaceable
+                    lead = indent + dashes[:-2]
+                    body = self._part_yaml(part, column - 2, True)
+                else:
+                    lead = f"{indent}{dashes}{key[:-1]}\n"
+                    body = self._part_yaml(part, column + 2, False)
+                pieces.append(text[at : match.start()] + lead)
+                pieces.extend(body)
+                at = match.end()
         except _Unplaceable:
             return None
         if seen != len(parts):
             return None
-        return text
+        pieces.append(text[at:])
+        return [piece for piece in pieces if piece]
 
     def _skeleton_yaml(self, skeleton: dict[str, Any]) -> str:
         """The document's YAML with its placeholders, from the store when the same skeleton
@@ -133,40 +152,75 @@ class PartWriter:
         found = self._yaml.get(key)
         if found is not None:
             self._yaml.move_to_end(key)
-            return found
-        found = dump_yaml(skeleton)
-        self._remember(key, found)
-        return found
+            return found[0][0]
+        text = dump_yaml(skeleton)
+        self._remember(key, (text,), len(text))
+        return text
 
-    def _remember(self, key: tuple[bytes, int, bool], text: str) -> None:
-        self._yaml[key] = text
-        self._bytes += len(text) + _KEY_BYTES
+    def _remember(self, key: tuple[bytes, int, bool], pieces: tuple[str, ...], size: int) -> None:
+        self._yaml[key] = (pieces, size)
+        self._bytes += size + _KEY_BYTES
         while self._bytes > self._limit and self._yaml:
-            _, old = self._yaml.popitem(last=False)
-            self._bytes -= len(old) + _KEY_BYTES
+            _, (_, old) = self._yaml.popitem(last=False)
+            self._bytes -= old + _KEY_BYTES
 
-    def _part_yaml(self, part: Part, column: int, item: bool) -> str:
-        """The part's YAML at `column` without its last newline: a sequence item's first
-        line from its dash on (the caller writes what stands before it), every other line
-        indented."""
+    def _part_yaml(self, part: Part, column: int, item: bool) -> tuple[str, ...]:
+        """The part's YAML at `column` without its last newline, as pieces: a sequence
+        item's first line from its dash on (the caller writes what stands before it), every
+        other line indented."""
         key = (part.key, column, item)
         found = self._yaml.get(key)
         if found is not None:
             self._yaml.move_to_end(key)
-            return found
+            return found[0]
         value = part.document()
-        found = dump_yaml([value] if item else value, width=100 - column)
-        if found.endswith("\n...\n"):
+        text = dump_yaml([value] if item else value, width=100 - column)
+        if text.endswith("\n...\n"):
             # It ends in a block scalar that keeps its trailing newlines: only the whole
             # document knows whether its end needs the marker.
             raise _Unplaceable
         if item:
-            first, _, rest = found.partition("\n")
-            found = first + "\n" + _indented(rest, " " * column) if rest else first
+            first, _, rest = text.partition("\n")
+            text = first + "\n" + _indented(rest, " " * column) if rest else first
         else:
-            found = _indented(found, " " * column)
-        self._remember(key, found)
-        return found
+            text = _indented(text, " " * column)
+        for common in self._common:
+            split = common.split(text)
+            if split is not None:
+                before, _, after = split
+                pieces = tuple(piece for piece in split if piece)
+                self._remember(key, pieces, len(before) + len(after))
+                return pieces
+        self._remember(key, (text,), len(text))
+        return (text,)
+
+
+class _CommonText:
+    """A text many parts carry as a block scalar (the Lua script's code), kept written
+    out once per indentation: a part's YAML that holds it whole, line for line, keeps a
+    reference to that one string instead of its own copy."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = text.strip("\n").split("\n")
+        self._first_line = re.compile(rf"^( *){re.escape(self._lines[0])}$", re.M)
+        self._written: dict[str, str] = {}
+
+    def split(self, text: str) -> tuple[str, str, str] | None:
+        """(before, the common text as written, after) when `text` holds it, else None."""
+        for match in self._first_line.finditer(text):
+            written = self._at(match.group(1))
+            start = match.start()
+            if text.startswith(written, start):
+                return text[:start], written, text[start + len(written) :]
+        return None
+
+    def _at(self, indent: str) -> str:
+        written = self._written.get(indent)
+        if written is None:
+            # A block scalar's empty lines carry no indentation.
+            written = "\n".join(indent + line if line else line for line in self._lines)
+            self._written[indent] = written
+        return written
 
 
 class _Unplaceable(Exception):
