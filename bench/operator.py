@@ -83,7 +83,6 @@ class CycleOutput:
 
     manifests: dict[tuple[str, str, str], str] = field(default_factory=dict)
     gateway_hashes: dict[str, str] = field(default_factory=dict)
-    statuses: dict[str, Any] = field(default_factory=dict)  # by pool, wire form
 
 
 @dataclass
@@ -182,7 +181,7 @@ def run_cycle(
         with clock.phase("write"):
             meta = body["metadata"]
             update = result.statuses[("ModelPool", meta["namespace"], meta["name"])]
-            body["status"] = output.statuses[ref] = update.wire()
+            body["status"] = update.wire()
             meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
             memory.parsed.wrote(
                 "ModelPool", meta["namespace"], meta["name"], meta["resourceVersion"], update.status
@@ -301,6 +300,9 @@ def measure(pools: int, seed: int) -> dict[str, Any]:
     for body in fleet.pools:
         meta = body["metadata"]
         body["status"] = fleet.statuses[_ref(meta["namespace"], meta["name"])]
+    # From here the bodies hold the statuses, as the API server's objects do: a second
+    # reference would keep every pool's first status alive through all cycles.
+    fleet.statuses.clear()
     build_cpu = time.process_time() - started
     after_inputs = _max_rss_mib()
     memory = OperatorMemory()

@@ -143,3 +143,34 @@ def test_a_lean_part_is_made_again_only_when_the_store_lost_its_yaml():
     for _ in range(2):
         assert forgetful.xds_file([{"routes": [lean]}]) == whole([{"routes": [route]}])
     assert len(made) == 3
+
+
+def test_a_common_text_is_one_object_in_every_file_that_holds_it():
+    """The Lua script's code in two gateways' routes files: the same bytes as a whole
+    dump, and one string for both (the operator's memory at 1,000 policies)."""
+    from modelfleet.render.envoy.lua import gateway_script, script_body
+
+    writer = PartWriter(common_texts=[script_body()])
+    files = []
+    for tenant in ("research", "support"):
+        script = gateway_script({"key-1": tenant})
+        filter_config = {"lua": {"source_code": {"inline_string": script}}}
+        resources = [{"name": "rc", "typed_per_filter_config": Part.of(filter_config)}]
+        pieced = writer.xds_pieces(resources)
+        assert str(pieced) == whole([{"name": "rc", "typed_per_filter_config": filter_config}])
+        files.append(pieced)
+    longest = [max(f.pieces, key=len) for f in files]
+    assert longest[0] is longest[1]
+    assert len(longest[0]) > len(script_body()) * 0.9
+    assert str(files[0]) != str(files[1])
+
+
+@given(st.text(alphabet="ab -\n\t", max_size=60), st.text(alphabet="ab -\n", max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_a_common_text_split_off_never_changes_the_bytes(before, common):
+    """Whatever stands around it (or whether YAML can write it as a block at all), a file
+    with a common text is the whole document's bytes."""
+    writer = PartWriter(common_texts=[common])
+    value = {"inline_string": before + common, "after": "x"}
+    resources = [{"name": "rc", "config": Part.of(value)}]
+    assert writer.xds_file(resources) in (None, whole([{"name": "rc", "config": value}]))

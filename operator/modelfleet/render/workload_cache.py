@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelfleet.api.modelpool import ModelPool, ModelPoolSpec
+from modelfleet.render.shared_documents import SharedDocuments
 from modelfleet.render.workloads import render_deployment, render_service
 
 
@@ -27,6 +28,8 @@ class _PoolWorkloads:
 class WorkloadRenderCache:
     def __init__(self) -> None:
         self._pools: dict[tuple[str, str], _PoolWorkloads] = {}
+        # What pools' manifests have in common (probes, volumes, env...) held once.
+        self._shared = SharedDocuments()
 
     def __len__(self) -> int:
         return len(self._pools)
@@ -45,7 +48,10 @@ class WorkloadRenderCache:
         variant = pool.spec.variants[variant_index]
         rendered = entry.rendered.get(variant.name)
         if rendered is None:
-            rendered = (render_service(pool, variant), render_deployment(pool, variant, 0))
+            rendered = (
+                self._shared.share(render_service(pool, variant)),
+                self._shared.share(render_deployment(pool, variant, 0)),
+            )
             entry.rendered[variant.name] = rendered
         service, deployment = rendered
         # Shared below the top: manifests are read (applied, hashed), never changed.
