@@ -342,6 +342,12 @@ class BatchEngine:
         )
         if until is None or whole <= until:
             return whole, until_finish
+        # The first step alone (DecodeStretch.seconds(1): compute-bound, or not at all).
+        # When it ends after ``until`` so do all longer stretches, and the search below
+        # would come back to it: the step an arrival waits out, about half of all cuts.
+        first = clock + (first_memory if bound == 0 else compute)
+        if first > until:
+            return first, 1
         stretch = DecodeStretch(first_memory, growth, compute, bound)
 
         def end(steps: int) -> float:
