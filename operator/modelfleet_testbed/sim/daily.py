@@ -79,7 +79,7 @@ def _count_requests(
         # Counted in locals over slices: a week's hours hold a million requests.
         ttft_total = ttft_met = e2e_total = e2e_met = 0
         requests = zip(
-            route_of[first:last], status[first:last], ttft[first:last], e2e[first:last]
+            route_of[first:last], status[first:last], ttft[first:last], e2e[first:last], strict=True
         )
         for route, state, first_token, whole in requests:
             if route < 0:
