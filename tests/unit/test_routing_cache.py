@@ -83,3 +83,13 @@ def test_a_new_spec_is_planned_again():
     assert again is not first and again == first
     cache.forget(POLICY.namespace, POLICY.name)
     assert len(cache) == 0
+
+
+def test_moved_numbers_that_route_the_same_give_the_same_table():
+    cache = RoutingCache()
+    values = {v: VariantObservation(ready_replicas=2, waiting=3.0, qps=5.0) for v in VARIANTS}
+    first = cache.table(POLICY, POOL, observed(values), {})
+    # Routing reads the QPS, and plans again; the routes and weights come out the same.
+    busier = {v: replace(obs, qps=6.0) for v, obs in values.items()}
+    assert plan_routing(POLICY, POOL, observed(busier), {}) == first
+    assert cache.table(POLICY, POOL, observed(busier), {}) is first

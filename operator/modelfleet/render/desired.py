@@ -276,7 +276,8 @@ def _policy(
     if inputs.gateway is None:
         # No gateway to publish: the planned routes alone, so that the next cycle's latency
         # shift continues from them.
-        out.set_status(ref, routes_status(table), partial=True)
+        routes = cache.planned_routes.get(key, (table,), lambda: routes_status(table))
+        out.set_status(ref, routes, partial=True)
         return
     key_errors = inputs.api_key_errors.get(key, ())
     keys = inputs.api_keys.get(key, ())

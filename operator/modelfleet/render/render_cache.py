@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelfleet.api.load import InputError
-from modelfleet.api.routingpolicy import EffectiveRoute
+from modelfleet.api.routingpolicy import EffectiveRoute, RoutingPolicyStatus
 from modelfleet.plan.scaling.types import PreviousPlan
 from modelfleet.render.gateway_cache import GatewayRenderCache
 from modelfleet.render.memo import IdentityMemo
@@ -30,6 +30,8 @@ class RenderCache:
     # Per policy:
     references: IdentityMemo[list[InputError]] = field(default_factory=IdentityMemo)
     route_statuses: IdentityMemo[list[EffectiveRoute]] = field(default_factory=IdentityMemo)
+    # The partial status of a policy without a gateway to publish: its table's routes alone.
+    planned_routes: IdentityMemo[RoutingPolicyStatus] = field(default_factory=IdentityMemo)
 
     def __len__(self) -> int:
         return len(self.gateways) + len(self.workloads) + len(self.routing)
@@ -46,3 +48,4 @@ class RenderCache:
             self.routing.forget(namespace, name)
             self.references.forget(key)
             self.route_statuses.forget(key)
+            self.planned_routes.forget(key)

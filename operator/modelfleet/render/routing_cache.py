@@ -4,7 +4,7 @@ A table is a pure function of the policy's spec, the pool's spec, what routing r
 each variant's observation (`routed_observations`: not the sample time, which moves every
 refresh) and last cycle's weights. Most refreshes change none of these for most policies,
 so the table they gave last time is given again, the same object (the gateway render then
-sees at once that nothing changed). Specs are compared by identity: the parse cache hands
+sees at once that nothing changed); so is a table planned again that comes out equal. Specs are compared by identity: the parse cache hands
 out the same spec object until the resource's generation moves.
 """
 
@@ -50,17 +50,18 @@ class RoutingCache:
         key = (policy.namespace, policy.name)
         routed = routed_observations(pool, observations)
         last = self._planned.get(key)
-        if (
-            last is not None
-            and last.policy_spec is policy.spec
-            and last.pool_spec is pool.spec
-            and last.routed == routed
-            and last.previous == previous
-        ):
+        same_specs = (
+            last is not None and last.policy_spec is policy.spec and last.pool_spec is pool.spec
+        )
+        if same_specs and last.routed == routed and last.previous == previous:
             return last.table
         table = plan_routing(
             policy, pool, observations, previous, references_checked=True, routed=routed
         )
+        if same_specs and table == last.table:
+            # Moved numbers, the same routes and weights (most refreshes): the same object
+            # again, so that what is made from the table is not made again either.
+            table = last.table
         self._planned[key] = _Planned(policy.spec, pool.spec, routed, previous, table)
         return table
 

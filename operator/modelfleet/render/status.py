@@ -55,6 +55,9 @@ def merge_conditions(
     for condition in current:
         old = before.get(condition.type)
         changed = old is None or old.status != condition.status
+        if not changed and _same(old, condition, generation):
+            merged.append(old)
+            continue
         merged.append(
             # Built, not validated: every field is the planner's own (a PlanCondition's
             # reason is a CamelCase constant; the goldens check each against the CRD).
@@ -68,6 +71,25 @@ def merge_conditions(
             )
         )
     return merged
+
+
+# What merge_conditions sets of every condition it builds.
+_BUILT_FIELDS = frozenset(
+    ("type", "status", "reason", "message", "last_transition_time", "observed_generation")
+)
+
+
+def _same(old: Condition, condition: PlanCondition, generation: int | None) -> bool:
+    """Whether `old` is what merge_conditions would build for `condition` again (its time
+    kept): then it is used as it is (most conditions stay the same from cycle to cycle).
+    Only one with every field set: one read back without some would be written with
+    them."""
+    return (
+        old.reason == condition.reason
+        and old.message == condition.message[:MESSAGE_LIMIT]
+        and old.observed_generation == generation
+        and old.model_fields_set == _BUILT_FIELDS
+    )
 
 
 def replace_conditions(

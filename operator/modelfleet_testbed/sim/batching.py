@@ -69,6 +69,7 @@ class _Sequence:
     request_id: Hashable
     prompt_tokens: int
     output_tokens: int
+    reserved_tokens: int  # KV cache held from admission: prompt plus output
     arrived_at: float
     admitted_at: float | None = None
     prefilled: int = 0
@@ -77,10 +78,6 @@ class _Sequence:
     origin: int = 0
     finish_step: int = 0
     cancelled: bool = False
-
-    @property
-    def reserved_tokens(self) -> int:
-        return self.prompt_tokens + self.output_tokens
 
 
 class _StepPlan:
@@ -200,7 +197,7 @@ class BatchEngine:
                 f"request arrives at {at} but the engine is already at {self.now}; "
                 "submit in time order"
             )
-        seq = _Sequence(request_id, prompt_tokens, output_tokens, arrived_at=at)
+        seq = _Sequence(request_id, prompt_tokens, output_tokens, prompt_tokens + output_tokens, at)
         self._ids[request_id] = seq
         self._waiting.append(seq)
 
@@ -342,25 +339,14 @@ class BatchEngine:
         )
         if until is None or whole <= until:
             return whole, until_finish
+        # The first step alone (DecodeStretch.seconds(1): compute-bound, or not at all).
+        # When it ends after ``until`` so do all longer stretches, and the search below
+        # would come back to it: the step an arrival waits out, about half of all cuts.
+        first = clock + (first_memory if bound == 0 else compute)
+        if first > until:
+            return first, 1
         stretch = DecodeStretch(first_memory, growth, compute, bound)
-
-        def end(steps: int) -> float:
-            return clock + stretch.seconds(steps)
-
-        # The most steps that still end by ``until`` (one at least): the closed-form
-        # estimate, checked against the exact sum.
-        steps = stretch.steps_within(until - clock)
-        steps = max(1, min(steps, until_finish - 1))
-        last = end(steps)
-        while steps > 1 and last > until:
-            steps -= 1
-            last = end(steps)
-        while steps + 1 < until_finish:
-            following = end(steps + 1)
-            if following > until:
-                break
-            steps, last = steps + 1, following
-        return last, steps
+        return stretch.last_end_by(clock, until, until_finish - 1)
 
     def _plan_single_step(self) -> _StepPlan | None:
         decoding = len(self._decoding)

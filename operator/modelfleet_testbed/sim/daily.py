@@ -76,18 +76,26 @@ def _count_requests(
         first = bisect_left(times, hour.begin)
         last = bisect_left(times, hour.end)
         hour.arrivals = last - first
-        for i in range(first, last):
-            route = route_of[i]
+        # Counted in locals over slices: a week's hours hold a million requests.
+        ttft_total = ttft_met = e2e_total = e2e_met = 0
+        requests = zip(
+            route_of[first:last], status[first:last], ttft[first:last], e2e[first:last], strict=True
+        )
+        for route, state, first_token, whole in requests:
             if route < 0:
                 continue
             ttft_slo, e2e_slo = targets[route]
-            served = status[i] == SERVED
+            served = state == SERVED
             if ttft_slo is not None:
-                hour.ttft_total += 1
-                hour.ttft_met += served and ttft[i] <= ttft_slo
+                ttft_total += 1
+                ttft_met += served and first_token <= ttft_slo
             if e2e_slo is not None:
-                hour.e2e_total += 1
-                hour.e2e_met += served and e2e[i] <= e2e_slo
+                e2e_total += 1
+                e2e_met += served and whole <= e2e_slo
+        hour.ttft_total += ttft_total
+        hour.ttft_met += ttft_met
+        hour.e2e_total += e2e_total
+        hour.e2e_met += e2e_met
 
 
 def _count_gpus(hours: Sequence[Hour], result: ReplayResult, pool: ModelPool) -> None:

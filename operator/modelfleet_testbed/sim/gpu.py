@@ -238,6 +238,23 @@ class DecodeStretch:
             + self.growth * triangle
         )
 
+    def last_end_by(self, start: float, until: float, most: int) -> tuple[float, int]:
+        """(end, steps) of the longest stretch from ``start``, of 1 to ``most`` steps, that
+        ends by ``until`` (1 step when none does): the closed-form estimate, checked
+        against the exact sum."""
+        seconds = self.seconds
+        steps = max(1, min(self.steps_within(until - start), most))
+        last = start + seconds(steps)
+        while steps > 1 and last > until:
+            steps -= 1
+            last = start + seconds(steps)
+        while steps < most:
+            following = start + seconds(steps + 1)
+            if following > until:
+                break
+            steps, last = steps + 1, following
+        return last, steps
+
     def steps_within(self, seconds: float) -> int:
         """About how many steps fit in ``seconds``: the inverse of ``seconds`` in closed
         form (a line while compute-bound, then a quadratic), so a caller checks one or

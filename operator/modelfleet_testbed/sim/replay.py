@@ -103,10 +103,6 @@ def _p99(bounds: Sequence[float], counts: list[int]) -> float | None:
     return histogram_quantile(0.99, bounds, counts) if any(counts) else None
 
 
-def _at(sample: RateSample):
-    return sample.at
-
-
 class Replay:
     def __init__(
         self,
@@ -138,6 +134,7 @@ class Replay:
         self.times = workload.arrivals.times
         self.prompt = workload.arrivals.prompt_tokens
         self.output = workload.arrivals.output_tokens
+        self.class_of = workload.class_of
         self.result = ReplayResult(
             variants=tuple(f.variant.name for f in self.fleets),
             duration=settings.duration,
@@ -169,8 +166,7 @@ class Replay:
         heap = self._heap
         pop = heapq.heappop
         arrive = self._arrive_gateway if self.settings.balance == "gateway-queue" else self._arrive
-        for i in range(len(times)):
-            t = times[i]
+        for i, t in enumerate(times):
             while heap and heap[0][0] <= t:
                 self._event(pop(heap))
             arrive(i, t)
@@ -199,7 +195,7 @@ class Replay:
     def _route(self, i: int) -> VariantReplicas | None:
         """The variant the gateway sends request i to; None when it is dropped already."""
         result = self.result
-        choice = self._dispatch[self.workload.class_of[i]]
+        choice = self._dispatch[self.class_of[i]]
         if choice is None:
             result.status[i] = NO_ROUTE
             return None
@@ -222,17 +218,19 @@ class Replay:
         if fleet is None:
             return
         ready = fleet.routable
-        if not ready:
+        count = len(ready)
+        if not count:
             self.result.status[i] = NO_READY
             return
-        replica = ready[int(self._rng.random() * len(ready))] if len(ready) > 1 else ready[0]
+        replica = ready[int(self._rng.random() * count)] if count > 1 else ready[0]
         # Not advanced to t: the replica's engine runs its steps when something reads it
         # (a scrape, a drain, the end), the request joining the first step after t.
         replica.engine.submit(i, self.prompt[i], self.output[i], t)
         replica.inflight.add(i)
         fleet.busy[replica.ident] = replica
-        if self.result.replica_of is not None:
-            self.result.replica_of[i] = replica.ident
+        replica_of = self.result.replica_of
+        if replica_of is not None:
+            replica_of[i] = replica.ident
 
     def _submit(self, fleet: VariantReplicas, replica: SimReplica, i: int, t: float) -> None:
         engine = replica.engine
@@ -250,22 +248,24 @@ class Replay:
     ) -> float:
         """Record finished requests; returns the latest finish time seen (or -inf)."""
         result, times = self.result, self.times
+        # Looked up once per call, not per request: a week finishes a million of them.
+        ttft_of, e2e_of, queued_of, status = result.ttft, result.e2e, result.queued, result.status
+        leave = replica.inflight.discard
+        count = fleet.finished.append
         latest = -math.inf
-        finished = fleet.finished
         for event in events:
             if event.__class__ is not FinishedRequest:
                 continue
-            i = event.request_id
+            i, _, admitted_at, first_token_at, latest, _, _ = event
             arrived = times[i]
-            ttft = result.ttft[i] = event.first_token_at - arrived
-            e2e = result.e2e[i] = event.finished_at - arrived
-            queued = result.queued[i] = event.admitted_at - arrived
-            result.status[i] = SERVED
-            replica.inflight.discard(i)
-            latest = event.finished_at
+            ttft = ttft_of[i] = first_token_at - arrived
+            e2e = e2e_of[i] = latest - arrived
+            queued = queued_of[i] = admitted_at - arrived
+            status[i] = SERVED
+            leave(i)
             if counted:
                 # What the replica's vLLM histograms count: the bucket of each latency.
-                finished.append(
+                count(
                     (
                         int(latest),
                         bisect_left(TTFT_BUCKETS, ttft),
@@ -430,7 +430,7 @@ class Replay:
             # it: it compares these with `now` (UTC) many times a cycle, and aware datetimes
             # in two zones compare through a UTC offset lookup each time.
             at_utc = at.astimezone(UTC)
-            fleet.rates.append(RateSample(at, qps))
+            fleet.rate_times.append(at)
             fleet.rates_utc.append(RateSample(at_utc, qps))
             history = self._history(fleet, now)
             observations[key] = VariantObservation(
@@ -449,7 +449,7 @@ class Replay:
     def _history(self, fleet: VariantReplicas, now) -> tuple[RateSample, ...]:
         """The request rate this replay recorded in the last minutes and the forecast's
         look-back windows, as the operator's subqueries read it from Prometheus."""
-        rates = fleet.rates
+        times = fleet.rate_times
         smoothing = timedelta(seconds=DEMAND_SMOOTHING_SECONDS)
         # The stretches history_windows asks Prometheus for: around each look-back up to its
         # lead time after (with a forecast), and the last few minutes.
@@ -468,8 +468,8 @@ class Replay:
         samples: list[RateSample] = []
         for start, end in stretches:
             # Found on the clock of the replay's zone, as ever; handed over in UTC.
-            first = bisect_right(rates, start, key=_at)
-            last = bisect_right(rates, end, key=_at)
+            first = bisect_right(times, start)
+            last = bisect_right(times, end)
             samples.extend(fleet.rates_utc[first:last])
         return tuple(samples)
 

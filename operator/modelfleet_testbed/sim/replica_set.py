@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, fields
+from datetime import datetime
 
 from modelfleet.api.modelpool import Variant
 from modelfleet.observe.observation import RateSample
@@ -129,8 +130,9 @@ class VariantReplicas:
         # and histograms hold.
         self.finished: list[tuple[int, int, int, int]] = []
         self.window = LatencyWindow(len(TTFT_BUCKETS) + 1, len(LATENCY_BUCKETS) + 1)
-        self.rates: list[RateSample] = []  # the request rate of every cycle, for forecasts
-        self.rates_utc: list[RateSample] = []  # the same samples with their times in UTC
+        self.rates_utc: list[RateSample] = []  # the request rate of every cycle, for forecasts
+        # Their times on the clock of the replay's zone (the history is found on it).
+        self.rate_times: list[datetime] = []
 
     @property
     def current(self) -> int:

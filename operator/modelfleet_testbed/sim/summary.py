@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from itertools import compress
 from typing import Any
 
 from modelfleet.api.modelpool import ModelPool
@@ -66,13 +67,12 @@ def _slo(result: ReplayResult, policy: RoutingPolicy) -> dict[str, Any]:
     routes = policy.spec.routes
     ttft: list[list[float]] = [[] for _ in routes]
     e2e: list[list[float]] = [[] for _ in routes]
-    for i, status in enumerate(result.status):
-        if status == SERVED:
-            route = result.route_of[i]
-            ttft[route].append(result.ttft[i])
-            e2e[route].append(result.e2e[i])
+    served = zip(result.route_of, result.ttft, result.e2e, strict=True)
+    for route, first_token, whole in compress(served, _served(result)):
+        ttft[route].append(first_token)
+        e2e[route].append(whole)
     counts = Counter(result.route_of)
-    degraded = Counter(r for r, d in zip(result.route_of, result.degraded, strict=True) if d)
+    degraded = Counter(compress(result.route_of, result.degraded))
     out = {}
     for index, route in enumerate(routes):
         total = counts.get(index, 0)
@@ -103,18 +103,30 @@ def served_usage(result: ReplayResult, workload: Workload) -> dict[UsageKey, Usa
     """What the gateway would have counted: per tenant and variant, the answered requests
     and their prompt and completion tokens (the simulation has no API keys: key "")."""
     prompt, output = workload.arrivals.prompt_tokens, workload.arrivals.output_tokens
-    counts: dict[tuple[int, int], list[float]] = {}
-    for i, status in enumerate(result.status):
-        if status != SERVED:
-            continue
-        entry = counts.setdefault((workload.tenant_of[i], result.variant_of[i]), [0.0, 0.0, 0.0])
+    # Whole numbers, summed as such: the float totals of the same counts are the same
+    # (they stay far below 2**53).
+    counts: dict[tuple[int, int], list[int]] = {}
+    served = zip(workload.tenant_of, result.variant_of, prompt, output, strict=True)
+    for tenant, variant, prompt_tokens, output_tokens in compress(served, _served(result)):
+        entry = counts.get((tenant, variant))
+        if entry is None:
+            entry = counts[(tenant, variant)] = [0, 0, 0]
         entry[0] += 1
-        entry[1] += prompt[i]
-        entry[2] += output[i]
+        entry[1] += prompt_tokens
+        entry[2] += output_tokens
     return {
-        UsageKey(workload.tenants[t], "", result.variants[v]): Usage(*entry)
+        UsageKey(workload.tenants[t], "", result.variants[v]): Usage(*map(float, entry))
         for (t, v), entry in sorted(counts.items())
     }
+
+
+def _served(result: ReplayResult) -> bytes:
+    """Per request, 1 when it was served: a mask for itertools.compress (the report reads
+    each of a week's million requests several times)."""
+    return result.status.translate(_SERVED_MASK)
+
+
+_SERVED_MASK = bytes(int(code == SERVED) for code in range(256))
 
 
 def _costs(
@@ -217,9 +229,7 @@ def summarize(
             "completionTokens": sum(u.completion_tokens for u in theirs),
             "billed": cost["byTenant"].get(tenant, 0.0),
         }
-    served_by_variant = Counter(
-        v for v, s in zip(result.variant_of, result.status, strict=True) if s == SERVED
-    )
+    served_by_variant = Counter(compress(result.variant_of, _served(result)))
     per_variant = {}
     for index, variant in enumerate(variants):
         allocated = [p.allocated[index] for p in result.series]
