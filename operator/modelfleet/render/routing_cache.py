@@ -4,8 +4,9 @@ A table is a pure function of the policy's spec, the pool's spec, what routing r
 each variant's observation (`routed_observations`: not the sample time, which moves every
 refresh) and last cycle's weights. Most refreshes change none of these for most policies,
 so the table they gave last time is given again, the same object (the gateway render then
-sees at once that nothing changed); so is a table planned again that comes out equal. Specs are compared by identity: the parse cache hands
-out the same spec object until the resource's generation moves.
+sees at once that nothing changed); so is a table planned again that comes out equal.
+Specs are compared by identity: the parse cache hands out the same spec object until the
+resource's generation moves.
 """
 
 from __future__ import annotations
