@@ -67,17 +67,22 @@ def check_unique(values: list[str], field: str, fix: str, within: str = "") -> N
 # memory at 1,000 pools), and frozen models never add to it (a copy gets its own).
 _SHARED_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 _SHARED_FIELDS_SETS_MAX = 10_000  # distinct sets kept; beyond that a model keeps its own
+_LAST_SHARED: dict[type, set[str]] = {}
 
 
 def share_fields_set(model: BaseModel) -> None:
     """Point `model`'s fields-set record at the shared one with the same names."""
     own = model.__pydantic_fields_set__
-    key = frozenset(own)
-    shared = _SHARED_FIELDS_SETS.get(key)
-    if shared is None:
-        if len(_SHARED_FIELDS_SETS) >= _SHARED_FIELDS_SETS_MAX:
-            return
-        shared = _SHARED_FIELDS_SETS[key] = own
+    # Most models of a class set the same fields: the last one shared is tried first.
+    shared = _LAST_SHARED.get(type(model))
+    if shared is None or shared != own:
+        key = frozenset(own)
+        shared = _SHARED_FIELDS_SETS.get(key)
+        if shared is None:
+            if len(_SHARED_FIELDS_SETS) >= _SHARED_FIELDS_SETS_MAX:
+                return
+            shared = _SHARED_FIELDS_SETS[key] = own
+        _LAST_SHARED[type(model)] = shared
     object.__setattr__(model, "__pydantic_fields_set__", shared)
 
 

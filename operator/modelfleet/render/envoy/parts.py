@@ -5,14 +5,14 @@ Most of a routes file is the same from one render to the next when the table's s
 changes (a variant leaves one route): writing it whole again is what makes such a cycle
 cost. `PartWriter` writes the document with a placeholder where each `Part` stands, then
 puts in each part's YAML, written once for its content and column and remembered (a
-bounded store shared by every policy, which also keeps the placeholder document's own
-YAML). The bytes are those of `xds_text` on the whole document (tests compare them on
+bounded store shared by every policy; the placeholder document's own YAML is kept too, cut
+at its placeholders). The bytes are those of `xds_text` on the whole document (tests compare them on
 every golden document): a block mapping or a sequence item is written the same at any
 column, once the line width is shifted by the column, and a block scalar's empty lines
 carry no indentation.
 
-A file comes out as pieces (`pieces.PiecedText`): the parts' YAML as the store holds it,
-and a text every gateway shares (the Lua script's code, `common_texts`) split off a part's
+A file comes out as pieces (`pieces.PiecedText`): the skeleton's segments and the parts'
+YAML as the store holds them, and a text every gateway shares (the Lua script's code, `common_texts`) split off a part's
 YAML as one object for the whole process, not a copy per policy.
 """
 
@@ -36,8 +36,10 @@ _PLACEHOLDER_LINE = re.compile(r"^( *)((?:- )*)([^ \n][^\n]*?: )?(mfpart\d{6}zq)
 _ANY_PLACEHOLDER = re.compile(r"mfpart(\d{6})zq")
 # The store holds each part's YAML by a digest of its content: bounded in bytes, oldest out.
 STORE_BYTES = 32 * 1024 * 1024
+# Documents' skeletons kept, by count: three files per policy and a new shape's routes
+# (what a kept file uses of one, its segments, it holds itself anyway).
+SKELETONS = 5_000
 _KEY_BYTES = 100  # a key's digest, its tuple and the dict's slot, about
-_SKELETON_COLUMN = -1  # where a whole document's skeleton is kept (no part has this column)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ class PartWriter:
         self._bytes = 0
         self._limit = limit_bytes
         self._common = [_CommonText(text) for text in common_texts if text.strip("\n")]
+        # Each document's skeleton (its YAML around the parts): a file's pieces are its
+        # segments, not copies of them. None: a skeleton the parts cannot be put in.
+        self._skeletons: OrderedDict[bytes, _Skeleton | None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._yaml)
@@ -111,51 +116,34 @@ class PartWriter:
         """`xds_file` without its version line, as pieces (for a caller that changes the
         text and versions it after)."""
         parts: list[Part] = []
-        skeleton = {"resources": _skeleton(resources, parts)}
-        text = self._skeleton_yaml(skeleton)
-        found = sorted(int(index) for index in _ANY_PLACEHOLDER.findall(text))
-        if found != list(range(len(parts))):
+        skeleton = self._skeleton_of({"resources": _skeleton(resources, parts)})
+        if skeleton is None or len(skeleton.places) != len(parts):
             return None
-        if text.endswith("\n...\n"):
-            return None  # see _part_yaml
         pieces: list[str] = []
-        at = seen = 0
         try:
-            for match in _PLACEHOLDER_LINE.finditer(text):
-                seen += 1
-                indent, dashes, key, placeholder = match.groups()
-                part = parts[_index(placeholder)]
-                # Where the line's content starts: the key, or the part's own dash.
-                column = len(indent) + len(dashes)
-                if key is None:
-                    if not dashes:
-                        raise _Unplaceable
-                    lead = indent + dashes[:-2]
-                    body = self._part_yaml(part, column - 2, True)
-                else:
-                    lead = f"{indent}{dashes}{key[:-1]}\n"
-                    body = self._part_yaml(part, column + 2, False)
-                pieces.append(text[at : match.start()] + lead)
-                pieces.extend(body)
-                at = match.end()
+            for segment, (index, column, item) in zip(
+                skeleton.segments, skeleton.places, strict=False
+            ):
+                pieces.append(segment)
+                pieces.extend(self._part_yaml(parts[index], column, item))
         except _Unplaceable:
             return None
-        if seen != len(parts):
-            return None
-        pieces.append(text[at:])
+        pieces.append(skeleton.segments[-1])
         return [piece for piece in pieces if piece]
 
-    def _skeleton_yaml(self, skeleton: dict[str, Any]) -> str:
-        """The document's YAML with its placeholders, from the store when the same skeleton
-        was written before (a policy's routes keep theirs while only routes change)."""
-        key = (content_key(skeleton), _SKELETON_COLUMN, False)
-        found = self._yaml.get(key)
-        if found is not None:
-            self._yaml.move_to_end(key)
-            return found[0][0]
-        text = dump_yaml(skeleton)
-        self._remember(key, (text,), len(text))
-        return text
+    def _skeleton_of(self, document: dict[str, Any]) -> _Skeleton | None:
+        """The document's YAML around its placeholders, from the store when the same
+        skeleton was written before (a policy's routes keep theirs while only routes
+        change); None when its text could be taken for a placeholder."""
+        key = content_key(document)
+        if key in self._skeletons:
+            self._skeletons.move_to_end(key)
+            return self._skeletons[key]
+        skeleton = _Skeleton.of(dump_yaml(document))
+        self._skeletons[key] = skeleton
+        while len(self._skeletons) > SKELETONS:
+            self._skeletons.popitem(last=False)
+        return skeleton
 
     def _remember(self, key: tuple[bytes, int, bool], pieces: tuple[str, ...], size: int) -> None:
         self._yaml[key] = (pieces, size)
@@ -193,6 +181,42 @@ class PartWriter:
                 return pieces
         self._remember(key, (text,), len(text))
         return (text,)
+
+
+@dataclass(frozen=True)
+class _Skeleton:
+    """A document's YAML cut at its placeholders: the text before each part's YAML (with
+    the part's key or dashes), the text after the last, and where each part goes (its
+    index, column and whether it is a sequence item)."""
+
+    segments: tuple[str, ...]
+    places: tuple[tuple[int, int, bool], ...]
+
+    @classmethod
+    def of(cls, text: str) -> _Skeleton | None:
+        found = sorted(int(index) for index in _ANY_PLACEHOLDER.findall(text))
+        if text.endswith("\n...\n"):
+            return None  # see _part_yaml
+        segments: list[str] = []
+        places: list[tuple[int, int, bool]] = []
+        at = 0
+        for match in _PLACEHOLDER_LINE.finditer(text):
+            indent, dashes, key, placeholder = match.groups()
+            # Where the line's content starts: the key, or the part's own dash.
+            column = len(indent) + len(dashes)
+            if key is None:
+                if not dashes:
+                    return None
+                segments.append(text[at : match.start()] + indent + dashes[:-2])
+                places.append((_index(placeholder), column - 2, True))
+            else:
+                segments.append(f"{text[at : match.start()]}{indent}{dashes}{key[:-1]}\n")
+                places.append((_index(placeholder), column + 2, False))
+            at = match.end()
+        if found != list(range(len(places))) or sorted(p[0] for p in places) != found:
+            return None
+        segments.append(text[at:])
+        return cls(tuple(segments), tuple(places))
 
 
 class _CommonText:
