@@ -28,3 +28,22 @@ def test_a_parsed_model_cannot_be_changed_in_place():
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         condition.message = "changed"  # type: ignore[misc]
     assert condition.model_fields_set == {"type", "status", "reason"}
+
+
+def test_a_field_left_to_its_default_shares_one_default_object():
+    from modelfleet.api.modelpool import QueueScaling
+
+    first = QueueScaling.model_validate({"targetPerReplica": 8})
+    second = QueueScaling.model_validate({"targetPerReplica": 4})
+    assert first.scale_down is second.scale_down
+    assert first.scale_down.stabilization_seconds == 300
+    assert "scale_down" not in first.model_fields_set
+    told = QueueScaling.model_validate({"targetPerReplica": 4, "scaleDown": {"maxStep": 2}})
+    assert told.scale_down is not first.scale_down  # what a spec says is its own
+    assert told.scale_down.max_step == 2
+    assert first.scale_down.max_step is None
+    assert first.to_wire() == {
+        "targetPerReplica": 8.0,
+        "scaleUp": {"stabilizationSeconds": 0},
+        "scaleDown": {"stabilizationSeconds": 300},
+    }

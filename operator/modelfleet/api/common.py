@@ -86,6 +86,42 @@ def share_fields_set(model: BaseModel) -> None:
     object.__setattr__(model, "__pydantic_fields_set__", shared)
 
 
+# A field left to its default gets a new default object in every model (pydantic copies
+# defaults); frozen, one is as good as another, so every model left to the default of a
+# field shares the first one (a variant carried half a dozen: step policies, templates...).
+_SHARED_DEFAULTS: dict[tuple[type, str], BaseModel] = {}
+_FIELDS_WITH_FACTORY_OR_MODEL_DEFAULT: dict[type, tuple[str, ...]] = {}
+
+
+def _defaulted_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    found = _FIELDS_WITH_FACTORY_OR_MODEL_DEFAULT.get(cls)
+    if found is None:
+        found = _FIELDS_WITH_FACTORY_OR_MODEL_DEFAULT[cls] = tuple(
+            name
+            for name, info in cls.model_fields.items()
+            if info.default_factory is not None or isinstance(info.default, BaseModel)
+        )
+    return found
+
+
+def share_defaults(model: BaseModel) -> None:
+    """Point each sub-model `model` holds as a field's default at the shared one."""
+    fields_set = model.__pydantic_fields_set__
+    values = model.__dict__
+    for name in _defaulted_fields(type(model)):
+        if name in fields_set:
+            continue
+        value = values[name]
+        if not isinstance(value, BaseModel):
+            continue  # a list or a dict: mutable, never shared
+        key = (type(model), name)
+        shared = _SHARED_DEFAULTS.get(key)
+        if shared is None:
+            _SHARED_DEFAULTS[key] = value
+        elif shared is not value and shared == value:
+            values[name] = shared
+
+
 class KubeModel(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields are errors (typos).
 
@@ -104,6 +140,7 @@ class KubeModel(BaseModel):
 
     def model_post_init(self, context: Any, /) -> None:
         share_fields_set(self)
+        share_defaults(self)
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -81,16 +81,20 @@ class RoutesTemplate:
     spans: dict[int, list[tuple[int, int, int]]]  # piece -> (start, end, slot) of its weights
 
     @classmethod
-    def of(cls, pieces: list[str], spans: Iterable[tuple[int, int, int]]) -> RoutesTemplate:
-        """The template of a body in `pieces`, its weights at `spans` of the joined body (a
-        weight's digits are never split between pieces: they stand inside a part's YAML)."""
+    def of(
+        cls, pieces: list[str], spans: Iterable[tuple[int, int, int]], skipped: Sequence[bool]
+    ) -> RoutesTemplate:
+        """The template of a body in `pieces`, its weights at `spans` of the joined body
+        with each `skipped` piece standing as one character (a weight's digits are never
+        split between pieces: they stand inside a part's YAML)."""
         by_piece: dict[int, list[tuple[int, int, int]]] = {}
-        ends = list(accumulate(len(piece) for piece in pieces))
+        lengths = [1 if skip else len(piece) for piece, skip in zip(pieces, skipped, strict=True)]
+        ends = list(accumulate(lengths))
         index = 0
         for start, end, slot in spans:
             while ends[index] <= start:
                 index += 1
-            offset = ends[index] - len(pieces[index])
+            offset = ends[index] - lengths[index]
             by_piece.setdefault(index, []).append((start - offset, end - offset, slot))
         return cls(list(pieces), by_piece)
 
@@ -173,6 +177,7 @@ def _shape_key(table: RoutingTable) -> tuple[tuple, dict[int, int]] | None:
 
 
 _ANY_PLACEHOLDER = re.compile(r"98765\d{5}")
+_SKIPPED = "\x00"  # where a common text stands in the text searched for weights
 
 
 @dataclass(frozen=True)
@@ -237,7 +242,9 @@ def _template(
     pieces = parts.xds_body([configuration])  # the first fill puts the version line on
     if pieces is None:
         return None
-    text = "".join(pieces)
+    # The Lua script's code (a common text, ~45 KB) is searched for weights once, by the
+    # cache, not in every template: it stands here as one character no weight ends with.
+    text = "".join(_SKIPPED if parts.is_common(piece) else piece for piece in pieces)
     # A route that matches in several ways repeats its weights; every placeholder must
     # stand where a route's weight is, as often in the YAML as in the routes, and nowhere
     # else (any other use of the digits is refused, and the full render writes the file).
@@ -253,7 +260,7 @@ def _template(
         (m.start(1), m.end(1), int(m.group(1)) - _FIRST_PLACEHOLDER)
         for m in _PLACEHOLDER_YAML.finditer(text)
     ]
-    return RoutesTemplate.of(pieces, spans)
+    return RoutesTemplate.of(pieces, spans, [parts.is_common(piece) for piece in pieces])
 
 
 def _as_parts(value: Any) -> Any:
@@ -310,6 +317,32 @@ class _SpecDigests:
             self.pool = _digest(pool.spec.model_dump_json())
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What one render read: the table and the specs by identity, the rest by value."""
+
+    table: RoutingTable
+    policy_spec: object
+    pool_spec: object
+    pool_name: str
+    keys: tuple[ApiKey, ...]
+    gates: dict[str, Gate]
+    backends: dict[str, HostPort]
+    settings: tuple[Any, ...]
+
+    def same_as(self, other: _Inputs) -> bool:
+        return (
+            self.table is other.table
+            and self.policy_spec is other.policy_spec
+            and self.pool_spec is other.pool_spec
+            and self.pool_name == other.pool_name
+            and self.keys == other.keys
+            and self.gates == other.gates
+            and self.backends == other.backends
+            and self.settings == other.settings
+        )
+
+
 @dataclass
 class _Entry:
     specs: _SpecDigests = field(default_factory=_SpecDigests)
@@ -335,6 +368,7 @@ class _Entry:
     cluster_parts_fallback: bytes = b""
     # The last result: handed out again while nothing in it changed.
     files: GatewayFiles | None = None
+    inputs: _Inputs | None = None  # what `files` was rendered from
     made: tuple[GatewayFiles, str | None, Any] | None = None
 
 
@@ -343,8 +377,10 @@ class GatewayRenderCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], _Entry] = {}
-        # Every gateway's Lua script ends in the same code: one copy for all of them.
-        self.parts = PartWriter(common_texts=[script_body()])
+        # Every gateway's Lua script ends in the same code: one copy for all of them (and,
+        # holding no weight's digits, not searched for weights).
+        common = [script_body()] if not _ANY_PLACEHOLDER.search(script_body()) else []
+        self.parts = PartWriter(common_texts=common)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -468,6 +504,21 @@ class GatewayRenderCache:
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = _Entry()
+        # The same table object (the routing cache hands it out again while nothing it
+        # reads moved) and the same specs and settings: the files as they were.
+        inputs = _Inputs(
+            table,
+            policy.spec,
+            pool.spec,
+            pool.name,
+            tuple(keys),
+            dict(gates),
+            dict(backends),
+            (listen, admin, config_dir, access_log_path, stats),
+        )
+        if entry.files is not None and entry.inputs is not None and inputs.same_as(entry.inputs):
+            return entry.files
+        entry.inputs = inputs
         specs = entry.specs
         specs.update(policy, pool)
         listener_key = (specs.listener, listen, admin, config_dir, access_log_path, stats)

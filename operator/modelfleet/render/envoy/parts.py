@@ -99,6 +99,11 @@ class PartWriter:
     def __len__(self) -> int:
         return len(self._yaml)
 
+    def is_common(self, piece: str) -> bool:
+        """Whether `piece` is one of the common texts as written (by identity: the writer
+        hands out one object per text and indentation)."""
+        return any(common.wrote(piece) for common in self._common)
+
     def xds_file(self, resources: list[Any]) -> str | None:
         """The file of `resources` (with their Parts): the bytes of `xds_text` on the whole
         document, or None when the document's own text could be taken for a placeholder."""
@@ -237,6 +242,9 @@ class _CommonText:
             if text.startswith(written, start):
                 return text[:start], written, text[start + len(written) :]
         return None
+
+    def wrote(self, piece: str) -> bool:
+        return any(piece is written for written in self._written.values())
 
     def _at(self, indent: str) -> str:
         written = self._written.get(indent)
