@@ -10,6 +10,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from modelfleet.api.names import API_VERSION, GROUP, VERSION
+from modelfleet.api.sharing import share_defaults, share_fields_set
 
 __all__ = ["API_VERSION", "GROUP", "VERSION"]
 
@@ -60,66 +61,6 @@ def check_unique(values: list[str], field: str, fix: str, within: str = "") -> N
         if value in seen:
             raise FieldError(f"{within}[{index}].{field}", f"{value!r} is listed twice: {fix}")
         seen.add(value)
-
-
-# Which fields were set, one record per distinct set of names, shared by every model that
-# has it: pydantic gives each instance its own set (about a third of a parsed resource's
-# memory at 1,000 pools), and frozen models never add to it (a copy gets its own).
-_SHARED_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
-_SHARED_FIELDS_SETS_MAX = 10_000  # distinct sets kept; beyond that a model keeps its own
-_LAST_SHARED: dict[type, set[str]] = {}
-
-
-def share_fields_set(model: BaseModel) -> None:
-    """Point `model`'s fields-set record at the shared one with the same names."""
-    own = model.__pydantic_fields_set__
-    # Most models of a class set the same fields: the last one shared is tried first.
-    shared = _LAST_SHARED.get(type(model))
-    if shared is None or shared != own:
-        key = frozenset(own)
-        shared = _SHARED_FIELDS_SETS.get(key)
-        if shared is None:
-            if len(_SHARED_FIELDS_SETS) >= _SHARED_FIELDS_SETS_MAX:
-                return
-            shared = _SHARED_FIELDS_SETS[key] = own
-        _LAST_SHARED[type(model)] = shared
-    object.__setattr__(model, "__pydantic_fields_set__", shared)
-
-
-# A field left to its default gets a new default object in every model (pydantic copies
-# defaults); frozen, one is as good as another, so every model left to the default of a
-# field shares the first one (a variant carried half a dozen: step policies, templates...).
-_SHARED_DEFAULTS: dict[tuple[type, str], BaseModel] = {}
-_FIELDS_WITH_FACTORY_OR_MODEL_DEFAULT: dict[type, tuple[str, ...]] = {}
-
-
-def _defaulted_fields(cls: type[BaseModel]) -> tuple[str, ...]:
-    found = _FIELDS_WITH_FACTORY_OR_MODEL_DEFAULT.get(cls)
-    if found is None:
-        found = _FIELDS_WITH_FACTORY_OR_MODEL_DEFAULT[cls] = tuple(
-            name
-            for name, info in cls.model_fields.items()
-            if info.default_factory is not None or isinstance(info.default, BaseModel)
-        )
-    return found
-
-
-def share_defaults(model: BaseModel) -> None:
-    """Point each sub-model `model` holds as a field's default at the shared one."""
-    fields_set = model.__pydantic_fields_set__
-    values = model.__dict__
-    for name in _defaulted_fields(type(model)):
-        if name in fields_set:
-            continue
-        value = values[name]
-        if not isinstance(value, BaseModel):
-            continue  # a list or a dict: mutable, never shared
-        key = (type(model), name)
-        shared = _SHARED_DEFAULTS.get(key)
-        if shared is None:
-            _SHARED_DEFAULTS[key] = value
-        elif shared is not value and shared == value:
-            values[name] = shared
 
 
 class KubeModel(BaseModel):

@@ -10,8 +10,7 @@ So per policy the cache keeps:
   backends, in which weight order) and budget gates (the keys over a spent budget), with
   a placeholder in place of each weight. A weight change fills the numbers in and takes
   the digest of the text for the version line: no YAML is built.
-  A new shape rebuilds only the routes that changed (each route and the Lua settings are
-  parts, `render/envoy/parts.py`).
+  A new shape rebuilds only the routes that changed (`render/routes_template.py`).
 
 The result is byte-identical to a full `render_gateway` (tests compare them on random
 changes); a template whose placeholders cannot be trusted falls back to the full render.
@@ -21,12 +20,9 @@ Memory stays flat: one entry per policy, holding the last inputs, shape and resu
 from __future__ import annotations
 
 import hashlib
-import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
-from itertools import accumulate
 from typing import Any, TypeVar
 
 from modelfleet.api.keys import ApiKey
@@ -46,7 +42,7 @@ from modelfleet.render.envoy.names import (
     ROUTES_FILE,
 )
 from modelfleet.render.envoy.parts import Part, PartWriter
-from modelfleet.render.envoy.pieces import FileText, GatewayFiles, PiecedText, digest_of_pieces
+from modelfleet.render.envoy.pieces import FileText, GatewayFiles
 from modelfleet.render.envoy.render import (
     bootstrap,
     check_inputs,
@@ -54,213 +50,20 @@ from modelfleet.render.envoy.render import (
     dump_yaml,
     listener_files,
     routes_file,
-    version_line,
 )
-from modelfleet.render.envoy.routes import per_filter_config, route_configuration, table_routes
+from modelfleet.render.envoy.routes import per_filter_config
 from modelfleet.render.envoy.xds import HostPort
+from modelfleet.render.routes_template import (
+    ANY_PLACEHOLDER,
+    RouteParts,
+    RoutesTemplate,
+    route_parts_of,
+    routes_template,
+    shape_key,
+    shape_of,
+)
 
 T = TypeVar("T")
-
-# Placeholders no real weight (1..100), port or limit can be: 9,876,500,000 + slot, where
-# a weight's slot is its route's index times SLOTS_PER_ROUTE plus its rank in the route:
-# a route that gains or loses a backend moves no other route's placeholders.
-_FIRST_PLACEHOLDER = 9_876_500_000
-SLOTS_PER_ROUTE = 100
-_MAX_ROUTES = 1000
-_PLACEHOLDER_YAML = re.compile(r"weight: (98765\d{5})\n")
-
-
-@dataclass
-class RoutesTemplate:
-    """The routes file of one table shape with weights open: its body as last filled, in
-    pieces (`render/envoy/pieces.py`), and where each weight stands in them. A fill
-    writes again only the pieces that hold a weight (a route's YAML: the Lua script and
-    the rest stay the same objects) and versions the text with the digest of its pieces."""
-
-    pieces: list[str]
-    spans: dict[int, list[tuple[int, int, int]]]  # piece -> (start, end, slot) of its weights
-
-    @classmethod
-    def of(
-        cls, pieces: list[str], spans: Iterable[tuple[int, int, int]], skipped: Sequence[bool]
-    ) -> RoutesTemplate:
-        """The template of a body in `pieces`, its weights at `spans` of the joined body
-        with each `skipped` piece standing as one character (a weight's digits are never
-        split between pieces: they stand inside a part's YAML)."""
-        by_piece: dict[int, list[tuple[int, int, int]]] = {}
-        lengths = [1 if skip else len(piece) for piece, skip in zip(pieces, skipped, strict=True)]
-        ends = list(accumulate(lengths))
-        index = 0
-        for start, end, slot in spans:
-            while ends[index] <= start:
-                index += 1
-            offset = ends[index] - lengths[index]
-            by_piece.setdefault(index, []).append((start - offset, end - offset, slot))
-        return cls(list(pieces), by_piece)
-
-    def fill(self, weights: Mapping[int, int]) -> PiecedText:
-        for index, spans in self.spans.items():
-            self.pieces[index], self.spans[index] = _filled(self.pieces[index], spans, weights)
-        return PiecedText((version_line(digest_of_pieces(self.pieces)), *self.pieces))
-
-
-def _filled(
-    old: str, spans: list[tuple[int, int, int]], weights: Mapping[int, int]
-) -> tuple[str, list[tuple[int, int, int]]]:
-    """`old` with each span's digits replaced by its slot's weight, and the new spans."""
-    pieces, new_spans, at, length = [], [], 0, 0
-    for start, end, slot in spans:
-        pieces.append(old[at:start])
-        length += start - at
-        value = str(weights[slot])
-        new_spans.append((length, length + len(value), slot))
-        pieces.append(value)
-        length += len(value)
-        at = end
-    pieces.append(old[at:])
-    return "".join(pieces), new_spans
-
-
-def _shape(table: RoutingTable) -> RoutingTable:
-    """The table with each weight replaced by its placeholder (for a table `_shape_key`
-    takes: not too large for the placeholders).
-
-    Within a route the placeholders rank as the weights do (equal weights: the earlier
-    backend ranks higher, as max() picks it), because the render reads that order: a
-    route's retry goes to its heaviest other backend. So the shape keeps the order and
-    the template stays right for every weight that keeps it."""
-    routes = []
-    for position, route in enumerate(table.routes):
-        ranked = sorted(range(len(route.backends)), key=lambda i: (route.backends[i].weight, -i))
-        first = position * SLOTS_PER_ROUTE
-        slot_of = {index: first + rank for rank, index in enumerate(ranked)}
-        backends = tuple(
-            replace(backend, weight=_FIRST_PLACEHOLDER + slot_of[index])
-            for index, backend in enumerate(route.backends)
-        )
-        routes.append(replace(route, backends=backends, note=""))
-    return replace(table, routes=tuple(routes))
-
-
-def _shape_key(table: RoutingTable) -> tuple[tuple, dict[int, int]] | None:
-    """What `_shape` would give, as plain tuples (cheap to make and compare every cycle; the
-    shape itself is made only when this changes), and the weights by slot. A backend's
-    rank stands for its placeholder; whether its weight is above 0 is kept too (only
-    those are first choices)."""
-    if len(table.routes) > _MAX_ROUTES:
-        return None
-    weights: dict[int, int] = {}
-    key = []
-    for position, route in enumerate(table.routes):
-        backends = route.backends
-        if len(backends) > SLOTS_PER_ROUTE:
-            return None
-        ranked = sorted(range(len(backends)), key=lambda i: (backends[i].weight, -i))
-        first = position * SLOTS_PER_ROUTE
-        ranks = [0] * len(backends)
-        for rank, index in enumerate(ranked):
-            ranks[index] = rank
-            weights[first + rank] = backends[index].weight
-        match = route.match
-        key.append(
-            (
-                route.name,
-                match.task_types,
-                match.models,
-                match.headers,
-                route.degraded_from,
-                route.budget,
-                tuple((b.variant, ranks[i], b.weight > 0) for i, b in enumerate(backends)),
-            )
-        )
-    return tuple(key), weights
-
-
-_ANY_PLACEHOLDER = re.compile(r"98765\d{5}")
-_SKIPPED = "\x00"  # where a common text stands in the text searched for weights
-
-
-@dataclass(frozen=True)
-class _RouteParts:
-    """A table route's Envoy routes as parts kept by key, and how often each weight
-    placeholder stands in them."""
-
-    parts: list[Part]
-    weights: Counter[str]
-
-    def lean(self) -> _RouteParts:
-        return _RouteParts([part.lean() for part in self.parts], self.weights)
-
-
-def _route_parts_of(route: TableRoute, policy: RoutingPolicy) -> _RouteParts:
-    routes = table_routes(route, policy)
-    return _RouteParts(
-        [Part.remakeable(r, partial(_nth_route, route, policy, n)) for n, r in enumerate(routes)],
-        _placeholder_weights(routes),
-    )
-
-
-def _nth_route(route: TableRoute, policy: RoutingPolicy, n: int) -> dict[str, Any]:
-    return table_routes(route, policy)[n]
-
-
-def _template(
-    shape: RoutingTable,
-    slots: Iterable[int],
-    pool: ModelPool,
-    policy: RoutingPolicy,
-    keys: Sequence[ApiKey],
-    gates: Mapping[str, Gate],
-    filter_config: Part,
-    route_parts: Callable[[TableRoute], _RouteParts],
-    parts: PartWriter,
-) -> RoutesTemplate | None:
-    expected: Counter[str] = Counter()
-
-    def routes_of(route: TableRoute) -> list[Any]:
-        made = route_parts(route)
-        expected.update(made.weights)
-        return list(made.parts)
-
-    # The Lua settings stand as their part (the writer asks for the document only when
-    # its store lost the YAML).
-    configuration = route_configuration(
-        shape,
-        pool,
-        policy,
-        keys,
-        gates,
-        filter_config,
-        routes_of,  # type: ignore[arg-type]
-    )
-    host = configuration["virtual_hosts"][0]
-    # Each route and the Lua settings are written once per content: a route that leaves
-    # the table, or a weight placeholder that moves, rewrites only what it touches.
-    made_here = [r for r in host["routes"] if not isinstance(r, Part)]
-    expected.update(_placeholder_weights(made_here))
-    host["routes"] = [r if isinstance(r, Part) else Part.of(r) for r in host["routes"]]
-    pieces = parts.xds_body([configuration])  # the first fill puts the version line on
-    if pieces is None:
-        return None
-    # The Lua script's code (a common text, ~45 KB) is searched for weights once, by the
-    # cache, not in every template: it stands here as one character no weight ends with.
-    text = "".join(_SKIPPED if parts.is_common(piece) else piece for piece in pieces)
-    # A route that matches in several ways repeats its weights; every placeholder must
-    # stand where a route's weight is, as often in the YAML as in the routes, and nowhere
-    # else (any other use of the digits is refused, and the full render writes the file).
-    in_yaml = Counter(_PLACEHOLDER_YAML.findall(text))
-    placeholders = {str(_FIRST_PLACEHOLDER + slot) for slot in slots}
-    if (
-        in_yaml != expected
-        or set(in_yaml) != placeholders
-        or Counter(_ANY_PLACEHOLDER.findall(text)) != in_yaml
-    ):
-        return None
-    spans = [
-        (m.start(1), m.end(1), int(m.group(1)) - _FIRST_PLACEHOLDER)
-        for m in _PLACEHOLDER_YAML.finditer(text)
-    ]
-    return RoutesTemplate.of(pieces, spans, [parts.is_common(piece) for piece in pieces])
 
 
 def _as_parts(value: Any) -> Any:
@@ -270,20 +73,6 @@ def _as_parts(value: Any) -> Any:
     if isinstance(value, list):
         return [Part.of(item) if isinstance(item, dict) and item else item for item in value]
     return value
-
-
-def _placeholder_weights(routes: Iterable[dict[str, Any]]) -> Counter[str]:
-    """How often each placeholder stands as a weight of the routes' weighted clusters (the
-    one place the render writes a weight)."""
-    found: Counter[str] = Counter()
-    for route in routes:
-        action = route.get("route")
-        clusters = (action.get("weighted_clusters") or {}).get("clusters", ()) if action else ()
-        for cluster in clusters:
-            weight = cluster.get("weight")
-            if type(weight) is int and _ANY_PLACEHOLDER.fullmatch(str(weight)):
-                found[str(weight)] += 1
-    return found
 
 
 def _digest(text: str) -> bytes:
@@ -360,7 +149,7 @@ class _Entry:
     weights: dict[int, int] | None = None
     routes: FileText = ""
     # Each table route's Envoy routes as parts, for the policy spec they were made from.
-    route_parts: dict[TableRoute, _RouteParts] = field(default_factory=dict)
+    route_parts: dict[TableRoute, RouteParts] = field(default_factory=dict)
     route_parts_spec: bytes = b""
     # Each cluster as a part (by variant and address, or fallback pair), for the fallback
     # spec they were made with.
@@ -379,7 +168,7 @@ class GatewayRenderCache:
         self._entries: dict[tuple[str, str], _Entry] = {}
         # Every gateway's Lua script ends in the same code: one copy for all of them (and,
         # holding no weight's digits, not searched for weights).
-        common = [script_body()] if not _ANY_PLACEHOLDER.search(script_body()) else []
+        common = [script_body()] if not ANY_PLACEHOLDER.search(script_body()) else []
         self.parts = PartWriter(common_texts=common)
 
     def __len__(self) -> int:
@@ -402,7 +191,7 @@ class GatewayRenderCache:
         return value
 
     @staticmethod
-    def _route_parts(entry: _Entry, policy: RoutingPolicy) -> Callable[[TableRoute], _RouteParts]:
+    def _route_parts(entry: _Entry, policy: RoutingPolicy) -> Callable[[TableRoute], RouteParts]:
         """Each table route's Envoy routes, made once per shape of the route: a template
         for a new table shape remakes only the routes that changed. Only the routes of the
         latest table are kept, and only by key (their YAML is in the part store)."""
@@ -410,10 +199,10 @@ class GatewayRenderCache:
             entry.route_parts, entry.route_parts_spec = {}, entry.specs.policy
         before, kept = entry.route_parts, {}
 
-        def parts_of(route: TableRoute) -> _RouteParts:
+        def parts_of(route: TableRoute) -> RouteParts:
             found = before.get(route)
             if found is None:
-                found = _route_parts_of(route, policy)
+                found = route_parts_of(route, policy)
                 kept[route] = found.lean()
             else:
                 kept[route] = found
@@ -529,7 +318,7 @@ class GatewayRenderCache:
                 policy, listen, admin, config_dir, access_log_path, stats
             )
             static_changed = True
-        shaped = _shape_key(table)
+        shaped = shape_key(table)
         # The clusters depend on the table only through the fallback pairs its routes use
         # (a variant leaving a route, unready say, changes them, never the listener), and
         # the pairs on it only through its shape.
@@ -561,11 +350,11 @@ class GatewayRenderCache:
                 }
             )
             return entry.files
-        shape_key, weights = shaped
+        table_shape, weights = shaped
         # The routes also carry the keys, the budget gates and what the specs say of each
         # route.
         routes_key = (
-            shape_key,
+            table_shape,
             specs.policy,
             specs.pool,
             tuple(keys),
@@ -581,8 +370,8 @@ class GatewayRenderCache:
                 filter_config = Part.remakeable(make(), make)
                 # Kept by key: the Lua script in it is the largest text of the routes.
                 entry.filter_config = filter_config.lean()
-            shape = _shape(table)
-            entry.template = _template(
+            shape = shape_of(table)
+            entry.template = routes_template(
                 shape,
                 weights,
                 pool,
