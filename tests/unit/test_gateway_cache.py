@@ -188,3 +188,32 @@ def test_a_variant_leaving_a_route_rewrites_only_what_it_touches():
     # written again; every other route, the Lua settings and the variants' clusters not.
     new_parts = len(cache.gateways.parts) - written
     assert 0 < new_parts <= 8, f"{new_parts} of {written} parts written again"
+
+
+def test_unchanged_inputs_give_the_same_files_and_a_failed_render_leaves_nothing_stale(
+    monkeypatch,
+):
+    import pytest
+
+    from modelfleet.render import gateway_cache
+
+    cache = RenderCache()
+    step = {"observed": {}, "weights": [80, 20, 0], "keys": 2, "port": 8000}
+    first = desired(inputs(step, NOW), cache).gateways
+    again = desired(inputs(step, NOW), cache).gateways
+    (before,), (same,) = first.values(), again.values()
+    assert same.files is before.files  # the same table object, specs and settings
+    moved = {**step, "weights": [50, 30, 20]}
+    real = gateway_cache.routes_template
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the template broke")
+
+    monkeypatch.setattr(gateway_cache, "routes_template", broken)
+    with pytest.raises(RuntimeError):
+        desired(inputs(moved, NOW), cache)
+    monkeypatch.setattr(gateway_cache, "routes_template", real)
+    (after,) = desired(inputs(moved, NOW), cache).gateways.values()
+    (reference,) = desired(inputs(moved, NOW)).gateways.values()
+    assert dict(after.files) == dict(reference.files)
+    assert dict(after.files) != dict(before.files)

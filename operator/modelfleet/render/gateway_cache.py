@@ -307,7 +307,44 @@ class GatewayRenderCache:
         )
         if entry.files is not None and entry.inputs is not None and inputs.same_as(entry.inputs):
             return entry.files
+        try:
+            files = self._render(
+                entry,
+                table,
+                pool,
+                policy,
+                keys,
+                backends,
+                listen,
+                admin,
+                config_dir,
+                access_log_path,
+                stats,
+                gates,
+            )
+        except BaseException:
+            # A render that failed half-way leaves keys that no longer describe what is
+            # kept: the policy starts again from nothing next time.
+            del self._entries[key]
+            raise
         entry.inputs = inputs
+        return files
+
+    def _render(
+        self,
+        entry: _Entry,
+        table: RoutingTable,
+        pool: ModelPool,
+        policy: RoutingPolicy,
+        keys: Sequence[ApiKey],
+        backends: Mapping[str, HostPort],
+        listen: HostPort,
+        admin: HostPort,
+        config_dir: str,
+        access_log_path: str,
+        stats: HostPort,
+        gates: Mapping[str, Gate],
+    ) -> GatewayFiles:
         specs = entry.specs
         specs.update(policy, pool)
         listener_key = (specs.listener, listen, admin, config_dir, access_log_path, stats)
