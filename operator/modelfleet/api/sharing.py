@@ -34,16 +34,19 @@ def share_fields_set(model: BaseModel) -> None:
 # defaults); frozen, one is as good as another, so every model left to the default of a
 # field shares the first one (a variant carried half a dozen: step policies, templates...).
 _SHARED_DEFAULTS: dict[tuple[type, str], BaseModel] = {}
-_FIELDS_WITH_FACTORY_OR_MODEL_DEFAULT: dict[type, tuple[str, ...]] = {}
+_MODEL_DEFAULT_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def _defaulted_fields(cls: type[BaseModel]) -> tuple[str, ...]:
-    found = _FIELDS_WITH_FACTORY_OR_MODEL_DEFAULT.get(cls)
+def _model_default_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields whose default is a model (their factory called once per class, not per
+    instance: most classes, the statuses built every cycle among them, have none)."""
+    found = _MODEL_DEFAULT_FIELDS.get(cls)
     if found is None:
-        found = _FIELDS_WITH_FACTORY_OR_MODEL_DEFAULT[cls] = tuple(
+        found = _MODEL_DEFAULT_FIELDS[cls] = tuple(
             name
             for name, info in cls.model_fields.items()
-            if info.default_factory is not None or isinstance(info.default, BaseModel)
+            if not info.is_required()
+            and isinstance(info.get_default(call_default_factory=True), BaseModel)
         )
     return found
 
@@ -52,12 +55,10 @@ def share_defaults(model: BaseModel) -> None:
     """Point each sub-model `model` holds as a field's default at the shared one."""
     fields_set = model.__pydantic_fields_set__
     values = model.__dict__
-    for name in _defaulted_fields(type(model)):
+    for name in _model_default_fields(type(model)):
         if name in fields_set:
             continue
         value = values[name]
-        if not isinstance(value, BaseModel):
-            continue  # a list or a dict: mutable, never shared
         key = (type(model), name)
         shared = _SHARED_DEFAULTS.get(key)
         if shared is None:

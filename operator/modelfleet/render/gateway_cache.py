@@ -19,7 +19,6 @@ Memory stays flat: one entry per policy, holding the last inputs, shape and resu
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -52,7 +51,7 @@ from modelfleet.render.envoy.render import (
     routes_file,
 )
 from modelfleet.render.envoy.routes import per_filter_config
-from modelfleet.render.envoy.xds import HostPort
+from modelfleet.render.envoy.xds import HostPort, short_digest
 from modelfleet.render.routes_template import (
     ANY_PLACEHOLDER,
     RouteParts,
@@ -75,10 +74,6 @@ def _as_parts(value: Any) -> Any:
     return value
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
-
-
 @dataclass
 class _SpecDigests:
     """A digest of a policy's and its pool's specs as JSON, for comparison, once per spec
@@ -87,23 +82,23 @@ class _SpecDigests:
 
     policy_spec: object = None
     pool_spec: object = None
-    policy: bytes = b""
-    listener: bytes = b""
-    fallback: bytes = b""
-    pool: bytes = b""
+    policy: str = ""
+    listener: str = ""
+    fallback: str = ""
+    pool: str = ""
 
     def update(self, policy: RoutingPolicy, pool: ModelPool) -> None:
         if self.policy_spec is not policy.spec:
             self.policy_spec = policy.spec
-            self.policy = _digest(policy.spec.model_dump_json())
+            self.policy = short_digest(policy.spec.model_dump_json())
             # A route's backends and weights reach the listener only through the table.
-            self.listener = _digest(
+            self.listener = short_digest(
                 policy.spec.model_dump_json(exclude={"routes": {"__all__": {"backends"}}})
             )
-            self.fallback = _digest(policy.spec.gateway.fallback.model_dump_json())
+            self.fallback = short_digest(policy.spec.gateway.fallback.model_dump_json())
         if self.pool_spec is not pool.spec:
             self.pool_spec = pool.spec
-            self.pool = _digest(pool.spec.model_dump_json())
+            self.pool = short_digest(pool.spec.model_dump_json())
 
 
 @dataclass(frozen=True)
@@ -117,7 +112,7 @@ class _Inputs:
     keys: tuple[ApiKey, ...]
     gates: dict[str, Gate]
     backends: dict[str, HostPort]
-    settings: tuple[Any, ...]
+    settings: tuple[HostPort, HostPort, str, str, HostPort]  # listen, admin, dir, log, stats
 
     def same_as(self, other: _Inputs) -> bool:
         return (
@@ -150,11 +145,11 @@ class _Entry:
     routes: FileText = ""
     # Each table route's Envoy routes as parts, for the policy spec they were made from.
     route_parts: dict[TableRoute, RouteParts] = field(default_factory=dict)
-    route_parts_spec: bytes = b""
+    route_parts_spec: str = ""
     # Each cluster as a part (by variant and address, or fallback pair), for the fallback
     # spec they were made with.
     cluster_parts: dict[tuple[str, str, Any], Part] = field(default_factory=dict)
-    cluster_parts_fallback: bytes = b""
+    cluster_parts_fallback: str = ""
     # The last result: handed out again while nothing in it changed.
     files: GatewayFiles | None = None
     inputs: _Inputs | None = None  # what `files` was rendered from
@@ -308,20 +303,7 @@ class GatewayRenderCache:
         if entry.files is not None and entry.inputs is not None and inputs.same_as(entry.inputs):
             return entry.files
         try:
-            files = self._render(
-                entry,
-                table,
-                pool,
-                policy,
-                keys,
-                backends,
-                listen,
-                admin,
-                config_dir,
-                access_log_path,
-                stats,
-                gates,
-            )
+            files = self._render(entry, inputs, pool, policy)
         except BaseException:
             # A render that failed half-way leaves keys that no longer describe what is
             # kept: the policy starts again from nothing next time.
@@ -331,20 +313,10 @@ class GatewayRenderCache:
         return files
 
     def _render(
-        self,
-        entry: _Entry,
-        table: RoutingTable,
-        pool: ModelPool,
-        policy: RoutingPolicy,
-        keys: Sequence[ApiKey],
-        backends: Mapping[str, HostPort],
-        listen: HostPort,
-        admin: HostPort,
-        config_dir: str,
-        access_log_path: str,
-        stats: HostPort,
-        gates: Mapping[str, Gate],
+        self, entry: _Entry, inputs: _Inputs, pool: ModelPool, policy: RoutingPolicy
     ) -> GatewayFiles:
+        table, keys, gates, backends = inputs.table, inputs.keys, inputs.gates, inputs.backends
+        listen, admin, config_dir, access_log_path, stats = inputs.settings
         specs = entry.specs
         specs.update(policy, pool)
         listener_key = (specs.listener, listen, admin, config_dir, access_log_path, stats)

@@ -211,7 +211,8 @@ def routes_template(
         return None
     # The Lua script's code (a common text, ~45 KB) is searched for weights once, by the
     # cache, not in every template: it stands here as one character no weight ends with.
-    text = "".join(_SKIPPED if parts.is_common(piece) else piece for piece in pieces)
+    skipped = [parts.is_common(piece) for piece in pieces]
+    text = "".join(_SKIPPED if skip else piece for piece, skip in zip(pieces, skipped, strict=True))
     # A route that matches in several ways repeats its weights; every placeholder must
     # stand where a route's weight is, as often in the YAML as in the routes, and nowhere
     # else (any other use of the digits is refused, and the full render writes the file).
@@ -227,7 +228,7 @@ def routes_template(
         (m.start(1), m.end(1), int(m.group(1)) - _FIRST_PLACEHOLDER)
         for m in _PLACEHOLDER_YAML.finditer(text)
     ]
-    return RoutesTemplate.of(pieces, spans, [parts.is_common(piece) for piece in pieces])
+    return RoutesTemplate.of(pieces, spans, skipped)
 
 
 def _placeholder_weights(routes: Iterable[dict[str, Any]]) -> Counter[str]:
