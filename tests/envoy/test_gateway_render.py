@@ -3,6 +3,8 @@ secrets go, and how files are published."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -89,6 +91,8 @@ def test_task_types_match_in_the_body_or_else_the_header():
     (only,) = route_matches(RouteMatchSpec(headers=(("X-Canary", "yes"),)))
     assert only["headers"] == [{"name": "x-canary", "string_match": {"exact": "yes"}}]
     assert re2_literal("a.b_c d/é") == r"a\.b_c d\/é"
+    every_ascii = "".join(map(chr, range(128)))
+    assert re.fullmatch(re2_literal(every_ascii), every_ascii)
 
 
 def test_lua_literals_escape_everything_risky():

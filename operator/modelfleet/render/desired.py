@@ -122,10 +122,10 @@ def desired(inputs: FleetInputs, cache: RenderCache | None = None) -> Desired:
     rejected_pools = {r.ref.key for r in inputs.rejected if r.ref.kind == "ModelPool"}
     for rejected in inputs.rejected:
         _reject(out, rejected)
+    reservations_of = _by_pool(inputs.reservations)
+    policies_of = _by_pool(inputs.policies)
     for key, pool in pools.items():
-        reservations = [r for r in inputs.reservations if (r.namespace, r.spec.pool) == key]
-        policies = [p for p in inputs.policies if (p.namespace, p.spec.pool) == key]
-        _pool(out, inputs, pool, reservations, policies, cache)
+        _pool(out, inputs, pool, reservations_of.get(key, ()), policies_of.get(key, ()), cache)
     for reservation in inputs.reservations:
         key = (reservation.namespace, reservation.spec.pool)
         if key not in pools and key not in rejected_pools:
@@ -133,10 +133,18 @@ def desired(inputs: FleetInputs, cache: RenderCache | None = None) -> Desired:
     for policy in inputs.policies:
         key = (policy.namespace, policy.spec.pool)
         if key in pools:
-            _policy(out, inputs, policy, pools[key], cache)
+            _policy(out, inputs, policy, pools[key], reservations_of.get(key, ()), cache)
         elif key not in rejected_pools:
             _pool_not_found(out, inputs.now, policy, "Ready")
     return out
+
+
+def _by_pool(resources: Iterable[Any]) -> dict[Key, list[Any]]:
+    """Reservations or policies by the pool they name, in input order."""
+    grouped: dict[Key, list[Any]] = {}
+    for resource in resources:
+        grouped.setdefault((resource.namespace, resource.spec.pool), []).append(resource)
+    return grouped
 
 
 # -- pools -------------------------------------------------------------------------------
@@ -252,6 +260,7 @@ def _policy(
     inputs: FleetInputs,
     policy: RoutingPolicy,
     pool: ModelPool,
+    reservations: Sequence[Reservation],
     cache: RenderCache,
 ) -> None:
     key = (policy.namespace, policy.name)
@@ -268,7 +277,7 @@ def _policy(
         _refuse(out, ref, generation, before, "InvalidSpec", errors, inputs.now)
         return
     table = cache.routing.table(policy, pool, inputs.observations, previous_weights(policy))
-    budgets = _budgets(inputs, policy, pool)
+    budgets = _budgets(inputs, policy, pool, reservations)
     if any(state.state == DEGRADED for state in budgets.states):
         table = with_budget_companions(table, pool)
     out.tables[key] = table
@@ -311,11 +320,13 @@ def _policy(
     out.events.extend(Event(ref, n.type, n.reason, n.message) for n in budgets.notices)
 
 
-def _budgets(inputs: FleetInputs, policy: RoutingPolicy, pool: ModelPool) -> BudgetPlan:
+def _budgets(
+    inputs: FleetInputs,
+    policy: RoutingPolicy,
+    pool: ModelPool,
+    reservations: Sequence[Reservation],
+) -> BudgetPlan:
     key = (policy.namespace, policy.name)
-    reservations = [
-        r for r in inputs.reservations if (r.namespace, r.spec.pool) == (pool.namespace, pool.name)
-    ]
     return plan_budgets(
         policy,
         pool,

@@ -22,11 +22,12 @@ from modelfleet.api.modelpool import (
 from modelfleet.api.reservation import ReservationStatus
 from modelfleet.api.routingpolicy import (
     EffectiveRoute,
+    RouteMatch,
     RoutingPolicyStatus,
 )
 from modelfleet.observe.observation import VariantObservation
 from modelfleet.plan.budgets import BudgetPlan
-from modelfleet.plan.routing.table import RoutingTable, TableRoute
+from modelfleet.plan.routing.table import RouteMatchSpec, RoutingTable, TableRoute
 from modelfleet.plan.scaling.types import (
     Capacity,
     CapacityPoint,
@@ -312,14 +313,32 @@ def effective_routes(table: RoutingTable) -> list[EffectiveRoute]:
     return [effective_route(route) for route in table.routes]
 
 
+# A route's match outlives many of its weights (every readiness or load change makes new
+# routes): one status model per distinct match, shared (frozen) by the routes that have it.
+_ROUTE_MATCHES: dict[RouteMatchSpec, RouteMatch] = {}
+_ROUTE_MATCHES_LIMIT = 4096
+
+
+def _route_match(match: RouteMatchSpec) -> RouteMatch:
+    made = _ROUTE_MATCHES.get(match)
+    if made is None:
+        made = RouteMatch.model_validate(
+            {
+                "task_type": list(match.task_types),
+                "model": list(match.models),
+                "headers": [{"name": n, "value": v} for n, v in match.headers],
+            }
+        )
+        if len(_ROUTE_MATCHES) >= _ROUTE_MATCHES_LIMIT:
+            _ROUTE_MATCHES.clear()
+        _ROUTE_MATCHES[match] = made
+    return made
+
+
 def _route_tree(route: TableRoute) -> dict[str, Any]:
     return {
         "name": route.name,
-        "match": {
-            "task_type": list(route.match.task_types),
-            "model": list(route.match.models),
-            "headers": [{"name": n, "value": v} for n, v in route.match.headers],
-        },
+        "match": _route_match(route.match),
         "backends": [{"variant": b.variant, "weight": b.weight} for b in route.backends],
         "degraded_from": route.degraded_from,
         "note": route.note or None,

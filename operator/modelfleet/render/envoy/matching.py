@@ -26,11 +26,17 @@ def exact_or_any(values: tuple[str, ...]) -> dict[str, Any]:
     return {"safe_regex": {"regex": f"^(?:{alternatives})$"}}
 
 
+# Every ASCII character that is not a letter, digit, space or underscore, escaped.
+_RE2_ESCAPES = {
+    code: "\\" + chr(code)
+    for code in range(128)
+    if not chr(code).isalnum() and chr(code) not in " _"
+}
+
+
 def re2_literal(text: str) -> str:
     """`text` as an RE2 pattern matching only itself (ASCII punctuation escaped)."""
-    return "".join(
-        "\\" + c if c.isascii() and not c.isalnum() and c not in " _" else c for c in text
-    )
+    return text.translate(_RE2_ESCAPES)
 
 
 def body_field(key: str, values: tuple[str, ...]) -> dict[str, Any]:
