@@ -22,7 +22,7 @@ from modelfleet.api.keys import ApiKey
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.routingpolicy import RoutingPolicy
 from modelfleet.plan.budgets import Gate
-from modelfleet.plan.routing.table import RoutingTable, TableRoute
+from modelfleet.plan.routing.table import RoutingTable, TableRoute, WeightedBackend
 from modelfleet.render.envoy.parts import Part, PartWriter
 from modelfleet.render.envoy.pieces import PiecedText, digest_of_pieces
 from modelfleet.render.envoy.render import version_line
@@ -102,7 +102,7 @@ def shape_of(table: RoutingTable) -> RoutingTable:
         first = position * SLOTS_PER_ROUTE
         slot_of = {index: first + rank for rank, index in enumerate(ranked)}
         backends = tuple(
-            replace(backend, weight=_FIRST_PLACEHOLDER + slot_of[index])
+            WeightedBackend(backend.variant, _FIRST_PLACEHOLDER + slot_of[index])
             for index, backend in enumerate(route.backends)
         )
         routes.append(replace(route, backends=backends, note=""))

@@ -186,7 +186,7 @@ def plan_variant(
     slo: SloTarget | None = None,
 ) -> VariantPlan:
     ctx = _context(pool, variant, reservations, observations, now, previous, slo)
-    results = tuple(r for r in (signal(ctx) for signal in SIGNALS) if r is not None)
+    results = tuple([result for signal in SIGNALS if (result := signal(ctx)) is not None])
     decision = combine_signals(variant, results)
     reservation_floor = sum(r.spec.replicas for r in ctx.active_reservations)
     floor = min(max(variant.replicas.min, reservation_floor), variant.replicas.max)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from modelfleet.api.modelpool import Variant
@@ -114,8 +114,21 @@ def slo_reading(target: SloTarget, observation: VariantObservation | None) -> Sl
     return SloReading(ratio, f"p99 {name} {p99:.3g} s of {slo:g} s", qps * RATE_WINDOW_SECONDS)
 
 
+_LOG_BAND = math.log(BAND)
+# The bands of the loads seen: a variant's remembered points are band middles, the same few
+# numbers every cycle (each was worked out with two logarithms per point per cycle).
+_BANDS: dict[float, int] = {}
+_BANDS_LIMIT = 4096
+
+
 def _band(rps: float) -> int:
-    return math.floor(math.log(rps) / math.log(BAND))
+    band = _BANDS.get(rps)
+    if band is None:
+        band = math.floor(math.log(rps) / _LOG_BAND)
+        if len(_BANDS) >= _BANDS_LIMIT:
+            _BANDS.clear()
+        _BANDS[rps] = band
+    return band
 
 
 def _middle(band: int) -> float:
@@ -258,7 +271,7 @@ def learn_capacity(
         return target  # the spec's number, or the first that was learned: as it is
     before = previous.per_replica
     smoothed = before + CAPACITY_STEP * (target.per_replica - before)
-    return replace(target, per_replica=smoothed)
+    return Capacity(smoothed, target.basis, target.detail, target.points)
 
 
 def capacity_of(variant: Variant, capacity: Capacity | None) -> Capacity:

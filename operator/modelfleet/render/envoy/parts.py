@@ -233,6 +233,7 @@ class _CommonText:
         self._lines = text.strip("\n").split("\n")
         self._first_line = re.compile(rf"^( *){re.escape(self._lines[0])}$", re.M)
         self._written: dict[str, str] = {}
+        self._by_id: dict[int, str] = {}  # the texts written, kept alive in _written
 
     def split(self, text: str) -> tuple[str, str, str] | None:
         """(before, the common text as written, after) when `text` holds it, else None."""
@@ -244,7 +245,8 @@ class _CommonText:
         return None
 
     def wrote(self, piece: str) -> bool:
-        return any(piece is written for written in self._written.values())
+        # (Asked of every piece of every routes template: by id, then identity.)
+        return self._by_id.get(id(piece)) is piece
 
     def _at(self, indent: str) -> str:
         written = self._written.get(indent)
@@ -252,6 +254,7 @@ class _CommonText:
             # A block scalar's empty lines carry no indentation.
             written = "\n".join(indent + line if line else line for line in self._lines)
             self._written[indent] = written
+            self._by_id[id(written)] = written
         return written
 
 
