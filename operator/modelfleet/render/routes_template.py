@@ -211,7 +211,8 @@ def routes_template(
         return None
     # The Lua script's code (a common text, ~45 KB) is searched for weights once, by the
     # cache, not in every template: it stands here as one character no weight ends with.
-    skipped = [parts.is_common(piece) for piece in pieces]
+    common = parts.common_pieces()
+    skipped = [common.get(id(piece)) is piece for piece in pieces]
     text = "".join(_SKIPPED if skip else piece for piece, skip in zip(pieces, skipped, strict=True))
     # A route that matches in several ways repeats its weights; every placeholder must
     # stand where a route's weight is, as often in the YAML as in the routes, and nowhere

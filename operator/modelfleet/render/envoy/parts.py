@@ -22,7 +22,7 @@ import hashlib
 import pickle
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,10 +99,10 @@ class PartWriter:
     def __len__(self) -> int:
         return len(self._yaml)
 
-    def is_common(self, piece: str) -> bool:
-        """Whether `piece` is one of the common texts as written (by identity: the writer
-        hands out one object per text and indentation)."""
-        return any(common.wrote(piece) for common in self._common)
+    def common_pieces(self) -> dict[int, str]:
+        """The common texts as written, by id: a piece is one of them when it is the very
+        object (the writer hands out one per text and indentation)."""
+        return {id(text): text for common in self._common for text in common.written()}
 
     def xds_file(self, resources: list[Any]) -> str | None:
         """The file of `resources` (with their Parts): the bytes of `xds_text` on the whole
@@ -233,7 +233,6 @@ class _CommonText:
         self._lines = text.strip("\n").split("\n")
         self._first_line = re.compile(rf"^( *){re.escape(self._lines[0])}$", re.M)
         self._written: dict[str, str] = {}
-        self._by_id: dict[int, str] = {}  # the texts written, kept alive in _written
 
     def split(self, text: str) -> tuple[str, str, str] | None:
         """(before, the common text as written, after) when `text` holds it, else None."""
@@ -244,9 +243,8 @@ class _CommonText:
                 return text[:start], written, text[start + len(written) :]
         return None
 
-    def wrote(self, piece: str) -> bool:
-        # (Asked of every piece of every routes template: by id, then identity.)
-        return self._by_id.get(id(piece)) is piece
+    def written(self) -> Iterable[str]:
+        return self._written.values()
 
     def _at(self, indent: str) -> str:
         written = self._written.get(indent)
@@ -254,7 +252,6 @@ class _CommonText:
             # A block scalar's empty lines carry no indentation.
             written = "\n".join(indent + line if line else line for line in self._lines)
             self._written[indent] = written
-            self._by_id[id(written)] = written
         return written
 
 
