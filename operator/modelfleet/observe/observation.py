@@ -16,7 +16,7 @@ from modelfleet.api.yaml_input import load_one, read_bounded
 from modelfleet.observe.usage import Usage, UsageKey, UsageTable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RateSample:
     """The variant's request rate (finished per second, over a minute) at one instant."""
 
@@ -24,7 +24,7 @@ class RateSample:
     rate: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VariantObservation:
     """One variant's live state; any field may be unknown (None)."""
 
@@ -87,7 +87,7 @@ class _MetricsFile(KubeModel):
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricsInput:
     """A `--metrics` file: observations, and what the tenants used."""
 

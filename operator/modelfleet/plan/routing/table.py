@@ -5,20 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WeightedBackend:
     variant: str
     weight: int  # 1..100; a route's weights sum to 100 (backends with no share are left out)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouteMatchSpec:
     task_types: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()  # all must match (name, exact value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TableRoute:
     name: str
     match: RouteMatchSpec
@@ -29,7 +29,7 @@ class TableRoute:
     note: str = ""  # why the weights differ from the spec, for status and people
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoutingTable:
     namespace: str
     policy: str

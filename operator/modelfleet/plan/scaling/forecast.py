@@ -25,7 +25,7 @@ from modelfleet.api.modelpool import DEMAND_SMOOTHING_SECONDS
 from modelfleet.observe.observation import RateSample
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Expected:
     """The demand one look-back period expects over the lead time."""
 

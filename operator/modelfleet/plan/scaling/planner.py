@@ -34,7 +34,7 @@ from modelfleet.plan.scaling.types import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     replicas: int
     reason: str

@@ -28,7 +28,7 @@ MAX_REACTION = 1.5
 FLOOR_EVIDENCE = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VariantContext:
     variant: Variant
     timezone: ZoneInfo

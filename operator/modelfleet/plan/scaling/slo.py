@@ -83,7 +83,7 @@ def slo_targets(pool_namespace: str, pool_name: str, policies: Sequence[RoutingP
     }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SloReading:
     """How close to its SLOs a variant runs now: the worse p99 / SLO."""
 

@@ -11,7 +11,7 @@ from modelfleet.api.common import CONDITION_REASON
 from modelfleet.observe.observation import VariantObservation
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recommendation:
     """A raw (pre-stabilization) replica count recommended at one instant."""
 
@@ -19,7 +19,7 @@ class Recommendation:
     replicas: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SloTarget:
     """The strictest latency SLOs of the routes that send to a variant."""
 
@@ -33,7 +33,7 @@ class SloTarget:
         return " and ".join(parts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CapacityPoint:
     """How close to the SLOs (p99 / SLO, the worse kind) the variant ran at one load."""
 
@@ -43,7 +43,7 @@ class CapacityPoint:
     samples: int = 1  # how many cycles the average holds (at most slo.BAND_SAMPLES)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Capacity:
     """What one replica carries within the SLOs' headroom, and how that is known."""
 
@@ -53,7 +53,7 @@ class Capacity:
     points: tuple[CapacityPoint, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PreviousVariant:
     desired_replicas: int
     recommendations: tuple[Recommendation, ...] = ()
@@ -61,13 +61,13 @@ class PreviousVariant:
     capacity: Capacity | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PreviousPlan:
     at: datetime
     variants: Mapping[str, PreviousVariant]  # by variant name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignalResult:
     """One scaler's vote for a variant: like a KEDA scaler's metric, with its reason."""
 
@@ -76,7 +76,7 @@ class SignalResult:
     detail: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VariantPlan:
     name: str
     desired_replicas: int
@@ -104,7 +104,7 @@ class VariantPlan:
 _REASON = re.compile(CONDITION_REASON)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanCondition:
     type: str
     status: str  # "True" | "False" | "Unknown"
@@ -116,7 +116,7 @@ class PlanCondition:
             raise ValueError(f"not a condition: status {self.status!r}, reason {self.reason!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReservationGrant:
     namespace: str
     name: str
@@ -129,7 +129,7 @@ class ReservationGrant:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PoolPlan:
     namespace: str
     name: str
