@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from modelfleet.api.common import Condition
@@ -315,24 +316,15 @@ def effective_routes(table: RoutingTable) -> list[EffectiveRoute]:
 
 # A route's match outlives many of its weights (every readiness or load change makes new
 # routes): one status model per distinct match, shared (frozen) by the routes that have it.
-_ROUTE_MATCHES: dict[RouteMatchSpec, RouteMatch] = {}
-_ROUTE_MATCHES_LIMIT = 4096
-
-
+@lru_cache(maxsize=4096)
 def _route_match(match: RouteMatchSpec) -> RouteMatch:
-    made = _ROUTE_MATCHES.get(match)
-    if made is None:
-        made = RouteMatch.model_validate(
-            {
-                "task_type": list(match.task_types),
-                "model": list(match.models),
-                "headers": [{"name": n, "value": v} for n, v in match.headers],
-            }
-        )
-        if len(_ROUTE_MATCHES) >= _ROUTE_MATCHES_LIMIT:
-            _ROUTE_MATCHES.clear()
-        _ROUTE_MATCHES[match] = made
-    return made
+    return RouteMatch.model_validate(
+        {
+            "task_type": list(match.task_types),
+            "model": list(match.models),
+            "headers": [{"name": n, "value": v} for n, v in match.headers],
+        }
+    )
 
 
 def _route_tree(route: TableRoute) -> dict[str, Any]:

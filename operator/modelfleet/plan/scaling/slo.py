@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from modelfleet.api.modelpool import Variant
 from modelfleet.api.routingpolicy import RoutingPolicy
@@ -115,20 +116,13 @@ def slo_reading(target: SloTarget, observation: VariantObservation | None) -> Sl
 
 
 _LOG_BAND = math.log(BAND)
-# The bands of the loads seen: a variant's remembered points are band middles, the same few
-# numbers every cycle (each was worked out with two logarithms per point per cycle).
-_BANDS: dict[float, int] = {}
-_BANDS_LIMIT = 4096
 
 
+# A variant's remembered points are band middles, the same few numbers every cycle (each
+# was worked out with two logarithms per point per cycle).
+@lru_cache(maxsize=4096)
 def _band(rps: float) -> int:
-    band = _BANDS.get(rps)
-    if band is None:
-        band = math.floor(math.log(rps) / _LOG_BAND)
-        if len(_BANDS) >= _BANDS_LIMIT:
-            _BANDS.clear()
-        _BANDS[rps] = band
-    return band
+    return math.floor(math.log(rps) / _LOG_BAND)
 
 
 def _middle(band: int) -> float:
