@@ -442,6 +442,15 @@ def worst_bodies(limit: int) -> dict[str, bytes]:
         return head + b",".join([element] * count) + tail
 
     text = b"hello world " * (room // 12)
+    # One message object of many short members: each key is a string the gateway decodes.
+    members, size, index = [], 0, 0
+    while size < room - 64:
+        member = b'"k%d":0' % index
+        members.append(member)
+        size += len(member) + 1
+        index += 1
+    many_keys = b'{"task_type":"chat","messages":[{"role":"user","content":"hi",'
+    many_keys += b",".join(members) + b"}]}"
     return {
         "tiny_numbers": elements(b"0"),
         "empty_arrays": elements(b"[]"),
@@ -449,6 +458,7 @@ def worst_bodies(limit: int) -> dict[str, bytes]:
         "long_prompt": b'{"task_type":"chat","messages":[{"role":"user","content":"'
         + text
         + b'"}]}',
+        "many_keys": many_keys,
     }
 
 

@@ -47,7 +47,7 @@ def test_answers_are_counted_per_key_tenant_route_and_variant(gateway, fleet):
         {
             "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"],
-            "stream_usage": "answer",
+            "stream_usage": None,
         },
     )
 

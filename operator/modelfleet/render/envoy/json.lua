@@ -260,11 +260,18 @@ end
 -- The text of the JSON string content text[first..last] (escapes resolved), cut after about
 -- `limit` bytes; nil on a broken escape (only when limit is nil: a cut may split one).
 local function decode(text, first, last, limit)
-  local out, count, pos = {}, 0, first
   local stop = last
   if limit ~= nil and last - first + 1 > limit then
     stop = first + limit - 1
   end
+  -- Most strings (every key, as a rule) hold no escape. Searching the body from here for a
+  -- backslash would scan past the string's end, up to the body's: in a body of many keys and
+  -- no backslash, quadratic time. The string alone is searched.
+  local content = sub(text, first, stop)
+  if find(content, "\\", 1, true) == nil then
+    return content
+  end
+  local out, count, pos = {}, 0, first
   while pos <= stop do
     local slash = find(text, "\\", pos, true)
     if slash == nil or slash > stop then

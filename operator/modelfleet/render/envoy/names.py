@@ -52,7 +52,7 @@ ENVOY_CONTROL_HEADERS = (
 METADATA_NAMESPACE = "modelfleet.request"
 MODEL_KEY = "model"
 TASK_TYPE_KEY = "task_type"
-# "answer", or for a stream "asked"/"injected" (whether the client asked for usage itself).
+# Only for a stream: "asked"/"injected" (whether the client asked for usage itself).
 USAGE_KEY = "usage"
 # "block" or "degrade": a budget of the request's key (or its tenant) is spent.
 BUDGET_KEY = "budget"

@@ -401,7 +401,10 @@ function envoy_on_request(handle)
       end
     end
   end
-  metadata:set(C.namespace, "usage", usage or "answer")
+  -- Only a stream's: every metadata entry costs the gateway time on each request.
+  if usage then
+    metadata:set(C.namespace, "usage", usage)
+  end
   if gate then
     metadata:set(C.namespace, "budget", gate.action)
     headers:replace(C.budget_header, C.budget_degraded)
