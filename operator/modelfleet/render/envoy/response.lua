@@ -1,26 +1,8 @@
 -- The response side: reads `usage` from the answer (a small one whole, others as they pass),
 -- and removes the usage event from a stream whose client did not ask for it.
 
--- The whole number after the key `quoted` (with its quotes) in text[from, to), or nil.
-local function count_in(text, quoted, from, to)
-  local at = find(text, quoted, from, true)
-  if at == nil or at >= to then
-    return nil
-  end
-  local pos, c = skip_ws(text, at + #quoted)
-  if c ~= 58 then
-    return nil
-  end
-  pos, c = skip_ws(text, pos + 1)
-  local after = digits_end(text, pos)
-  if after == nil then
-    return nil
-  end
-  return tonumber(sub(text, pos, after - 1))
-end
-
 -- The last "usage" object in text: prompt and completion tokens (completion is 0 for
--- embeddings), or nil. Plain searches and the JSON scanner: Lua patterns are interpreted.
+-- embeddings), or nil.
 local function usage_in(text)
   local at, last = 0, nil
   while true do
@@ -33,23 +15,15 @@ local function usage_in(text)
   if last == nil then
     return nil
   end
-  local pos, c = skip_ws(text, last + 7)
-  if c ~= 58 then
+  local object = match(text, '^"usage"%s*:%s*(%b{})', last)
+  if object == nil then
     return nil
   end
-  pos, c = skip_ws(text, pos + 1)
-  if c ~= 123 then
-    return nil
-  end
-  local close = value_end(text, pos, 0)
-  if close == nil then
-    return nil
-  end
-  local prompt = count_in(text, '"prompt_tokens"', pos, close)
+  local prompt = match(object, '"prompt_tokens"%s*:%s*(%d+)')
   if prompt == nil then
     return nil
   end
-  return prompt, count_in(text, '"completion_tokens"', pos, close) or 0
+  return tonumber(prompt), tonumber(match(object, '"completion_tokens"%s*:%s*(%d+)') or "0")
 end
 
 -- The next blank line (an SSE event's end) at or after `from`: where it starts and the
