@@ -198,6 +198,66 @@ def backend_bootstrap() -> dict[str, Any]:
     }
 
 
+def hop_bootstrap(backend: str) -> dict[str, Any]:
+    """An Envoy that only forwards to the backend (a router, nothing else): what a proxy hop
+    costs on this machine, apart from the gateway's own work."""
+    host, port = split_address(backend)
+    manager = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+        "http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "hop",
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "hop",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "backend"}}],
+                }
+            ]
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            }
+        ],
+    }
+    address = {"socket_address": {"address": host, "port_value": port}}
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "hop",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": manager,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "backend",
+                    "type": "STATIC",
+                    "load_assignment": {
+                        "cluster_name": "backend",
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+                    },
+                }
+            ],
+        },
+    }
+
+
 def start_envoy(stack: ExitStack, bootstrap: Path, work: Path, name: str) -> str:
     """Start Envoy (one worker) and return the address its listener got for port 0."""
     admin_file = work / f"{name}.admin"
@@ -232,7 +292,7 @@ def _listener(admin_file: Path) -> str | None:
     for status in statuses:
         address = status["local_address"]["socket_address"]
         # The gateway's own listener (not its stats listener); the backend has one.
-        if status.get("name") in (LISTENER_NAME, "backend") and address.get("port_value"):
+        if status.get("name") in (LISTENER_NAME, "backend", "hop") and address.get("port_value"):
             return f"{address['address']}:{address['port_value']}"
     return None
 
@@ -519,11 +579,14 @@ def run() -> dict[str, Any]:
         config_dir = work / "gateway"
         render_bench_gateway(config_dir, {"echo": backend, "stream": streamer}, work / "access.log")
         gateway = start_envoy(stack, config_dir / "envoy.yaml", work, "gateway")
+        (work / "hop.yaml").write_text(yaml.safe_dump(hop_bootstrap(backend)))
+        hop = start_envoy(stack, work / "hop.yaml", work, "hop")
         script = work / "request.lua"
         body, auth = json.dumps(json.dumps(BODY)), json.dumps(f"Bearer {KEY.key}")
         script.write_text(WRK_SCRIPT % {"body": body, "auth": auth})
         targets = {
             "direct": f"http://{backend}/v1/chat/completions",
+            "envoy_hop": f"http://{hop}/v1/chat/completions",
             "gateway": f"http://{gateway}/v1/chat/completions",
         }
         for url in targets.values():
@@ -539,6 +602,10 @@ def run() -> dict[str, Any]:
                 "rounds": rounds,
                 **measured,
                 "gateway_vs_direct": compare(measured["direct"], measured["gateway"]),
+                # How much of that a bare proxy hop costs on this machine at this time, and
+                # what the gateway's own work adds on top of it.
+                "envoy_hop_vs_direct": compare(measured["direct"], measured["envoy_hop"]),
+                "gateway_vs_envoy_hop": compare(measured["envoy_hop"], measured["gateway"]),
             }
         upstream = upstream_connections(work / "gateway.admin", "echo")
         stream = ttfb(streamer, gateway)
@@ -547,6 +614,7 @@ def run() -> dict[str, Any]:
         "benchmark": "gateway",
         "what": "POST /v1/chat/completions with an API key, routed on the body's task_type; "
         "backend: Envoy answering a fixed body once it read the request, keep-alive; "
+        "envoy_hop: an Envoy with only a router in front of the same backend; "
         "load: wrk, 1 thread; each Envoy 1 worker",
         "envoy": subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True)
         .stdout.strip()
@@ -574,23 +642,27 @@ def headline(result: dict[str, Any]) -> str:
         body["gateway_read_and_answer_ms"] for body in result["worst_bodies"]["bodies"].values()
     )
     return (
-        f"+{one['added_p50_ms']:.2f} ms p50 per request (1 connection); "
+        f"+{one['added_p50_ms']:.2f} ms p50 per request (1 connection; a bare Envoy hop "
+        f"+{result['scenarios']['one_connection']['envoy_hop_vs_direct']['added_p50_ms']:.2f}); "
         f"{many['requests_per_second']:.2f}x direct req/s at 16 connections; "
         f"+{stream['added_p50_ms']:.2f} ms stream first byte; worst body {worst:.0f} ms"
     )
 
 
 def print_table(result: dict[str, Any]) -> None:
-    row = "{:<16} {:<8} {:>9} {:>8} {:>8}"
+    row = "{:<16} {:<10} {:>9} {:>8} {:>8}"
     print(row.format("scenario", "path", "req/s", "p50 ms", "p99 ms"))
     for name, scenario in result["scenarios"].items():
-        for path in ("direct", "gateway"):
+        for path in ("direct", "envoy_hop", "gateway"):
             m = scenario[path]
             rps, p50, p99 = m["requests_per_second"], m["p50_ms"], m["p99_ms"]
             print(row.format(name, path, f"{rps:.0f}", f"{p50:.3f}", f"{p99:.3f}"))
         ratio = scenario["gateway_vs_direct"]
         rps, p50, p99 = ratio["requests_per_second"], ratio["p50"], ratio["p99"]
         print(row.format("", "ratio", f"{rps:.3f}", f"{p50:.3f}", f"{p99:.3f}"))
+        own = scenario["gateway_vs_envoy_hop"]["added_p50_ms"]
+        hop = scenario["envoy_hop_vs_direct"]["added_p50_ms"]
+        print(f"{'':<16} added p50: a bare Envoy hop {hop:.3f} ms, the gateway's work {own:.3f} ms")
     upstream = result["gateway_to_backend"]
     print(
         f"gateway -> backend: {upstream['connections']} connections for "
