@@ -468,15 +468,16 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def ttfb(direct: str, gateway: str) -> dict[str, Any]:
+def ttfb(direct: str, hop: str, gateway: str) -> dict[str, Any]:
     body = json.dumps(STREAM_BODY).encode()
     paths = {
         "direct": (direct, http_request("/v1/chat/completions", body, auth=False)),
+        "envoy_hop": (hop, http_request("/v1/chat/completions", body, auth=False)),
         "gateway": (gateway, http_request("/v1/chat/completions", body, auth=True)),
     }
     for address, request in paths.values():
         time_first_bytes(address, request, 50)  # warm up
-    timings: dict[str, list[float]] = {"direct": [], "gateway": []}
+    timings: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(TTFB_ROUNDS):
         for name, (address, request) in paths.items():
             timings[name] += time_first_bytes(address, request, TTFB_REQUESTS // TTFB_ROUNDS)
@@ -488,6 +489,9 @@ def ttfb(direct: str, gateway: str) -> dict[str, Any]:
         }
     result["added_p50_ms"] = round(result["gateway"]["p50_ms"] - result["direct"]["p50_ms"], 3)
     result["added_p90_ms"] = round(result["gateway"]["p90_ms"] - result["direct"]["p90_ms"], 3)
+    hop_p50 = result["envoy_hop"]["p50_ms"]
+    result["envoy_hop_added_p50_ms"] = round(hop_p50 - result["direct"]["p50_ms"], 3)
+    result["gateway_over_envoy_hop_p50_ms"] = round(result["gateway"]["p50_ms"] - hop_p50, 3)
     return result
 
 
@@ -608,7 +612,9 @@ def run() -> dict[str, Any]:
                 "gateway_vs_envoy_hop": compare(measured["envoy_hop"], measured["gateway"]),
             }
         upstream = upstream_connections(work / "gateway.admin", "echo")
-        stream = ttfb(streamer, gateway)
+        (work / "stream-hop.yaml").write_text(yaml.safe_dump(hop_bootstrap(streamer)))
+        stream_hop = start_envoy(stack, work / "stream-hop.yaml", work, "stream-hop")
+        stream = ttfb(streamer, stream_hop, gateway)
         worst = worst_case(gateway, script, GatewayLimits().max_body_bytes)
     result = {
         "benchmark": "gateway",
@@ -671,7 +677,8 @@ def print_table(result: dict[str, Any]) -> None:
     stream = result["stream_first_byte"]
     print(
         f"stream first byte p50: direct {stream['direct']['p50_ms']:.3f} ms, gateway "
-        f"{stream['gateway']['p50_ms']:.3f} ms (+{stream['added_p50_ms']:.3f} ms)"
+        f"{stream['gateway']['p50_ms']:.3f} ms (+{stream['added_p50_ms']:.3f} ms; a bare Envoy "
+        f"hop +{stream['envoy_hop_added_p50_ms']:.3f} ms)"
     )
     worst = result["worst_bodies"]
     quiet = worst["small_requests_quiet"]["max_ms"]
