@@ -126,6 +126,25 @@ def wrk_binary() -> str:
 BACKEND_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
+def static_bootstrap(
+    listener: str, manager: dict[str, Any], clusters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One listener on a free loopback port with this connection manager, admin on another."""
+    loopback = {"socket_address": {"address": "127.0.0.1", "port_value": 0}}
+    chain = {
+        "filters": [
+            {"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}
+        ]
+    }
+    return {
+        "admin": {"address": loopback},
+        "static_resources": {
+            "listeners": [{"name": listener, "address": loopback, "filter_chains": [chain]}],
+            "clusters": clusters,
+        },
+    }
+
+
 def backend_bootstrap() -> dict[str, Any]:
     """An Envoy that answers every request with ANSWER: a backend that costs ~nothing.
 
@@ -175,27 +194,7 @@ def backend_bootstrap() -> dict[str, Any]:
             },
         ],
     }
-    return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "backend",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": manager,
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ]
-        },
-    }
+    return static_bootstrap("backend", manager, [])
 
 
 def hop_bootstrap(backend: str) -> dict[str, Any]:
@@ -225,37 +224,15 @@ def hop_bootstrap(backend: str) -> dict[str, Any]:
         ],
     }
     address = {"socket_address": {"address": host, "port_value": port}}
-    return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "hop",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": manager,
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ],
-            "clusters": [
-                {
-                    "name": "backend",
-                    "type": "STATIC",
-                    "load_assignment": {
-                        "cluster_name": "backend",
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
-                    },
-                }
-            ],
+    cluster = {
+        "name": "backend",
+        "type": "STATIC",
+        "load_assignment": {
+            "cluster_name": "backend",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
         },
     }
+    return static_bootstrap("hop", manager, [cluster])
 
 
 def start_envoy(stack: ExitStack, bootstrap: Path, work: Path, name: str) -> str:
