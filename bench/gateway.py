@@ -126,6 +126,12 @@ def wrk_binary() -> str:
 BACKEND_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
+ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+
+
 def static_bootstrap(
     listener: str, manager: dict[str, Any], clusters: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -186,12 +192,7 @@ def backend_bootstrap() -> dict[str, Any]:
                     "max_request_bytes": BACKEND_MAX_REQUEST_BYTES,
                 },
             },
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                },
-            },
+            ROUTER,
         ],
     }
     return static_bootstrap("backend", manager, [])
@@ -214,14 +215,7 @@ def hop_bootstrap(backend: str) -> dict[str, Any]:
                 }
             ]
         },
-        "http_filters": [
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                },
-            }
-        ],
+        "http_filters": [ROUTER],
     }
     address = {"socket_address": {"address": host, "port_value": port}}
     cluster = {

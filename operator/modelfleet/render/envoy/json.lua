@@ -264,17 +264,16 @@ local function decode(text, first, last, limit)
   if limit ~= nil and last - first + 1 > limit then
     stop = first + limit - 1
   end
-  -- Most strings (every key, as a rule) hold no escape. Searching the body from here for a
-  -- backslash would scan past the string's end, up to the body's: in a body of many keys and
-  -- no backslash, quadratic time. The string alone is searched.
-  local content = sub(text, first, stop)
-  if find(content, "\\", 1, true) == nil then
-    return content
+  -- The backslashes come from next_slash, as for string_end: a search of its own from each
+  -- string runs on to the body's end when no backslash follows, quadratic time in a body of
+  -- many keys. Most strings (every key, as a rule) hold no escape.
+  if next_slash(text, first) > stop then
+    return sub(text, first, stop)
   end
   local out, count, pos = {}, 0, first
   while pos <= stop do
-    local slash = find(text, "\\", pos, true)
-    if slash == nil or slash > stop then
+    local slash = next_slash(text, pos)
+    if slash > stop then
       count = count + 1
       out[count] = sub(text, pos, stop)
       break
