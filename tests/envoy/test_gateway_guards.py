@@ -139,6 +139,21 @@ def test_requests_past_a_keys_limit_get_429_and_other_keys_are_unaffected(gatewa
     assert call(gateway.url, CHAT, ROUTED, bearer(fleet.key("app").key)).status == 200
 
 
+def test_a_body_of_many_keys_is_routed_and_forwarded_whole(gateway, fleet, backends):
+    """The shape whose reading was once quadratic (each key searched to the body's end for an
+    escape): through the real Envoy it is read, routed on an escaped model name and sent on
+    unchanged. tests/envoy/test_gateway_lua.py shows the reading is linear."""
+    members = ",".join(f'"k{index}":0' for index in range(50_000))
+    head = '{"model":"m\\u0069d","messages":[{"role":"user","content":"hi",'
+    raw = (head + members + "}]}").encode()
+    reply = call(gateway.url, CHAT, raw=raw, headers=bearer(fleet.key("app").key))
+    assert reply.status == 200, reply.text
+    answer = reply.json()
+    assert (answer["variant"], answer["body_bytes"]) == ("mid", len(raw))
+    forwarded = backends.last("mid")["body"]
+    assert forwarded == raw[: len(forwarded)].decode()
+
+
 def test_a_body_over_the_limit_is_413_before_any_backend(gateway, fleet, backends):
     before = backends.hits()
     limit = fleet.policy.spec.gateway.limits.max_body_bytes
