@@ -19,15 +19,20 @@ the parse cache and the render cache of `PoolController`):
              Reported, but not in a cycle's total: it is the benchmark's work, not the
              operator's
 
-Pools are computed one after the other, each result let go before the next, as the
-operator's per-pool daemons do: the peak RSS is the operator's, not a fleet of results.
+Pools are computed one after the other, as the operator's per-pool daemons do: each pool
+is parsed, refreshed and written, and its parsed model and result let go before the next.
+The peak RSS is the operator's, not a fleet of results, and the cycle collector sees what
+it would see in the operator.
 
-Cycles measured: the first (nothing cached), a steady one (30 s later, 10% of the
-observations moved), the same steady cycle again (it must give the same result: the
-caches change speed, never output), and the worst one (every gateway's routes change:
-a variant every policy routes to loses its ready replicas in every pool). Memory: the
-process's peak RSS, and how many entries the operator's caches hold. Envoy validation of
-changed gateways is not included: it runs the envoy binary, only when a hash changes.
+Cycles measured: the first (nothing cached); three steady ones 30 s apart, each after 10%
+of the observations moved (the first of them run twice from the same stored state: the
+caches must change the speed, never the output), reported by their median; and the worst
+ones (every gateway's routes change: a variant every policy routes to loses its ready
+replicas in every pool, then gets them back), reported by the slower. Each cycle says how
+much of its CPU the cycle collector took. A fixed loop timed before and after tells how
+fast the host ran. Memory: the process's peak RSS, and how many entries the operator's
+caches hold. Envoy validation of changed gateways is not included: it runs the envoy
+binary, only when a hash changes.
 
     python -m bench.operator     # writes bench/results/operator.json, prints a table
 
@@ -37,6 +42,7 @@ changed gateways is not included: it runs the envoy binary, only when a hash cha
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -67,6 +73,11 @@ RESULTS = REPO / "bench" / "results" / "operator.json"
 POOLS = 1_000
 SEED = 20261127
 CHANGED_SHARE = 0.10
+# Steady cycles measured one after the other (each moves the observations again); the
+# median is reported: one of them may be the cycle the collector's young generation
+# fills in, which the operator meets once in many cycles.
+STEADY_CYCLES = 3
+YARDSTICK_LOOP = 3_000_000
 PHASES = ("parse", "desired", "write", "diff")
 OPERATOR_PHASES = ("parse", "desired", "write")
 # Every sample policy routes chat-summary to it: unready everywhere, every gateway changes.
@@ -91,6 +102,34 @@ class OperatorMemory:
 
     parsed: ParseCache = field(default_factory=ParseCache)
     renders: RenderCache = field(default_factory=RenderCache)
+
+
+@dataclass
+class CollectorTime:
+    """The cycle collector's runs while the clock ran: part of the phases' CPU, reported
+    apart so that a cycle that pays for a collection says so."""
+
+    collections: int = 0
+    cpu_seconds: float = 0.0
+    _started: float = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.collections += 1
+            self.cpu_seconds += time.process_time() - self._started
+
+    @contextmanager
+    def recording(self) -> Iterator[CollectorTime]:
+        gc.callbacks.append(self)
+        try:
+            yield self
+        finally:
+            gc.callbacks.remove(self)
+
+    def report(self) -> dict[str, Any]:
+        return {"collections": self.collections, "cpu_seconds": round(self.cpu_seconds, 4)}
 
 
 @dataclass
@@ -144,10 +183,21 @@ def run_cycle(
     """One refresh of the whole fleet, phase by phase, on `fleet.pools` as stored (each
     body's status and resourceVersion are what the previous cycle wrote). Returns this
     cycle's output, the phase times and what it counted."""
+    with CollectorTime().recording() as collector:
+        output, times, counts = _cycle(fleet, memory, observations, now, before)
+    return output, {**times, "gc": collector.report()}, counts
+
+
+def _cycle(
+    fleet: SyntheticFleet,
+    memory: OperatorMemory,
+    observations: dict[str, Any],
+    now: datetime,
+    before: CycleOutput,
+) -> tuple[CycleOutput, dict[str, Any], dict[str, Any]]:
     clock = PhaseClock()
     output = CycleOutput()
     with clock.phase("parse"):
-        pools = [_parsed(memory, body) for body in fleet.pools]
         policies: dict[str, list[Any]] = {}
         for body in fleet.policies:
             policy = _parsed(memory, body)
@@ -158,10 +208,13 @@ def run_cycle(
             held.setdefault(_ref(reservation.namespace, reservation.spec.pool), []).append(
                 reservation
             )
-    # Pool by pool, as the operator's daemons run: one pool's result is applied and let go
-    # before the next is computed.
+    # Pool by pool, as the operator's daemons run: each pool is parsed, refreshed and
+    # applied, and its parsed model (with the status it had) and result are let go before
+    # the next pool is read.
     tally = Tally()
-    for pool, body in zip(pools, fleet.pools, strict=True):
+    for body in fleet.pools:
+        with clock.phase("parse"):
+            pool = _parsed(memory, body)
         ref = _ref(pool.namespace, pool.name)
         own = policies.get(ref, [])
         with clock.phase("desired"):
@@ -283,6 +336,21 @@ def unready_everywhere(
     }
 
 
+def host_yardstick() -> float:
+    """CPU seconds of a fixed pure-Python loop (the best of three): the same work on any
+    run, so that cycles measured on a host running slower (a shared machine's CPU moves by
+    tens of percent from hour to hour) can be told from code that got slower."""
+
+    def loop() -> float:
+        started = time.process_time()
+        total = 0
+        for number in range(YARDSTICK_LOOP):
+            total += number
+        return time.process_time() - started
+
+    return round(min(loop() for _ in range(3)), 4)
+
+
 def _max_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
@@ -293,6 +361,7 @@ def measure(pools: int, seed: int) -> dict[str, Any]:
     numbers are this fleet's and nothing else's."""
     tune_garbage_collection()  # as `modelfleet run` does
     after_imports = _max_rss_mib()
+    yardstick_before = host_yardstick()
     started = time.process_time()
     fleet = build_fleet(pools, seed)
     for body in [*fleet.pools, *fleet.policies, *fleet.reservations]:
@@ -310,20 +379,37 @@ def measure(pools: int, seed: int) -> dict[str, Any]:
         fleet, memory, fleet.observations, fleet.now, CycleOutput()
     )
     after_first = _max_rss_mib()
-    later = fleet.now + timedelta(seconds=REFRESH_SECONDS)
-    observations, moved = next_observations(fleet.observations, CHANGED_SHARE, seed + 1, later)
-    stored = [(body["status"], body["metadata"]["resourceVersion"]) for body in fleet.pools]
-    steady, times, counts = run_cycle(fleet, memory, observations, later, first)
-    # The same cycle again, from the same stored state: warm caches must change the speed,
-    # never the output.
-    for body, (status, version) in zip(fleet.pools, stored, strict=True):
-        body["status"], body["metadata"]["resourceVersion"] = status, version
-    again, _, _ = run_cycle(fleet, memory, observations, later, first)
-    if again.gateway_hashes != steady.gateway_hashes or again.manifests != steady.manifests:
-        raise RuntimeError("the same cycle gave different results twice: the core is not pure")
-    latest = later + timedelta(seconds=REFRESH_SECONDS)
-    worst_observations = unready_everywhere(observations, WORST_VARIANT)
-    _, worst_times, worst_counts = run_cycle(fleet, memory, worst_observations, latest, again)
+    at = fleet.now
+    observations, before, steady_runs = fleet.observations, first, []
+    for number in range(STEADY_CYCLES):
+        at += timedelta(seconds=REFRESH_SECONDS)
+        observations, moved = next_observations(observations, CHANGED_SHARE, seed + 1 + number, at)
+        stored = [(body["status"], body["metadata"]["resourceVersion"]) for body in fleet.pools]
+        steady, times, counts = run_cycle(fleet, memory, observations, at, before)
+        if number == 0:
+            # The same cycle again, from the same stored state: warm caches must change the
+            # speed, never the output.
+            for body, (status, version) in zip(fleet.pools, stored, strict=True):
+                body["status"], body["metadata"]["resourceVersion"] = status, version
+            again, _, _ = run_cycle(fleet, memory, observations, at, before)
+            if again.gateway_hashes != steady.gateway_hashes or again.manifests != steady.manifests:
+                raise RuntimeError(
+                    "the same cycle gave different results twice: the core is not pure"
+                )
+        steady_runs.append((times, counts, moved))
+        before = steady
+    # Both directions change every gateway's routes: the variant goes, then comes back.
+    worst_runs = []
+    for observed in (unready_everywhere(observations, WORST_VARIANT), observations):
+        at += timedelta(seconds=REFRESH_SECONDS)
+        before, times, counts = run_cycle(fleet, memory, observed, at, before)
+        worst_runs.append((times, counts))
+    steady_totals = [times["total"]["cpu_seconds"] for times, _, _ in steady_runs]
+    times, counts, moved = sorted(steady_runs, key=lambda run: run[0]["total"]["cpu_seconds"])[
+        len(steady_runs) // 2
+    ]
+    worst_totals = [times["total"]["cpu_seconds"] for times, _ in worst_runs]
+    worst_times, worst_counts = max(worst_runs, key=lambda run: run[0]["total"]["cpu_seconds"])
     after_cycles = _max_rss_mib()
     return {
         "scale": {
@@ -339,10 +425,12 @@ def measure(pools: int, seed: int) -> dict[str, Any]:
         "cycle": {
             **times,
             "cpu_ms_per_pool": round(times["total"]["cpu_seconds"] * 1e3 / pools, 3),
+            "of_cycles_cpu_seconds": steady_totals,
         },
         "worst_cycle": {
             **worst_times,
             "cpu_ms_per_pool": round(worst_times["total"]["cpu_seconds"] * 1e3 / pools, 3),
+            "of_cycles_cpu_seconds": worst_totals,
         },
         "first_cycle": first_times,
         "counts": counts,
@@ -358,6 +446,7 @@ def measure(pools: int, seed: int) -> dict[str, Any]:
             "workload_render_cache_entries": len(memory.renders.workloads),
         },
         "fleet_build_cpu_seconds": round(build_cpu, 3),
+        "host_yardstick_cpu_seconds": {"before": yardstick_before, "after": host_yardstick()},
         "gc_thresholds": list(GC_THRESHOLDS),
     }
 
@@ -445,10 +534,12 @@ def print_table(result: dict[str, Any]) -> None:
         ]
         print(row.format(name, *(f"{s:.3f}" for s in cpu)))
     memory, diff = result["memory"], result["counts"]["diff"]
+    yardstick = result["host_yardstick_cpu_seconds"]
     print(
         f"CPU seconds; {memory['max_rss_after_all_cycles_mib']} MiB max RSS; steady cycle "
         f"changed {diff['deployments']['changed']} Deployments, "
-        f"{diff['gateways']['changed']} gateways"
+        f"{diff['gateways']['changed']} gateways; host yardstick {yardstick['before']} s "
+        f"before, {yardstick['after']} s after"
     )
 
 

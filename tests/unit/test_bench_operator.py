@@ -44,6 +44,20 @@ def test_every_phase_is_timed_and_the_total_is_the_operators(result):
             assert cycle["total"][clock] == pytest.approx(parts, abs=1e-3)
 
 
+def test_steady_and_worst_cycles_list_every_run_and_the_collector(result):
+    steady, worst = result["cycle"], result["worst_cycle"]
+    assert len(steady["of_cycles_cpu_seconds"]) == operator_bench.STEADY_CYCLES
+    # The reported steady cycle is the median run, the worst the slower of the two.
+    ordered = sorted(steady["of_cycles_cpu_seconds"])
+    assert steady["total"]["cpu_seconds"] == ordered[len(ordered) // 2]
+    assert worst["total"]["cpu_seconds"] == max(worst["of_cycles_cpu_seconds"])
+    assert len(worst["of_cycles_cpu_seconds"]) == 2
+    for cycle in (steady, worst, result["first_cycle"]):
+        assert cycle["gc"]["collections"] >= 0 and cycle["gc"]["cpu_seconds"] >= 0
+    yardstick = result["host_yardstick_cpu_seconds"]
+    assert yardstick["before"] > 0 and yardstick["after"] > 0
+
+
 def test_scale_matches_the_request(result):
     scale = result["scale"]
     assert scale["pools"] == scale["routing_policies"] == POOLS
