@@ -29,8 +29,8 @@ of the observations moved (the first of them run twice from the same stored stat
 caches must change the speed, never the output), reported by their median; and the worst
 ones (every gateway's routes change: a variant every policy routes to loses its ready
 replicas in every pool, then gets them back), reported by the slower. Each cycle says how
-much of its CPU the cycle collector took. A fixed loop timed before and after tells how
-fast the host ran. Memory: the process's peak RSS, and how many entries the operator's
+much of its CPU the cycle collector took; the `diff` phase, the same work in every cycle,
+tells how fast the host ran. Memory: the process's peak RSS, and how many entries the operator's
 caches hold. Envoy validation of changed gateways is not included: it runs the envoy
 binary, only when a hash changes.
 
@@ -77,7 +77,6 @@ CHANGED_SHARE = 0.10
 # median is reported: one of them may be the cycle the collector's young generation
 # fills in, which the operator meets once in many cycles.
 STEADY_CYCLES = 3
-YARDSTICK_LOOP = 3_000_000
 PHASES = ("parse", "desired", "write", "diff")
 OPERATOR_PHASES = ("parse", "desired", "write")
 # Every sample policy routes chat-summary to it: unready everywhere, every gateway changes.
@@ -336,21 +335,6 @@ def unready_everywhere(
     }
 
 
-def host_yardstick() -> float:
-    """CPU seconds of a fixed pure-Python loop (the best of three): the same work on any
-    run, so that cycles measured on a host running slower (a shared machine's CPU moves by
-    tens of percent from hour to hour) can be told from code that got slower."""
-
-    def loop() -> float:
-        started = time.process_time()
-        total = 0
-        for number in range(YARDSTICK_LOOP):
-            total += number
-        return time.process_time() - started
-
-    return round(min(loop() for _ in range(3)), 4)
-
-
 def _max_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
@@ -361,7 +345,6 @@ def measure(pools: int, seed: int) -> dict[str, Any]:
     numbers are this fleet's and nothing else's."""
     tune_garbage_collection()  # as `modelfleet run` does
     after_imports = _max_rss_mib()
-    yardstick_before = host_yardstick()
     started = time.process_time()
     fleet = build_fleet(pools, seed)
     for body in [*fleet.pools, *fleet.policies, *fleet.reservations]:
@@ -446,7 +429,6 @@ def measure(pools: int, seed: int) -> dict[str, Any]:
             "workload_render_cache_entries": len(memory.renders.workloads),
         },
         "fleet_build_cpu_seconds": round(build_cpu, 3),
-        "host_yardstick_cpu_seconds": {"before": yardstick_before, "after": host_yardstick()},
         "gc_thresholds": list(GC_THRESHOLDS),
     }
 
@@ -534,12 +516,10 @@ def print_table(result: dict[str, Any]) -> None:
         ]
         print(row.format(name, *(f"{s:.3f}" for s in cpu)))
     memory, diff = result["memory"], result["counts"]["diff"]
-    yardstick = result["host_yardstick_cpu_seconds"]
     print(
         f"CPU seconds; {memory['max_rss_after_all_cycles_mib']} MiB max RSS; steady cycle "
         f"changed {diff['deployments']['changed']} Deployments, "
-        f"{diff['gateways']['changed']} gateways; host yardstick {yardstick['before']} s "
-        f"before, {yardstick['after']} s after"
+        f"{diff['gateways']['changed']} gateways"
     )
 
 

@@ -54,8 +54,6 @@ def test_steady_and_worst_cycles_list_every_run_and_the_collector(result):
     assert len(worst["of_cycles_cpu_seconds"]) == 2
     for cycle in (steady, worst, result["first_cycle"]):
         assert cycle["gc"]["collections"] >= 0 and cycle["gc"]["cpu_seconds"] >= 0
-    yardstick = result["host_yardstick_cpu_seconds"]
-    assert yardstick["before"] > 0 and yardstick["after"] > 0
 
 
 def test_scale_matches_the_request(result):
