@@ -10,7 +10,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from modelfleet.api.names import API_VERSION, GROUP, VERSION
-from modelfleet.api.sharing import share_defaults, share_fields_set
+from modelfleet.api.sharing import share_fields_set, share_records
 
 __all__ = ["API_VERSION", "GROUP", "VERSION"]
 
@@ -80,8 +80,7 @@ class KubeModel(BaseModel):
     )
 
     def model_post_init(self, context: Any, /) -> None:
-        share_fields_set(self)
-        share_defaults(self)
+        share_records(self)
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
