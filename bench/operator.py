@@ -42,6 +42,7 @@ binary, only when a hash changes.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import hashlib
 import json
@@ -52,12 +53,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from modelfleet.controller.runtime import GC_THRESHOLDS, tune_garbage_collection
 from modelfleet.observe.observation import VariantObservation
@@ -83,6 +84,7 @@ OPERATOR_PHASES = ("parse", "desired", "write")
 WORST_VARIANT = "qwen25-7b"
 SETTINGS = GatewaySettings()
 MEASURE_TIMEOUT_SECONDS = 1800
+P = ParamSpec("P")
 
 
 @dataclass
@@ -172,6 +174,19 @@ def _outcome(previous: Any, current: Any) -> str:
     return "new" if previous is None else "unchanged" if previous == current else "changed"
 
 
+def with_collector_time(run: Callable[P, tuple[Any, dict[str, Any], Any]]) -> Callable[P, Any]:
+    """`run`, its times with the cycle collector's runs added (`gc`)."""
+
+    @functools.wraps(run)
+    def timed(*args: P.args, **kwargs: P.kwargs) -> tuple[Any, dict[str, Any], Any]:
+        with CollectorTime().recording() as collector:
+            output, times, counts = run(*args, **kwargs)
+        return output, {**times, "gc": collector.report()}, counts
+
+    return timed
+
+
+@with_collector_time
 def run_cycle(
     fleet: SyntheticFleet,
     memory: OperatorMemory,
@@ -182,18 +197,6 @@ def run_cycle(
     """One refresh of the whole fleet, phase by phase, on `fleet.pools` as stored (each
     body's status and resourceVersion are what the previous cycle wrote). Returns this
     cycle's output, the phase times and what it counted."""
-    with CollectorTime().recording() as collector:
-        output, times, counts = _cycle(fleet, memory, observations, now, before)
-    return output, {**times, "gc": collector.report()}, counts
-
-
-def _cycle(
-    fleet: SyntheticFleet,
-    memory: OperatorMemory,
-    observations: dict[str, Any],
-    now: datetime,
-    before: CycleOutput,
-) -> tuple[CycleOutput, dict[str, Any], dict[str, Any]]:
     clock = PhaseClock()
     output = CycleOutput()
     with clock.phase("parse"):
