@@ -30,9 +30,9 @@ caches must change the speed, never the output), reported by their median; and t
 ones (every gateway's routes change: a variant every policy routes to loses its ready
 replicas in every pool, then gets them back), reported by the slower. Each cycle says how
 much of its CPU the cycle collector took; the `diff` phase, the same work in every cycle,
-tells how fast the host ran. Memory: the process's peak RSS, and how many entries the operator's
-caches hold. Envoy validation of changed gateways is not included: it runs the envoy
-binary, only when a hash changes.
+tells how fast the host ran. Memory: the process's peak RSS, and how many entries the
+operator's caches hold. Envoy validation of changed gateways is not included: it runs the
+envoy binary, only when a hash changes.
 
     python -m bench.operator     # writes bench/results/operator.json, prints a table
 

@@ -52,23 +52,13 @@ def _model_default_fields(cls: type[BaseModel]) -> tuple[str, ...]:
 
 
 def share_records(model: BaseModel) -> None:
-    """`share_fields_set`, then `share_defaults` only for a class that has model defaults:
-    it runs for every model built (tens of thousands of status entries a refresh at 1,000
-    pools), and most classes, the statuses among them, have none."""
+    """Point `model`'s fields-set record, and each sub-model it holds as a field's default,
+    at the shared ones. One call per model built (tens of thousands of status entries a
+    refresh at 1,000 pools); most classes, the statuses among them, have no model default."""
     share_fields_set(model)
-    names = _MODEL_DEFAULT_FIELDS.get(type(model))
-    if names is None:
-        names = _model_default_fields(type(model))
-    if names:
-        _share_default_values(model, names)
-
-
-def share_defaults(model: BaseModel) -> None:
-    """Point each sub-model `model` holds as a field's default at the shared one."""
-    _share_default_values(model, _model_default_fields(type(model)))
-
-
-def _share_default_values(model: BaseModel, names: tuple[str, ...]) -> None:
+    names = _model_default_fields(type(model))
+    if not names:
+        return
     fields_set = model.__pydantic_fields_set__
     values = model.__dict__
     for name in names:
