@@ -55,8 +55,16 @@ def share_records(model: BaseModel) -> None:
     """Point `model`'s fields-set record, and each sub-model it holds as a field's default,
     at the shared ones. One call per model built (tens of thousands of status entries a
     refresh at 1,000 pools); most classes, the statuses among them, have no model default."""
-    share_fields_set(model)
-    names = _model_default_fields(type(model))
+    cls = type(model)
+    shared = _LAST_SHARED.get(cls)
+    # share_fields_set's common case, inline: the call was a third of building a status entry.
+    if shared is not None and shared == model.__pydantic_fields_set__:
+        object.__setattr__(model, "__pydantic_fields_set__", shared)
+    else:
+        share_fields_set(model)
+    names = _MODEL_DEFAULT_FIELDS.get(cls)
+    if names is None:
+        names = _model_default_fields(cls)
     if not names:
         return
     fields_set = model.__pydantic_fields_set__

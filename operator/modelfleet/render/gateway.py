@@ -32,8 +32,9 @@ from modelfleet.render.envoy.names import (
     LISTENERS_FILE,
     ROUTES_FILE,
 )
+from modelfleet.render.envoy.pieces import files_digest
 from modelfleet.render.envoy.render import DEFAULT_ACCESS_LOG, DEFAULT_STATS_PORT, render_gateway
-from modelfleet.render.envoy.xds import HostPort, short_digest
+from modelfleet.render.envoy.xds import HostPort
 from modelfleet.render.gateway_cache import GatewayRenderCache
 
 CONFIGMAP_FILES = (BOOTSTRAP_FILE, LISTENERS_FILE, CLUSTERS_FILE)
@@ -145,7 +146,7 @@ def _decoded(encoded: Any) -> str | None:
 
 
 def config_hash(files: Mapping[str, str]) -> str:
-    return short_digest(*(part for name in sorted(files) for part in (name, files[name])))
+    return files_digest(files)
 
 
 def gateway_config(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate
 from typing import Any
@@ -34,7 +34,7 @@ from modelfleet.render.envoy.routes import route_configuration, table_routes
 _FIRST_PLACEHOLDER = 9_876_500_000
 SLOTS_PER_ROUTE = 100
 _MAX_ROUTES = 1000
-_PLACEHOLDER_YAML = re.compile(r"weight: (98765\d{5})\n")
+_WEIGHT_KEY = "weight: "
 
 
 @dataclass
@@ -105,8 +105,19 @@ def shape_of(table: RoutingTable) -> RoutingTable:
             WeightedBackend(backend.variant, _FIRST_PLACEHOLDER + slot_of[index])
             for index, backend in enumerate(route.backends)
         )
-        routes.append(replace(route, backends=backends, note=""))
-    return replace(table, routes=tuple(routes))
+        # Built field by field: dataclasses.replace costs more than the rest of the loop.
+        routes.append(
+            TableRoute(
+                name=route.name,
+                match=route.match,
+                backends=backends,
+                degraded_from=route.degraded_from,
+                budget=route.budget,
+            )
+        )
+    return RoutingTable(
+        namespace=table.namespace, policy=table.policy, pool=table.pool, routes=tuple(routes)
+    )
 
 
 def shape_key(table: RoutingTable) -> tuple[tuple, dict[int, int]] | None:
@@ -217,19 +228,26 @@ def routes_template(
     # A route that matches in several ways repeats its weights; every placeholder must
     # stand where a route's weight is, as often in the YAML as in the routes, and nowhere
     # else (any other use of the digits is refused, and the full render writes the file).
-    in_yaml = Counter(_PLACEHOLDER_YAML.findall(text))
-    placeholders = {str(_FIRST_PLACEHOLDER + slot) for slot in slots}
-    if (
-        in_yaml != expected
-        or set(in_yaml) != placeholders
-        or Counter(ANY_PLACEHOLDER.findall(text)) != in_yaml
-    ):
+    spans = _weight_spans(text)
+    if spans is None:
         return None
-    spans = [
-        (m.start(1), m.end(1), int(m.group(1)) - _FIRST_PLACEHOLDER)
-        for m in _PLACEHOLDER_YAML.finditer(text)
-    ]
+    in_yaml = Counter(text[start:end] for start, end, _ in spans)
+    placeholders = {str(_FIRST_PLACEHOLDER + slot) for slot in slots}
+    if in_yaml != expected or set(in_yaml) != placeholders:
+        return None
     return RoutesTemplate.of(pieces, spans, skipped)
+
+
+def _weight_spans(text: str) -> list[tuple[int, int, int]] | None:
+    """Where each placeholder stands in `text` as a weight (`weight: <digits>` on its own
+    line), with its slot; None when the digits stand anywhere else too."""
+    spans = []
+    for match in ANY_PLACEHOLDER.finditer(text):
+        start, end = match.span()
+        if not (text.endswith(_WEIGHT_KEY, 0, start) and text.startswith("\n", end)):
+            return None
+        spans.append((start, end, int(match.group()) - _FIRST_PLACEHOLDER))
+    return spans
 
 
 def _placeholder_weights(routes: Iterable[dict[str, Any]]) -> Counter[str]:

@@ -306,6 +306,10 @@ def reservation_status(
     )
 
 
+# One status model per distinct route, shared (frozen): pools made from the same template
+# plan the same routes with the same weights, and a route's weights come back after a
+# readiness change (the 1,000 benchmark pools plan about 900 distinct routes of 8,500).
+@lru_cache(maxsize=4096)
 def effective_route(route: TableRoute) -> EffectiveRoute:
     return EffectiveRoute.model_validate(_route_tree(route))
 

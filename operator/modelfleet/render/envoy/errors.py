@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 JSON_CONTENT_TYPE = {
@@ -16,6 +17,8 @@ def error_object(message: str, kind: str, code: str, param: str | None = None) -
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+# A gateway's fixed replies are written again for every new shape of its routes.
+@lru_cache(maxsize=1024)
 def error_body(message: str, kind: str, code: str, param: str | None = None) -> str:
     return json.dumps(error_object(message, kind, code, param), separators=(",", ":"))
 

@@ -263,14 +263,22 @@ def _index(placeholder: str) -> int:
     return int(placeholder[6:12])
 
 
+# Values with nothing inside to walk: most of a document's nodes (every new shape's routes
+# walk it again), passed over without a call.
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+
+
 def _skeleton(value: Any, parts: list[Part]) -> Any:
     if isinstance(value, Part):
         parts.append(value)
         return _PLACEHOLDER.format(len(parts) - 1)
     if isinstance(value, dict):
-        return {key: _skeleton(item, parts) for key, item in value.items()}
+        return {
+            key: item if type(item) in _LEAVES else _skeleton(item, parts)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [_skeleton(item, parts) for item in value]
+        return [item if type(item) in _LEAVES else _skeleton(item, parts) for item in value]
     return value
 
 
