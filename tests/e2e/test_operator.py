@@ -184,8 +184,41 @@ def test_a_reservation_raises_the_floor_at_once_and_reports_its_grant(fleet, poo
         "reserved cost accruing in the operator's /metrics",
     )
     assert 'tenant="batch-team"' in accrued and 'mode="pool"' in accrued
+    # The pool's status moves every refresh (its plan's time); the Reservation's, once
+    # granted, stays as it is, and the operator stops writing it.
+    eventually(
+        lambda: _unwritten_through_refreshes(fleet, "reservations", refreshes=3),
+        30,
+        "three refreshes that leave the unchanged Reservation status unwritten",
+    )
     fleet.kubectl("delete", "reservation", "batch", "-n", "llm")
     eventually(lambda: fleet.replicas("e2e-small") == 2, 20, "the floor released")
+
+
+def _status_patches(fleet, resource: str) -> int:
+    """The operator's status patches of `resource` in namespace llm, counted by the API server."""
+    while True:
+        try:
+            counts = list(fleet.cluster.emulator.calls.counts.items())
+        except RuntimeError:  # counted meanwhile, from the cluster's thread
+            continue
+        return sum(
+            n
+            for call, n in counts
+            if (call.verb, call.resource, call.subresource, call.namespace)
+            == ("patch", resource, "status", "llm")
+        )
+
+
+def _unwritten_through_refreshes(fleet, resource: str, refreshes: int) -> bool:
+    pool_writes, writes = _status_patches(fleet, "modelpools"), _status_patches(fleet, resource)
+    eventually(
+        lambda: _status_patches(fleet, "modelpools") >= pool_writes + refreshes,
+        10 * refreshes,
+        f"{refreshes} refreshes of the pool",
+        0.1,
+    )
+    return _status_patches(fleet, resource) == writes
 
 
 def test_an_invalid_spec_is_refused_with_its_field_path_and_changes_nothing(fleet, pool):

@@ -170,7 +170,7 @@ class PoolController:
         by_name = {p.name: p for p in policies}
         for (_, name), gateway in result.gateways.items():
             await self.publisher.publish(gateway, by_name[name], result)
-        await self._write(result)
+        await self._write(result, read=[pool, *policies, *reservations])
         plan = result.plans[key]
         self.metrics.record_plan(plan, now)
         for policy in policies:
@@ -215,9 +215,15 @@ class PoolController:
                 error=repr(err)[:300],
             )
 
-    async def _write(self, result: Desired) -> None:
-        """Statuses, then Events: what the core decided, recorded."""
-        for update in result.statuses.values():
+    async def _write(self, result: Desired, read: Sequence[Any] = ()) -> None:
+        """Statuses, then Events: what the core decided, recorded. A status equal to the
+        one its resource was `read` with this cycle is not written again: most policies'
+        and Reservations' statuses stay the same from one refresh to the next, and writing
+        them anyway was a PATCH each, every refresh (about 1,400 of 2,400 at 1,000 pools)."""
+        as_read = {(r.kind, r.namespace, r.name): r.status for r in read}
+        for key, update in result.statuses.items():
+            if not update.partial and update.status == as_read.get(key):
+                continue
             stored = await self.kube.merge_patch(
                 object_path(update.target.body()),
                 {"status": update.wire()},
