@@ -4,8 +4,9 @@ Every pool is the sample `chat` pool with its numbers varied (GPU budget, timezo
 hours and floors, replica ranges, queue targets), one RoutingPolicy per pool (the sample's
 routes with varied weights and degrade thresholds), reservations on about a third of the
 pools, Prometheus-style observations, and in each pool's status the plan the operator
-would have written: the real planner runs for ten minutes of refreshes before NOW, so the
-fleet has settled and stabilization windows hold a real history. The same seed always gives
+would have written (in each policy's, its planned routes): the real planner runs for ten
+minutes of refreshes before NOW, so the fleet has settled, stabilization windows hold a
+real history and the latency shift's weights have come to rest. The same seed always gives
 the same fleet, as wire objects (dicts): the operator parses them itself each cycle.
 """
 
@@ -42,10 +43,10 @@ API_KEYS = (
 
 @dataclass
 class SyntheticFleet:
-    pools: list[dict[str, Any]]  # ModelPool bodies without status
+    pools: list[dict[str, Any]]  # ModelPool bodies without status (it is in `statuses`)
     statuses: dict[str, dict[str, Any]]  # "ns/pool" -> the status the previous cycle wrote
     reservations: list[dict[str, Any]]
-    policies: list[dict[str, Any]]
+    policies: list[dict[str, Any]]  # RoutingPolicy bodies, with their planned routes
     observations: dict[str, VariantObservation]
     # "ns/pool" -> variant -> its Service's cluster IP and port, as the operator reads them
     service_addresses: dict[str, dict[str, tuple[str, int]]]
@@ -245,9 +246,10 @@ def build_fleet(pools: int, seed: int) -> SyntheticFleet:
 
 
 def _settle(fleet: SyntheticFleet, rounds: int) -> None:
-    """The operator's last `rounds` refreshes before NOW on today's observations; then the
-    ready counts follow the settled plan (a variant that was down stays down, one that lagged
-    lags by as much)."""
+    """The operator's last `rounds` refreshes before NOW on today's observations, each
+    pool's plan and its policy's routes (the weights the latency shift moves a step per
+    refresh) written back as the operator writes them; then the ready counts follow the
+    settled plan (a variant that was down stays down, one that lagged lags by as much)."""
     first = {
         ref: {v["name"]: v["desiredReplicas"] for v in status["variants"]}
         for ref, status in fleet.statuses.items()
@@ -262,15 +264,25 @@ def _settle(fleet: SyntheticFleet, rounds: int) -> None:
             key: replace(o, sampled_at=o.sampled_at - (NOW - at) if o.sampled_at else None)
             for key, o in fleet.observations.items()
         }
-        for body in fleet.pools:
+        for body, policy_body in zip(fleet.pools, fleet.policies, strict=True):
             meta = body["metadata"]
             ref = f"{meta['namespace']}/{meta['name']}"
             pool = parse_body({**body, "status": fleet.statuses[ref]})[0]
+            policy = parse_body(policy_body)[0]
+            # No gateway yet: a policy's status is its planned routes alone.
             result = desired(
-                FleetInputs(at, pools=[pool], reservations=held.get(ref, []), observations=observed)
+                FleetInputs(
+                    at,
+                    pools=[pool],
+                    policies=[policy],
+                    reservations=held.get(ref, []),
+                    observations=observed,
+                )
             )
             status = result.status_of("ModelPool", pool.namespace, pool.name)
             fleet.statuses[ref] = status.model_dump(by_alias=True, mode="json")
+            routes = result.statuses[("RoutingPolicy", policy.namespace, policy.name)]
+            policy_body["status"] = routes.wire()
     for key, observation in fleet.observations.items():
         namespace, name, variant = key.split("/")
         ref = f"{namespace}/{name}"

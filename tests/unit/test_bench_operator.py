@@ -75,6 +75,11 @@ def test_every_rendered_object_is_diffed_once(result):
         # A gateway that changed is applied as a ConfigMap and a Secret.
         published = diff["gateways"]["new"] + diff["gateways"]["changed"]
         assert diff["gateway_objects_to_apply"] == 2 * published
+        # A pool's status always moves (its plan's time); the others only when they change.
+        assert POOLS <= diff["statuses_written"] <= render["statuses"]
+    # The first cycle writes every status: none was there to compare with.
+    first = result["first_cycle_counts"]
+    assert first["diff"]["statuses_written"] == first["render"]["statuses"]
 
 
 def test_first_cycle_creates_everything_second_applies_only_scaled_deployments(result):
