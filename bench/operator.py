@@ -236,14 +236,13 @@ def run_cycle(
                 memory.renders,
             )
         with clock.phase("write"):
-            # Every status the cycle gave (the pool's, its policies' and Reservations') that
-            # differs from the one it was read with, as the controller writes them: the
-            # next refresh reads them back.
-            as_read = {(r.kind, r.namespace, r.name): r.status for r in (pool, *own, *mine)}
-            for key, update in result.statuses.items():
-                if update.partial or update.status != as_read.get(key):
-                    _store(memory, stored[key], update)
-                    tally.numbers["statuses_written"] += 1
+            # The statuses the controller writes (the pool's, its policies' and
+            # Reservations' that changed): the next refresh reads them back.
+            written = result.statuses_to_write((pool, *own, *mine))
+            for update in written:
+                target = update.target
+                _store(memory, stored[(target.kind, target.namespace, target.name)], update)
+        tally.numbers["statuses_written"] += len(written)
         with clock.phase("diff"):
             for manifest in result.workloads:
                 key = (manifest["kind"], ref, manifest["metadata"]["name"])

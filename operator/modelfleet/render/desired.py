@@ -99,6 +99,17 @@ class Desired:
             target, status, partial
         )
 
+    def statuses_to_write(self, read: Iterable[Any] = ()) -> list[StatusUpdate]:
+        """The statuses to write, given the resources this cycle `read`: a status equal to
+        the one its resource was read with is left as it is (most policies' and
+        Reservations' hold from one refresh to the next); a partial one is always written."""
+        as_read = {(r.kind, r.namespace, r.name): r.status for r in read}
+        return [
+            update
+            for key, update in self.statuses.items()
+            if update.partial or update.status != as_read.get(key)
+        ]
+
 
 EVENT_MESSAGE_LIMIT = 1000
 # Not granted, and nothing is wrong: the Reservation's window is not open (yet, or any more).
