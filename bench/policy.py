@@ -12,16 +12,23 @@ of the requests within their route's TTFT SLO and 99% within its e2e SLO; the fo
 at most 40% of the static-peak GPU-hours (every variant at replicas.max, cut to the GPU
 budget: what the planner plans for an always-open schedule, held all day).
 
-The conversation trace's prompts are short, so end-to-end latency binds. A second case
-replays a synthetic trace with long prompts (about 6,000 tokens, log-normal) and short
-answers, where time to first token binds, at a rate the static-peak fleet serves: the
-mechanism, not the trace, has to meet the SLOs.
+The conversation trace's prompts are short, so end-to-end latency binds. Two synthetic
+traces have long prompts (log-normal) and short answers, so time to first token binds:
+
+- `long-prompts` (12 requests/s, the rate the issue measured its long-prompt trace at):
+  prompts of about 3,000 tokens, none longer than the fleet can prefill within its
+  routes' TTFT SLOs on an idle replica (the shortest such limit of every variant a route
+  with a TTFT SLO sends to, the degrade rules' fallbacks included: the 7B's 0.5 s, about
+  10,800 tokens). Every request can meet its SLO; whether it does is up to the policy,
+  so both runs are held to the targets here too.
+- `beyond-ceiling` (4 requests/s): prompts of about 6,000 tokens, up to 28,000, some longer
+  than any replica prefills within the route's TTFT, however idle. It is reported, not
+  held to the targets: no number of replicas can reach 99% on it.
 
 Each run also reports `ttftCeiling`: the share of the requests on routes with a TTFT SLO
 that one idle replica of the variant they went to answers within it. No number of replicas
-beats it; on the long-prompt trace it is under 99% (the longest prompts take longer than
-the route's TTFT to prefill even alone, most of all on the 7B at 0.5 s), so there the TTFT
-target cannot be met by scaling, and the gap to the ceiling is what the policy loses.
+beats it (1.0 on the conversation and long-prompts traces, 0.98 beyond the ceiling); on
+`beyond-ceiling` the gap to it (`ttftGapToCeiling`) is what the policy loses.
 
     python -m bench.policy       # writes bench/results/policy.json, prints a table
 """
@@ -56,18 +63,28 @@ MONDAY = datetime.fromisoformat("2026-01-05T00:00:00+08:00")  # in the pool's zo
 DAYS = 2
 SEED = 1
 TARGETS = {"ttft": 0.99, "e2e": 0.99, "static_peak_share": 0.40}
-CASES = {
-    "conversation": {"rate": 24.0, "trace": "the Azure LLM 2023 conversation trace"},
-    "long-prompts": {"rate": 4.0, "trace": "synthetic long prompts (TTFT binds)"},
-}
-LONG_PROMPTS = {"requests": 20_000, "rate": 5.0, "prompt_median": 6000, "prompt_sigma": 0.5,
-                "prompt_max": 28_000, "output_median": 120, "output_sigma": 0.6}  # fmt: skip
+# Log-normal prompt and answer lengths of the synthetic traces (a trace of `requests`
+# arrivals at `rate`, which simulate stretches over the days). `prompt_max` None: the
+# longest prompt every route's backends prefill within its TTFT SLO when idle.
+LONG_PROMPTS = {"requests": 20_000, "rate": 5.0, "prompt_median": 3000, "prompt_sigma": 0.7,
+                "prompt_max": None, "output_median": 13, "output_sigma": 1.0}  # fmt: skip
+BEYOND_CEILING = {"requests": 20_000, "rate": 5.0, "prompt_median": 6000, "prompt_sigma": 0.5,
+                  "prompt_max": 28_000, "output_median": 120, "output_sigma": 0.6}  # fmt: skip
+CASES: dict[str, dict[str, Any]] = {
+    "conversation": {"rate": 24.0, "trace": "the Azure LLM 2023 conversation trace",
+                     "judged": True},
+    "long-prompts": {"rate": 12.0, "trace": "synthetic long prompts, each servable within "
+                     "its TTFT SLO (TTFT binds)", "prompts": LONG_PROMPTS, "judged": True},
+    "beyond-ceiling": {"rate": 4.0, "trace": "synthetic longer prompts, some past what any "
+                       "replica prefills within the TTFT SLO", "prompts": BEYOND_CEILING,
+                       "judged": False},
+}  # fmt: skip
 
 
-def long_prompt_trace(path: Path, seed: int = SEED) -> Path:
+def long_prompt_trace(path: Path, spec: dict[str, Any], prompt_max: int, seed: int = SEED) -> Path:
     """A CSV trace (timestamp, input_tokens, output_tokens) of Poisson arrivals with long,
-    log-normal prompts and short answers; simulate stretches it over the days."""
-    spec = LONG_PROMPTS
+    log-normal prompts (none over `prompt_max`) and short answers; simulate stretches it
+    over the days."""
     rng = random.Random(f"long-prompts:{seed}")
     t = 0.0
     with path.open("w", newline="") as handle:
@@ -77,10 +94,24 @@ def long_prompt_trace(path: Path, seed: int = SEED) -> Path:
             t += rng.expovariate(spec["rate"])
             prompt = rng.lognormvariate(math.log(spec["prompt_median"]), spec["prompt_sigma"])
             output = rng.lognormvariate(math.log(spec["output_median"]), spec["output_sigma"])
-            out.writerow(
-                [f"{t:.3f}", min(spec["prompt_max"], round(prompt)), max(1, round(output))]
-            )
+            out.writerow([f"{t:.3f}", min(prompt_max, round(prompt)), max(1, round(output))])
     return path
+
+
+def servable_prompt_limit() -> int:
+    """The longest prompt every variant a route with a TTFT SLO sends to (its backends and
+    the degrade rules' fallbacks for them) prefills within that SLO when idle."""
+    resources = load_resources([SAMPLES])
+    configs = engine_configs(resources.pools[0], {})
+    policy = resources.policies[0]
+    limits = []
+    for route in policy.spec.routes:
+        if route.slo is None or route.slo.ttft_seconds is None:
+            continue
+        variants = {backend.variant for backend in route.backends}
+        variants |= {rule.fallback for rule in policy.spec.degrade if rule.variant in variants}
+        limits += [longest_prompt_within(configs[v], route.slo.ttft_seconds) for v in variants]
+    return min(limits)
 
 
 def static_peak_gpus() -> int:
@@ -174,6 +205,7 @@ def _case(name: str, trace: Path, trace_format: str | None, static_gpus: int) ->
             "ttft": second["sloAttainment"]["ttft"] >= TARGETS["ttft"],
             "e2e": second["sloAttainment"]["e2e"] >= TARGETS["e2e"],
         }
+        ceiling = ttft_ceiling(simulation, run["name"])
         if run["name"] == "forecast-slo":
             checks["static_peak_share"] = second["staticPeakShare"] <= TARGETS["static_peak_share"]
         runs[run["name"]] = {
@@ -182,7 +214,10 @@ def _case(name: str, trace: Path, trace_format: str | None, static_gpus: int) ->
             "sloAttainment": run["sloAttainment"],
             "days": days,
             "secondDayMeets": checks,
-            "ttftCeiling": ttft_ceiling(simulation, run["name"]),
+            "ttftCeiling": ceiling,
+            "ttftGapToCeiling": None
+            if ceiling is None
+            else round(ceiling - second["sloAttainment"]["ttft"], 6),
             "variants": {
                 v: {"gpuHours": d["gpuHours"], "peakReplicas": d["peakReplicas"]}
                 for v, d in run["variants"].items()
@@ -191,6 +226,7 @@ def _case(name: str, trace: Path, trace_format: str | None, static_gpus: int) ->
     return {
         "trace": CASES[name]["trace"],
         "rate": CASES[name]["rate"],
+        "judged": CASES[name]["judged"],
         "requests": simulation.report["replay"]["requests"],
         "wall_seconds": round(wall, 1),
         "runs": runs,
@@ -200,23 +236,34 @@ def _case(name: str, trace: Path, trace_format: str | None, static_gpus: int) ->
 def run() -> dict[str, Any]:
     """Measure, write bench/results/policy.json, and return what was written."""
     static_gpus = static_peak_gpus()
+    servable = servable_prompt_limit()
+    traces: dict[str, Any] = {}
     cases = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cases["conversation"] = _case("conversation", CONVERSATION, None, static_gpus)
-        long_trace = long_prompt_trace(Path(tmp) / "long-prompts.csv")
-        cases["long-prompts"] = _case("long-prompts", long_trace, "csv", static_gpus)
+        for name, case in CASES.items():
+            if "prompts" not in case:
+                cases[name] = _case(name, CONVERSATION, None, static_gpus)
+                continue
+            spec = case["prompts"]
+            prompt_max = spec["prompt_max"] or servable
+            traces[name] = {**spec, "prompt_max": prompt_max}
+            trace = long_prompt_trace(Path(tmp) / f"{name}.csv", spec, prompt_max)
+            cases[name] = _case(name, trace, "csv", static_gpus)
     result = {
         "benchmark": "policy",
         "what": "modelfleet simulate of a Monday and Tuesday (office day curve, seed 1) with "
         "the samples as given (policy) and without schedules with forecast: {} on every "
-        "variant (forecast-slo); targets on the second day",
+        "variant (forecast-slo); targets on the second day, for the cases judged (a case "
+        "whose TTFT ceiling is under the target is reported, not judged)",
         "targets": TARGETS,
         "static_peak_gpus": static_gpus,
-        "long_prompt_trace": LONG_PROMPTS,
+        "servable_prompt_tokens": servable,
+        "synthetic_traces": traces,
         "cases": cases,
         "all_met": all(
             all(run["secondDayMeets"].values())
             for case in cases.values()
+            if case["judged"]
             for run in case["runs"].values()
         ),
         "python": platform.python_version(),
@@ -254,6 +301,8 @@ def print_table(result: dict[str, Any]) -> None:
                 )
                 if meets and meets != "yes":
                     meets = "NO: " + meets
+                if meets and not case["judged"]:
+                    meets = f"not judged: TTFT ceiling {_pct(run['ttftCeiling'])}"
                 print(
                     row.format(
                         case_name,
