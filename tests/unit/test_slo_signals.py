@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from modelfleet.api.load import load_resources
 from modelfleet.api.modelpool import ModelPool, ModelPoolStatus, SloScaling
 from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.observe.histogram import VLLM_TTFT_BOUNDS, bucket_holding
 from modelfleet.observe.observation import RateSample, VariantObservation, variant_key
 from modelfleet.plan.scaling.forecast import expected_demand
 from modelfleet.plan.scaling.planner import plan_pool
@@ -141,6 +142,31 @@ def test_the_reading_is_the_worse_of_ttft_and_e2e():
     assert reading.ratio == pytest.approx(0.9) and "TTFT" in reading.detail
     reading = slo_reading(TARGET, obs(ttft=0.1, e2e=30.0))
     assert reading.ratio == pytest.approx(1.5) and "e2e" in reading.detail
+
+
+def test_a_p99_interpolated_inside_the_bucket_that_holds_the_slo_says_so():
+    # vLLM's TTFT histogram has no bound between 1 and 2.5 s: a p99 read as 2.4 s could be
+    # 1.1 s. The status must not present it as a measured miss of a 2 s SLO.
+    target = SloTarget(ttft_seconds=2.0, e2e_seconds=60.0, routes=("legal",))
+    reading = slo_reading(target, obs(ttft=2.4, e2e=8.0))
+    assert reading.ratio == pytest.approx(1.2)
+    assert "interpolated" in reading.detail and "1-2.5 s" in reading.detail
+    # Measured where a bound tells: a p99 in another bucket, or an SLO at a bound.
+    assert "interpolated" not in slo_reading(target, obs(ttft=0.9, e2e=8.0)).detail
+    at_bound = SloTarget(ttft_seconds=2.5, e2e_seconds=60.0, routes=("legal",))
+    assert "interpolated" not in slo_reading(at_bound, obs(ttft=2.4, e2e=8.0)).detail
+    # End to end: 20 s is a bound of vLLM's latency buckets, 18 s is inside 15-20 s.
+    assert "interpolated" not in slo_reading(TARGET, obs(ttft=0.1, e2e=19.0)).detail
+    inside = SloTarget(ttft_seconds=None, e2e_seconds=18.0, routes=("chat",))
+    assert "15-20 s" in slo_reading(inside, obs(ttft=0.1, e2e=19.0)).detail
+
+
+@pytest.mark.parametrize(
+    ("seconds", "bucket"),
+    [(2.0, (1.0, 2.5)), (2.5, None), (0.0005, (0.0, 0.001)), (0.0, None), (3000.0, None)],
+)
+def test_bucket_holding_is_the_bucket_strictly_around_a_time(seconds, bucket):
+    assert bucket_holding(VLLM_TTFT_BOUNDS, seconds) == bucket
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from modelfleet.observe.histogram import VLLM_LATENCY_BOUNDS, VLLM_TTFT_BOUNDS
 from modelfleet_testbed.sim.batching import FinishedRequest
 
 __all__ = ["CONTENT_TYPE", "FINISH_REASONS", "LATENCY_BUCKETS", "TTFT_BUCKETS", "ReplicaMetrics"]
@@ -18,14 +19,8 @@ __all__ = ["CONTENT_TYPE", "FINISH_REASONS", "LATENCY_BUCKETS", "TTFT_BUCKETS", 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 FINISH_REASONS = ("stop", "length", "abort")
 
-TTFT_BUCKETS = (
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
-    7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
-)  # fmt: skip
-LATENCY_BUCKETS = (
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
-    120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
-)  # fmt: skip
+TTFT_BUCKETS = VLLM_TTFT_BOUNDS
+LATENCY_BUCKETS = VLLM_LATENCY_BOUNDS
 _LABELS = ("model_name", "engine")
 
 
