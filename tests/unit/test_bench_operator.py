@@ -56,6 +56,18 @@ def test_steady_and_worst_cycles_list_every_run_and_the_collector(result):
         assert cycle["gc"]["collections"] >= 0 and cycle["gc"]["cpu_seconds"] >= 0
 
 
+def test_the_worst_cycle_is_also_charged_one_steady_young_collection(result):
+    young, worst = result["young_collection"], result["worst_cycle"]
+    # The refreshes since the start-up's collection left their statuses young.
+    assert young["objects"] > 10 * POOLS and young["cpu_seconds"] >= 0
+    assert young["after_refreshes"] == operator_bench.STEADY_CYCLES
+    # Whatever collection fell in a worst cycle is replaced by that one.
+    charged = worst["with_young_collection_cpu_seconds"]
+    own = worst["total"]["cpu_seconds"] - worst["gc"]["cpu_seconds"]
+    assert charged >= own + young["cpu_seconds"] - 1e-3
+    assert charged <= max(worst["of_cycles_cpu_seconds"]) + young["cpu_seconds"] + 1e-3
+
+
 def test_scale_matches_the_request(result):
     scale = result["scale"]
     assert scale["pools"] == scale["routing_policies"] == POOLS
