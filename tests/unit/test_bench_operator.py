@@ -68,6 +68,19 @@ def test_the_worst_cycle_is_also_charged_one_steady_young_collection(result):
     assert charged <= max(worst["of_cycles_cpu_seconds"]) + young["cpu_seconds"] + 1e-3
 
 
+def test_every_run_is_listed_and_the_reported_one_is_the_median_steady_run(result):
+    runs = result["runs"]
+    assert len(runs) == operator_bench.RUNS
+    steady = sorted(r["steady_cpu_seconds"] for r in runs)
+    assert result["cycle"]["total"]["cpu_seconds"] == steady[len(steady) // 2]
+    median = result["median_of_runs"]
+    for name in ("worst_cpu_seconds", "worst_with_young_collection_cpu_seconds"):
+        values = sorted(r[name] for r in runs)
+        assert median[name] == values[len(values) // 2]
+    assert median["max_rss_mib"] == max(r["max_rss_mib"] for r in runs)
+    assert "median of 3 runs" in operator_bench.headline(result)
+
+
 def test_scale_matches_the_request(result):
     scale = result["scale"]
     assert scale["pools"] == scale["routing_policies"] == POOLS
