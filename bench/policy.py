@@ -27,8 +27,9 @@ traces have long prompts (log-normal) and short answers, so time to first token 
 
 Each run also reports `ttftCeiling`: the share of the requests on routes with a TTFT SLO
 that one idle replica of the variant they went to answers within it. No number of replicas
-beats it (1.0 on the conversation and long-prompts traces, 0.98 beyond the ceiling); on
-`beyond-ceiling` the gap to it (`ttftGapToCeiling`) is what the policy loses.
+beats it (all but a few requests in a million on the conversation trace, every one on
+`long-prompts`, 98% beyond the ceiling); `ttftGapToCeiling` is what the policy loses on top
+of it.
 
     python -m bench.policy       # writes bench/results/policy.json, prints a table
 """
