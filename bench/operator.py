@@ -33,10 +33,10 @@ is collected once after the first cycle (a running operator's first collection d
 once); after the steady cycles a young collection is timed alone (what one costs in steady
 state, about once in 25 refreshes), and the worst cycle is also reported with one charged
 to it (`with_young_collection_cpu_seconds`, its own collector time replaced by that one),
-so that its number does not depend on where the collector happens to fall. Then, unmeasured, one more cycle runs twice
-from the same stored state: the caches must change the speed, never the output. Each cycle says how
-much of its CPU the cycle collector took; the `diff` phase, the same work in every cycle,
-tells how fast the host ran. Memory: the process's peak RSS, and how many entries the
+so that its number does not depend on where the collector happens to fall. Then,
+unmeasured, one more cycle runs twice from the same stored state: the caches must change
+the speed, never the output. Each cycle says how much of its CPU the cycle collector took;
+the `diff` phase, the same work in every cycle, tells how fast the host ran. Memory: the process's peak RSS, and how many entries the
 operator's caches hold. Envoy validation of changed gateways is not included: it runs the
 envoy binary, only when a hash changes.
 

@@ -145,10 +145,6 @@ def _decoded(encoded: Any) -> str | None:
         return None
 
 
-def config_hash(files: Mapping[str, str]) -> str:
-    return files_digest(files)
-
-
 def gateway_config(
     table: RoutingTable,
     pool: ModelPool,
@@ -185,7 +181,7 @@ def gateway_config(
             policy.namespace,
             policy.name,
             files,
-            config_hash(files),
+            files_digest(files),
             policy.spec.gateway.config_map,
             owner_reference(policy),
         )
