@@ -8,7 +8,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from .processes import SimBackends
+from .processes import SimBackends, wait_until
 from .records import metric
 
 pytestmark = pytest.mark.envoy
@@ -48,6 +48,16 @@ def grew(after: tuple[float, float], before: tuple[float, float]) -> tuple[float
     return after[0] - before[0], after[1] - before[1]
 
 
+def grew_after_stream(gateway, route: str, variant: str, before: tuple[float, float]):
+    """What a streamed answer added to the counters. The gateway counts a stream at its
+    end, after passing the last chunk on: the client can have read it first."""
+    return wait_until(
+        lambda: (added := grew(tokens(gateway, route, variant), before))[1] > 0 and added,
+        5,
+        "the streamed answer's tokens counted",
+    )
+
+
 def test_chat(client, live_gateway):
     before = tokens(live_gateway, "by-model-mid", "mid")
     answer = client.chat.completions.create(
@@ -74,7 +84,7 @@ def test_streamed_chat_routed_by_task_type(client, live_gateway):
     # The client did not ask for usage and got none; the gateway counted it anyway.
     assert all(c.usage is None for c in chunks)
     assert all(c.choices for c in chunks)
-    prompt, completion = grew(tokens(live_gateway, "code", "small"), before)
+    prompt, completion = grew_after_stream(live_gateway, "code", "small", before)
     assert completion == 6 and prompt > 0
     # Asked for, the usage comes in the last chunk and is what was counted.
     before = tokens(live_gateway, "code", "small")
@@ -89,7 +99,7 @@ def test_streamed_chat_routed_by_task_type(client, live_gateway):
     last = list(stream)[-1]
     assert last.choices == [] and last.usage.completion_tokens == 6
     assert last.usage.prompt_tokens == prompt
-    assert grew(tokens(live_gateway, "code", "small"), before) == (prompt, completion)
+    assert grew_after_stream(live_gateway, "code", "small", before) == (prompt, completion)
 
 
 def test_completions(client, live_gateway):
