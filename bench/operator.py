@@ -202,10 +202,12 @@ def run_cycle(
     observations: dict[str, Any],
     now: datetime,
     before: CycleOutput,
+    bookkeeping: bool = True,
 ) -> tuple[CycleOutput, dict[str, Any], dict[str, Any]]:
     """One refresh of the whole fleet, phase by phase, on `fleet.pools` as stored (each
     body's status and resourceVersion are what the previous cycle wrote). Returns this
-    cycle's output, the phase times and what it counted."""
+    cycle's output, the phase times and what it counted (without `bookkeeping`: no diff
+    and no counts, the operator's work alone)."""
     stored = _stored_bodies(fleet)  # the API server's index, not the operator's work
     clock = PhaseClock()
     output = CycleOutput()
@@ -250,6 +252,8 @@ def run_cycle(
             for update in written:
                 target = update.target
                 _store(memory, stored[(target.kind, target.namespace, target.name)], update)
+        if not bookkeeping:
+            continue
         tally.numbers["statuses_written"] += len(written)
         with clock.phase("diff"):
             for manifest in result.workloads:
@@ -397,12 +401,9 @@ def _max_rss_mib() -> float:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
-def measure(pools: int, seed: int) -> dict[str, Any]:
-    """The measurement itself; run it in a fresh process (see run()) so that the memory
-    numbers are this fleet's and nothing else's."""
-    tune_garbage_collection()  # as `modelfleet run` does
-    after_imports = _max_rss_mib()
-    started = time.process_time()
+def stored_fleet(pools: int, seed: int) -> SyntheticFleet:
+    """The benchmark's fleet as the API server holds it: each body at resourceVersion 1,
+    each pool's body with its first status."""
     fleet = build_fleet(pools, seed)
     for body in [*fleet.pools, *fleet.policies, *fleet.reservations]:
         body["metadata"]["resourceVersion"] = "1"
@@ -412,6 +413,16 @@ def measure(pools: int, seed: int) -> dict[str, Any]:
     # From here the bodies hold the statuses, as the API server's objects do: a second
     # reference would keep every pool's first status alive through all cycles.
     fleet.statuses.clear()
+    return fleet
+
+
+def measure(pools: int, seed: int) -> dict[str, Any]:
+    """The measurement itself; run it in a fresh process (see run()) so that the memory
+    numbers are this fleet's and nothing else's."""
+    tune_garbage_collection()  # as `modelfleet run` does
+    after_imports = _max_rss_mib()
+    started = time.process_time()
+    fleet = stored_fleet(pools, seed)
     build_cpu = time.process_time() - started
     after_inputs = _max_rss_mib()
     memory = OperatorMemory()
