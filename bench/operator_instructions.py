@@ -65,7 +65,8 @@ from .operator_fleet import REFRESH_SECONDS, next_observations
 
 RESULTS = REPO / "bench" / "results" / "operator-instructions.json"
 # Under valgrind a cycle runs some 40 times slower: 100 pools count in about a minute a
-# process, and a cycle's count per pool is close to the 1,000-pool fleet's.
+# process. (Counts compare at the same scale: caches shared between pools, the gateway
+# parts' store among them, make a pool's share of a cycle depend on how many there are.)
 POOLS = 100
 STEADY_CYCLES = 3
 MODES = ("base", "steady", "unready", "back")
