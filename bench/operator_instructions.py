@@ -146,12 +146,12 @@ def _counted(fleet_file: Path, mode: str, seed: int) -> int:
 
 def per_cycle(counts: dict[str, int], pools: int) -> dict[str, Any]:
     """Each kind of cycle's instructions from the processes' counts (see the module doc)."""
-    steady = (counts["steady"] - counts["base"]) / STEADY_CYCLES
+    steady = round((counts["steady"] - counts["base"]) / STEADY_CYCLES)
     unready = counts["unready"] - counts["base"]
     back = counts["back"] - counts["unready"]
     worst = max(unready, back)
     return {
-        "steady": {"instructions": round(steady), "per_pool": round(steady / pools)},
+        "steady": {"instructions": steady, "per_pool": round(steady / pools)},
         "worst": {"instructions": worst, "per_pool": round(worst / pools)},
         "worst_directions": {"unready": unready, "back": back},
     }
