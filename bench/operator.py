@@ -540,15 +540,22 @@ def machine(load_before: float) -> dict[str, Any]:
     }
 
 
+def fresh_python_environment() -> dict[str, str]:
+    """This environment, with the repository importable: for a benchmark's own process."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def _measured_in_a_fresh_python(pools: int, seed: int) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.operator", "--measure"]
     command += ["--pools", str(pools), "--seed", str(seed)]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
     done = subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=MEASURE_TIMEOUT_SECONDS
+        command,
+        cwd=REPO,
+        env=fresh_python_environment(),
+        capture_output=True,
+        text=True,
+        timeout=MEASURE_TIMEOUT_SECONDS,
     )
     if done.returncode != 0:
         raise RuntimeError(f"the operator benchmark failed:\n{done.stderr[-4000:]}")

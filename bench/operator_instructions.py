@@ -56,6 +56,7 @@ from .operator import (
     WORST_VARIANT,
     CycleOutput,
     OperatorMemory,
+    fresh_python_environment,
     machine,
     run_cycle,
     stored_fleet,
@@ -115,9 +116,9 @@ def instructions_of(valgrind_output: str) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def _counted(fleet_file: Path, mode: str, seed: int) -> int:
+def _counted(valgrind: str, fleet_file: Path, mode: str, seed: int) -> int:
     command = [
-        valgrind_binary(),
+        valgrind,
         "--tool=cachegrind",
         "--cache-sim=no",
         "--cachegrind-out-file=/dev/null",
@@ -131,11 +132,7 @@ def _counted(fleet_file: Path, mode: str, seed: int) -> int:
         "--seed",
         str(seed),
     ]
-    env = {
-        **os.environ,
-        "PYTHONHASHSEED": "0",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
+    env = {**fresh_python_environment(), "PYTHONHASHSEED": "0"}
     done = subprocess.run(
         command, cwd=REPO, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS
     )
@@ -160,17 +157,19 @@ def per_cycle(counts: dict[str, int], pools: int) -> dict[str, Any]:
 def run(pools: int = POOLS, seed: int = SEED, results: Path = RESULTS) -> dict[str, Any]:
     """Count each mode in its own process under valgrind (as many at once as there are
     processors), write `results` and return it."""
-    valgrind_binary()
+    valgrind = valgrind_binary()
     load_before = os.getloadavg()[0]
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="modelfleet-bench-") as scratch:
         fleet_file = Path(scratch) / "fleet.pickle"
         fleet_file.write_bytes(pickle.dumps(stored_fleet(pools, seed)))
         with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as workers:
-            counted = {mode: workers.submit(_counted, fleet_file, mode, seed) for mode in MODES}
+            counted = {
+                mode: workers.submit(_counted, valgrind, fleet_file, mode, seed) for mode in MODES
+            }
             counts = {mode: future.result() for mode, future in counted.items()}
     version = subprocess.run(
-        [valgrind_binary(), "--version"], capture_output=True, text=True, check=False
+        [valgrind, "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
     result = {
         "benchmark": "operator-instructions",
