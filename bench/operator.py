@@ -229,6 +229,7 @@ def run_cycle(
     for body in fleet.pools:
         with clock.phase("parse"):
             pool = _parsed(memory, body)
+            written = memory.parsed.written(body)
         ref = _ref(pool.namespace, pool.name)
         own, mine = policies.get(ref, []), held.get(ref, [])
         with clock.phase("desired"):
@@ -236,6 +237,7 @@ def run_cycle(
                 FleetInputs(
                     now=now,
                     pools=[pool],
+                    written_statuses={(pool.namespace, pool.name): written} if written else {},
                     reservations=mine,
                     policies=own,
                     observations=observations,
@@ -310,7 +312,7 @@ def _store(memory: OperatorMemory, body: dict[str, Any], update: StatusUpdate) -
     meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
     if not update.partial:
         kind, namespace, name = update.target.kind, meta["namespace"], meta["name"]
-        memory.parsed.wrote(kind, namespace, name, meta["resourceVersion"], update.status)
+        memory.parsed.wrote(kind, namespace, name, meta["resourceVersion"], update.content)
 
 
 def _digest(manifest: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """The slo and forecast signals, the learned capacity and the SLO-aware budget, case by case
 and as properties."""
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -469,7 +470,7 @@ def test_forecast_lead_defaults_to_startup_plus_one_refresh():
 def test_the_learned_capacity_survives_a_restart_through_status():
     result = plan(variant(), obs(ready=10, qps=20.0, e2e=12.0), learned(2.0))
     status = pool_status(result, 1, None)
-    wire = status.model_dump_json(by_alias=True)
+    wire = json.dumps(status.wire)
     read_back = previous_from_status(ModelPoolStatus.model_validate_json(wire))
     assert read_back.variants["v"].capacity == result.variants[0].capacity
 

@@ -55,6 +55,7 @@ from modelfleet.render.gateway import GatewaySettings
 from modelfleet.render.gateway_workload import gateway_name
 from modelfleet.render.inputs import FleetInputs, Key, ParseCache, Rejected
 from modelfleet.render.render_cache import RenderCache
+from modelfleet.render.status import BuiltPoolStatus
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +136,7 @@ class PoolController:
             logger.warning("pool.invalid", errors=[str(e) for e in rejected.errors])
             return CycleResult(None, list(rejected.errors))
         key = (pool.namespace, pool.name)
+        written = self.parsed.written(body)
         reservations, policies, others_rejected = await self._dependents(pool)
         deployments = await self._deployments(pool)
         observations, metrics_error = await self._observe(pool, deployments)
@@ -143,12 +145,13 @@ class PoolController:
         inputs = FleetInputs(
             now=now,
             pools=[pool],
+            written_statuses={key: written} if written else {},
             reservations=reservations,
             policies=policies,
             rejected=others_rejected,
             observations=observations,
             metrics_errors={key: metrics_error} if metrics_error else {},
-            usage={key: await self._usage_since_last_plan(pool, now)},
+            usage={key: await self._usage_since_last_plan(pool, written, now)},
             budget_usage=budget_usage,
             budget_usage_errors=budget_errors,
             api_keys=keys,
@@ -202,7 +205,7 @@ class PoolController:
         else:
             reason = "CycleFailed"
         message = f"{type(error).__name__}: {str(error)[:300]}; nothing was changed"
-        update = failed_cycle(pool, reason, message, self.clock.now())
+        update = failed_cycle(pool, reason, message, self.clock.now(), self.parsed.written(body))
         try:
             await self.kube.merge_patch(
                 object_path(update.target.body()), {"status": update.wire()}, subresource="status"
@@ -229,7 +232,7 @@ class PoolController:
                 target = update.target
                 version = ((stored or {}).get("metadata") or {}).get("resourceVersion")
                 self.parsed.wrote(
-                    target.kind, target.namespace, target.name, version, update.status
+                    target.kind, target.namespace, target.name, version, update.content
                 )
         for event in result.events:
             self._post(event)
@@ -339,10 +342,15 @@ class PoolController:
                     error=repr(err)[:300],
                 )
 
-    async def _usage_since_last_plan(self, pool: ModelPool, now: datetime) -> UsageTable:
+    async def _usage_since_last_plan(
+        self, pool: ModelPool, written: BuiltPoolStatus | None, now: datetime
+    ) -> UsageTable:
         """What the tenants used through the pool's gateways since its previous plan: the
         ledger's usage lines."""
-        previous = pool.status.planned_at if pool.status else None
+        if written is not None:
+            previous = written.planned_at
+        else:
+            previous = pool.status.planned_at if pool.status else None
         source = self.metrics_for(pool)
         if previous is None or now <= previous or source is None:
             return {}

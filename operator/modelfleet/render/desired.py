@@ -45,11 +45,11 @@ from modelfleet.render.gateway_workload import gateway_name, gateway_workloads
 from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
 from modelfleet.render.render_cache import RenderCache
 from modelfleet.render.status import (
+    BuiltPoolStatus,
     effective_routes,
     errors_message,
     policy_status,
     pool_status,
-    previous_from_plan,
     previous_from_status,
     replace_conditions,
     reservation_status,
@@ -57,17 +57,34 @@ from modelfleet.render.status import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StatusUpdate:
-    """The status one resource should have. `partial`: only the fields set are written
-    (a rejected resource keeps its last good plan and gets its conditions)."""
+    """The status one resource should have: a model, or a pool's status as it is built (its
+    wire form; the model is made from it only when asked for). `partial`: only the fields
+    set are written (a rejected resource keeps its last good plan and gets its conditions)."""
 
     target: ObjectRef
-    status: BaseModel
+    content: BaseModel | BuiltPoolStatus
     partial: bool = False
 
+    @property
+    def status(self) -> BaseModel:
+        content = self.content
+        return content.model if isinstance(content, BuiltPoolStatus) else content
+
     def wire(self) -> dict[str, Any]:
-        return self.status.model_dump(by_alias=True, mode="json", exclude_unset=self.partial)
+        content = self.content
+        if isinstance(content, BuiltPoolStatus):
+            return content.wire
+        return content.model_dump(by_alias=True, mode="json", exclude_unset=self.partial)
+
+    def same_as(self, read: BaseModel | None) -> bool:
+        """Whether this is the status its resource was read with."""
+        if read is None or self.partial:
+            return False
+        if isinstance(self.content, BuiltPoolStatus):
+            return self.content.wire == read.model_dump(by_alias=True, mode="json")
+        return self.content == read
 
 
 @dataclass(frozen=True)
@@ -94,7 +111,9 @@ class Desired:
         update = self.statuses.get((kind, namespace, name))
         return update.status if update else None
 
-    def set_status(self, target: ObjectRef, status: BaseModel, partial: bool = False) -> None:
+    def set_status(
+        self, target: ObjectRef, status: BaseModel | BuiltPoolStatus, partial: bool = False
+    ) -> None:
         self.statuses[(target.kind, target.namespace, target.name)] = StatusUpdate(
             target, status, partial
         )
@@ -105,9 +124,7 @@ class Desired:
         Reservations' hold from one refresh to the next); a partial one is always written."""
         as_read = {(r.kind, r.namespace, r.name): r.status for r in read}
         return [
-            update
-            for key, update in self.statuses.items()
-            if update.partial or update.status != as_read.get(key)
+            update for key, update in self.statuses.items() if not update.same_as(as_read.get(key))
         ]
 
 
@@ -171,11 +188,16 @@ def _pool(
 ) -> None:
     key = (pool.namespace, pool.name)
     now = inputs.now
-    # The status the operator wrote last cycle comes back as the same object (remembered
-    # with its plan below).
-    previous = cache.previous_plans.get(
-        key, (pool.status,), lambda: previous_from_status(pool.status)
-    )
+    written = inputs.written_statuses.get(key)
+    if written is not None:
+        previous, before = written.previous, written.conditions
+    else:
+        # A status read from the API server is parsed once per change: the same object
+        # comes back until it changes.
+        previous = cache.previous_plans.get(
+            key, (pool.status,), lambda: previous_from_status(pool.status)
+        )
+        before = pool.status.conditions if pool.status else None
     slos = cache.slo_targets.get(
         key,
         tuple(policy.spec for policy in policies),
@@ -189,14 +211,8 @@ def _pool(
             replicas = variant_plan.desired_replicas
             out.workloads.extend(cache.workloads.manifests(pool, index, replicas))
         out.events.extend(_scale_events(ref, inputs, pool, variant_plan, previous))
-    status = pool_status(
-        plan,
-        pool.metadata.generation,
-        pool.status.conditions if pool.status else None,
-        inputs.metrics_errors.get(key),
-    )
+    status = pool_status(plan, pool.metadata.generation, before, inputs.metrics_errors.get(key))
     out.set_status(ref, status)
-    cache.previous_plans.remember(key, (status,), previous_from_plan(plan))
     overcommitted = plan.condition("Overcommitted")
     is_overcommitted = overcommitted is not None and overcommitted.status == "True"
     by_name = {r.name: r for r in reservations}
@@ -426,10 +442,20 @@ def refuse_gateway(result: Desired, policy: RoutingPolicy, reason: str, message:
     result.events.extend(_condition_events(ref, before, conditions))
 
 
-def failed_cycle(pool: ModelPool, reason: str, message: str, now: datetime) -> StatusUpdate:
+def failed_cycle(
+    pool: ModelPool,
+    reason: str,
+    message: str,
+    now: datetime,
+    written: BuiltPoolStatus | None = None,
+) -> StatusUpdate:
     """The pool's status after a cycle that could not finish: its last plan stays, and the
-    Reconciled condition says what failed."""
-    before = pool.status.conditions if pool.status else None
+    Reconciled condition says what failed. `written`: the status as this process wrote it,
+    when the pool was read back with it (and so without a parsed status)."""
+    if written is not None:
+        before = written.conditions
+    else:
+        before = pool.status.conditions if pool.status else None
     condition = PlanCondition("Reconciled", "False", reason, message)
     conditions = replace_conditions(before, [condition], now, pool.metadata.generation)
     status = STATUS_MODELS[pool.kind](conditions=conditions)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from modelfleet.api import STATUS_MODELS
 from modelfleet.api.common import Condition
@@ -22,6 +22,7 @@ from modelfleet.observe.observation import Observations
 from modelfleet.observe.usage import UsageTable
 from modelfleet.render.envoy.xds import HostPort
 from modelfleet.render.gateway import GatewaySettings
+from modelfleet.render.status import BuiltPoolStatus
 
 Key = tuple[str, str]  # (namespace, name) of one resource
 
@@ -71,6 +72,9 @@ class FleetInputs:
 
     now: datetime
     pools: Sequence[ModelPool] = ()
+    # Per pool: the status this process wrote, when the pool was read back with it unchanged
+    # (ParseCache hands such a pool out without a parsed status): the plan continues from it.
+    written_statuses: Mapping[Key, BuiltPoolStatus] = field(default_factory=dict)
     reservations: Sequence[Reservation] = ()
     policies: Sequence[RoutingPolicy] = ()
     rejected: Sequence[Rejected] = ()
@@ -145,7 +149,9 @@ class ParseCache:
     """Each resource parsed once per change, as a long-running operator should: the spec
     once per (uid, generation) — the API server moves generation on every spec change —
     and the status once per resourceVersion, or not at all when it is the status the
-    operator itself just wrote (`wrote`). One entry per object: memory follows the fleet."""
+    operator itself just wrote (`wrote`). A pool's own status is not even made a model:
+    the pool comes back without it, and `written` gives it as it was built. One entry per
+    object: memory follows the fleet."""
 
     def __init__(self) -> None:
         self._specs: dict[tuple[str, str, str], tuple[tuple, Any, Rejected | None]] = {}
@@ -170,7 +176,19 @@ class ParseCache:
             # A rejected resource's conditions come from its current status.
             return parse_body(body)
         status = self._status(name, meta.get("resourceVersion"), body.get("status"), model)
+        if isinstance(status, BuiltPoolStatus):
+            status = None
         return model.model_copy(update={"status": status}), None
+
+    def written(self, body: Mapping[str, Any]) -> BuiltPoolStatus | None:
+        """The pool status this process wrote, if `body` is the object stored with it."""
+        meta = body.get("metadata") or {}
+        name = (str(body.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        remembered = self._statuses.get(name)
+        version = meta.get("resourceVersion")
+        if remembered is None or version is None or remembered[0] != version:
+            return None
+        return remembered[1] if isinstance(remembered[1], BuiltPoolStatus) else None
 
     def _status(self, name: tuple[str, str, str], version: Any, raw: Any, model: Any) -> Any:
         remembered = self._statuses.get(name)
@@ -186,7 +204,14 @@ class ParseCache:
             self._statuses[name] = (version, parsed)
         return parsed
 
-    def wrote(self, kind: str, namespace: str, name: str, version: str | None, status: Any) -> None:
+    def wrote(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        version: str | None,
+        status: BaseModel | BuiltPoolStatus,
+    ) -> None:
         """The status the operator wrote, stored as `version`: the next read needs no parse."""
         if version is not None:
             self._statuses[(kind, namespace, name)] = (version, status)

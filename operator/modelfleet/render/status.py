@@ -10,8 +10,9 @@ changes no replica count.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from modelfleet.api.common import Condition
@@ -124,35 +125,62 @@ def _ready(plan: VariantPlan) -> int:
     return (plan.observation.ready_replicas or 0) if plan.observation else 0
 
 
-# The statuses are built as plain trees and validated once (one call into pydantic's core
-# instead of a constructor per entry): the simulator builds one every planning cycle.
+# A pool's status is built as the wire form the API server gets, not as a model: at 1,000
+# pools, validating each status and dumping it again was a fifth of a refresh. The wire form
+# is what the model would dump (`by_alias=True, mode="json"`), field for field and in the
+# models' order; a test holds the two together. The other statuses are models.
 
 
-def observed_status(obs: VariantObservation | None) -> dict[str, Any] | None:
+def json_time(value: datetime | None) -> str | None:
+    """A time as the status models dump it: ISO 8601 with its offset, `Z` for UTC."""
+    return None if value is None else _json_time(value, value.tzinfo)
+
+
+# Every pool plans at the same `now`, and a recommendation's time stays in the status for
+# the stabilization window: a few hundred distinct times a refresh, written tens of
+# thousands of times. (Keyed by the zone too: equal instants in two zones are written
+# differently.)
+@lru_cache(maxsize=1024)
+def _json_time(value: datetime, zone: Any) -> str:
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _json_float(value: float | None) -> float | None:
+    # A float field dumps an int it was given as a float (3 -> 3.0).
+    return None if value is None else float(value)
+
+
+def observed_wire(obs: VariantObservation | None) -> dict[str, Any] | None:
     if obs is None:
         return None
     return {
-        "ready_replicas": obs.ready_replicas,
-        "running": obs.running,
-        "waiting": obs.waiting,
-        "qps": obs.qps,
-        "p99_latency_seconds": obs.p99_latency_seconds,
-        "error_rate": obs.error_rate,
-        "p99_ttft_seconds": obs.p99_ttft_seconds,
-        "p99_queue_seconds": obs.p99_queue_seconds,
-        "sampled_at": obs.sampled_at.astimezone(UTC) if obs.sampled_at else None,
+        "readyReplicas": obs.ready_replicas,
+        "running": _json_float(obs.running),
+        "waiting": _json_float(obs.waiting),
+        "qps": _json_float(obs.qps),
+        "p99LatencySeconds": _json_float(obs.p99_latency_seconds),
+        "errorRate": _json_float(obs.error_rate),
+        "p99TtftSeconds": _json_float(obs.p99_ttft_seconds),
+        "p99QueueSeconds": _json_float(obs.p99_queue_seconds),
+        "sampledAt": json_time(obs.sampled_at.astimezone(UTC)) if obs.sampled_at else None,
     }
 
 
-def capacity_status(capacity: Capacity | None) -> dict[str, Any] | None:
+def capacity_wire(capacity: Capacity | None) -> dict[str, Any] | None:
     if capacity is None:
         return None
     return {
-        "requests_per_second_per_replica": capacity.per_replica,
+        "requestsPerSecondPerReplica": _json_float(capacity.per_replica),
         "basis": capacity.basis,
         "detail": capacity.detail,
         "points": [
-            {"requests_per_second": p.rps, "slo_ratio": p.ratio, "at": p.at, "samples": p.samples}
+            {
+                "requestsPerSecond": float(p.rps),
+                "sloRatio": float(p.ratio),
+                "at": json_time(p.at),
+                "samples": p.samples,
+            }
             for p in capacity.points
         ],
     }
@@ -172,30 +200,32 @@ def capacity_from_status(status: CapacityStatus | None) -> Capacity | None:
     )
 
 
-def variant_status(plan: VariantPlan) -> dict[str, Any]:
-    """One variant's entry of the pool status (validated with it)."""
+def variant_wire(plan: VariantPlan) -> dict[str, Any]:
+    """One variant's entry of the pool status."""
     return {
         "name": plan.name,
-        "desired_replicas": plan.desired_replicas,
-        "ready_replicas": plan.observation.ready_replicas if plan.observation else None,
+        "desiredReplicas": plan.desired_replicas,
+        "readyReplicas": plan.observation.ready_replicas if plan.observation else None,
         "reason": plan.reason,
         "message": plan.message,
         "floor": plan.floor,
         "priority": plan.priority,
-        "gpus_per_replica": plan.gpus_per_replica,
+        "gpusPerReplica": plan.gpus_per_replica,
         "gpus": plan.gpus,
-        "active_schedules": list(plan.active_schedules),
+        "activeSchedules": list(plan.active_schedules),
         "signals": [
             {"reason": s.reason, "replicas": s.replicas, "detail": s.detail} for s in plan.signals
         ],
-        "observed": observed_status(plan.observation),
-        "last_scale_time": plan.last_scale_time,
-        "recommendations": [{"at": r.at, "replicas": r.replicas} for r in plan.recommendations],
-        "capacity": capacity_status(plan.capacity),
+        "observed": observed_wire(plan.observation),
+        "lastScaleTime": json_time(plan.last_scale_time),
+        "recommendations": [
+            {"at": json_time(r.at), "replicas": r.replicas} for r in plan.recommendations
+        ],
+        "capacity": capacity_wire(plan.capacity),
     }
 
 
-def grant_status(grant: ReservationGrant) -> dict[str, Any]:
+def grant_wire(grant: ReservationGrant) -> dict[str, Any]:
     return {
         "namespace": grant.namespace,
         "name": grant.name,
@@ -204,9 +234,40 @@ def grant_status(grant: ReservationGrant) -> dict[str, Any]:
         "replicas": grant.replicas,
         "active": grant.active,
         "granted": grant.granted,
-        "granted_replicas": grant.granted_replicas,
+        "grantedReplicas": grant.granted_replicas,
         "message": grant.message,
     }
+
+
+def condition_wire(condition: Condition) -> dict[str, Any]:
+    return {
+        "type": condition.type,
+        "status": condition.status,
+        "reason": condition.reason,
+        "message": condition.message,
+        "lastTransitionTime": json_time(condition.last_transition_time),
+        "observedGeneration": condition.observed_generation,
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class BuiltPoolStatus:
+    """A pool's status as the operator builds it: the wire form it writes, the conditions
+    in it, and the plan it records, which the next cycle plans from once the status is read
+    back unchanged (neither it nor the plan is parsed again). The model is made from the
+    wire form when something asks for it (`modelfleet plan`, the simulator)."""
+
+    wire: dict[str, Any]
+    conditions: tuple[Condition, ...]
+    previous: PreviousPlan
+
+    @cached_property
+    def model(self) -> ModelPoolStatus:
+        return ModelPoolStatus.model_validate(self.wire)
+
+    @property
+    def planned_at(self) -> datetime:
+        return self.previous.at
 
 
 def pool_status(
@@ -214,8 +275,8 @@ def pool_status(
     generation: int | None,
     previous_conditions: Sequence[Condition] | None,
     metrics_error: str | None = None,
-) -> ModelPoolStatus:
-    conditions = [
+) -> BuiltPoolStatus:
+    current = [
         ready_condition(plan),
         PlanCondition("Reconciled", "True", "Applied", "the plan is applied"),
     ]
@@ -224,20 +285,20 @@ def pool_status(
             condition = PlanCondition(
                 "MetricsAvailable", "False", "PrometheusUnavailable", metrics_error
             )
-        conditions.append(condition)
-    return ModelPoolStatus.model_validate(
-        {
-            "observed_generation": generation,
-            "planned_at": plan.at,
-            "gpu_budget": plan.gpu_budget,
-            "gpus_planned": plan.gpus_planned,
-            "desired_replicas": plan.desired_replicas,
-            "ready_replicas": sum(_ready(v) for v in plan.variants),
-            "variants": [variant_status(v) for v in plan.variants],
-            "reservations": [grant_status(g) for g in plan.reservations],
-            "conditions": merge_conditions(previous_conditions, conditions, plan.at, generation),
-        }
-    )
+        current.append(condition)
+    conditions = merge_conditions(previous_conditions, current, plan.at, generation)
+    wire = {
+        "observedGeneration": generation,
+        "plannedAt": json_time(plan.at),
+        "gpuBudget": plan.gpu_budget,
+        "gpusPlanned": plan.gpus_planned,
+        "desiredReplicas": plan.desired_replicas,
+        "readyReplicas": sum(_ready(v) for v in plan.variants),
+        "variants": [variant_wire(v) for v in plan.variants],
+        "reservations": [grant_wire(g) for g in plan.reservations],
+        "conditions": [condition_wire(c) for c in conditions],
+    }
+    return BuiltPoolStatus(wire, tuple(conditions), previous_from_plan(plan))
 
 
 def errors_message(errors: Sequence[InputError], limit: int = MESSAGE_LIMIT) -> str:
