@@ -191,6 +191,8 @@ def _pool(
     written = inputs.written_statuses.get(key)
     if written is not None:
         previous, before = written.previous, written.conditions
+        # The status parsed before this process wrote its own is not read again.
+        cache.previous_plans.forget(key)
     else:
         # A status read from the API server is parsed once per change: the same object
         # comes back until it changes.
