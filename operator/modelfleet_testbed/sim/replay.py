@@ -48,6 +48,7 @@ from modelfleet.render.desired import Desired, desired
 from modelfleet.render.inputs import FleetInputs
 from modelfleet.render.plan_document import plan_document
 from modelfleet.render.render_cache import RenderCache
+from modelfleet.render.status import BuiltPoolStatus
 from modelfleet_testbed.sim.batching import FinishedRequest
 from modelfleet_testbed.sim.dispatch import Dispatch, dispatch_table
 from modelfleet_testbed.sim.outcome import (
@@ -117,6 +118,9 @@ class Replay:
         if settings.balance not in BALANCES:
             raise ValueError(f"balance must be one of {', '.join(BALANCES)}")
         self.pool = pool
+        # The pool's status as the operator last wrote it (its parse cache hands the pool
+        # back without a parsed status, and desired() plans from this).
+        self.written: BuiltPoolStatus | None = None
         self.reservations = list(reservations)
         self.policy = policy
         self.workload = workload
@@ -487,6 +491,7 @@ class Replay:
             FleetInputs(
                 now=now,
                 pools=[self.pool],
+                written_statuses=self._written_statuses(),
                 reservations=self.reservations,
                 policies=[self.policy],
                 observations=observations,
@@ -533,14 +538,19 @@ class Replay:
         if at >= 0 and cycle * self.refresh < self.settings.duration:
             self._push(at, _SCRAPE, cycle)
 
+    def _written_statuses(self) -> dict[tuple[str, str], BuiltPoolStatus]:
+        if self.written is None:
+            return {}
+        return {(self.pool.namespace, self.pool.name): self.written}
+
     def _remember(self, result: Desired, routes_changed: bool) -> None:
         """The pool's and the policy's status come back as the operator's do: the status it
-        wrote, remembered rather than read back (its parse cache), so the next cycle plans
-        from it (the previous plan, the learned capacity, the routes' latency shifts).
+        wrote, remembered rather than read back (its parse cache; the pool's as it was
+        built), so the next cycle plans from it (the previous plan, the learned capacity, the routes' latency shifts).
         (`tests/unit/test_status_round_trip.py`: reading it back gives the same plan.)"""
-        status = result.status_of(self.pool.kind, self.pool.namespace, self.pool.name)
-        assert status is not None
-        self.pool = self.pool.model_copy(update={"status": status})
+        update = result.statuses[(self.pool.kind, self.pool.namespace, self.pool.name)]
+        assert isinstance(update.content, BuiltPoolStatus)
+        self.written = update.content
         routes = result.status_of(self.policy.kind, self.policy.namespace, self.policy.name)
         if routes is not None and routes_changed:
             # (Unchanged routes: the API server keeps the status it holds as it is.)
