@@ -267,3 +267,16 @@ def test_the_operator_plans_from_what_it_wrote_as_a_restarted_one_would(cycles):
                 remembering.wrote(
                     kind, target.namespace, target.name, str(versions[kind]), update.content
                 )
+
+
+def test_a_status_equal_to_the_one_read_is_not_written_again():
+    step = {"observed": {}, "weights": [50, 50, 0], "keys": 1, "port": 8000}
+    statuses: dict = {}
+    for _ in range(2):  # the first plan has no previous one to hold: the second differs
+        result = desired(inputs(step, NOW, statuses))
+        statuses = {(kind,): update.status for (kind, _, _), update in result.statuses.items()}
+    read = [*inputs(step, NOW, statuses).pools, *inputs(step, NOW, statuses).policies]
+    assert desired(inputs(step, NOW, statuses)).statuses_to_write(read) == []
+    # A moment later the pool's plan is a new one: its status is written.
+    later = desired(inputs(step, NOW + timedelta(seconds=30), statuses))
+    assert "ModelPool" in [u.target.kind for u in later.statuses_to_write(read)]
