@@ -162,7 +162,7 @@ class ParseCache:
 
     def parse(self, body: Mapping[str, Any]) -> tuple[Any | None, Rejected | None]:
         meta = body.get("metadata") or {}
-        name = (str(body.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        name = _identity(body)
         version = (meta.get("uid"), meta.get("generation"))
         if version[1] is None:  # not from an API server: nothing to key on
             return parse_body(body)
@@ -182,10 +182,8 @@ class ParseCache:
 
     def written(self, body: Mapping[str, Any]) -> BuiltPoolStatus | None:
         """The pool status this process wrote, if `body` is the object stored with it."""
-        meta = body.get("metadata") or {}
-        name = (str(body.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
-        remembered = self._statuses.get(name)
-        version = meta.get("resourceVersion")
+        remembered = self._statuses.get(_identity(body))
+        version = (body.get("metadata") or {}).get("resourceVersion")
         if remembered is None or version is None or remembered[0] != version:
             return None
         return remembered[1] if isinstance(remembered[1], BuiltPoolStatus) else None
@@ -219,3 +217,8 @@ class ParseCache:
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._specs.pop((kind, namespace, name), None)
         self._statuses.pop((kind, namespace, name), None)
+
+
+def _identity(body: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = body.get("metadata") or {}
+    return (str(body.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
