@@ -229,7 +229,8 @@ def run_cycle(
     for body in fleet.pools:
         with clock.phase("parse"):
             pool = _parsed(memory, body)
-            written = memory.parsed.written(body)
+            as_written = memory.parsed.written(body)
+            written_statuses = {(pool.namespace, pool.name): as_written} if as_written else {}
         ref = _ref(pool.namespace, pool.name)
         own, mine = policies.get(ref, []), held.get(ref, [])
         with clock.phase("desired"):
@@ -237,7 +238,7 @@ def run_cycle(
                 FleetInputs(
                     now=now,
                     pools=[pool],
-                    written_statuses={(pool.namespace, pool.name): written} if written else {},
+                    written_statuses=written_statuses,
                     reservations=mine,
                     policies=own,
                     observations=observations,

@@ -190,7 +190,7 @@ def _pool(
     now = inputs.now
     written = inputs.written_statuses.get(key)
     if written is not None:
-        previous, before = written.previous, written.conditions
+        previous = written.previous
         # The status parsed before this process wrote its own is not read again.
         cache.previous_plans.forget(key)
     else:
@@ -199,7 +199,7 @@ def _pool(
         previous = cache.previous_plans.get(
             key, (pool.status,), lambda: previous_from_status(pool.status)
         )
-        before = pool.status.conditions if pool.status else None
+    before = _conditions_now(pool, written)
     slos = cache.slo_targets.get(
         key,
         tuple(policy.spec for policy in policies),
@@ -231,6 +231,14 @@ def _pool(
         out.events.extend(_condition_events(reservation_ref, before, granted.conditions))
     if previous is not None and now > previous.at and inputs.render_workloads:
         out.costs[key] = _costs(inputs, pool, reservations, plan, previous)
+
+
+def _conditions_now(pool: ModelPool, written: BuiltPoolStatus | None) -> Sequence[Condition] | None:
+    """The conditions the pool's status holds: as this process wrote them, when the pool was
+    read back with that status (and so without a parsed one), else as read."""
+    if written is not None:
+        return written.conditions
+    return pool.status.conditions if pool.status else None
 
 
 def _scale_events(
@@ -454,10 +462,7 @@ def failed_cycle(
     """The pool's status after a cycle that could not finish: its last plan stays, and the
     Reconciled condition says what failed. `written`: the status as this process wrote it,
     when the pool was read back with it (and so without a parsed status)."""
-    if written is not None:
-        before = written.conditions
-    else:
-        before = pool.status.conditions if pool.status else None
+    before = _conditions_now(pool, written)
     condition = PlanCondition("Reconciled", "False", reason, message)
     conditions = replace_conditions(before, [condition], now, pool.metadata.generation)
     status = STATUS_MODELS[pool.kind](conditions=conditions)

@@ -546,7 +546,8 @@ class Replay:
     def _remember(self, result: Desired, routes_changed: bool) -> None:
         """The pool's and the policy's status come back as the operator's do: the status it
         wrote, remembered rather than read back (its parse cache; the pool's as it was
-        built), so the next cycle plans from it (the previous plan, the learned capacity, the routes' latency shifts).
+        built), so the next cycle plans from it (the previous plan, the learned capacity,
+        the routes' latency shifts).
         (`tests/unit/test_status_round_trip.py`: reading it back gives the same plan.)"""
         update = result.statuses[(self.pool.kind, self.pool.namespace, self.pool.name)]
         assert isinstance(update.content, BuiltPoolStatus)
