@@ -34,7 +34,7 @@ from modelfleet.render.status import (
     previous_from_plan,
     previous_from_status,
 )
-from tests.unit.test_gateway_cache import NOW, cycle, inputs, resources
+from tests.unit.test_gateway_cache import NOW, VARIANTS, cycle, inputs, resources
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -280,3 +280,37 @@ def test_a_status_equal_to_the_one_read_is_not_written_again():
     # A moment later the pool's plan is a new one: its status is written.
     later = desired(inputs(step, NOW + timedelta(seconds=30), statuses))
     assert "ModelPool" in [u.target.kind for u in later.statuses_to_write(read)]
+
+
+def test_a_policy_status_kept_from_the_last_cycle_follows_its_conditions():
+    """The policy's status is reused while its routes, hash, budgets and conditions stay;
+    its gateway pod going away changes Ready alone, and the status with it. (No spend is
+    read: a budget's spend is observed anew each cycle, which writes its status anyway.)"""
+    ready = VariantObservation(ready_replicas=1, waiting=0.0, running=1.0, qps=1.0, sampled_at=NOW)
+    step = {"observed": dict.fromkeys(VARIANTS, ready), "weights": [50, 50, 0], "keys": 1}
+    step["port"] = 8000
+    cache, statuses = RenderCache(), {}
+    ready_of = []
+    for index, pods_ready in enumerate((1, 1, 0, 0, 1)):
+        base = inputs(step, NOW + timedelta(seconds=30 * index), statuses)
+        policy = base.policies[0]
+        gateway = replace(base.gateway, image="registry.example/modelfleet-gateway:1")
+        cycle_inputs = replace(
+            base,
+            gateway=gateway,
+            gateway_ready={(policy.namespace, policy.name): pods_ready},
+            budget_usage={},
+        )
+        result = desired(cycle_inputs, cache)
+        fresh = desired(cycle_inputs, RenderCache())
+        key = ("RoutingPolicy", policy.namespace, policy.name)
+        assert result.statuses[key].wire() == fresh.statuses[key].wire()
+        ready_of.append(next(c.reason for c in result.statuses[key].status.conditions))
+        statuses = {(ref[0],): update.status for ref, update in result.statuses.items()}
+    assert ready_of == [
+        "ConfigPublished",
+        "ConfigPublished",
+        "GatewayNotRunning",
+        "GatewayNotRunning",
+        "ConfigPublished",
+    ]

@@ -48,6 +48,7 @@ from modelfleet.render.status import (
     BuiltPoolStatus,
     effective_routes,
     errors_message,
+    policy_conditions,
     policy_status,
     pool_status,
     previous_from_status,
@@ -349,8 +350,11 @@ def _policy(
         out.workloads.extend(gateway_workloads(policy, inputs.gateway))
     ready = _serving(inputs, policy, pool, table, gateway.config_hash)
     routes = cache.route_statuses.get(key, (table,), lambda: effective_routes(table))
-    new = policy_status(
-        table, gateway.config_hash, ready, generation, before, inputs.now, budgets, routes
+    conditions = policy_conditions(ready, budgets, before, inputs.now, generation)
+    new = cache.policy_statuses.get(
+        key,
+        (routes, gateway.config_hash, generation, budgets.states, conditions),
+        lambda: policy_status(table, gateway.config_hash, generation, conditions, budgets, routes),
     )
     out.set_status(ref, new)
     out.events.extend(_condition_events(ref, before, new.conditions))

@@ -36,3 +36,27 @@ class IdentityMemo(Generic[T]):
 
     def forget(self, key: Hashable) -> None:
         self._entries.pop(key, None)
+
+
+class ValueMemo(Generic[T]):
+    """`IdentityMemo` for inputs compared by `==` (each element is compared by identity
+    first, so the objects handed out again cost no deeper comparison): for results that
+    depend on small values made anew each cycle."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[tuple[Any, ...], T]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable, inputs: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        """compute(), unless `key` last got it from inputs equal to these."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == inputs:
+            return entry[1]
+        value = compute()
+        self._entries[key] = (inputs, value)
+        return value
+
+    def forget(self, key: Hashable) -> None:
+        self._entries.pop(key, None)

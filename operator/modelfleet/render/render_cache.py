@@ -14,7 +14,7 @@ from modelfleet.api.load import InputError
 from modelfleet.api.routingpolicy import EffectiveRoute, RoutingPolicyStatus
 from modelfleet.plan.scaling.types import PreviousPlan
 from modelfleet.render.gateway_cache import GatewayRenderCache
-from modelfleet.render.memo import IdentityMemo
+from modelfleet.render.memo import IdentityMemo, ValueMemo
 from modelfleet.render.routing_cache import RoutingCache
 from modelfleet.render.workload_cache import WorkloadRenderCache
 
@@ -30,6 +30,8 @@ class RenderCache:
     # Per policy:
     references: IdentityMemo[list[InputError]] = field(default_factory=IdentityMemo)
     route_statuses: IdentityMemo[list[EffectiveRoute]] = field(default_factory=IdentityMemo)
+    # The status, while its routes, budgets, conditions and hash stay what they were.
+    policy_statuses: ValueMemo[RoutingPolicyStatus] = field(default_factory=ValueMemo)
     # The partial status of a policy without a gateway to publish: its table's routes alone.
     planned_routes: IdentityMemo[RoutingPolicyStatus] = field(default_factory=IdentityMemo)
 
@@ -48,4 +50,5 @@ class RenderCache:
             self.routing.forget(namespace, name)
             self.references.forget(key)
             self.route_statuses.forget(key)
+            self.policy_statuses.forget(key)
             self.planned_routes.forget(key)

@@ -407,29 +407,38 @@ def routes_status(table: RoutingTable) -> RoutingPolicyStatus:
     return RoutingPolicyStatus.model_validate({"routes": effective_routes(table)})
 
 
-def policy_status(
-    table: RoutingTable,
-    config_hash: str | None,
+def policy_conditions(
     ready: PlanCondition,
-    generation: int | None,
+    budgets: BudgetPlan | None,
     previous_conditions: Sequence[Condition] | None,
     now: datetime,
-    budgets: BudgetPlan | None = None,
-    routes: Sequence[EffectiveRoute] | None = None,
-) -> RoutingPolicyStatus:
-    """`routes`: the table's routes as effective_routes(table) gives them, when the caller
-    has them already."""
+    generation: int | None,
+) -> list[Condition]:
+    """The policy's conditions: Ready, and SpendObserved while it has budgets."""
     current = [ready]
     if budgets is not None and budgets.condition is not None:
         current.append(budgets.condition)
     else:  # no budgets (any more): nothing to observe
         previous_conditions = [c for c in previous_conditions or [] if c.type != "SpendObserved"]
+    return replace_conditions(previous_conditions, current, now, generation)
+
+
+def policy_status(
+    table: RoutingTable,
+    config_hash: str | None,
+    generation: int | None,
+    conditions: Sequence[Condition],
+    budgets: BudgetPlan | None = None,
+    routes: Sequence[EffectiveRoute] | None = None,
+) -> RoutingPolicyStatus:
+    """`conditions`: as policy_conditions gives them; `routes`: the table's routes as
+    effective_routes(table) gives them, when the caller has them already."""
     return RoutingPolicyStatus.model_validate(
         {
             "observed_generation": generation,
             "config_hash": config_hash,
             "routes": effective_routes(table) if routes is None else routes,
             "budgets": [state.status() for state in budgets.states] if budgets else [],
-            "conditions": replace_conditions(previous_conditions, current, now, generation),
+            "conditions": conditions,
         }
     )
