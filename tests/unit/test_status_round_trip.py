@@ -314,15 +314,3 @@ def test_a_policy_status_kept_from_the_last_cycle_follows_its_conditions():
         "GatewayNotRunning",
         "ConfigPublished",
     ]
-
-
-def test_the_parse_cache_hands_out_one_model_per_spec_and_status():
-    policy, pool = resources((50, 50, 0), 8000)
-    cache, generations = ParseCache(), {}
-    first = _body(policy, None, 1, generations)
-    model = cache.parse(first)[0]
-    assert cache.parse(first)[0] is model and model.status is None
-    status = {"configHash": "abc", "routes": []}
-    changed = cache.parse(_body(policy, status, 2, generations))[0]
-    assert changed is not model and changed.status.config_hash == "abc"
-    assert changed.spec is model.spec  # the spec is parsed once

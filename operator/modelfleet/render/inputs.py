@@ -156,7 +156,6 @@ class ParseCache:
     def __init__(self) -> None:
         self._specs: dict[tuple[str, str, str], tuple[tuple, Any, Rejected | None]] = {}
         self._statuses: dict[tuple[str, str, str], tuple[str, Any]] = {}
-        self._models: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
     def __len__(self) -> int:
         return len(self._specs)
@@ -179,13 +178,7 @@ class ParseCache:
         status = self._status(name, meta.get("resourceVersion"), body.get("status"), model)
         if isinstance(status, BuiltPoolStatus):
             status = None
-        # The same spec with the same status: the model handed out last time.
-        last = self._models.get(name)
-        if last is not None and last[0] is model and last[1] is status:
-            return last[2], None
-        copied = model.model_copy(update={"status": status})
-        self._models[name] = (model, status, copied)
-        return copied, None
+        return model.model_copy(update={"status": status}), None
 
     def written(self, body: Mapping[str, Any]) -> BuiltPoolStatus | None:
         """The pool status this process wrote, if `body` is the object stored with it."""
@@ -224,7 +217,6 @@ class ParseCache:
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._specs.pop((kind, namespace, name), None)
         self._statuses.pop((kind, namespace, name), None)
-        self._models.pop((kind, namespace, name), None)
 
 
 def _identity(body: Mapping[str, Any]) -> tuple[str, str, str]:
