@@ -15,6 +15,7 @@ from modelfleet.api.reservation import Reservation
 from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicyStatus
 from modelfleet.observe.usage import Usage, UsageKey
 from modelfleet.plan import budgets
+from modelfleet.plan.billing import usage_lines
 from modelfleet.plan.budgets import (
     BLOCKED,
     DEGRADED,
@@ -387,3 +388,58 @@ def test_small_amounts_keep_their_digits_in_messages():
         "12.50",
         "2000.00",
     ]
+
+
+def _hybrid(tenant: str, variant: str, included: float) -> Reservation:
+    return Reservation.model_validate(
+        {
+            "metadata": {"name": f"{tenant}-{variant}", "namespace": "llm"},
+            "spec": {
+                "pool": "chat",
+                "variant": variant,
+                "tenant": tenant,
+                "replicas": 1,
+                "billing": {
+                    "mode": "hybrid",
+                    "reservedPricePerReplicaHour": 10,
+                    "includedRequestsPerReplicaHour": included,
+                    "onDemandPricePerRequest": 0.05,
+                },
+            },
+        }
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from([("acme", "app"), ("acme", "batch"), ("globex", "web")]),
+            st.sampled_from(["big", "small", "free"]),
+            st.integers(0, 400),
+        ),
+        max_size=8,
+    ),
+    held=st.lists(
+        st.tuples(st.sampled_from(["acme", "globex"]), st.sampled_from(["big", "small"])),
+        max_size=3,
+        unique=True,
+    ),
+    included=st.sampled_from([0, 5, 20]),  # x 14 held hours: some use is beyond it
+    key=st.sampled_from([None, "app", "batch"]),
+)
+def test_a_budget_spends_what_its_tenant_owes_of_the_whole_bill(rows, held, included, key):
+    """A budget prices only its tenant's use, yet spends what the whole pool's bill charges
+    its tenant (or key): a hybrid Reservation's overage share counts every key's requests."""
+    usage = {UsageKey(t, k, v): Usage(n, n * 100, n * 50) for (t, k), v, n in rows}
+    reservations = [_hybrid(tenant, variant, included) for tenant, variant in held]
+    start, _ = period_bounds(NOW, "day", SHANGHAI)
+    whole_bill = usage_lines(POOL, reservations, start, NOW, usage)
+    owed = sum(
+        line.amount
+        for line in whole_bill
+        if line.tenant == "acme" and key in (None, line.key_id) and line.currency == "USD"
+    )
+    budget = acme(amount=10**6, **({"keyId": key} if key else {}))
+    result = plan(policy(budget), {"day": usage}, reservations=reservations)
+    assert result.states[0].spend == pytest.approx(owed)

@@ -206,9 +206,13 @@ def _evaluate(
 ) -> BudgetState:
     start, end = period_bounds(now, budget.period, pool.spec.timezone)
     currency = pool.spec.currency
+    # Only the tenant's own use is priced (all of its keys: a hybrid Reservation's overage
+    # share counts every request the tenant sent to the variant).
+    theirs = {key: entry for key, entry in used.items() if key.tenant == budget.tenant}
+    held = [r for r in reservations if r.spec.tenant == budget.tenant]
     lines = [
         line
-        for line in usage_lines(pool, reservations, start, now, used)
+        for line in usage_lines(pool, held, start, now, theirs)
         if line.tenant == budget.tenant and budget.key_id in (None, line.key_id)
     ]
     by_variant: dict[str, float] = {}
