@@ -10,7 +10,8 @@ the parse cache and the render cache of `PoolController`):
              operator wrote itself is remembered, not parsed again)
     desired  `desired(FleetInputs(...), render_cache)` per pool: plan, route, Deployments,
              Services, the gateway's Envoy files (3 API keys) with their ConfigMap and
-             Secret, every status and Event
+             Secret, every status and Event, the ledger's cost lines and the budgets, on
+             the usage the gateways counted (read every refresh, as the controller does)
     write    each status (pool, policies, Reservations) that differs from the one its
              resource was read with, to its wire form, stored as the API server would (a
              new resourceVersion), remembered by the parse cache
@@ -73,7 +74,14 @@ from modelfleet.render.gateway import GatewaySettings
 from modelfleet.render.inputs import FleetInputs, ParseCache
 from modelfleet.render.render_cache import RenderCache
 
-from .operator_fleet import REFRESH_SECONDS, SyntheticFleet, build_fleet, next_observations
+from .operator_fleet import (
+    REFRESH_SECONDS,
+    SyntheticFleet,
+    UsageRead,
+    build_fleet,
+    next_observations,
+    usage_reads,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "operator.json"
@@ -203,12 +211,16 @@ def run_cycle(
     now: datetime,
     before: CycleOutput,
     bookkeeping: bool = True,
+    usage: dict[str, UsageRead] | None = None,
 ) -> tuple[CycleOutput, dict[str, Any], dict[str, Any]]:
     """One refresh of the whole fleet, phase by phase, on `fleet.pools` as stored (each
     body's status and resourceVersion are what the previous cycle wrote). Returns this
     cycle's output, the phase times and what it counted (without `bookkeeping`: no diff
-    and no counts, the operator's work alone)."""
+    and no counts, the operator's work alone). `usage`: what the gateways counted, as
+    usage_reads(fleet, observations) gives it, when the caller has it already."""
     stored = _stored_bodies(fleet)  # the API server's index, not the operator's work
+    # Read from Prometheus: not the operator's work either.
+    usage = usage_reads(fleet, observations) if usage is None else usage
     clock = PhaseClock()
     output = CycleOutput()
     with clock.phase("parse"):
@@ -244,6 +256,8 @@ def run_cycle(
                     observations=observations,
                     api_keys={(p.namespace, p.name): fleet.api_keys for p in own},
                     service_addresses={(pool.namespace, pool.name): fleet.service_addresses[ref]},
+                    usage={(pool.namespace, pool.name): usage[ref].since_last_refresh},
+                    budget_usage={(p.namespace, p.name): usage[ref].by_period for p in own},
                     gateway=SETTINGS,
                 ),
                 memory.renders,
@@ -602,7 +616,8 @@ def run(
         "benchmark": "operator",
         "what": "operator refreshes of the whole fleet, pure work only, through desired() "
         "and the caches the controller keeps: parse, desired (plan, route, render "
-        "Deployments, Services, Envoy gateways, statuses, Events), write; `total` is those, "
+        "Deployments, Services, Envoy gateways, statuses, Events, cost lines and budgets on "
+        "the usage the gateways counted), write; `total` is those, "
         "the `diff` phase (the benchmark's own report of what changed) is apart. `cycle`: a "
         f"steady refresh ({CHANGED_SHARE:.0%} of the observations moved); `worst_cycle`: "
         "every gateway's routes change; `first_cycle`: nothing cached yet",

@@ -3,7 +3,8 @@
 Every pool is the sample `chat` pool with its numbers varied (GPU budget, timezone, schedule
 hours and floors, replica ranges, queue targets), one RoutingPolicy per pool (the sample's
 routes with varied weights and degrade thresholds), reservations on about a third of the
-pools, Prometheus-style observations, and in each pool's status the plan the operator
+pools, Prometheus-style observations (and the gateways' usage counters at their request
+rates: `usage_reads`), and in each pool's status the plan the operator
 would have written (in each policy's, its planned routes): the real planner runs for ten
 minutes of refreshes before NOW, so the fleet has settled, stabilization windows hold a
 real history and the latency shift's weights have come to rest. The same seed always gives
@@ -23,6 +24,7 @@ import yaml
 
 from modelfleet.api.keys import ApiKey
 from modelfleet.observe.observation import VariantObservation, variant_key
+from modelfleet.observe.usage import Usage, UsageKey
 from modelfleet.render.desired import desired
 from modelfleet.render.inputs import FleetInputs, parse_body
 
@@ -39,6 +41,14 @@ API_KEYS = (
     ApiKey(id="batch", key="sk-bench-batch-0123456789", tenant="fin-risk"),
     ApiKey(id="ops", key="sk-bench-ops-0123456789", tenant="platform"),
 )
+
+# How each key's requests split a variant's traffic, and a request's tokens: what the
+# gateways' usage counters give the operator every refresh.
+KEY_SHARES = {"web": 0.6, "batch": 0.3, "ops": 0.1}
+PROMPT_TOKENS, COMPLETION_TOKENS = 800, 200
+# Each budget period's spend as Prometheus gives it: the usage since the period began,
+# about half a day and half a month in.
+PERIOD_SECONDS = {"day": 12 * 3600, "month": 15 * 86400}
 
 
 @dataclass
@@ -326,3 +336,45 @@ def next_observations(
             observation = replace(observation, ready_replicas=ready + 1)
         later[key] = replace(observation, sampled_at=sampled_at)
     return later, len(moved)
+
+
+@dataclass(frozen=True)
+class UsageRead:
+    """What the operator reads of a pool's gateway usage in a refresh: the use since the
+    last one (for the ledger) and since each budget period began (for the budgets)."""
+
+    since_last_refresh: dict[UsageKey, Usage]
+    by_period: dict[str, dict[UsageKey, Usage]]
+
+
+def usage_reads(
+    fleet: SyntheticFleet, observations: dict[str, VariantObservation]
+) -> dict[str, UsageRead]:
+    """Each pool's UsageRead ("ns/pool"), at the observed request rates."""
+    reads = {}
+    for pool in fleet.pools:
+        meta = pool["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        rates = {
+            variant["name"]: observations.get(variant_key(namespace, name, variant["name"]))
+            for variant in pool["spec"]["variants"]
+        }
+        reads[f"{namespace}/{name}"] = UsageRead(
+            _usage(rates, REFRESH_SECONDS),
+            {period: _usage(rates, seconds) for period, seconds in PERIOD_SECONDS.items()},
+        )
+    return reads
+
+
+def _usage(observed: dict[str, VariantObservation | None], seconds: float) -> dict[UsageKey, Usage]:
+    table = {}
+    for variant, observation in observed.items():
+        rate = observation.qps if observation is not None else None
+        if not rate:
+            continue
+        for key in API_KEYS:
+            requests = rate * seconds * KEY_SHARES[key.id]
+            table[UsageKey(key.tenant, key.id, variant)] = Usage(
+                requests, requests * PROMPT_TOKENS, requests * COMPLETION_TOKENS
+            )
+    return table

@@ -62,7 +62,7 @@ from .operator import (
     stored_fleet,
     unready_everywhere,
 )
-from .operator_fleet import REFRESH_SECONDS, next_observations
+from .operator_fleet import REFRESH_SECONDS, next_observations, usage_reads
 
 RESULTS = REPO / "bench" / "results" / "operator-instructions.json"
 # Under valgrind a cycle runs some 40 times slower: 100 pools count in about a minute a
@@ -103,9 +103,15 @@ def cycles(fleet_file: Path, mode: str, seed: int) -> None:
         "unready": [unready],
         "back": [unready, warm],
     }[mode]
+    # The usage every mode reads, made in every process (not the operator's work).
+    read = {id(observations): usage_reads(fleet, observations) for observations in moved}
+    read[id(unready)] = usage_reads(fleet, unready)
     for observations in [warm, *plan]:
         at += timedelta(seconds=REFRESH_SECONDS)
-        before, _, _ = run_cycle(fleet, memory, observations, at, before, bookkeeping=False)
+        usage = read[id(observations)]
+        before, _, _ = run_cycle(
+            fleet, memory, observations, at, before, bookkeeping=False, usage=usage
+        )
 
 
 def instructions_of(valgrind_output: str) -> int:
