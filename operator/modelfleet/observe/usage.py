@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,9 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
-@dataclass(frozen=True, order=True)
-class UsageKey:
+# A tuple (it orders and hashes as one): the ledger and the budgets sort and look up these
+# keys for every pool every refresh, and a dataclass builds a tuple for each comparison.
+class UsageKey(NamedTuple):
     tenant: str
     key_id: str
     variant: str
