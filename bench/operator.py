@@ -80,7 +80,7 @@ from .operator_fleet import (
     UsageRead,
     build_fleet,
     next_observations,
-    usage_reads,
+    usage_read,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,10 +217,9 @@ def run_cycle(
     body's status and resourceVersion are what the previous cycle wrote). Returns this
     cycle's output, the phase times and what it counted (without `bookkeeping`: no diff
     and no counts, the operator's work alone). `usage`: what the gateways counted, as
-    usage_reads(fleet, observations) gives it, when the caller has it already."""
+    usage_reads(fleet, observations) gives it, when the caller has it already (else each
+    pool's is made when it is refreshed, and let go with it)."""
     stored = _stored_bodies(fleet)  # the API server's index, not the operator's work
-    # Read from Prometheus: not the operator's work either.
-    usage = usage_reads(fleet, observations) if usage is None else usage
     clock = PhaseClock()
     output = CycleOutput()
     with clock.phase("parse"):
@@ -245,6 +244,8 @@ def run_cycle(
             written_statuses = {(pool.namespace, pool.name): as_written} if as_written else {}
         ref = _ref(pool.namespace, pool.name)
         own, mine = policies.get(ref, []), held.get(ref, [])
+        # Read from Prometheus: not the operator's work either.
+        used = usage[ref] if usage is not None else usage_read(body, observations)
         with clock.phase("desired"):
             result = desired(
                 FleetInputs(
@@ -256,8 +257,8 @@ def run_cycle(
                     observations=observations,
                     api_keys={(p.namespace, p.name): fleet.api_keys for p in own},
                     service_addresses={(pool.namespace, pool.name): fleet.service_addresses[ref]},
-                    usage={(pool.namespace, pool.name): usage[ref].since_last_refresh},
-                    budget_usage={(p.namespace, p.name): usage[ref].by_period for p in own},
+                    usage={(pool.namespace, pool.name): used.since_last_refresh},
+                    budget_usage={(p.namespace, p.name): used.by_period for p in own},
                     gateway=SETTINGS,
                 ),
                 memory.renders,

@@ -350,20 +350,25 @@ class UsageRead:
 def usage_reads(
     fleet: SyntheticFleet, observations: dict[str, VariantObservation]
 ) -> dict[str, UsageRead]:
-    """Each pool's UsageRead ("ns/pool"), at the observed request rates."""
+    """Each pool's UsageRead ("ns/pool")."""
     reads = {}
     for pool in fleet.pools:
         meta = pool["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        rates = {
-            variant["name"]: observations.get(variant_key(namespace, name, variant["name"]))
-            for variant in pool["spec"]["variants"]
-        }
-        reads[f"{namespace}/{name}"] = UsageRead(
-            _usage(rates, REFRESH_SECONDS),
-            {period: _usage(rates, seconds) for period, seconds in PERIOD_SECONDS.items()},
-        )
+        reads[f"{meta['namespace']}/{meta['name']}"] = usage_read(pool, observations)
     return reads
+
+
+def usage_read(pool: dict[str, Any], observations: dict[str, VariantObservation]) -> UsageRead:
+    """A pool's UsageRead, at the observed request rates."""
+    namespace, name = pool["metadata"]["namespace"], pool["metadata"]["name"]
+    rates = {
+        variant["name"]: observations.get(variant_key(namespace, name, variant["name"]))
+        for variant in pool["spec"]["variants"]
+    }
+    return UsageRead(
+        _usage(rates, REFRESH_SECONDS),
+        {period: _usage(rates, seconds) for period, seconds in PERIOD_SECONDS.items()},
+    )
 
 
 def _usage(observed: dict[str, VariantObservation | None], seconds: float) -> dict[UsageKey, Usage]:
