@@ -1,6 +1,7 @@
 """A value computed once per set of input objects, for inputs that are handed out again as
 the same objects while they do not change (the parse cache's specs and remembered
-statuses, the routing cache's tables). One entry per key: memory follows the fleet."""
+statuses, the routing cache's tables), or, `ValueMemo`, once per set of equal inputs. One
+entry per key: memory follows the fleet."""
 
 from __future__ import annotations
 
@@ -18,17 +19,18 @@ class IdentityMemo(Generic[T]):
         return len(self._entries)
 
     def get(self, key: Hashable, inputs: tuple[Any, ...], compute: Callable[[], T]) -> T:
-        """compute(), unless `key` last got it from these very objects (compared by `is`)."""
+        """compute(), unless `key` last got it from the same inputs (`_same`)."""
         entry = self._entries.get(key)
-        if (
-            entry is not None
-            and len(entry[0]) == len(inputs)
-            and all(old is new for old, new in zip(entry[0], inputs, strict=True))
-        ):
+        if entry is not None and self._same(entry[0], inputs):
             return entry[1]
         value = compute()
         self._entries[key] = (inputs, value)
         return value
+
+    @staticmethod
+    def _same(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+        """These very objects (compared by `is`)."""
+        return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
 
     def remember(self, key: Hashable, inputs: tuple[Any, ...], value: T) -> None:
         """What `key` gives for these objects, known without computing it."""
@@ -38,25 +40,11 @@ class IdentityMemo(Generic[T]):
         self._entries.pop(key, None)
 
 
-class ValueMemo(Generic[T]):
-    """`IdentityMemo` for inputs compared by `==` (each element is compared by identity
-    first, so the objects handed out again cost no deeper comparison): for results that
-    depend on small values made anew each cycle."""
+class ValueMemo(IdentityMemo[T]):
+    """For results that depend on small values made anew each cycle: the inputs compared by
+    `==` (each element by identity first, so an object handed out again costs no deeper
+    comparison)."""
 
-    def __init__(self) -> None:
-        self._entries: dict[Hashable, tuple[tuple[Any, ...], T]] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: Hashable, inputs: tuple[Any, ...], compute: Callable[[], T]) -> T:
-        """compute(), unless `key` last got it from inputs equal to these."""
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] == inputs:
-            return entry[1]
-        value = compute()
-        self._entries[key] = (inputs, value)
-        return value
-
-    def forget(self, key: Hashable) -> None:
-        self._entries.pop(key, None)
+    @staticmethod
+    def _same(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+        return old == new
