@@ -4,7 +4,7 @@ Every pool is the sample `chat` pool with its numbers varied (GPU budget, timezo
 hours and floors, replica ranges, queue targets), one RoutingPolicy per pool (the sample's
 routes with varied weights and degrade thresholds), reservations on about a third of the
 pools, Prometheus-style observations (and the gateways' usage counters at their request
-rates: `usage_reads`), and in each pool's status the plan the operator
+rates: `usage_read`), and in each pool's status the plan the operator
 would have written (in each policy's, its planned routes): the real planner runs for ten
 minutes of refreshes before NOW, so the fleet has settled, stabilization windows hold a
 real history and the latency shift's weights have come to rest. The same seed always gives

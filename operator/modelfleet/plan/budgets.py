@@ -213,7 +213,7 @@ def _evaluate(
     lines = [
         line
         for line in usage_lines(pool, held, start, now, theirs)
-        if line.tenant == budget.tenant and budget.key_id in (None, line.key_id)
+        if budget.key_id in (None, line.key_id)
     ]
     by_variant: dict[str, float] = {}
     foreign = sorted({line.currency for line in lines if line.currency != currency})

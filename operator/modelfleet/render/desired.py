@@ -354,7 +354,7 @@ def _policy(
     new = cache.policy_statuses.get(
         key,
         (routes, gateway.config_hash, generation, budgets.states, conditions),
-        lambda: policy_status(table, gateway.config_hash, generation, conditions, budgets, routes),
+        lambda: policy_status(gateway.config_hash, generation, conditions, budgets, routes),
     )
     out.set_status(ref, new)
     out.events.extend(_condition_events(ref, before, new.conditions))

@@ -424,21 +424,20 @@ def policy_conditions(
 
 
 def policy_status(
-    table: RoutingTable,
     config_hash: str | None,
     generation: int | None,
     conditions: Sequence[Condition],
-    budgets: BudgetPlan | None = None,
-    routes: Sequence[EffectiveRoute] | None = None,
+    budgets: BudgetPlan,
+    routes: Sequence[EffectiveRoute],
 ) -> RoutingPolicyStatus:
     """`conditions`: as policy_conditions gives them; `routes`: the table's routes as
-    effective_routes(table) gives them, when the caller has them already."""
+    effective_routes gives them."""
     return RoutingPolicyStatus.model_validate(
         {
             "observed_generation": generation,
             "config_hash": config_hash,
-            "routes": effective_routes(table) if routes is None else routes,
-            "budgets": [state.status() for state in budgets.states] if budgets else [],
+            "routes": routes,
+            "budgets": [state.status() for state in budgets.states],
             "conditions": conditions,
         }
     )
