@@ -371,7 +371,7 @@ def _cheaper(
     cheaper = [b for b in route.backends if prices[b.variant] < dearest]
     if not cheaper:
         note = "over-budget (degrade) requests stay on this route: no backend is cheaper"
-        return None, replace(route, note="; ".join(n for n in (route.note, note) if n))
+        return None, route._replace(note="; ".join(n for n in (route.note, note) if n))
     name = companion_name(route.name, COMPANION_LABEL, taken)
     taken.add(name)
     shares = apportion([b.weight for b in cheaper], TOTAL_WEIGHT)

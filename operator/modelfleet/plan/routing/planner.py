@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 
 from modelfleet.api.load import InvalidInput, Resources, check_references
 from modelfleet.api.modelpool import ModelPool
@@ -272,7 +271,7 @@ def _degrade_companions(
         )
     if len(route_notes) == (1 if planned.note else 0):
         return companions, planned  # no rule note added: the note is as it was
-    return companions, replace(planned, note="; ".join(route_notes))
+    return companions, planned._replace(note="; ".join(route_notes))
 
 
 def _companion_note(rules: Sequence[DegradeRule], fleet: _PoolView) -> str:

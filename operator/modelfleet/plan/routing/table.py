@@ -1,25 +1,27 @@
-"""The routing table: what the gateway should do, before it is Envoy config."""
+"""The routing table: what the gateway should do, before it is Envoy config.
+
+A route and its backends are NamedTuples: every refresh plans them anew for every policy
+whose readiness or load moved (see plan/scaling/types.py for why not frozen dataclasses).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class WeightedBackend:
+class WeightedBackend(NamedTuple):
     variant: str
     weight: int  # 1..100; a route's weights sum to 100 (backends with no share are left out)
 
 
-@dataclass(frozen=True, slots=True)
-class RouteMatchSpec:
+class RouteMatchSpec(NamedTuple):
     task_types: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()  # all must match (name, exact value)
 
 
-@dataclass(frozen=True, slots=True)
-class TableRoute:
+class TableRoute(NamedTuple):
     name: str
     match: RouteMatchSpec
     backends: tuple[WeightedBackend, ...]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from modelfleet.api.cron import zone
 from modelfleet.api.modelpool import ModelPool, StepPolicy, Variant, default_scale_down
@@ -34,8 +34,7 @@ from modelfleet.plan.scaling.types import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     replicas: int
     reason: str
     message: str
@@ -254,8 +253,7 @@ def fit_budget(
             )
             if plan.slo_need:
                 why = f"priority {plan.priority}, {why}"
-            plans[index] = replace(
-                plan,
+            plans[index] = plan._replace(
                 desired_replicas=desired,
                 reason="budget",
                 message=f"cut from {plan.desired_replicas} to {desired} to fit gpuBudget "

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from modelfleet.api.cron import last_firing_at_or_before, next_firing_after, parse_cron
@@ -28,8 +28,7 @@ MAX_REACTION = 1.5
 FLOOR_EVIDENCE = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class VariantContext:
+class VariantContext(NamedTuple):
     variant: Variant
     timezone: ZoneInfo
     now: datetime

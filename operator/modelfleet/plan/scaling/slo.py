@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 
 from modelfleet.api.modelpool import Variant
 from modelfleet.api.routingpolicy import RoutingPolicy
@@ -85,8 +85,7 @@ def slo_targets(pool_namespace: str, pool_name: str, policies: Sequence[RoutingP
     }
 
 
-@dataclass(frozen=True, slots=True)
-class SloReading:
+class SloReading(NamedTuple):
     """How close to its SLOs a variant runs now: the worse p99 / SLO."""
 
     ratio: float

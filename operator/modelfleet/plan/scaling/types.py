@@ -1,4 +1,11 @@
-"""What the planner reads besides the spec (previous plan) and what it produces (ScalePlan)."""
+"""What the planner reads besides the spec (previous plan) and what it produces (ScalePlan).
+
+The records made for every variant every refresh (its context, signals, capacity,
+recommendations, plan) are NamedTuples, as immutable as frozen dataclasses and several times
+cheaper to make: a frozen dataclass sets each field through object.__setattr__. With the
+routing table's routes and the usage records, that took 5% off a steady refresh's
+instructions (bench/operator_instructions.py). `_replace` stands for dataclasses.replace.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from modelfleet.api.common import CONDITION_REASON
 from modelfleet.observe.observation import VariantObservation
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendation:
+class Recommendation(NamedTuple):
     """A raw (pre-stabilization) replica count recommended at one instant."""
 
     at: datetime
@@ -33,8 +40,7 @@ class SloTarget:
         return " and ".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class CapacityPoint:
+class CapacityPoint(NamedTuple):
     """How close to the SLOs (p99 / SLO, the worse kind) the variant ran at one load."""
 
     rps: float  # requests/s per ready replica: the middle of a band 10% wide
@@ -43,8 +49,7 @@ class CapacityPoint:
     samples: int = 1  # how many cycles the average holds (at most slo.BAND_SAMPLES)
 
 
-@dataclass(frozen=True, slots=True)
-class Capacity:
+class Capacity(NamedTuple):
     """What one replica carries within the SLOs' headroom, and how that is known."""
 
     per_replica: float | None  # requests/s; None: not known yet
@@ -53,8 +58,7 @@ class Capacity:
     points: tuple[CapacityPoint, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class PreviousVariant:
+class PreviousVariant(NamedTuple):
     desired_replicas: int
     recommendations: tuple[Recommendation, ...] = ()
     last_scale_time: datetime | None = None
@@ -67,8 +71,7 @@ class PreviousPlan:
     variants: Mapping[str, PreviousVariant]  # by variant name
 
 
-@dataclass(frozen=True, slots=True)
-class SignalResult:
+class SignalResult(NamedTuple):
     """One scaler's vote for a variant: like a KEDA scaler's metric, with its reason."""
 
     reason: str  # the signal's name: reservation, schedule, slo, forecast, queue, hold
@@ -76,8 +79,7 @@ class SignalResult:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class VariantPlan:
+class VariantPlan(NamedTuple):
     name: str
     desired_replicas: int
     reason: str

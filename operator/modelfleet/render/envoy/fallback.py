@@ -5,15 +5,14 @@ aggregate cluster of the two, tried in order)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from modelfleet.api.routingpolicy import Route, RoutingPolicy
 from modelfleet.plan.routing.table import RoutingTable, TableRoute
 from modelfleet.render.envoy.names import fallback_cluster_name
 
 
-@dataclass(frozen=True)
-class FirstChoice:
+class FirstChoice(NamedTuple):
     """A variant a route sends requests to, and where their retry goes (None: the same
     variant again, e.g. another replica behind its Service)."""
 
