@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from modelfleet.api.cron import wall_time_to_instant, zone
@@ -80,8 +81,8 @@ def _midnight(day: date, tz: ZoneInfo) -> datetime:
     return wall_time_to_instant(day, time(0, 0), tz)
 
 
-@dataclass(frozen=True)
-class BudgetState:
+# Made for every budget every refresh: a NamedTuple (see plan/scaling/types.py).
+class BudgetState(NamedTuple):
     budget: Budget
     currency: str
     period_start: datetime

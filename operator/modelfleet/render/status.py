@@ -270,16 +270,16 @@ class BuiltPoolStatus:
         return self.previous.at
 
 
+RECONCILED = PlanCondition("Reconciled", "True", "Applied", "the plan is applied")
+
+
 def pool_status(
     plan: PoolPlan,
     generation: int | None,
     previous_conditions: Sequence[Condition] | None,
     metrics_error: str | None = None,
 ) -> BuiltPoolStatus:
-    current = [
-        ready_condition(plan),
-        PlanCondition("Reconciled", "True", "Applied", "the plan is applied"),
-    ]
+    current = [ready_condition(plan), RECONCILED]
     for condition in plan.conditions:
         if condition.type == "MetricsAvailable" and metrics_error:
             condition = PlanCondition(

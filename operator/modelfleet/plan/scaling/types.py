@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import NamedTuple
 
 from modelfleet.api.common import CONDITION_REASON
@@ -35,9 +36,15 @@ class SloTarget:
     routes: tuple[str, ...]  # the routes (and degrade rules' source routes) they come from
 
     def describe(self) -> str:
-        parts = [f"TTFT {self.ttft_seconds:g} s"] if self.ttft_seconds else []
-        parts += [f"e2e {self.e2e_seconds:g} s"] if self.e2e_seconds else []
-        return " and ".join(parts)
+        return _describe_slos(self.ttft_seconds, self.e2e_seconds)
+
+
+# Every variant with an SLO says it in its signal every refresh; a fleet has a few SLOs.
+@lru_cache(maxsize=256)
+def _describe_slos(ttft_seconds: float | None, e2e_seconds: float | None) -> str:
+    parts = [f"TTFT {ttft_seconds:g} s"] if ttft_seconds else []
+    parts += [f"e2e {e2e_seconds:g} s"] if e2e_seconds else []
+    return " and ".join(parts)
 
 
 class CapacityPoint(NamedTuple):
@@ -114,8 +121,13 @@ class PlanCondition:
     message: str
 
     def __post_init__(self) -> None:
-        if self.status not in ("True", "False", "Unknown") or not _REASON.fullmatch(self.reason):
+        if self.status not in ("True", "False", "Unknown") or not _valid_reason(self.reason):
             raise ValueError(f"not a condition: status {self.status!r}, reason {self.reason!r}")
+
+
+@lru_cache(maxsize=256)  # a few dozen reasons, checked for every condition every refresh
+def _valid_reason(reason: str) -> bool:
+    return _REASON.fullmatch(reason) is not None
 
 
 @dataclass(frozen=True, slots=True)
