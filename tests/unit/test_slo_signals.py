@@ -19,7 +19,9 @@ from modelfleet.plan.scaling.planner import plan_pool
 from modelfleet.plan.scaling.slo import (
     BAND,
     BAND_MEMORY,
+    BAND_SAMPLES,
     FLOOR_MARGIN,
+    MAX_BANDS,
     MIN_REQUESTS,
     capacity_from_points,
     latency_curve,
@@ -237,6 +239,48 @@ def test_over_the_slo_even_at_light_load_no_replicas_are_added_for_latency():
     result = plan(variant(), obs(ready=10, qps=20.0, ttft=0.7, e2e=8.0), previous)
     slo = signal(result.variants[0], "slo")
     assert slo.replicas <= 11 and "misses" not in slo.detail
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.05, 500.0),
+            st.floats(0.0, 3.0),
+            st.integers(0, 2 * 86400),
+            st.integers(1, BAND_SAMPLES),
+        ),
+        max_size=3 * MAX_BANDS,
+    ),
+    st.floats(0.05, 500.0),
+    st.floats(0.0, 3.0),
+)
+def test_a_load_remembered_keeps_the_highest_fresh_bands_in_load_order(points, rps, ratio):
+    """Any remembered points (as a hand-edited status may hold them: unsorted, several in
+    one band, some older than a day): one point a band, the last of each kept, the new
+    load's band averaged in, the highest MAX_BANDS in all, sorted by load."""
+
+    def band(load: float) -> int:
+        return math.floor(math.log(load) / math.log(BAND))
+
+    given_points = tuple(
+        CapacityPoint(load, r, NOW - timedelta(seconds=age), samples)
+        for load, r, age, samples in points
+    )
+    remembered = remember_load(given_points, rps, ratio, NOW)
+    fresh = {band(p.rps): p for p in given_points if p.at >= NOW - BAND_MEMORY}
+    before = fresh.pop(band(rps), None)
+    others = sorted(fresh)[-(MAX_BANDS - 1) :]
+    assert [band(p.rps) for p in remembered] == sorted([*others, band(rps)])
+    assert [p.rps for p in remembered] == sorted(p.rps for p in remembered)
+    for point in remembered:
+        if band(point.rps) != band(rps):
+            assert point is fresh[band(point.rps)]
+    current = next(p for p in remembered if band(p.rps) == band(rps))
+    samples = 1 if before is None else min(before.samples + 1, BAND_SAMPLES)
+    assert (current.at, current.samples) == (NOW, samples)
+    expected = ratio if before is None else before.ratio + (ratio - before.ratio) / samples
+    assert current.ratio == pytest.approx(expected)
 
 
 def test_bands_are_forgotten_after_a_day():

@@ -21,6 +21,7 @@ Until anything is learned, the variant's `requestsPerSecondPerReplica` stands in
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -165,9 +166,12 @@ def remember_load(
         samples = min(before.samples + 1, BAND_SAMPLES)
         averaged = before.ratio + (ratio - before.ratio) / samples
         current = CapacityPoint(_middle(band), averaged, now, samples)
-    # Past MAX_BANDS the lowest loads go first: what matters is near the capacity.
-    highest = sorted(kept.values(), key=lambda p: p.rps, reverse=True)[: MAX_BANDS - 1]
-    return tuple(sorted([*highest, current], key=lambda p: p.rps))
+    # Past MAX_BANDS the lowest loads go first: what matters is near the capacity. (Bands
+    # order as their loads do, and ints sort faster than points by a key.)
+    bands = sorted(kept)[1 - MAX_BANDS :]
+    kept[band] = current
+    insort(bands, band)
+    return tuple(kept[b] for b in bands)
 
 
 def band_at(points: Sequence[CapacityPoint], rps: float) -> CapacityPoint | None:
