@@ -269,6 +269,22 @@ def test_the_operator_plans_from_what_it_wrote_as_a_restarted_one_would(cycles):
                 )
 
 
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(cycle(), min_size=1, max_size=4))
+def test_a_policy_status_is_written_as_its_model_dumps(cycles):
+    """A policy's routes are written as dumped once per distinct route, the rest of its
+    status dumped at each write: the same JSON as the whole model's dump, key order and
+    number types included, cycle after cycle (budgets, keys and weights moving)."""
+    cache, statuses = RenderCache(), {}
+    for index, step in enumerate(cycles):
+        result = desired(inputs(step, NOW + timedelta(seconds=30 * index), statuses), cache)
+        update = next(u for u in result.statuses.values() if u.target.kind == "RoutingPolicy")
+        assert update.routes_wire is not None and not update.partial
+        dumped = update.status.model_dump(by_alias=True, mode="json")
+        assert json.dumps(update.wire()) == json.dumps(dumped)
+        statuses = {(ref[0],): update.status for ref, update in result.statuses.items()}
+
+
 def test_a_status_equal_to_the_one_read_is_not_written_again():
     step = {"observed": {}, "weights": [50, 50, 0], "keys": 1, "port": 8000}
     statuses: dict = {}

@@ -25,7 +25,7 @@ from modelfleet.api.load import InputError, Resources, check_references
 from modelfleet.api.modelpool import ModelPool
 from modelfleet.api.names import routes_secret_name
 from modelfleet.api.reservation import Reservation
-from modelfleet.api.routingpolicy import RoutingPolicy
+from modelfleet.api.routingpolicy import RoutingPolicy, RoutingPolicyStatus
 from modelfleet.observe.observation import variant_key
 from modelfleet.plan.billing import CostLine, ledger_lines
 from modelfleet.plan.budgets import (
@@ -46,14 +46,15 @@ from modelfleet.render.inputs import FleetInputs, Key, ObjectRef, Rejected
 from modelfleet.render.render_cache import RenderCache
 from modelfleet.render.status import (
     BuiltPoolStatus,
-    effective_routes,
     errors_message,
     policy_conditions,
     policy_status,
+    policy_status_wire,
     pool_status,
     previous_from_status,
     replace_conditions,
     reservation_status,
+    routes_as_written,
     routes_status,
 )
 
@@ -67,6 +68,8 @@ class StatusUpdate:
     target: ObjectRef
     content: BaseModel | BuiltPoolStatus
     partial: bool = False
+    # A policy's routes as written (routes_as_written): the rest of its status is dumped.
+    routes_wire: list[dict[str, Any]] | None = None
 
     @property
     def status(self) -> BaseModel:
@@ -77,6 +80,9 @@ class StatusUpdate:
         content = self.content
         if isinstance(content, BuiltPoolStatus):
             return content.wire
+        if self.routes_wire is not None and not self.partial:
+            assert isinstance(content, RoutingPolicyStatus)
+            return policy_status_wire(content, self.routes_wire)
         return content.model_dump(by_alias=True, mode="json", exclude_unset=self.partial)
 
     def same_as(self, read: BaseModel | None) -> bool:
@@ -113,10 +119,14 @@ class Desired:
         return update.status if update else None
 
     def set_status(
-        self, target: ObjectRef, status: BaseModel | BuiltPoolStatus, partial: bool = False
+        self,
+        target: ObjectRef,
+        status: BaseModel | BuiltPoolStatus,
+        partial: bool = False,
+        routes_wire: list[dict[str, Any]] | None = None,
     ) -> None:
         self.statuses[(target.kind, target.namespace, target.name)] = StatusUpdate(
-            target, status, partial
+            target, status, partial, routes_wire
         )
 
     def statuses_to_write(self, read: Iterable[Any] = ()) -> list[StatusUpdate]:
@@ -349,14 +359,14 @@ def _policy(
     if inputs.gateway.image is not None:
         out.workloads.extend(gateway_workloads(policy, inputs.gateway))
     ready = _serving(inputs, policy, pool, table, gateway.config_hash)
-    routes = cache.route_statuses.get(key, (table,), lambda: effective_routes(table))
+    routes, routes_wire = cache.route_statuses.get(key, (table,), lambda: routes_as_written(table))
     conditions = policy_conditions(ready, budgets, before, inputs.now, generation)
     new = cache.policy_statuses.get(
         key,
         (routes, gateway.config_hash, generation, budgets.states, conditions),
         lambda: policy_status(gateway.config_hash, generation, conditions, budgets, routes),
     )
-    out.set_status(ref, new)
+    out.set_status(ref, new, routes_wire=routes_wire)
     out.events.extend(_condition_events(ref, before, new.conditions))
     out.events.extend(Event(ref, n.type, n.reason, n.message) for n in budgets.notices)
 

@@ -29,7 +29,10 @@ class RenderCache:
     slo_targets: IdentityMemo[dict[str, Any]] = field(default_factory=IdentityMemo)
     # Per policy:
     references: IdentityMemo[list[InputError]] = field(default_factory=IdentityMemo)
-    route_statuses: IdentityMemo[list[EffectiveRoute]] = field(default_factory=IdentityMemo)
+    # A table's routes as the status models hold them and as the status writes them.
+    route_statuses: IdentityMemo[tuple[list[EffectiveRoute], list[dict[str, Any]]]] = field(
+        default_factory=IdentityMemo
+    )
     # The status, while its routes, budgets, conditions and hash stay what they were.
     policy_statuses: ValueMemo[RoutingPolicyStatus] = field(default_factory=ValueMemo)
     # The partial status of a policy without a gateway to publish: its table's routes alone.

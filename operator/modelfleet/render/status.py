@@ -379,6 +379,32 @@ def effective_routes(table: RoutingTable) -> list[EffectiveRoute]:
     return [effective_route(route) for route in table.routes]
 
 
+# A route as the status writes it: dumped once per distinct route, not once per write (a
+# policy with budgets writes its status every refresh, and its routes are half of it).
+@lru_cache(maxsize=4096)
+def _route_wire(route: TableRoute) -> dict[str, Any]:
+    return effective_route(route).model_dump(by_alias=True, mode="json")
+
+
+def routes_as_written(table: RoutingTable) -> tuple[list[EffectiveRoute], list[dict[str, Any]]]:
+    """The table's routes as the status models hold them, and as the status writes them."""
+    return effective_routes(table), [_route_wire(route) for route in table.routes]
+
+
+_POLICY_STATUS_KEYS = tuple(
+    field.alias or name for name, field in RoutingPolicyStatus.model_fields.items()
+)
+
+
+def policy_status_wire(
+    status: RoutingPolicyStatus, routes_wire: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """status.model_dump(by_alias=True, mode="json"), in its order, given its routes as
+    routes_as_written wrote them."""
+    rest = status.model_dump(by_alias=True, mode="json", exclude={"routes"})
+    return {key: routes_wire if key == "routes" else rest[key] for key in _POLICY_STATUS_KEYS}
+
+
 # A route's match outlives many of its weights (every readiness or load change makes new
 # routes): one status model per distinct match, shared (frozen) by the routes that have it.
 @lru_cache(maxsize=4096)
