@@ -381,6 +381,7 @@ def effective_routes(table: RoutingTable) -> list[EffectiveRoute]:
 
 # A route as the status writes it: dumped once per distinct route, not once per write (a
 # policy with budgets writes its status every refresh, and its routes are half of it).
+# Shared, like the models above: what is written is serialized, never changed.
 @lru_cache(maxsize=4096)
 def _route_wire(route: TableRoute) -> dict[str, Any]:
     return effective_route(route).model_dump(by_alias=True, mode="json")
