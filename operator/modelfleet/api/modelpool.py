@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfoNotFoundError
 
@@ -514,7 +515,13 @@ class ModelPoolSpec(KubeModel):
         return variants
 
     def variant(self, name: str) -> Variant | None:
-        return next((v for v in self.variants if v.name == name), None)
+        return self._variants_by_name.get(name)
+
+    # The planner, the router and the ledger look variants up by name for every key and
+    # route every refresh; the spec is frozen, so the index is made once per spec.
+    @cached_property
+    def _variants_by_name(self) -> dict[str, Variant]:
+        return {v.name: v for v in self.variants}
 
 
 class RecommendationSample(KubeModel):

@@ -167,7 +167,6 @@ def usage_lines(
     for reservation in sorted(reservations, key=lambda r: r.name):
         held.setdefault((reservation.spec.tenant, reservation.spec.variant), []).append(reservation)
     lines: list[CostLine] = []
-    variants = {v.name: v for v in pool.spec.variants}
     for (tenant, variant), theirs in held.items():
         used = {
             key: entry.scaled(1 / len(theirs))
@@ -179,7 +178,7 @@ def usage_lines(
     for key, entry in sorted(usage.items()):
         if (key.tenant, key.variant) in held:
             continue
-        variant = variants.get(key.variant)
+        variant = pool.spec.variant(key.variant)
         if variant is None or variant.on_demand_price is None:
             continue  # a variant the pool no longer has, or one that is free
         lines += _charges(key, entry, "onDemand", "", variant.on_demand_price, pool.spec.currency)
